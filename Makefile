@@ -1,0 +1,28 @@
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export ATTUNE_DATABASE_URL ?= sqlite:///attune.db
+
+.PHONY: help install test lint migrate revision bench
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV) && $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q -e '.[dev]' && touch $@
+
+install: $(VENV)/.installed  ## create the virtualenv and install attune with its dev tools
+
+test: $(VENV)/.installed  ## run the whole test suite (PostgreSQL and Redis tests skip locally when absent)
+	$(PY) -m pytest $(ARGS)
+
+lint: $(VENV)/.installed  ## ruff check, ruff format --check, mypy --strict
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy --strict attune
+
+migrate: $(VENV)/.installed  ## alembic upgrade head against ATTUNE_DATABASE_URL
+	$(VENV)/bin/alembic upgrade head
+
+revision: $(VENV)/.installed  ## new alembic revision from the models: make revision m="what changed"
+	$(VENV)/bin/alembic revision --autogenerate -m "$(m)"
+
+bench: $(VENV)/.installed  ## benchmarks: attune beside its baselines, printing ratios
+	@for script in tests/benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

@@ -1,0 +1,200 @@
+"""Settings: every ``ATTUNE_*`` environment variable, read once into one frozen object."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from attune.errors import SettingsError
+
+RUNTIMES: tuple[str, ...] = ("shell", "python", "native")
+"""The runtimes attune knows, in the order workers list them."""
+
+INHERITED_ENV: tuple[str, ...] = ("PATH", "HOME", "LANG", "TZ", "TMPDIR")
+"""Variables of the worker's environment that an action's process inherits (plus ``LC_*``)."""
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """attune's configuration; build it with :meth:`Settings.from_env`."""
+
+    database_url: str = "sqlite:///attune.db"
+    broker_url: str = "memory://"
+    packs_dir: Path = Path("packs")
+    heartbeat_interval_s: float = 30.0
+    heartbeat_staleness_multiplier: float = 3.0
+    sweep_interval_s: float = 60.0
+    scheduled_timeout_s: float = 3600.0
+    default_timeout_s: float = 600.0
+    kill_grace_s: float = 5.0
+    max_output_bytes: int = 10 * 1024 * 1024
+    worker_name: str | None = None
+    worker_runtimes: tuple[str, ...] = RUNTIMES
+    passthrough_env: tuple[str, ...] = ()
+    secret_key: str | None = field(default=None, repr=False)
+    metrics_port: int | None = None
+    retention_days: float | None = None
+    inherited_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def staleness_threshold_s(self) -> float:
+        """Age at which a heartbeat is stale: the one place interval × multiplier is derived."""
+        return self.heartbeat_interval_s * self.heartbeat_staleness_multiplier
+
+    @property
+    def is_embedded(self) -> bool:
+        """True on Celery's in-memory transport, where the worker runs inside the caller."""
+        return urlsplit(self.broker_url).scheme == "memory"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every ``ATTUNE_*`` variable (from ``os.environ`` unless ``environ`` is given)."""
+        env = os.environ if environ is None else environ
+        defaults = cls()
+
+        def get(name: str, parse: Callable[[str, str], _T], default: _T) -> _T:
+            raw = env.get(name)
+            if raw is None or raw.strip() == "":
+                return default
+            return parse(name, raw.strip())
+
+        passthrough: tuple[str, ...] = get("ATTUNE_PASSTHROUGH_ENV", _names, ())
+        inherited = {
+            key: value
+            for key, value in env.items()
+            if key in INHERITED_ENV or key.startswith("LC_") or key in passthrough
+        }
+        return cls(
+            database_url=get("ATTUNE_DATABASE_URL", _database_url, defaults.database_url),
+            broker_url=get("ATTUNE_BROKER_URL", _broker_url, defaults.broker_url),
+            packs_dir=get("ATTUNE_PACKS_DIR", lambda _n, v: Path(v), defaults.packs_dir),
+            heartbeat_interval_s=get(
+                "ATTUNE_HEARTBEAT_INTERVAL_S", _positive, defaults.heartbeat_interval_s
+            ),
+            heartbeat_staleness_multiplier=get(
+                "ATTUNE_HEARTBEAT_STALENESS_MULTIPLIER",
+                _multiplier,
+                defaults.heartbeat_staleness_multiplier,
+            ),
+            sweep_interval_s=get("ATTUNE_SWEEP_INTERVAL_S", _positive, defaults.sweep_interval_s),
+            scheduled_timeout_s=get(
+                "ATTUNE_SCHEDULED_TIMEOUT_S", _non_negative, defaults.scheduled_timeout_s
+            ),
+            default_timeout_s=get(
+                "ATTUNE_DEFAULT_TIMEOUT_S", _positive, defaults.default_timeout_s
+            ),
+            kill_grace_s=get("ATTUNE_KILL_GRACE_S", _non_negative, defaults.kill_grace_s),
+            max_output_bytes=get(
+                "ATTUNE_MAX_OUTPUT_BYTES", _positive_int, defaults.max_output_bytes
+            ),
+            worker_name=get("ATTUNE_WORKER_NAME", lambda _n, v: v, None),
+            worker_runtimes=get("ATTUNE_WORKER_RUNTIMES", _runtimes, defaults.worker_runtimes),
+            passthrough_env=passthrough,
+            secret_key=get("ATTUNE_SECRET_KEY", lambda _n, v: v, None),
+            metrics_port=get("ATTUNE_METRICS_PORT", _port, None),
+            retention_days=get("ATTUNE_RETENTION_DAYS", _positive_or_none, None),
+            inherited_env=inherited,
+        )
+
+
+def _number(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(name, raw, "not a number") from None
+    if not math.isfinite(value):
+        raise SettingsError(name, raw, "not a finite number")
+    return value
+
+
+def _positive(name: str, raw: str) -> float:
+    value = _number(name, raw)
+    if value <= 0:
+        raise SettingsError(name, raw, "must be greater than 0")
+    return value
+
+
+def _positive_or_none(name: str, raw: str) -> float | None:
+    return _positive(name, raw)
+
+
+def _non_negative(name: str, raw: str) -> float:
+    value = _number(name, raw)
+    if value < 0:
+        raise SettingsError(name, raw, "must be 0 or more")
+    return value
+
+
+def _multiplier(name: str, raw: str) -> float:
+    value = _number(name, raw)
+    if value < 1:
+        raise SettingsError(name, raw, "must be at least 1")
+    return value
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(name, raw, "not an integer") from None
+    if value <= 0:
+        raise SettingsError(name, raw, "must be greater than 0")
+    return value
+
+
+def _port(name: str, raw: str) -> int:
+    value = _positive_int(name, raw)
+    if value > 65535:
+        raise SettingsError(name, raw, "not a TCP port (1..65535)")
+    return value
+
+
+def _names(name: str, raw: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for item in names:
+        if not item.replace("_", "a").isalnum():
+            raise SettingsError(name, raw, f"{item!r} is not an environment variable name")
+    return names
+
+
+def _runtimes(name: str, raw: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    if not names:
+        raise SettingsError(name, raw, f"no runtime given; choose from {', '.join(RUNTIMES)}")
+    unknown = [item for item in names if item not in RUNTIMES]
+    if unknown:
+        raise SettingsError(
+            name, raw, f"unknown runtime {', '.join(unknown)}; choose from {', '.join(RUNTIMES)}"
+        )
+    return names
+
+
+def _database_url(name: str, raw: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise SettingsError(name, raw, "not a database URL (dialect+driver://…)") from None
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise SettingsError(name, raw, "only sqlite and postgresql databases are supported")
+    return raw
+
+
+def _broker_url(name: str, raw: str) -> str:
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise SettingsError(name, raw, f"not a broker URL: {exc}") from None
+    if not parts.scheme or "://" not in raw:
+        raise SettingsError(name, raw, "not a broker URL (transport://…)")
+    return raw

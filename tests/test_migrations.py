@@ -1,0 +1,98 @@
+"""The alembic migrations: round trip and no drift from the models, on both databases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from alembic import command
+from sqlalchemy import inspect
+
+from attune.db import Database
+from tests.conftest import ROOT, alembic_config
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[str]:
+    """An empty database of its own (not the shared migrated one)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/fresh.db"
+        return
+    from sqlalchemy import create_engine, text
+
+    from tests.conftest import PG_ADMIN_URL, require_server
+
+    require_server("PostgreSQL", "127.0.0.1", 5432)
+    name = f"attune_mig_{os.getpid()}"
+    admin = create_engine(f"{PG_ADMIN_URL}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{PG_ADMIN_URL}/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def alembic(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the alembic command line as a user would, against ATTUNE_DATABASE_URL=url."""
+    env = {**os.environ, "ATTUNE_DATABASE_URL": url}
+    return subprocess.run(
+        [sys.executable, "-m", "alembic", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def tables(url: str) -> set[str]:
+    database = Database.from_url(url)
+    try:
+        return set(inspect(database.engine).get_table_names()) - {"alembic_version"}
+    finally:
+        database.dispose()
+
+
+def test_upgrade_downgrade_upgrade_round_trips_and_check_is_clean(fresh_url: str) -> None:
+    for step in (("upgrade", "head"), ("check",), ("downgrade", "base")):
+        result = alembic(fresh_url, *step)
+        assert result.returncode == 0, result.stderr
+    assert tables(fresh_url) == set()
+
+    for step in (("upgrade", "head"), ("check",)):
+        result = alembic(fresh_url, *step)
+        assert result.returncode == 0, result.stderr
+    assert tables(fresh_url) == {"pack", "action", "worker", "execution"}
+
+
+def test_check_reports_drift_when_the_schema_lags(fresh_url: str) -> None:
+    database = Database.from_url(fresh_url)
+    try:
+        with database.engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+            connection.exec_driver_sql("DROP INDEX ix_execution_status_id")
+    finally:
+        database.dispose()
+
+    result = alembic(fresh_url, "check")
+
+    assert result.returncode != 0
+    assert "ix_execution_status_id" in result.stderr + result.stdout
+
+
+def test_worker_last_heartbeat_has_no_index(postgres_url: str) -> None:
+    database = Database.from_url(postgres_url)
+    try:
+        indexes = inspect(database.engine).get_indexes("worker")
+    finally:
+        database.dispose()
+    assert all("last_heartbeat" not in index["column_names"] for index in indexes)
