@@ -1,0 +1,25 @@
+"""Queue names: one per runtime, one per worker, and the sweep queue every worker consumes."""
+
+from __future__ import annotations
+
+SWEEP_QUEUE = "attune.sweep"
+"""The queue of the stale-worker sweep; every worker consumes it, so any live worker sweeps."""
+
+
+def runtime_queue(runtime: str) -> str:
+    """The queue served by every worker that runs ``runtime`` actions."""
+    return f"attune.{runtime}"
+
+
+def worker_queue(worker_name: str) -> str:
+    """The queue only the named worker consumes (``execute(..., worker=NAME)``)."""
+    return f"attune.worker.{worker_name}"
+
+
+def worker_queues(worker_name: str, runtimes: tuple[str, ...]) -> tuple[str, ...]:
+    """Every queue a worker consumes: its runtimes', its own, and the sweep queue."""
+    return (
+        *(runtime_queue(runtime) for runtime in runtimes),
+        worker_queue(worker_name),
+        SWEEP_QUEUE,
+    )

@@ -1,0 +1,34 @@
+"""Celery configuration for attune, derived from ``attune.settings.Settings`` (ATTUNE_* variables).
+
+Celery reads this module lazily, the first time the app's configuration is needed.
+"""
+
+from attune.queues import SWEEP_QUEUE
+from attune.settings import Settings
+
+_settings = Settings.from_env()
+
+broker_url = _settings.broker_url
+broker_connection_retry_on_startup = True
+include = ["attune.tasks"]
+
+# A message reserved by a worker that dies is redelivered; the execution's conditional
+# scheduled -> running UPDATE still lets it run at most once.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+
+# The database is the result store.
+task_ignore_result = True
+result_backend = None
+
+# Task events, so Flower and `celery events` can watch.
+worker_send_task_events = True
+task_send_sent_event = True
+
+task_default_queue = "attune.default"
+task_routes = {"attune.sweep_workers": {"queue": SWEEP_QUEUE}}
+
+task_serializer = "json"
+accept_content = ["json"]
+timezone = "UTC"
