@@ -10,6 +10,9 @@ _settings = Settings.from_env()
 
 broker_url = _settings.broker_url
 broker_connection_retry_on_startup = True
+if _settings.is_embedded:
+    # The in-memory transport polls; the default 1 s would add up to a second per message.
+    broker_transport_options = {"polling_interval": 0.005}
 include = ["attune.tasks"]
 
 # A message reserved by a worker that dies is redelivered; the execution's conditional

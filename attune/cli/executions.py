@@ -1,0 +1,51 @@
+"""``attune executions``: read, list and cancel executions."""
+
+from __future__ import annotations
+
+import click
+
+import attune.executions as store
+from attune.celery_app import resources
+from attune.cli.output import show_record, show_table
+from attune.models import ExecutionStatus
+
+
+@click.group("executions")
+def executions() -> None:
+    """Read, list and cancel executions."""
+
+
+@executions.command("get")
+@click.argument("execution_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print as one JSON object.")
+def get(execution_id: int, as_json: bool) -> None:
+    """Show one execution."""
+    with resources.database.session_scope() as session:
+        record = store.get(session, execution_id)
+    show_record(record, as_json=as_json)
+
+
+@executions.command("list")
+@click.option("--status", type=click.Choice([status.value for status in ExecutionStatus]))
+@click.option("--action", "action_ref", help="Only executions of this action ref.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as a JSON array.")
+def list_(status: str | None, action_ref: str | None, limit: int, as_json: bool) -> None:
+    """List the newest executions first."""
+    with resources.database.session_scope() as session:
+        records = store.recent(
+            session,
+            status=None if status is None else ExecutionStatus(status),
+            action_ref=action_ref,
+            limit=limit,
+        )
+    show_table(records, as_json=as_json)
+
+
+@executions.command("cancel")
+@click.argument("execution_id", type=int)
+def cancel(execution_id: int) -> None:
+    """Cancel an execution (at once if not started; a running one is killed by its worker)."""
+    with resources.database.session_scope() as session:
+        status = store.request_cancel(session, execution_id)
+    click.echo(f"execution {execution_id}: {status.value}")
