@@ -11,3 +11,10 @@ from attune import __version__
 @click.version_option(__version__, prog_name="attune")
 def main() -> None:
     """attune: run pack actions on Celery workers and record every execution in SQL."""
+
+
+from attune.cli.actions import actions  # noqa: E402 - registered after main is defined
+from attune.cli.packs import packs  # noqa: E402
+
+main.add_command(packs)
+main.add_command(actions)
