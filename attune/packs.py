@@ -225,10 +225,14 @@ def load_packs(database: Database, packs_dir: Path, names: Sequence[str] = ()) -
 def discover(packs_dir: Path, names: Sequence[str] = ()) -> list[Path]:
     """The pack folders to load: ``packs_dir/<name>`` for each name, else every visible folder.
 
-    Raises :class:`~attune.errors.PackError` when no names are given and ``packs_dir`` is not a
-    directory.
+    Raises :class:`~attune.errors.PackError` for a name that is not a pack ref, or when no
+    names are given and ``packs_dir`` is not a directory.
     """
     if names:
+        bad = [name for name in names if not _PACK_REF.fullmatch(name)]
+        if bad:
+            problems = [f"{name!r} is not a pack name ({PACK_REF_REGEX})" for name in bad]
+            raise PackError(", ".join(bad) or "''", problems)
         return [packs_dir / name for name in dict.fromkeys(names)]
     if not packs_dir.is_dir():
         raise PackError(str(packs_dir), [f"{packs_dir}: the packs directory does not exist"])

@@ -157,7 +157,11 @@ def _property_problems(name: object, spec: object) -> list[str]:
         if key in spec and not isinstance(spec[key], bool)
     ]
     schema = _property_schema(spec)
-    schema_problems = _schema_problems(_canonical(schema))
+    try:
+        canonical = _canonical(schema)
+    except (TypeError, ValueError) as error:
+        return [*problems, f"{where}: not a JSON value ({error})"]
+    schema_problems = _schema_problems(canonical)
     problems += [f"{where}{problem}" for problem in schema_problems]
     if "default" in spec and not schema_problems:
         problems += [
@@ -170,7 +174,7 @@ def _property_problems(name: object, spec: object) -> list[str]:
 @lru_cache(maxsize=4096)
 def _schema_problems(canonical: str) -> tuple[str, ...]:
     """Meta-schema problems of one property (cached: packs repeat the same property shapes)."""
-    errors = sorted(_META.iter_errors(json.loads(canonical)), key=lambda e: list(e.path))
+    errors = sorted(_META.iter_errors(json.loads(canonical)), key=_error_order)
     return tuple(f"{_dotted(error.absolute_path, prefix='.')}: {error.message}" for error in errors)
 
 
@@ -183,15 +187,11 @@ def _value_problems(parameters: Mapping[str, Any], values: Mapping[str, Any]) ->
     problems += [_unknown(name, parameters) for name in values if name not in parameters]
     secrets = secret_names(parameters)
     known = {name: value for name, value in values.items() if name in parameters}
-    errors = sorted(_validator(_canonical(parameters)).iter_errors(known), key=_error_order)
+    # No validator cache: building one costs about as much (~10 µs) as a cache key would.
+    validator = Draft7Validator(json_schema(parameters))
+    errors = sorted(validator.iter_errors(known), key=_error_order)
     problems += [_value_problem(error, secrets) for error in errors if error.absolute_path]
     return problems
-
-
-@lru_cache(maxsize=1024)
-def _validator(canonical: str) -> Draft7Validator:
-    """The validator of one action's parameters, cached by their canonical JSON."""
-    return Draft7Validator(json_schema(json.loads(canonical)))
 
 
 def _value_problem(error: ValidationError, secrets: frozenset[str]) -> str:
