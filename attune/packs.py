@@ -587,7 +587,8 @@ def _spelled(path: _Path) -> str:
     while path is not None:
         key, path = path
         parts.append(str(key))
-    return ".".join(reversed(parts))
+    parts.reverse()
+    return ".".join(parts) if len(parts) <= 10 else ".".join(parts[:9]) + "…"
 
 
 def _kind(value: object) -> str:
@@ -670,6 +671,8 @@ class _Fields:
         if value is None and "timeout" not in self.document:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_TIMEOUT_S:
-            self.problem("timeout", f"must be a whole number of seconds ≥ 1, got {value!r}")
+            self.problem(
+                "timeout", f"must be a whole number of seconds, 1 to {MAX_TIMEOUT_S}, got {value!r}"
+            )
             return None
         return value
