@@ -34,10 +34,12 @@ def main() -> None:
 
 
 def _register() -> None:
+    from attune.cli.actions import actions
     from attune.cli.executions import executions
+    from attune.cli.packs import packs
     from attune.cli.run import run
 
-    for command in (run, executions):
+    for command in (packs, actions, run, executions):
         main.add_command(command)
 
 
