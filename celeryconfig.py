@@ -8,6 +8,8 @@ from attune.settings import Settings
 
 _settings = Settings.from_env()
 
+_purge_interval_s = 3600.0  # how often beat purges old executions (ATTUNE_RETENTION_DAYS)
+
 broker_url = _settings.broker_url
 broker_connection_retry_on_startup = True
 if _settings.is_embedded:
@@ -30,7 +32,29 @@ worker_send_task_events = True
 task_send_sent_event = True
 
 task_default_queue = "attune.default"
-task_routes = {"attune.sweep_workers": {"queue": SWEEP_QUEUE}}
+task_routes = {
+    "attune.sweep_workers": {"queue": SWEEP_QUEUE},
+    "attune.purge_executions": {"queue": SWEEP_QUEUE},
+}
+
+# The sweep every ATTUNE_SWEEP_INTERVAL_S; a sweep no live worker took within one interval
+# expires, so sweeps never pile up in the broker while every worker is down.
+beat_schedule = {
+    "sweep-workers": {
+        "task": "attune.sweep_workers",
+        "schedule": _settings.sweep_interval_s,
+        "options": {"queue": SWEEP_QUEUE, "expires": _settings.sweep_interval_s},
+    },
+}
+if _settings.retention_days is not None:
+    beat_schedule["purge-executions"] = {
+        "task": "attune.purge_executions",
+        "schedule": _purge_interval_s,
+        "args": (_settings.retention_days,),
+        "options": {"queue": SWEEP_QUEUE, "expires": _purge_interval_s},
+    }
+# Intervals only, nothing to remember between runs: no celerybeat-schedule file.
+beat_scheduler = "celery.beat:Scheduler"
 
 task_serializer = "json"
 accept_content = ["json"]

@@ -1,4 +1,4 @@
-"""The Celery app of attune and the per-process resources its tasks use.
+"""The Celery app of attune, the per-process resources its tasks use, and the liveness bootstep.
 
 Celery is imported here and in :mod:`attune.tasks` only. The database engine of a worker
 process is created on first use after fork, never at import.
@@ -7,20 +7,30 @@ process is created on first use after fork, never at import.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
+import shutil
 import socket
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
-from celery import Celery
+from celery import Celery, bootsteps
 from celery.signals import worker_process_init
 
+from attune import __version__, metrics
 from attune.db import Database
 from attune.errors import AttuneError
+from attune.heartbeat import Heartbeat
+from attune.queues import worker_queues
 from attune.settings import Settings
+from attune.workers import Registration
 
 app = Celery("attune")
 app.config_from_object("celeryconfig")
+
+logger = logging.getLogger(__name__)
 
 
 class ProcessResources:
@@ -30,6 +40,7 @@ class ProcessResources:
         self._settings: Settings | None = None
         self._database: Database | None = None
         self.worker_name: str = socket.gethostname()
+        """This process's worker name (set when a worker starts; inherited by its pool)."""
 
     @property
     def settings(self) -> Settings:
@@ -119,3 +130,74 @@ class EmbeddedWorker:
 
 embedded_worker = EmbeddedWorker()
 """This process's embedded worker (started by the first ``execute`` on ``memory://``)."""
+class Liveness(bootsteps.StartStopStep):
+    """Consumer bootstep: this worker's queues, its row in the worker table, its heartbeat.
+
+    When the worker is built it adds its queues (its runtimes', its own, the sweep queue) to
+    whatever it consumes (an explicit ``-Q`` included) and names itself: ``ATTUNE_WORKER_NAME``,
+    else the Celery node name. Once its task consumer is up it registers and starts the heartbeat
+    thread (and, with ``ATTUNE_METRICS_PORT``, the metrics endpoint). At shutdown — called by
+    the worker after its pool stopped, so after a warm shutdown's running tasks finished — it
+    marks the row inactive and settles any execution a cold shutdown cut off.
+
+    It is a bootstep, not a set of signal handlers, so a bare ``app.WorkController`` (the
+    embedded worker) gets it too.
+    """
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, consumer: Any, **kwargs: Any) -> None:
+        super().__init__(consumer, **kwargs)
+        settings = resources.settings
+        self.name: str = settings.worker_name or consumer.hostname
+        for queue in worker_queues(self.name, settings.worker_runtimes):
+            consumer.app.amqp.queues.select_add(queue)
+        resources.worker_name = self.name
+        self.heartbeat: Heartbeat | None = None
+        self.metrics_dir: Path | None = None
+        if settings.metrics_port is not None:
+            # Before the pool forks, so every pool process counts into this worker's directory.
+            existing = os.environ.get(metrics.MULTIPROCESS_ENV)
+            directory = Path(existing) if existing else Path(tempfile.mkdtemp(prefix="attune-"))
+            self.metrics_dir = None if existing else directory
+            metrics.share_with_children(directory)
+
+    def start(self, consumer: Any) -> None:
+        """Register and start heartbeating (once: the consumer restarts after broker errors)."""
+        if self.heartbeat is not None:
+            return
+        settings = resources.settings
+        controller = consumer.controller
+        registration = Registration(
+            name=self.name,
+            runtimes=settings.worker_runtimes,
+            queues=tuple(sorted(consumer.app.amqp.queues.consume_from)),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            capabilities={
+                "concurrency": getattr(controller, "concurrency", None),
+                "pool": getattr(controller, "pool_cls", object).__module__.rsplit(".", 1)[-1],
+                "attune_version": __version__,
+            },
+        )
+        self.heartbeat = Heartbeat(resources.database, registration, settings.heartbeat_interval_s)
+        self.heartbeat.start()
+        if settings.metrics_port is not None:
+            try:
+                metrics.serve(settings.metrics_port, resources.database)
+            except OSError as exc:  # a busy port costs the metrics, not the worker
+                logger.error(  # noqa: TRY400
+                    "metrics: cannot serve on port %d: %s", settings.metrics_port, exc
+                )
+
+    def shutdown(self, consumer: Any) -> None:
+        """After the pool stopped: stop heartbeating, mark the row inactive, settle leftovers."""
+        if self.heartbeat is not None:
+            self.heartbeat.deactivate("shut down")
+            self.heartbeat = None
+        if self.metrics_dir is not None:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+            self.metrics_dir = None
+
+
+app.steps["consumer"].add(Liveness)

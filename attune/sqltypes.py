@@ -5,10 +5,10 @@ The initial migration imports these too, so keep them stable: change a type by a
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect
+from sqlalchemy import JSON, DateTime, Dialect, Float, SQLColumnExpression, String, literal
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -100,3 +100,103 @@ def one_of(column: str, values: tuple[str, ...]) -> str:
     """SQL text for a CHECK that ``column`` holds one of ``values``."""
     listed = ", ".join(f"'{value}'" for value in values)
     return f"{column} IN ({listed})"
+
+
+class db_ago(FunctionElement[datetime]):  # noqa: N801 - reads like the SQL expression it renders
+    """The database clock minus ``seconds``: the cutoff a timestamp is compared with.
+
+    ``now() - make_interval(secs => N)`` on PostgreSQL; on SQLite the same microsecond text as
+    :class:`db_now`, ``N`` seconds earlier, so it compares with stored timestamps as text.
+    """
+
+    type = UTCDateTime()
+    inherit_cache = True
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(literal(float(seconds), Float()))
+
+
+@compiles(db_ago)
+def _db_ago_default(element: db_ago, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"(now() - make_interval(secs => {compiler.process(element.clauses, **kw)}))"
+
+
+@compiles(db_ago, "sqlite")
+def _db_ago_sqlite(element: db_ago, compiler: SQLCompiler, **kw: Any) -> str:
+    seconds = compiler.process(element.clauses, **kw)
+    return f"(strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%.6f seconds', {seconds})) || '000')"
+
+
+class seconds_since(FunctionElement[float]):  # noqa: N801 - reads like the SQL expression it renders
+    """Seconds from a timestamp column to the database clock (NULL for a NULL timestamp)."""
+
+    type = Float()
+    inherit_cache = True
+
+    def __init__(self, column: SQLColumnExpression[Any]) -> None:
+        super().__init__(column)
+
+
+@compiles(seconds_since)
+def _seconds_since_default(element: seconds_since, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return f"CAST(EXTRACT(EPOCH FROM (now() - {column})) AS DOUBLE PRECISION)"
+
+
+@compiles(seconds_since, "sqlite")
+def _seconds_since_sqlite(element: seconds_since, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return f"((julianday('now') - julianday({column})) * 86400.0)"
+
+
+class utc_text(FunctionElement[str]):  # noqa: N801 - reads like the SQL expression it renders
+    """A timestamp column as text ``YYYY-MM-DD HH:MM:SS.ffffff UTC`` (``never`` when NULL)."""
+
+    type = String()
+    inherit_cache = True
+
+    def __init__(self, column: SQLColumnExpression[Any]) -> None:
+        super().__init__(column)
+
+
+@compiles(utc_text)
+def _utc_text_default(element: utc_text, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return (
+        f"COALESCE(to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || ' UTC',"
+        " 'never')"
+    )
+
+
+@compiles(utc_text, "sqlite")
+def _utc_text_sqlite(element: utc_text, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"COALESCE({compiler.process(element.clauses, **kw)} || ' UTC', 'never')"
+
+
+class json_array_has(FunctionElement[bool]):  # noqa: N801 - reads like an SQL predicate
+    """A JSON array column contains the string ``value`` (JSONB ``@>``; ``json_each`` on SQLite)."""
+
+    type = Boolean()
+    inherit_cache = True
+
+    def __init__(self, column: SQLColumnExpression[Any], value: str) -> None:
+        super().__init__(column, literal(value, String()))
+
+
+@compiles(json_array_has)
+def _json_array_has_default(element: json_array_has, compiler: SQLCompiler, **kw: Any) -> str:
+    column, value = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"({column} @> jsonb_build_array({value}))"
+
+
+@compiles(json_array_has, "sqlite")
+def _json_array_has_sqlite(element: json_array_has, compiler: SQLCompiler, **kw: Any) -> str:
+    column, value = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.value = {value})"
+
+
+def cutoff(seconds: float, now: datetime | None = None) -> ColumnElement[datetime]:
+    """The moment ``seconds`` before now: on the database clock, or before an injected ``now``."""
+    if now is None:
+        return db_ago(seconds)
+    return literal(now - timedelta(seconds=seconds), UTCDateTime())

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+from attune import retention, workers
 from attune.celery_app import app, resources
 from attune.runner import CancelWatcher, run_execution
 
 _watcher = CancelWatcher(lambda: resources.database)
+
+
+@app.task(name="attune.sweep_workers")
+def sweep_workers() -> dict[str, int]:
+    """Deactivate stale workers, abandon their executions, fail scheduled ones left too long."""
+    with resources.database.session_scope() as session:
+        report = workers.sweep(session, resources.settings)
+    workers.announce(report)
+    return report.counts()
+
+
+@app.task(name="attune.purge_executions")
+def purge_executions(older_than_days: float) -> int:
+    """Delete terminal executions older than ``older_than_days``."""
+    with resources.database.session_scope() as session:
+        return retention.purge(session, older_than_days)
 
 
 @app.task(name="attune.execute_action")

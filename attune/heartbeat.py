@@ -1,0 +1,129 @@
+"""Heartbeat: the thread in a worker's main process that keeps its row fresh.
+
+It runs beside Celery's pool, never in it, so a worker whose every slot runs a long CPU-bound
+action still heartbeats on time. A database outage does not stop it: the failure is logged once
+per outage and the next tick tries again; a missing row is registered again; a row the sweep made
+inactive is made active again (and announced).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from attune import workers
+from attune.db import Database
+from attune.workers import Deactivation, HeartbeatOutcome, Registration
+
+logger = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    """Registers one worker, heartbeats it every ``interval_s``, and deactivates it at the end."""
+
+    def __init__(self, database: Database, registration: Registration, interval_s: float) -> None:
+        self.database = database
+        self.registration = registration
+        self.interval_s = interval_s
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failing = False
+
+    @property
+    def name(self) -> str:
+        """The worker's name."""
+        return self.registration.name
+
+    def start(self) -> None:
+        """Register the worker (a failure is retried by the heartbeats) and start beating."""
+        self._guarded(self._register)
+        self._thread = threading.Thread(
+            target=self._run, name=f"attune-heartbeat-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def beat(self) -> HeartbeatOutcome | None:
+        """One heartbeat (registering again if the row is gone); None if the database failed."""
+        return self._guarded(self._beat)
+
+    def stop(self) -> None:
+        """Stop beating; returns once the thread is done."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def deactivate(self, reason: str) -> Deactivation | None:
+        """Stop beating, mark the row inactive and settle its executions (logged and signalled)."""
+        self.stop()
+        try:
+            with self.database.session_scope() as session:
+                deactivation = workers.deactivate(
+                    session,
+                    self.name,
+                    host=self.registration.host,
+                    pid=self.registration.pid,
+                    reason=reason,
+                )
+        except Exception:
+            logger.exception("worker %s could not mark itself inactive", self.name)
+            return None
+        if deactivation is not None:
+            workers.announce_deactivation(deactivation)
+        return deactivation
+
+    def _run(self) -> None:
+        next_at = time.monotonic() + self.interval_s
+        while not self._stopping.wait(max(0.0, next_at - time.monotonic())):
+            self.beat()
+            # After a pause (SIGSTOP, a suspended VM) beat once, then resume the cadence.
+            next_at = max(next_at + self.interval_s, time.monotonic())
+
+    def _register(self) -> HeartbeatOutcome:
+        with self.database.session_scope() as session:
+            workers.register(session, self.registration)
+        logger.info(
+            "worker %s registered (runtimes %s, queues %s)",
+            self.name,
+            ",".join(self.registration.runtimes),
+            ",".join(self.registration.queues),
+            extra={"event": "worker_registered", "worker": self.name},
+        )
+        return HeartbeatOutcome.ALIVE
+
+    def _beat(self) -> HeartbeatOutcome:
+        with self.database.session_scope() as session:
+            outcome = workers.heartbeat(session, self.name)
+        if outcome is HeartbeatOutcome.REACTIVATED:
+            workers.announce_reactivation(self.name)
+        elif outcome is HeartbeatOutcome.MISSING:
+            logger.warning("worker %s: its row is gone; registering again", self.name)
+            self._register()
+        return outcome
+
+    def _guarded(self, step: Callable[[], HeartbeatOutcome]) -> HeartbeatOutcome | None:
+        try:
+            outcome = step()
+        except Exception as exc:
+            # Whatever failed, the thread and the worker live on: the next tick retries.
+            # One line per outage, not a traceback per tick.
+            if not self._failing:
+                self._failing = True
+                logger.error(  # noqa: TRY400
+                    "worker %s: heartbeat failed, retrying every %g s: %s",
+                    self.name,
+                    self.interval_s,
+                    exc,
+                    extra={"event": "heartbeat_failed", "worker": self.name},
+                )
+            return None
+        if self._failing:
+            self._failing = False
+            logger.warning(
+                "worker %s: heartbeat restored",
+                self.name,
+                extra={"event": "heartbeat_restored", "worker": self.name},
+            )
+        return outcome

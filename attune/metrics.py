@@ -1,0 +1,176 @@
+"""Prometheus metrics: worker lifecycle and execution counters, and the worker gauge.
+
+Counters are counted where the event happens: a sweep in whichever worker pool process ran it,
+a reactivation in the worker's main process, an execution's end in the pool process that ran it.
+A worker that serves metrics (``ATTUNE_METRICS_PORT``) therefore switches to prometheus-client's
+multiprocess mode before its pool forks (:func:`share_with_children`): every process writes its
+counts to a file of its own in one directory per worker, and the worker's endpoint adds them up,
+so counts made in prefork children, even dead ones, are served. ``attune_workers{status}`` is not
+counted at all: it is read from the database at scrape time (:class:`WorkerGauge`), so every
+endpoint shows the fleet as the database sees it.
+
+Instruments are created on first use, after the process chose its mode; importing this module
+does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server, values
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import func, select
+
+from attune.db import Database
+from attune.models import Worker, WorkerStatus
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""The variable naming the directory where every process of a worker writes its counts."""
+
+DURATION_BUCKETS_S: tuple[float, ...] = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+"""Buckets of ``attune_execution_duration_seconds``: actions run from sub-second to an hour."""
+
+logger = logging.getLogger(__name__)
+
+
+class _Instruments:
+    """The counters and the histogram of this process (not registered anywhere by themselves)."""
+
+    def __init__(self) -> None:
+        self.deactivations = Counter(
+            "attune_worker_deactivations",
+            "Workers that went inactive (swept as stale, or shut down).",
+            registry=None,
+        )
+        self.reactivations = Counter(
+            "attune_worker_reactivations",
+            "Inactive workers whose heartbeat made them active again.",
+            registry=None,
+        )
+        self.executions = Counter(
+            "attune_executions",
+            "Executions that reached a terminal status, by status.",
+            ["status"],
+            registry=None,
+        )
+        self.abandoned = Counter(
+            "attune_executions_abandoned",
+            "Executions settled as abandoned because their worker stopped.",
+            registry=None,
+        )
+        self.duration = Histogram(
+            "attune_execution_duration_seconds",
+            "Wall time of executions that ran, from start to their terminal status.",
+            buckets=DURATION_BUCKETS_S,
+            registry=None,
+        )
+
+    def all(self) -> tuple[Counter | Histogram, ...]:
+        """Every instrument, for registering them on a registry."""
+        return (
+            self.deactivations,
+            self.reactivations,
+            self.executions,
+            self.abandoned,
+            self.duration,
+        )
+
+
+_instruments: _Instruments | None = None
+_lock = threading.Lock()
+
+
+def _get() -> _Instruments:
+    global _instruments
+    if _instruments is None:
+        with _lock:
+            if _instruments is None:
+                _instruments = _Instruments()
+    return _instruments
+
+
+def count_deactivations(count: int = 1) -> None:
+    """Add ``count`` to ``attune_worker_deactivations_total``."""
+    if count:
+        _get().deactivations.inc(count)
+
+
+def count_reactivation() -> None:
+    """Add one to ``attune_worker_reactivations_total``."""
+    _get().reactivations.inc()
+
+
+def count_abandoned(count: int) -> None:
+    """Add ``count`` to ``attune_executions_abandoned_total``."""
+    if count:
+        _get().abandoned.inc(count)
+
+
+def record_execution(status: str, duration_s: float | None) -> None:
+    """Count an execution that reached terminal ``status``; observe its duration if it ran."""
+    instruments = _get()
+    instruments.executions.labels(status=status).inc()
+    if duration_s is not None:
+        instruments.duration.observe(duration_s)
+
+
+def share_with_children(directory: Path) -> None:
+    """Count in files under ``directory``, in this process and in every child it forks later.
+
+    Call it before any instrument is used (a worker calls it before its pool forks).
+    """
+    os.environ[MULTIPROCESS_ENV] = str(directory)
+    # prometheus-client picks its value class when it is imported; pick again now.
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+
+class WorkerGauge:
+    """``attune_workers{status}``: the worker table's rows by status, read at scrape time."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def collect(self) -> Iterator[Metric]:
+        """One gauge sample per worker status (0 where none); nothing if the database fails."""
+        try:
+            with self.database.session_scope() as session:
+                counts = dict(
+                    session.execute(select(Worker.status, func.count()).group_by(Worker.status))
+                    .tuples()
+                    .all()
+                )
+        except Exception:
+            logger.exception("attune_workers: could not read the worker table")
+            return
+        gauge = GaugeMetricFamily("attune_workers", "Workers by status.", labels=["status"])
+        for status in WorkerStatus:
+            gauge.add_metric([status.value], counts.get(status.value, 0))
+        yield gauge
+
+
+def registry(database: Database | None) -> CollectorRegistry:
+    """A registry of this process's instruments (all processes' in multiprocess mode).
+
+    With a ``database`` it also carries :class:`WorkerGauge`.
+    """
+    result = CollectorRegistry()
+    if os.environ.get(MULTIPROCESS_ENV):
+        MultiProcessCollector(result)  # type: ignore[no-untyped-call]
+    else:
+        for instrument in _get().all():
+            result.register(instrument)
+    if database is not None:
+        result.register(WorkerGauge(database))
+    return result
+
+
+def serve(port: int, database: Database | None) -> WSGIServer:
+    """Serve :func:`registry` over HTTP on ``port`` from a daemon thread; returns the server."""
+    server, _thread = start_http_server(port, registry=registry(database))
+    return server

@@ -1,0 +1,410 @@
+"""Workers: registration, heartbeats, the stale-worker sweep, and who can run what.
+
+Freshness is judged on the database clock only, by one SQL expression (:func:`is_stale`) that
+the sweep, the scheduler's availability check (:func:`unavailable_reason`) and the listing all
+use: a worker is stale when it never heartbeated or its heartbeat is at least
+``Settings.staleness_threshold_s`` old. Every function here takes the caller's session and
+leaves the commit to it; :func:`announce` logs, signals and counts a sweep once it is committed.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    case,
+    exists,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from attune import metrics
+from attune.models import TRANSITIONS, Execution, ExecutionStatus, Worker, WorkerStatus
+from attune.settings import Settings
+from attune.signals import WorkerTransition, worker_deactivated, worker_reactivated
+from attune.sqltypes import cutoff, db_now, json_array_has, seconds_since, utc_text
+
+logger = logging.getLogger(__name__)
+
+_ABANDONABLE = tuple(TRANSITIONS[ExecutionStatus.ABANDONED])
+_BUSY = (ExecutionStatus.RUNNING, ExecutionStatus.CANCELING)
+_NAMES_PER_STATEMENT = 500  # well under SQLite's bound-parameter limit
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What a worker tells the table about itself when it starts."""
+
+    name: str
+    runtimes: tuple[str, ...]
+    queues: tuple[str, ...]
+    host: str
+    pid: int
+    capabilities: Mapping[str, Any] = field(default_factory=dict)
+    role: str = "action"
+
+
+class HeartbeatOutcome(enum.StrEnum):
+    """What one heartbeat found."""
+
+    ALIVE = "alive"
+    REACTIVATED = "reactivated"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class Deactivation:
+    """A worker that went inactive, its last heartbeat, and how many executions it abandoned."""
+
+    name: str
+    last_heartbeat: datetime | None
+    abandoned: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one sweep changed."""
+
+    deactivated: tuple[Deactivation, ...] = ()
+    failed_scheduled: int = 0
+
+    @property
+    def abandoned(self) -> int:
+        """Executions settled as abandoned, over every deactivated worker."""
+        return sum(worker.abandoned for worker in self.deactivated)
+
+    def counts(self) -> dict[str, int]:
+        """The counts, for a task result or a log line."""
+        return {
+            "deactivated": len(self.deactivated),
+            "abandoned": self.abandoned,
+            "failed_scheduled": self.failed_scheduled,
+        }
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    """One row of ``attune workers list``; ages are on the database clock."""
+
+    name: str
+    status: str
+    runtimes: tuple[str, ...]
+    host: str
+    pid: int | None
+    last_heartbeat: datetime | None
+    heartbeat_age_s: float | None
+    stale: bool
+    running: int
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "name": self.name,
+            "status": self.status,
+            "runtimes": list(self.runtimes),
+            "host": self.host,
+            "pid": self.pid,
+            "last_heartbeat": None
+            if self.last_heartbeat is None
+            else self.last_heartbeat.isoformat(),
+            "heartbeat_age_s": self.heartbeat_age_s,
+            "stale": self.stale,
+            "running": self.running,
+        }
+
+
+def is_stale(settings: Settings, now: datetime | None = None) -> ColumnElement[bool]:
+    """The freshness rule: no heartbeat, or one at least the staleness threshold old.
+
+    Judged on the database clock; tests inject ``now`` to stand for it.
+    """
+    threshold = cutoff(settings.staleness_threshold_s, now)
+    return or_(Worker.last_heartbeat.is_(None), Worker.last_heartbeat <= threshold)
+
+
+def register(session: Session, registration: Registration) -> None:
+    """Insert or refresh the worker's row by name: ``active``, heartbeat now (database clock)."""
+    row: dict[str, Any] = {
+        "name": registration.name,
+        "worker_role": registration.role,
+        "runtimes": list(registration.runtimes),
+        "queues": list(registration.queues),
+        "host": registration.host,
+        "pid": registration.pid,
+        "capabilities": dict(registration.capabilities),
+        "status": WorkerStatus.ACTIVE.value,
+        "last_heartbeat": db_now(),
+        "updated_at": db_now(),
+    }
+    dialect = session.get_bind().dialect.name
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Worker).values(
+        row
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[Worker.name],
+        set_={column: statement.excluded[column] for column in row if column != "name"},
+    )
+    session.execute(statement)
+
+
+def heartbeat(session: Session, name: str) -> HeartbeatOutcome:
+    """One UPDATE: heartbeat now on the database clock, and ``active`` again if it was not.
+
+    ``updated_at`` moves only with a status change, so it equals the new heartbeat exactly
+    when this heartbeat reactivated the worker (both read the same statement's clock).
+    """
+    now = db_now()
+    reactivated = session.execute(
+        update(Worker)
+        .where(Worker.name == name)
+        .values(
+            last_heartbeat=now,
+            status=WorkerStatus.ACTIVE.value,
+            updated_at=case(
+                (Worker.status == WorkerStatus.ACTIVE.value, Worker.updated_at), else_=now
+            ),
+        )
+        .returning(Worker.updated_at == Worker.last_heartbeat)
+        .execution_options(synchronize_session=False)
+    ).scalar()
+    if reactivated is None:
+        return HeartbeatOutcome.MISSING
+    return HeartbeatOutcome.REACTIVATED if reactivated else HeartbeatOutcome.ALIVE
+
+
+def deactivate(
+    session: Session, name: str, *, host: str, pid: int, reason: str
+) -> Deactivation | None:
+    """Mark this process's row ``inactive``; its executions still going are abandoned.
+
+    ``reason`` completes "worker <name> …" in the executions' error, e.g. "shut down".
+
+    Only the row registered by ``host`` and ``pid`` is touched, so a worker shutting down never
+    deactivates a newer process that took its name. None when the row is not ours (any more).
+    """
+    last_heartbeat = session.execute(
+        update(Worker)
+        .where(Worker.name == name, Worker.host == host, Worker.pid == pid)
+        .values(status=WorkerStatus.INACTIVE.value, updated_at=db_now())
+        .returning(Worker.last_heartbeat)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if last_heartbeat is None:
+        return None
+    abandoned = _abandon(session, [name], literal(f"worker {name} {reason}"))
+    return Deactivation(name, last_heartbeat[0], abandoned[name], reason)
+
+
+def sweep(session: Session, settings: Settings, now: datetime | None = None) -> SweepReport:
+    """Deactivate stale workers, abandon their executions, fail scheduled ones left too long.
+
+    Idempotent, and safe to run concurrently: each change is a conditional UPDATE, so a second
+    sweep finds nothing left to do. Run it in one transaction (the caller's).
+    """
+    stale = session.execute(
+        update(Worker)
+        .where(Worker.status == WorkerStatus.ACTIVE.value, is_stale(settings, now))
+        .values(status=WorkerStatus.INACTIVE.value, updated_at=db_now())
+        .returning(Worker.name, Worker.last_heartbeat)
+        .execution_options(synchronize_session=False)
+    ).all()
+    names = [row.name for row in stale]
+    error = "worker " + Worker.name + " stopped heartbeating; last heartbeat "
+    abandoned = _abandon(session, names, error + utc_text(Worker.last_heartbeat))
+    deactivated = tuple(
+        Deactivation(
+            row.name,
+            row.last_heartbeat,
+            abandoned[row.name],
+            f"stopped heartbeating; last heartbeat {_when(row.last_heartbeat)}",
+        )
+        for row in stale
+    )
+    return SweepReport(deactivated, _fail_unpicked(session, settings, now))
+
+
+def _abandon(session: Session, names: Sequence[str], error: ColumnElement[str]) -> Counter[str]:
+    """Settle the running and canceling executions of ``names`` as abandoned, with ``error``."""
+    counts: Counter[str] = Counter()
+    for start in range(0, len(names), _NAMES_PER_STATEMENT):
+        rows = session.execute(
+            update(Execution)
+            .where(
+                Execution.worker == Worker.name,
+                Worker.name.in_(names[start : start + _NAMES_PER_STATEMENT]),
+                Execution.status.in_(_ABANDONABLE),
+            )
+            .values(status=ExecutionStatus.ABANDONED.value, error=error, finished_at=db_now())
+            .returning(Execution.worker)
+            .execution_options(synchronize_session=False)
+        ).scalars()
+        counts.update(name for name in rows if name is not None)
+    return counts
+
+
+def _fail_unpicked(session: Session, settings: Settings, now: datetime | None) -> int:
+    timeout_s = settings.scheduled_timeout_s
+    if timeout_s <= 0:
+        return 0
+    result = session.execute(
+        update(Execution)
+        .where(
+            Execution.status == ExecutionStatus.SCHEDULED.value,
+            Execution.requested_at <= cutoff(timeout_s, now),
+        )
+        .values(
+            status=ExecutionStatus.FAILED.value,
+            error=f"not picked up by any worker within {timeout_s:g} s",
+            finished_at=db_now(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return cast("CursorResult[Any]", result).rowcount
+
+
+def unavailable_reason(
+    session: Session, settings: Settings, runtime: str, name: str | None = None
+) -> str | None:
+    """None when an active, fresh worker serves ``runtime`` (the named one, if given); else why not.
+
+    One SQL statement, judged on the database clock.
+    """
+    serves = json_array_has(Worker.runtimes, runtime)
+    if name is None:
+        available = session.scalar(
+            select(
+                exists().where(
+                    Worker.status == WorkerStatus.ACTIVE.value, not_(is_stale(settings)), serves
+                )
+            )
+        )
+        return None if available else f"no active worker serves runtime {runtime!r}"
+    row = session.execute(
+        select(
+            Worker.status,
+            is_stale(settings).label("stale"),
+            seconds_since(Worker.last_heartbeat).label("age_s"),
+            serves.label("serves"),
+        ).where(Worker.name == name)
+    ).first()
+    if row is None:
+        return f"worker {name!r} is not registered"
+    if row.status != WorkerStatus.ACTIVE:
+        return f"worker {name!r} is {row.status}"
+    if row.stale:
+        ago = "never heartbeated" if row.age_s is None else f"last heartbeat {row.age_s:.1f} s ago"
+        return f"worker {name!r} is stale ({ago})"
+    if not row.serves:
+        return f"worker {name!r} does not serve runtime {runtime!r}"
+    return None
+
+
+def list_workers(session: Session, settings: Settings) -> list[WorkerView]:
+    """Every worker by name, with its heartbeat age, staleness and running executions."""
+    running = (
+        select(func.count())
+        .where(Execution.worker == Worker.name, Execution.status.in_(_BUSY))
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(
+            Worker.name,
+            Worker.status,
+            Worker.runtimes,
+            Worker.host,
+            Worker.pid,
+            Worker.last_heartbeat,
+            seconds_since(Worker.last_heartbeat).label("age_s"),
+            is_stale(settings).label("stale"),
+            running.label("running"),
+        ).order_by(Worker.name)
+    )
+    return [
+        WorkerView(
+            name=row.name,
+            status=row.status,
+            runtimes=tuple(row.runtimes),
+            host=row.host,
+            pid=row.pid,
+            last_heartbeat=row.last_heartbeat,
+            heartbeat_age_s=None if row.age_s is None else max(0.0, float(row.age_s)),
+            stale=bool(row.stale),
+            running=int(row.running),
+        )
+        for row in rows
+    ]
+
+
+def announce(report: SweepReport) -> None:
+    """After the sweep committed: one log record, one signal and the counts per deactivation."""
+    for deactivation in report.deactivated:
+        announce_deactivation(deactivation)
+    if report.failed_scheduled:
+        logger.warning(
+            "failed %d scheduled execution(s) that no worker picked up in time",
+            report.failed_scheduled,
+            extra={"event": "scheduled_timeout", "failed": report.failed_scheduled},
+        )
+
+
+def announce_deactivation(deactivation: Deactivation) -> None:
+    """Log, signal and count one worker that went inactive (call it after the commit)."""
+    logger.warning(
+        "worker %s deactivated: %s; %d execution(s) abandoned",
+        deactivation.name,
+        deactivation.reason,
+        deactivation.abandoned,
+        extra={
+            "event": "worker_deactivated",
+            "worker": deactivation.name,
+            "last_heartbeat": _when(deactivation.last_heartbeat),
+            "abandoned": deactivation.abandoned,
+        },
+    )
+    metrics.count_deactivations()
+    metrics.count_abandoned(deactivation.abandoned)
+    worker_deactivated.send(
+        WorkerTransition(
+            worker=deactivation.name,
+            status=WorkerStatus.INACTIVE.value,
+            reason=deactivation.reason,
+            last_heartbeat=deactivation.last_heartbeat,
+            abandoned_executions=deactivation.abandoned,
+        )
+    )
+
+
+def announce_reactivation(name: str) -> None:
+    """Log, signal and count a worker that heartbeats again after it was deactivated."""
+    reason = "heartbeat received while inactive"
+    logger.warning(
+        "worker %s reactivated: %s",
+        name,
+        reason,
+        extra={"event": "worker_reactivated", "worker": name},
+    )
+    metrics.count_reactivation()
+    worker_reactivated.send(
+        WorkerTransition(
+            worker=name, status=WorkerStatus.ACTIVE.value, reason=reason, last_heartbeat=None
+        )
+    )
+
+
+def _when(moment: datetime | None) -> str:
+    return "never" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S.%f UTC")
