@@ -56,6 +56,11 @@ class ProcessResources:
             self._database = Database.from_settings(self.settings)
         return self._database
 
+    def configure(self, settings: Settings) -> None:
+        """Use ``settings`` from now on (for callers that build Settings themselves)."""
+        self.forget_database()
+        self._settings = settings
+
     def forget_database(self) -> None:
         """Drop the engine inherited through fork without closing the parent's connections."""
         if self._database is not None:
@@ -88,14 +93,16 @@ class EmbeddedWorker:
 
     @property
     def running(self) -> bool:
-        """True while the worker thread runs."""
-        return self._thread is not None and self._thread.is_alive()
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._controller is not None
 
     def start(self) -> None:
         """Start the worker (once) and return when it consumes its queues."""
         with self._lock:
-            if self.running:
+            if self._controller is not None:
                 return
+            if self._thread is not None:
+                self._thread.join()  # the previous worker's loop is still winding down
             ready = threading.Event()
             controller = app.WorkController(
                 hostname=f"embedded-{os.getpid()}@{socket.gethostname()}",
@@ -119,13 +126,16 @@ class EmbeddedWorker:
             atexit.register(self.stop)
 
     def stop(self) -> None:
-        """Warm shutdown: running executions finish, then the worker row goes inactive."""
+        """Warm shutdown: running executions finish, then the worker row goes inactive.
+
+        Returns once the worker is stopped and deregistered; its idle consumer thread
+        (a daemon) may take up to the transport's poll timeout more to end.
+        """
         with self._lock:
-            if self._controller is None or self._thread is None:
+            if self._controller is None:
                 return
             self._controller.stop()
-            self._thread.join()
-            self._controller, self._thread = None, None
+            self._controller = None
 
 
 embedded_worker = EmbeddedWorker()
