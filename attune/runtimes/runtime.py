@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -50,8 +51,7 @@ def run(invocation: Invocation) -> RunResult:
     except RuntimeLaunchError as exc:
         return _unstarted(Outcome.FAILED, redact(str(exc), secrets), started)
     except (OSError, subprocess.SubprocessError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        error = f"cannot start {invocation.entry_point} ({invocation.runtime}): {reason}"
+        error = f"cannot start {invocation.entry_point} ({invocation.runtime}): {_reason(exc)}"
         return _unstarted(Outcome.FAILED, redact(error, secrets), started)
     finally:
         if parameter_file is not None:
@@ -78,6 +78,15 @@ def _result(finished: Finished, invocation: Invocation, secrets: Sequence[str]) 
         stderr_dropped_bytes=finished.stderr.dropped_bytes,
         duration_ms=finished.duration_ms,
     )
+
+
+def _reason(exc: OSError | subprocess.SubprocessError) -> str:
+    """Why exec failed, naming the file at fault when it is not the entry point itself."""
+    if not isinstance(exc, OSError) or not exc.strerror:
+        return str(exc)
+    if exc.errno == errno.ENOENT and exc.filename and os.path.exists(exc.filename):
+        return f"{exc.strerror} (is the interpreter on its #! line missing?)"
+    return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
 
 
 def _ending(finished: Finished, timeout_s: float) -> tuple[Outcome, str | None]:
