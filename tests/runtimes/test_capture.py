@@ -73,3 +73,8 @@ def test_binary_and_nul_output_is_replaced(pack: Pack) -> None:
 def test_multibyte_character_cut_by_the_limit_is_replaced(pack: Pack) -> None:
     result = pack.run("printf 'ab\\303\\251'\n", max_output_bytes=3)
     assert result.stdout.startswith("ab\ufffd\n[attune: stdout truncated")
+
+
+def test_error_quotes_at_most_500_characters_of_the_last_line(pack: Pack) -> None:
+    result = pack.run("printf '%0900d' 0 >&2\nexit 1\n")
+    assert result.error == "exited with code 1: " + "0" * 500 + "…"
