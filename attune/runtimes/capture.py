@@ -30,11 +30,6 @@ class Captured:
         """True when output past the limit was dropped."""
         return self.dropped_bytes > 0
 
-    @property
-    def body(self) -> str:
-        """``text`` without the truncation notice."""
-        return self.text[: len(self.text) - len(self.notice)] if self.notice else self.text
-
 
 class Capture:
     """Reads one stream, keeping ``limit_bytes`` of it and counting (and dropping) the rest.

@@ -54,7 +54,7 @@ def _shell(invocation: Invocation, env: dict[str, str]) -> tuple[str, ...]:
 def _python(invocation: Invocation, env: dict[str, str]) -> tuple[str, ...]:
     venv_python = invocation.pack_dir / ".venv" / "bin" / "python"
     # The venv's own path (not its target) is what makes Python pick up the venv.
-    interpreter = str(venv_python) if venv_python.exists() else _worker_python()
+    interpreter = str(venv_python) if os.path.lexists(venv_python) else _worker_python()
     lib = str(invocation.pack_dir / "lib")
     inherited = env.get("PYTHONPATH")
     env["PYTHONPATH"] = f"{lib}{os.pathsep}{inherited}" if inherited else lib

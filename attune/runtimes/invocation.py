@@ -67,3 +67,20 @@ class RunResult:
     stdout_dropped_bytes: int
     stderr_dropped_bytes: int
     duration_ms: int
+
+    @classmethod
+    def not_started(cls, outcome: Outcome, error: str, duration_ms: int = 0) -> RunResult:
+        """The result of a run whose process never started: no exit code, no output."""
+        return cls(
+            outcome=outcome,
+            exit_code=None,
+            stdout="",
+            stderr="",
+            result=None,
+            error=error,
+            stdout_truncated=False,
+            stderr_truncated=False,
+            stdout_dropped_bytes=0,
+            stderr_dropped_bytes=0,
+            duration_ms=duration_ms,
+        )

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +66,6 @@ class Finished:
 def run_process(
     spawn: Spawn,
     cancel: threading.Event,
-    clock: Callable[[], float] = time.monotonic,
     use_pidfd: bool = True,
 ) -> Finished:
     """Run ``spawn`` to its end; raises ``OSError``/``SubprocessError`` if it cannot start.
@@ -74,7 +73,7 @@ def run_process(
     ``use_pidfd=False`` watches the child by polling ``waitid`` instead, as on kernels
     without ``pidfd_open`` (before Linux 5.3, or where a seccomp profile forbids it).
     """
-    started = clock()
+    started = time.monotonic()
     # Pipes of our own, not PIPE: Popen would wrap each end in a file object we never use.
     stdout, stderr = os.pipe(), os.pipe()
     stdin = os.pipe() if spawn.stdin is not None else None
@@ -96,7 +95,7 @@ def run_process(
         for child_end in (stdout[1], stderr[1], -1 if stdin is None else stdin[0]):
             _close(child_end)
     stdin_fd = None if stdin is None else stdin[1]
-    watch = _Watch(process, spawn, cancel, clock, (stdout[0], stderr[0], stdin_fd), use_pidfd)
+    watch = _Watch(process, spawn, cancel, (stdout[0], stderr[0], stdin_fd), use_pidfd)
     try:
         stop = watch.run()
     finally:
@@ -106,7 +105,7 @@ def run_process(
         stdout=watch.stdout.finish(),
         stderr=watch.stderr.finish(),
         stop=stop,
-        duration_ms=round((clock() - started) * 1000),
+        duration_ms=round((time.monotonic() - started) * 1000),
     )
 
 
@@ -118,7 +117,6 @@ class _Watch:
         process: subprocess.Popen[bytes],
         spawn: Spawn,
         cancel: threading.Event,
-        clock: Callable[[], float],
         fds: tuple[int, int, int | None],
         use_pidfd: bool,
     ) -> None:
@@ -126,7 +124,6 @@ class _Watch:
         self.process = process
         self.spawn = spawn
         self.cancel = cancel
-        self.clock = clock
         self.stdout = Capture("stdout", spawn.max_output_bytes)
         self.stderr = Capture("stderr", spawn.max_output_bytes)
         self.poller = select.poll()
@@ -147,11 +144,11 @@ class _Watch:
     def run(self) -> Stop | None:
         """Loop until the process exited and its pipes closed (or lingered too long)."""
         stop: Stop | None = None
-        deadline = self.clock() + self.spawn.timeout_s
+        deadline = time.monotonic() + self.spawn.timeout_s
         kill_at = math.inf
         linger_until = math.inf
         while True:
-            now = self.clock()
+            now = time.monotonic()
             if stop is None and (self.cancel.is_set() or now >= deadline):
                 stop = Stop.CANCELED if self.cancel.is_set() else Stop.TIMEOUT
                 self._signal(signal.SIGTERM)

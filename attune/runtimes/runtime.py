@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -34,12 +35,12 @@ def run(invocation: Invocation) -> RunResult:
         document = render(invocation.parameters, invocation.parameter_format)
         if invocation.parameter_delivery == ParameterDelivery.FILE:
             parameter_file = _write_parameter_file(document, invocation)
-        spawn = command(invocation, parameter_file)
+        launch = command(invocation, parameter_file)
         finished = run_process(
             Spawn(
-                argv=spawn.argv,
+                argv=launch.argv,
                 cwd=invocation.pack_dir,
-                env=spawn.env,
+                env=launch.env,
                 stdin=None if parameter_file else document,
                 timeout_s=invocation.timeout_s,
                 kill_grace_s=invocation.kill_grace_s,
@@ -50,8 +51,7 @@ def run(invocation: Invocation) -> RunResult:
     except RuntimeLaunchError as exc:
         return _unstarted(Outcome.FAILED, redact(str(exc), secrets), started)
     except (OSError, subprocess.SubprocessError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        error = f"cannot start {invocation.entry_point} ({invocation.runtime}): {reason}"
+        error = f"cannot start {invocation.entry_point} ({invocation.runtime}): {_reason(exc)}"
         return _unstarted(Outcome.FAILED, redact(error, secrets), started)
     finally:
         if parameter_file is not None:
@@ -80,6 +80,15 @@ def _result(finished: Finished, invocation: Invocation, secrets: Sequence[str]) 
     )
 
 
+def _reason(exc: OSError | subprocess.SubprocessError) -> str:
+    """Why exec failed, naming the file at fault when it is not the entry point itself."""
+    if not isinstance(exc, OSError) or not exc.strerror:
+        return str(exc)
+    if exc.errno == errno.ENOENT and exc.filename and os.path.exists(exc.filename):
+        return f"{exc.strerror} (is the interpreter on its #! line missing?)"
+    return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+
+
 def _ending(finished: Finished, timeout_s: float) -> tuple[Outcome, str | None]:
     """The outcome and error message of a finished process."""
     if finished.stop is Stop.TIMEOUT:
@@ -102,15 +111,15 @@ def _signal_name(signum: int) -> str:
         return str(signum)
 
 
-def _last_line(captured: Captured) -> str:
+def _last_line(captured: Captured, max_chars: int = 500) -> str:
     """The last non-blank line of a stream's kept output (before any truncation notice)."""
-    body = captured.body
-    end = len(body)
+    text = captured.text
+    end = len(text) - len(captured.notice)
     while end > 0:
-        start = body.rfind("\n", 0, end) + 1
-        line = body[start:end].strip()
+        start = text.rfind("\n", 0, end) + 1
+        line = text[start : min(end, start + max_chars)].strip()
         if line:
-            return line
+            return line + ("…" if end - start > max_chars else "")
         end = start - 1
     return ""
 
@@ -123,28 +132,15 @@ def _write_parameter_file(document: bytes, invocation: Invocation) -> Path:
         dir=invocation.base_env.get("TMPDIR") or None,
     )
     try:
-        os.write(fd, document)
-        os.fchmod(fd, 0o400)
+        with os.fdopen(fd, "wb") as file:
+            file.write(document)
+            os.fchmod(file.fileno(), 0o400)
     except OSError:
-        os.close(fd)
         os.unlink(name)
         raise
-    os.close(fd)
     return Path(name)
 
 
 def _unstarted(outcome: Outcome, error: str, started: float | None = None) -> RunResult:
     duration_ms = 0 if started is None else round((time.monotonic() - started) * 1000)
-    return RunResult(
-        outcome=outcome,
-        exit_code=None,
-        stdout="",
-        stderr="",
-        result=None,
-        error=error,
-        stdout_truncated=False,
-        stderr_truncated=False,
-        stdout_dropped_bytes=0,
-        stderr_dropped_bytes=0,
-        duration_ms=duration_ms,
-    )
+    return RunResult.not_started(outcome, error, duration_ms)

@@ -34,7 +34,11 @@ from attune.settings import Settings  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "300"))
 FLOOD_BYTES = 1024 * 1024 * 1024
-FLOOD_COMMAND = f"head -c {FLOOD_BYTES} /dev/zero"
+FLOODS = {
+    # NUL bytes decode to U+FFFD, two bytes a character: the costliest text to keep.
+    "NUL bytes": f"head -c {FLOOD_BYTES} /dev/zero",
+    "ASCII text": f"yes | head -c {FLOOD_BYTES}",
+}
 
 _FLOOD_CHILD = """
 import sys
@@ -144,9 +148,9 @@ def _overhead(pack: Path) -> None:
         )
 
 
-def _flood(pack: Path) -> None:
+def _flood(pack: Path, name: str, command: str) -> None:
     child = subprocess.run(
-        [sys.executable, "-c", _FLOOD_CHILD, str(ROOT), str(pack), FLOOD_COMMAND],
+        [sys.executable, "-c", _FLOOD_CHILD, str(ROOT), str(pack), command],
         capture_output=True,
         text=True,
         check=False,
@@ -155,16 +159,13 @@ def _flood(pack: Path) -> None:
         raise SystemExit(f"benchmark: the flood failed:\n{child.stderr}")
     growth_kib, duration_ms, dropped = (int(part) for part in child.stdout.split())
     started = time.perf_counter()
-    subprocess.run(["bash", "-c", f"{FLOOD_COMMAND} | cat > /dev/null"], check=True)
+    subprocess.run(["bash", "-c", f"{command} | cat > /dev/null"], check=True)
     cat_s = time.perf_counter() - started
     mb = FLOOD_BYTES / 1e6
     print(
-        f"1 GiB flood ({FLOOD_COMMAND}), cap 10 MiB: peak RSS growth {growth_kib / 1024:.1f} MiB"
-        f" (goal <= 32 MiB), {dropped} bytes dropped"
-    )
-    print(
-        f"drain rate: attune {mb / (duration_ms / 1000):,.0f} MB/s"
-        f"   cat > /dev/null {mb / cat_s:,.0f} MB/s"
+        f"1 GiB flood of {name:<10} ({command}), cap 10 MiB, {dropped} bytes dropped:"
+        f" peak RSS growth {growth_kib / 1024:.1f} MiB (goal <= 32 MiB);"
+        f" drain {mb / (duration_ms / 1000):,.0f} MB/s vs cat > /dev/null {mb / cat_s:,.0f} MB/s"
     )
 
 
@@ -174,7 +175,8 @@ def main() -> None:
         pack = Path(directory) / "bench"
         (pack / "actions").mkdir(parents=True)
         _overhead(pack)
-        _flood(pack)
+        for name, command in FLOODS.items():
+            _flood(pack, name, command)
 
 
 if __name__ == "__main__":
