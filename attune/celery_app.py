@@ -140,6 +140,8 @@ class EmbeddedWorker:
 
 embedded_worker = EmbeddedWorker()
 """This process's embedded worker (started by the first ``execute`` on ``memory://``)."""
+
+
 class Liveness(bootsteps.StartStopStep):
     """Consumer bootstep: this worker's queues, its row in the worker table, its heartbeat.
 

@@ -5,24 +5,34 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Row, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 import attune.executions as executions
 from attune.completion import hub
 from attune.db import Database
 from attune.errors import AttuneError
-from attune.models import Action, Execution, ExecutionStatus
+from attune.models import (
+    Action,
+    Execution,
+    ExecutionStatus,
+    OutputFormat,
+    ParameterDelivery,
+    ParameterFormat,
+    RunnerType,
+)
 from attune.runtimes import Invocation, Outcome, RunResult, run
 from attune.secretbox import SecretBox
 from attune.settings import Settings
 from attune.sqltypes import db_now
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 OUTCOME_STATUS = {
     Outcome.SUCCEEDED: ExecutionStatus.SUCCEEDED,
@@ -31,6 +41,9 @@ OUTCOME_STATUS = {
     Outcome.CANCELED: ExecutionStatus.CANCELED,
 }
 """The execution status each runtime outcome ends in."""
+
+DB_RETRY_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+"""Pauses between attempts when the database is unreachable while claiming or storing."""
 
 CANCEL_POLL_S = 0.5
 """How often a worker process looks for executions being canceled (well under a second)."""
@@ -103,11 +116,52 @@ def run_execution(
     None means no row moved to ``running``: it was canceled, already run, or is a
     redelivered message, and nothing more happens.
     """
+    claimed, action = _retrying(
+        f"claiming execution {execution_id}",
+        lambda: _claim(database, execution_id, worker_name),
+    )
+    if claimed is None:
+        log.info("execution %s is no longer scheduled; not running it", execution_id)
+        return None
+    with watcher.watch(execution_id) as cancel:
+        try:
+            invocation = _invocation(settings, execution_id, claimed, action, cancel)
+        except AttuneError as exc:
+            result = RunResult.not_started(Outcome.FAILED, str(exc))
+        else:
+            result = run(invocation)
+    return _retrying(
+        f"storing the result of execution {execution_id}",
+        lambda: _store(database, execution_id, result),
+    )
+
+
+def _retrying(what: str, attempt: Callable[[], _T]) -> _T:
+    """Retry ``attempt`` through a database outage: the result must not be lost."""
+    for delay_s in (*DB_RETRY_DELAYS_S, None):
+        try:
+            return attempt()
+        except (OperationalError, InterfaceError) as exc:
+            if delay_s is None:
+                raise
+            log.warning("%s: database error, retrying in %g s: %s", what, delay_s, exc)
+            time.sleep(delay_s)
+    raise AssertionError("unreachable")
+
+
+def _claim(database: Database, execution_id: int, worker_name: str) -> tuple[Any, Any]:
+    """Move the execution scheduled → running; its row and its action's, or (None, None)."""
     with database.session_scope() as session:
-        claimed = _claim(session, execution_id, worker_name)
+        claimed = session.execute(
+            update(Execution)
+            .where(Execution.id == execution_id, Execution.status == ExecutionStatus.SCHEDULED)
+            .values(status=ExecutionStatus.RUNNING, worker=worker_name, started_at=db_now())
+            .returning(
+                Execution.action_ref, Execution.parameters, Execution.secrets, Execution.timeout_s
+            )
+        ).first()
         if claimed is None:
-            log.info("execution %s is no longer scheduled; not running it", execution_id)
-            return None
+            return None, None
         action = session.execute(
             select(
                 Action.runner_type,
@@ -118,23 +172,7 @@ def run_execution(
                 Action.timeout_s,
             ).where(Action.ref == claimed.action_ref)
         ).first()
-    with watcher.watch(execution_id) as cancel:
-        try:
-            invocation = _invocation(settings, execution_id, claimed, action, cancel)
-        except AttuneError as exc:
-            return _store(database, execution_id, _not_started(str(exc)))
-        return _store(database, execution_id, run(invocation))
-
-
-def _claim(session: Session, execution_id: int, worker_name: str) -> Row[Any] | None:
-    return session.execute(
-        update(Execution)
-        .where(Execution.id == execution_id, Execution.status == ExecutionStatus.SCHEDULED)
-        .values(status=ExecutionStatus.RUNNING, worker=worker_name, started_at=db_now())
-        .returning(
-            Execution.action_ref, Execution.parameters, Execution.secrets, Execution.timeout_s
-        )
-    ).first()
+    return claimed, action
 
 
 def _invocation(
@@ -150,14 +188,14 @@ def _invocation(
     pack_ref = claimed.action_ref.split(".", 1)[0]
     pack_dir = settings.packs_dir.resolve() / pack_ref
     return Invocation(
-        runtime=action.runner_type,
+        runtime=RunnerType(action.runner_type),
         entry_point=pack_dir / "actions" / action.entry_point,
         pack_dir=pack_dir,
         parameters={**claimed.parameters, **secrets},
         secret_values=tuple(str(value) for value in secrets.values()),
-        parameter_delivery=action.parameter_delivery,
-        parameter_format=action.parameter_format,
-        output_format=action.output_format,
+        parameter_delivery=ParameterDelivery(action.parameter_delivery),
+        parameter_format=ParameterFormat(action.parameter_format),
+        output_format=OutputFormat(action.output_format),
         timeout_s=claimed.timeout_s or action.timeout_s or settings.default_timeout_s,
         max_output_bytes=settings.max_output_bytes,
         kill_grace_s=settings.kill_grace_s,
@@ -165,22 +203,6 @@ def _invocation(
         action_ref=claimed.action_ref,
         base_env=settings.inherited_env,
         cancel=cancel,
-    )
-
-
-def _not_started(error: str) -> RunResult:
-    return RunResult(
-        outcome=Outcome.FAILED,
-        exit_code=None,
-        stdout="",
-        stderr="",
-        result=None,
-        error=error,
-        stdout_truncated=False,
-        stderr_truncated=False,
-        stdout_dropped_bytes=0,
-        stderr_dropped_bytes=0,
-        duration_ms=0,
     )
 
 
