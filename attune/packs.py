@@ -12,23 +12,22 @@ from __future__ import annotations
 import difflib
 import enum
 import json
-import math
 import os
 import re
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeVar
 
-import yaml
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from attune import params
 from attune.db import Database
-from attune.errors import ActionNotFoundError, PackError
+from attune.documents import read_mapping
+from attune.errors import ActionNotFoundError, DocumentError, PackError
 from attune.models import (
     ACTION_REF_REGEX,
     PACK_REF_REGEX,
@@ -40,15 +39,6 @@ from attune.models import (
     RunnerType,
 )
 from attune.sqltypes import db_now
-
-MAX_FILE_BYTES = 1024 * 1024
-"""Largest pack or action YAML file attune reads; anything bigger is refused unread."""
-
-MAX_VALUES = 100_000
-"""Most values one YAML document may expand to (counting every alias use): no alias bombs."""
-
-MAX_DEPTH = 64
-"""Deepest nesting of mappings and lists allowed in one YAML document."""
 
 MAX_TIMEOUT_S = 2**31 - 1
 """Largest ``timeout`` an action may declare (the column is a 32-bit integer)."""
@@ -326,46 +316,6 @@ def _assign(row: Pack | Action, columns: Mapping[str, Any]) -> bool:
     return bool(changed)
 
 
-# --- reading and validation -------------------------------------------------------------------
-
-
-class _UniqueKeys(yaml.constructor.SafeConstructor):
-    """Refuses a mapping that repeats a key: YAML would silently keep the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[str] = set()
-        for key_node, _value in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                if key_node.value in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
-                    )
-                seen.add(key_node.value)
-        return super().construct_mapping(node, deep=deep)
-
-
-class _PythonLoader(_UniqueKeys, yaml.SafeLoader):
-    """The pure-Python safe loader (deep nesting ends in RecursionError, which is caught)."""
-
-
-def _libyaml_version() -> tuple[int, ...]:
-    try:
-        from yaml import _yaml
-    except ImportError:
-        return ()
-    return tuple(int(part) for part in _yaml.get_version_string().split(".")[:3])
-
-
-if getattr(yaml, "__with_libyaml__", False) and _libyaml_version() >= (0, 2, 6):
-
-    class _CLoader(_UniqueKeys, yaml.CSafeLoader):
-        """libyaml's safe loader, about 8× faster; 0.2.6 caps nesting (older ones overflow)."""
-
-    _Loader: type[yaml.SafeLoader] | type[_CLoader] = _CLoader
-else:  # pragma: no cover - depends on how PyYAML was built
-    _Loader = _PythonLoader
-
-
 def _read_header(pack_dir: Path, problems: list[str]) -> dict[str, Any] | None:
     path = pack_dir / "pack.yaml"
     document = _read_document(path, problems)
@@ -486,109 +436,12 @@ def _entry_point_problem(
 
 
 def _read_document(path: Path, problems: list[str]) -> dict[str, Any] | None:
-    """The mapping in YAML file ``path``, or None after appending why it cannot be had."""
+    """The mapping in YAML file ``path``, or None after recording why there is none."""
     try:
-        info = path.stat()
-    except FileNotFoundError:
-        problems.append(f"{path}: missing")
+        return read_mapping(path)
+    except DocumentError as error:
+        problems.append(str(error))
         return None
-    except OSError as error:
-        problems.append(f"{path}: cannot be read: {error.strerror}")
-        return None
-    if not stat.S_ISREG(info.st_mode):
-        problems.append(f"{path}: not a regular file")
-        return None
-    if info.st_size > MAX_FILE_BYTES:
-        problems.append(f"{path}: {info.st_size} bytes, over the {MAX_FILE_BYTES} byte limit")
-        return None
-    with path.open("rb") as stream:
-        data = stream.read(MAX_FILE_BYTES + 1)
-    text, problem = _decode(data)
-    if text is not None:
-        try:
-            document: object = yaml.load(text, Loader=_Loader)
-        except yaml.MarkedYAMLError as error:
-            problem = _yaml_problem(error)
-        except yaml.YAMLError as error:
-            problem = f"invalid YAML: {error}"
-        except RecursionError:
-            problem = "invalid YAML: nested too deeply"
-        else:
-            problem = _shape_problem(document)
-    if problem is not None:
-        problems.append(f"{path}: {problem}")
-        return None
-    return document  # type: ignore[return-value]
-
-
-def _decode(data: bytes) -> tuple[str | None, str | None]:
-    """The text of a file's bytes, or None and the reason it is not usable text."""
-    if len(data) > MAX_FILE_BYTES:
-        return None, f"over the {MAX_FILE_BYTES} byte limit"
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        return None, f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})"
-    if not text.strip():
-        return None, "the file is empty"
-    return text, None
-
-
-def _yaml_problem(error: yaml.MarkedYAMLError) -> str:
-    mark = error.problem_mark or error.context_mark
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    what = " ".join(part for part in (error.context, error.problem) if part)
-    return f"{where}invalid YAML: {what}"
-
-
-_Path: TypeAlias = tuple[object, "_Path"] | None
-
-
-def _shape_problem(document: object) -> str | None:
-    """Why ``document`` is not a JSON-like mapping of bounded size and depth, or None.
-
-    Walks the document as loaded, where an alias is one shared object visited again at each
-    use, so ``MAX_VALUES`` bounds the work an alias bomb (or a recursive alias) can cause.
-    """
-    if document is None:
-        return "the file is empty (no YAML document, only comments)"
-    if type(document) is not dict:
-        return f"the document must be a mapping of keys, got {_kind(document)}"
-    budget = MAX_VALUES
-    # Paths are linked (key, parent) pairs, spelled out only for a problem.
-    stack: list[tuple[object, int, _Path]] = [(document, 1, None)]
-    while stack:
-        value, depth, path = stack.pop()
-        budget -= 1
-        if budget < 0:
-            return f"expands to more than {MAX_VALUES} values (YAML aliases used as a bomb?)"
-        if depth > MAX_DEPTH:
-            return f"{_spelled(path)}: nested deeper than {MAX_DEPTH} levels"
-        if isinstance(value, dict):
-            for key, child in value.items():
-                if not isinstance(key, str):
-                    return f"{_spelled(path) or 'top level'}: key {key!r} is not a string"
-                stack.append((child, depth + 1, (key, path)))
-        elif isinstance(value, list):
-            stack.extend((child, depth + 1, (i, path)) for i, child in enumerate(value))
-        elif isinstance(value, str):
-            if "\0" in value:
-                return f"{_spelled(path)}: a NUL character cannot be stored"
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                return f"{_spelled(path)}: {value} is not a JSON number"
-        elif value is not None and not isinstance(value, int):
-            return f"{_spelled(path)}: a YAML {_kind(value)} is not JSON (quote it as a string)"
-    return None
-
-
-def _spelled(path: _Path) -> str:
-    parts: list[str] = []
-    while path is not None:
-        key, path = path
-        parts.append(str(key))
-    parts.reverse()
-    return ".".join(parts) if len(parts) <= 10 else ".".join(parts[:9]) + "…"
 
 
 def _kind(value: object) -> str:

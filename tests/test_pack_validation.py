@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 from attune.db import Database
 from attune.errors import PackError
 from attune.models import Action, Pack
-from attune.packs import MAX_FILE_BYTES, load_packs, read_pack
+from attune.documents import MAX_DOCUMENT_BYTES as MAX_FILE_BYTES
+from attune.packs import load_packs, read_pack
 from tests.pack_builder import action, header, write_pack, write_yaml
 
 Breaker = Callable[[Path], None]
@@ -329,13 +330,13 @@ CASES: dict[str, tuple[Breaker, str, str]] = {
     "yaml-duplicate-key": (
         raw_action("ref: demo.hello\nref: demo.other\n"),
         HELLO,
-        "line 2, column 1: invalid YAML",
+        "line 2: duplicate key 'ref'",
     ),
     "yaml-alias-bomb": (raw_action(ALIAS_BOMB), HELLO, f"expands to more than {100_000} values"),
     "yaml-recursive-alias": (
         raw_action("ref: &r [*r]\n"),
         HELLO,
-        "ref.0.0.0.0.0.0.0.0…: nested deeper than 64",
+        "line 1: ref.0.0.0.0.0.0.0.0.0…: nested deeper than 64",
     ),
     "yaml-deep-nesting": (
         raw_action("a: " + "[" * 5000 + "]" * 5000 + "\n"),
@@ -358,12 +359,12 @@ CASES: dict[str, tuple[Breaker, str, str]] = {
     "document-a-list": (
         raw_action("- ref: demo.hello\n"),
         HELLO,
-        "the document must be a mapping of keys, got list",
+        "the document must be a mapping, got list",
     ),
     "document-a-scalar": (
         raw_action("just words\n"),
         HELLO,
-        "the document must be a mapping of keys, got string",
+        "the document must be a mapping, got string",
     ),
     "document-two-documents": (
         raw_action("ref: demo.hello\n---\nref: demo.bye\n"),
@@ -378,7 +379,7 @@ CASES: dict[str, tuple[Breaker, str, str]] = {
     "value-nan": (
         raw_action("ref: demo.hello\nparameters: {n: {default: .nan}}\n"),
         HELLO,
-        "parameters.n.default: nan is not a JSON number",
+        "line 2: parameters.n.default: .nan is not a JSON number",
     ),
     "value-nul": (
         raw_action('ref: demo.hello\nlabel: "a\\0b"\n'),
@@ -388,7 +389,7 @@ CASES: dict[str, tuple[Breaker, str, str]] = {
     "key-not-a-string": (
         raw_action("ref: demo.hello\n1: one\n"),
         HELLO,
-        "top level: key 1 is not a string",
+        "line 2: the key 1 is not a string",
     ),
     "file-a-fifo": (fifo_action, "packs/demo/actions/pipe.yaml", "not a regular file"),
     "actions-not-a-folder": (actions_is_a_file, "packs/demo/actions", "must be a directory"),
