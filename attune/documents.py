@@ -58,7 +58,9 @@ def read_mapping(path: Path) -> dict[str, Any]:
     if not stat.S_ISREG(info.st_mode):
         raise DocumentError(source, "not a regular file")
     if info.st_size > MAX_DOCUMENT_BYTES:
-        raise DocumentError(source, f"{info.st_size} bytes, over the {MAX_DOCUMENT_BYTES} byte limit")
+        raise DocumentError(
+            source, f"{info.st_size} bytes, over the {MAX_DOCUMENT_BYTES} byte limit"
+        )
     with path.open("rb") as stream:
         data = stream.read(MAX_DOCUMENT_BYTES + 1)
     if len(data) > MAX_DOCUMENT_BYTES:

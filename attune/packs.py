@@ -298,17 +298,18 @@ def find_action(session: Session, ref: str) -> Action:
     return action
 
 
-def _as_json(value: object) -> str:
-    return json.dumps(value, sort_keys=True)
+def _differs(stored: object, value: object) -> bool:
+    """True unless the two are the same JSON (Python's ``1 == True == 1.0`` is not enough)."""
+    if stored != value or type(stored) is not type(value):
+        return True
+    if isinstance(value, dict | list):
+        return json.dumps(stored, sort_keys=True) != json.dumps(value, sort_keys=True)
+    return False
 
 
 def _assign(row: Pack | Action, columns: Mapping[str, Any]) -> bool:
     """Set the columns whose value differs (as JSON: ``1`` is not ``true``); True if any did."""
-    changed = {
-        key: value
-        for key, value in columns.items()
-        if _as_json(getattr(row, key)) != _as_json(value)
-    }
+    changed = {key: value for key, value in columns.items() if _differs(getattr(row, key), value)}
     for key, value in changed.items():
         setattr(row, key, value)
     if changed:
@@ -352,13 +353,13 @@ def _read_actions(pack_dir: Path, problems: list[str]) -> tuple[ActionSpec, ...]
     if not actions_dir.is_dir():
         problems.append(f"{actions_dir}: must be a directory")
         return ()
-    pack_root = pack_dir.resolve()
+    roots = (pack_dir.resolve(), actions_dir.resolve())
     specs: list[ActionSpec] = []
     first_file: dict[str, Path] = {}
     for path in sorted(actions_dir.iterdir()):
         if path.suffix not in _ACTION_SUFFIXES:
             continue
-        spec = _read_action(path, pack_dir.name, pack_root, problems)
+        spec = _read_action(path, pack_dir.name, roots, problems)
         if spec is None:
             continue
         if spec.ref in first_file:
@@ -371,7 +372,9 @@ def _read_actions(pack_dir: Path, problems: list[str]) -> tuple[ActionSpec, ...]
     return tuple(specs)
 
 
-def _read_action(path: Path, pack: str, pack_root: Path, problems: list[str]) -> ActionSpec | None:
+def _read_action(
+    path: Path, pack: str, roots: tuple[Path, Path], problems: list[str]
+) -> ActionSpec | None:
     document = _read_document(path, problems)
     if document is None:
         return None
@@ -384,7 +387,7 @@ def _read_action(path: Path, pack: str, pack_root: Path, problems: list[str]) ->
     runner_type = fields.choice("runner_type", RunnerType, required=True)
     entry_point = fields.text("entry_point", required=True)
     if entry_point:
-        problem = _entry_point_problem(path.parent, pack_root, entry_point, runner_type)
+        problem = _entry_point_problem(path.parent, roots, entry_point, runner_type)
         if problem:
             fields.problem("entry_point", problem)
     parameters = document.get("parameters", {})
@@ -409,8 +412,11 @@ def _read_action(path: Path, pack: str, pack_root: Path, problems: list[str]) ->
 
 
 def _entry_point_problem(
-    actions_dir: Path, pack_root: Path, entry_point: str, runner_type: str
+    actions_dir: Path, roots: tuple[Path, Path], entry_point: str, runner_type: str
 ) -> str | None:
+    """Why ``entry_point`` is not a regular file under ``actions_dir`` that stays inside the
+    pack (``roots``: the pack's and its actions/' resolved paths), or None."""
+    pack_root, real_actions_dir = roots
     relative = PurePosixPath(entry_point)
     if relative.is_absolute():
         return f"{entry_point!r} is absolute; give a path relative to the pack's actions/"
@@ -418,8 +424,12 @@ def _entry_point_problem(
         return f"{entry_point!r} must not contain '..': it must stay under the pack's actions/"
     path = actions_dir / relative
     try:
-        resolved = path.resolve(strict=True)
-        info = resolved.stat()
+        info = path.lstat()
+        resolved = real_actions_dir / relative
+        # A plain file name that is no symlink is inside the already resolved actions/.
+        if len(relative.parts) > 1 or stat.S_ISLNK(info.st_mode):
+            resolved = path.resolve(strict=True)
+            info = resolved.stat()
     except (FileNotFoundError, NotADirectoryError):
         return f"{entry_point!r} does not exist (looked for {path})"
     except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop on older Pythons

@@ -50,6 +50,12 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "null": (type(None),),
 }
 _META = Draft7Validator(Draft7Validator.META_SCHEMA)
+_ANNOTATIONS: dict[str, type] = {
+    "title": str,
+    "description": str,
+    "$comment": str,
+    "examples": list,
+}
 
 
 def json_schema(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -156,9 +162,19 @@ def _property_problems(name: object, spec: object) -> list[str]:
         for key in sorted(INLINE_KEYS)
         if key in spec and not isinstance(spec[key], bool)
     ]
+    problems += [
+        f"{where}.{key}: must be {_kind(kind())}, got {_kind(spec[key])}"
+        for key, kind in _ANNOTATIONS.items()
+        if key in spec and not isinstance(spec[key], kind)
+    ]
     schema = _property_schema(spec)
+    # The meta-schema accepts any default and only types the annotations (checked above), so
+    # the check runs on the rest: property shapes repeat across actions, and its result is cached.
+    shape = {key: value for key, value in schema.items() if key not in _ANNOTATIONS}
+    shape.pop("default", None)
     try:
-        canonical = _canonical(schema)
+        canonical = _canonical(shape)
+        _canonical(spec.get("default"))
     except (TypeError, ValueError) as error:
         return [*problems, f"{where}: not a JSON value ({error})"]
     schema_problems = _schema_problems(canonical)
