@@ -15,6 +15,7 @@ the values itself, in one walk that:
 from __future__ import annotations
 
 import math
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -49,22 +50,7 @@ _NAMED_TAGS = {"tag:yaml.org,2002:timestamp": "date", "tag:yaml.org,2002:binary"
 def read_mapping(path: Path) -> dict[str, Any]:
     """The mapping held by YAML file ``path``; raises :class:`DocumentError` naming the file."""
     source = str(path)
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise DocumentError(source, "missing") from None
-    except OSError as error:
-        raise DocumentError(source, f"cannot be read: {error.strerror}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise DocumentError(source, "not a regular file")
-    if info.st_size > MAX_DOCUMENT_BYTES:
-        raise DocumentError(
-            source, f"{info.st_size} bytes, over the {MAX_DOCUMENT_BYTES} byte limit"
-        )
-    with path.open("rb") as stream:
-        data = stream.read(MAX_DOCUMENT_BYTES + 1)
-    if len(data) > MAX_DOCUMENT_BYTES:
-        raise DocumentError(source, f"over the {MAX_DOCUMENT_BYTES} byte limit")
+    data = _read_bytes(path, source)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -78,6 +64,34 @@ def read_mapping(path: Path) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise DocumentError(source, f"the document must be a mapping, got {_kind(document)}")
     return document
+
+
+def _read_bytes(path: Path, source: str) -> bytes:
+    """The bytes of regular file ``path``, at most MAX_DOCUMENT_BYTES, read without blocking."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise DocumentError(source, "missing") from None
+    except OSError as error:
+        raise DocumentError(source, f"cannot be read: {error.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise DocumentError(source, "not a regular file")
+        if info.st_size > MAX_DOCUMENT_BYTES:
+            problem = f"{info.st_size} bytes, over the {MAX_DOCUMENT_BYTES} byte limit"
+            raise DocumentError(source, problem)
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, MAX_DOCUMENT_BYTES + 1 - size):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_DOCUMENT_BYTES:
+                raise DocumentError(source, f"over the {MAX_DOCUMENT_BYTES} byte limit")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def parse(text: str, source: str = "<string>") -> Any:

@@ -356,9 +356,9 @@ def _read_actions(pack_dir: Path, problems: list[str]) -> tuple[ActionSpec, ...]
     roots = (pack_dir.resolve(), actions_dir.resolve())
     specs: list[ActionSpec] = []
     first_file: dict[str, Path] = {}
-    for path in sorted(actions_dir.iterdir()):
-        if path.suffix not in _ACTION_SUFFIXES:
-            continue
+    names = sorted(name for name in os.listdir(actions_dir) if name.endswith(_ACTION_SUFFIXES))
+    for name in names:
+        path = actions_dir / name
         spec = _read_action(path, pack_dir.name, roots, problems)
         if spec is None:
             continue

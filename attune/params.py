@@ -182,9 +182,15 @@ def _property_problems(name: object, spec: object) -> list[str]:
     if "default" in spec and not schema_problems:
         problems += [
             f"{where}.default: {error.message}"
-            for error in Draft7Validator(schema).iter_errors(spec["default"])
+            for error in _shape_validator(canonical).iter_errors(spec["default"])
         ]
     return problems
+
+
+@lru_cache(maxsize=4096)
+def _shape_validator(canonical: str) -> Draft7Validator:
+    """A validator of one property shape (annotations never change what validates)."""
+    return Draft7Validator(json.loads(canonical))
 
 
 @lru_cache(maxsize=4096)
