@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -129,6 +129,9 @@ class ActionSpec:
             "output_format": self.output_format,
             "timeout_s": self.timeout_s,
         }
+
+
+_ACTION_COLUMNS = tuple(ActionSpec(ref="", runner_type="", entry_point="", source=Path()).columns())
 
 
 @dataclass(frozen=True)
@@ -249,7 +252,11 @@ def read_pack(pack_dir: Path) -> PackSpec:
 
 def upsert_pack(session: Session, spec: PackSpec) -> PackReport:
     """Write ``spec`` by ref in the caller's transaction: insert what is new, update what
-    changed, delete the pack's actions the spec no longer has, and leave the rest untouched."""
+    changed, delete the pack's actions the spec no longer has, and leave the rest untouched.
+
+    Actions are read and written as plain rows (no ORM objects): an unchanged reload of a
+    large pack costs one SELECT and no write.
+    """
     pack = session.scalars(select(Pack).where(Pack.ref == spec.ref)).one_or_none()
     if pack is None:
         pack = Pack(**spec.columns())
@@ -258,27 +265,41 @@ def upsert_pack(session: Session, spec: PackSpec) -> PackReport:
         pack_change = Change.CREATED
     else:
         pack_change = Change.UPDATED if _assign(pack, spec.columns()) else Change.UNCHANGED
-    rows = {
-        row.ref: row for row in session.scalars(select(Action).where(Action.pack_id == pack.id))
+    stored = {
+        row.ref: row
+        for row in session.execute(
+            select(Action.id, *(getattr(Action, name) for name in _ACTION_COLUMNS)).where(
+                Action.pack_id == pack.id
+            )
+        )
     }
-    counts = dict.fromkeys(Change, 0)
+    created: list[dict[str, Any]] = []
+    updated = 0
     for action in spec.actions:
-        row = rows.pop(action.ref, None)
+        columns = action.columns()
+        row = stored.pop(action.ref, None)
         if row is None:
-            session.add(Action(pack_id=pack.id, **action.columns()))
-            counts[Change.CREATED] += 1
-        else:
-            counts[Change.UPDATED if _assign(row, action.columns()) else Change.UNCHANGED] += 1
-    for row in rows.values():
-        session.delete(row)
-    session.flush()
+            created.append({"pack_id": pack.id, **columns})
+            continue
+        changed = {
+            key: value for key, value in columns.items() if _differs(row._mapping[key], value)
+        }
+        if changed:
+            session.execute(
+                update(Action).where(Action.id == row.id).values(**changed, updated_at=db_now())
+            )
+            updated += 1
+    if created:
+        session.execute(insert(Action), created)
+    if stored:
+        session.execute(delete(Action).where(Action.id.in_([row.id for row in stored.values()])))
     return PackReport(
         ref=spec.ref,
         pack=pack_change,
-        created=counts[Change.CREATED],
-        updated=counts[Change.UPDATED],
-        unchanged=counts[Change.UNCHANGED],
-        removed=len(rows),
+        created=len(created),
+        updated=updated,
+        unchanged=len(spec.actions) - len(created) - updated,
+        removed=len(stored),
     )
 
 
@@ -307,7 +328,7 @@ def _differs(stored: object, value: object) -> bool:
     return False
 
 
-def _assign(row: Pack | Action, columns: Mapping[str, Any]) -> bool:
+def _assign(row: Pack, columns: Mapping[str, Any]) -> bool:
     """Set the columns whose value differs (as JSON: ``1`` is not ``true``); True if any did."""
     changed = {key: value for key, value in columns.items() if _differs(getattr(row, key), value)}
     for key, value in changed.items():
