@@ -62,7 +62,7 @@ def read_mapping(path: Path) -> dict[str, Any]:
     if document is None:
         raise DocumentError(source, "the file is empty (no YAML document, only comments)")
     if not isinstance(document, dict):
-        raise DocumentError(source, f"the document must be a mapping, got {_kind(document)}")
+        raise DocumentError(source, f"the document must be a mapping, got {kind_of(document)}")
     return document
 
 
@@ -209,6 +209,17 @@ def _yaml_problem(error: yaml.MarkedYAMLError) -> str:
     return f"{where}invalid YAML: {what}"
 
 
-def _kind(value: object) -> str:
-    names = {dict: "mapping", list: "list", str: "string", bool: "boolean", int: "integer"}
-    return names.get(type(value), type(value).__name__)
+def kind_of(value: object) -> str:
+    """How a message names the JSON type of ``value``: "a string", "an integer", "null", …"""
+    return _KINDS.get(type(value), f"a {type(value).__name__}")
+
+
+_KINDS = {
+    dict: "a mapping",
+    list: "a list",
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    type(None): "null",
+}

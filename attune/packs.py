@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from attune import params
 from attune.db import Database
-from attune.documents import read_mapping
+from attune.documents import kind_of, read_mapping
 from attune.errors import ActionNotFoundError, DocumentError, PackError
 from attune.models import (
     ACTION_REF_REGEX,
@@ -320,10 +320,11 @@ def find_action(session: Session, ref: str) -> Action:
 
 
 def _differs(stored: object, value: object) -> bool:
-    """True unless the two are the same JSON (Python's ``1 == True == 1.0`` is not enough)."""
+    """True unless the two are the same JSON (Python's ``1 == True == 1.0`` is not enough;
+    lists here are tags, strings only)."""
     if stored != value or type(stored) is not type(value):
         return True
-    if isinstance(value, dict | list):
+    if isinstance(value, dict):
         return json.dumps(stored, sort_keys=True) != json.dumps(value, sort_keys=True)
     return False
 
@@ -475,11 +476,6 @@ def _read_document(path: Path, problems: list[str]) -> dict[str, Any] | None:
         return None
 
 
-def _kind(value: object) -> str:
-    names = {dict: "mapping", list: "list", str: "string", bool: "boolean", int: "integer"}
-    return names.get(type(value), type(value).__name__)
-
-
 class _Fields:
     """Typed access to one YAML file's top-level keys, appending a problem per bad field."""
 
@@ -514,7 +510,7 @@ class _Fields:
             return ""
         value = self.document[key]
         if not isinstance(value, str):
-            self.problem(key, f"must be a string, got {_kind(value)} {value!r}")
+            self.problem(key, f"must be a string, got {kind_of(value)} {value!r}")
             return ""
         if required and not value.strip():
             self.problem(key, "must not be empty")
@@ -524,7 +520,7 @@ class _Fields:
         """A boolean field: true or false, never a truthy string."""
         value = self.document.get(key, default)
         if not isinstance(value, bool):
-            self.problem(key, f"must be true or false, got {_kind(value)} {value!r}")
+            self.problem(key, f"must be true or false, got {kind_of(value)} {value!r}")
             return default
         return value
 

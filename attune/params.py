@@ -26,6 +26,7 @@ from typing import Any
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError
 
+from attune.documents import kind_of
 from attune.errors import ParameterError
 from attune.models import MASK
 
@@ -128,7 +129,7 @@ def definition_problems(parameters: object) -> list[str]:
     valid against the Draft 7 meta-schema, and every ``default`` valid against its own property.
     """
     if not isinstance(parameters, Mapping):
-        return [f"parameters: must be a mapping of name → property, got {_kind(parameters)}"]
+        return [f"parameters: must be a mapping of name → property, got {kind_of(parameters)}"]
     problems: list[str] = []
     for name, spec in parameters.items():
         problems += _property_problems(name, spec)
@@ -151,19 +152,19 @@ def _property_problems(name: object, spec: object) -> list[str]:
     if not isinstance(name, str) or not _NAME.match(name):
         return [f"{where}: the name must match {NAME_REGEX} (letters, digits, underscores)"]
     if not isinstance(spec, Mapping):
-        return [f"{where}: must be a mapping of JSON Schema keywords, got {_kind(spec)}"]
+        return [f"{where}: must be a mapping of JSON Schema keywords, got {kind_of(spec)}"]
     problems = [
         f"{where}.{key}: unknown keyword (not JSON Schema Draft 7, nor required/secret)"
         for key in spec
         if key not in KEYWORDS
     ]
     problems += [
-        f"{where}.{key}: must be true or false, got {_kind(spec[key])} {spec[key]!r}"
+        f"{where}.{key}: must be true or false, got {kind_of(spec[key])} {spec[key]!r}"
         for key in sorted(INLINE_KEYS)
         if key in spec and not isinstance(spec[key], bool)
     ]
     problems += [
-        f"{where}.{key}: must be {_kind(kind())}, got {_kind(spec[key])}"
+        f"{where}.{key}: must be {kind_of(kind())}, got {kind_of(spec[key])}"
         for key, kind in _ANNOTATIONS.items()
         if key in spec and not isinstance(spec[key], kind)
     ]
@@ -174,7 +175,8 @@ def _property_problems(name: object, spec: object) -> list[str]:
     shape.pop("default", None)
     try:
         canonical = _canonical(shape)
-        _canonical(spec.get("default"))
+        if not isinstance(spec.get("default"), str | int | None):
+            _canonical(spec["default"])
     except (TypeError, ValueError) as error:
         return [*problems, f"{where}: not a JSON value ({error})"]
     schema_problems = _schema_problems(canonical)
@@ -283,9 +285,3 @@ def _canonical(value: Any) -> str:
 
 def _dotted(path: Iterable[object], prefix: str = "") -> str:
     return "".join(f"{prefix if i == 0 else '.'}{part}" for i, part in enumerate(path))
-
-
-def _kind(value: object) -> str:
-    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
-    names |= {int: "an integer", float: "a number", type(None): "null"}
-    return names.get(type(value), type(value).__name__)

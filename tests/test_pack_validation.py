@@ -132,7 +132,7 @@ CASES: dict[str, tuple[Breaker, str, str]] = {
     "pack-version-a-number": (
         pack_file(header(version=1.5)),
         PACK,
-        "version: must be a string, got float 1.5",
+        "version: must be a string, got a number 1.5",
     ),
     "pack-tags-not-a-list": (
         pack_file(header(tags="a,b")),
@@ -212,13 +212,13 @@ CASES: dict[str, tuple[Breaker, str, str]] = {
     "enabled-a-string": (
         hello(enabled="yes"),
         HELLO,
-        "enabled: must be true or false, got string 'yes'",
+        "enabled: must be true or false, got a string 'yes'",
     ),
-    "label-a-number": (hello(label=123), HELLO, "label: must be a string, got integer 123"),
+    "label-a-number": (hello(label=123), HELLO, "label: must be a string, got an integer 123"),
     "description-a-list": (
         hello(description=["a"]),
         HELLO,
-        "description: must be a string, got list",
+        "description: must be a string, got a list",
     ),
     "tags-a-string": (hello(tags="x"), HELLO, "tags: must be a list of non-empty strings"),
     "tags-with-empty": (hello(tags=["ok", ""]), HELLO, "tags: must be a list of non-empty strings"),
@@ -359,12 +359,12 @@ CASES: dict[str, tuple[Breaker, str, str]] = {
     "document-a-list": (
         raw_action("- ref: demo.hello\n"),
         HELLO,
-        "the document must be a mapping, got list",
+        "the document must be a mapping, got a list",
     ),
     "document-a-scalar": (
         raw_action("just words\n"),
         HELLO,
-        "the document must be a mapping, got string",
+        "the document must be a mapping, got a string",
     ),
     "document-two-documents": (
         raw_action("ref: demo.hello\n---\nref: demo.bye\n"),
