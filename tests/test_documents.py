@@ -89,7 +89,7 @@ def test_read_mapping_refuses_a_document_that_is_not_a_mapping(tmp_path: Path) -
     path = tmp_path / "list.yaml"
     path.write_text("- a\n- b\n")
 
-    with pytest.raises(DocumentError, match="list.yaml: the document must be a mapping, got a list"):
+    with pytest.raises(DocumentError, match="the document must be a mapping, got a list"):
         read_mapping(path)
 
 
