@@ -101,5 +101,5 @@ def test_read_mapping_reads_a_mapping_with_a_byte_order_mark(tmp_path: Path) -> 
 
 
 def test_read_mapping_of_a_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(DocumentError, match="nope.yaml: missing"):
+    with pytest.raises(DocumentError, match=r"nope\.yaml: missing"):
         read_mapping(tmp_path / "nope.yaml")

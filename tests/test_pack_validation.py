@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import func, select
 
 from attune.db import Database
+from attune.documents import MAX_DOCUMENT_BYTES
 from attune.errors import PackError
 from attune.models import Action, Pack
-from attune.documents import MAX_DOCUMENT_BYTES as MAX_FILE_BYTES
 from attune.packs import load_packs, read_pack
 from tests.pack_builder import action, header, write_pack, write_yaml
 
@@ -348,7 +348,7 @@ CASES: dict[str, tuple[Breaker, str, str]] = {
         HELLO,
         "nested deeper than 64 levels",
     ),
-    "file-50-mb": (huge_file, HELLO, f"52428800 bytes, over the {MAX_FILE_BYTES} byte limit"),
+    "file-50-mb": (huge_file, HELLO, f"52428800 bytes, over the {MAX_DOCUMENT_BYTES} byte limit"),
     "file-not-utf8": (
         raw_action(b"ref: demo.hello\ndescription: caf\xe9\n"),
         HELLO,
