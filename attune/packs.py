@@ -16,18 +16,18 @@ import os
 import re
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from attune import params
 from attune.db import Database
 from attune.documents import kind_of, read_mapping
-from attune.errors import ActionNotFoundError, DocumentError, PackError
+from attune.errors import ActionNotFoundError, DatabaseError, DocumentError, PackError
 from attune.models import (
     ACTION_REF_REGEX,
     PACK_REF_REGEX,
@@ -87,7 +87,6 @@ class Change(enum.StrEnum):
     CREATED = "created"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
-    REMOVED = "removed"
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ class ActionSpec:
     description: str = ""
     enabled: bool = True
     tags: tuple[str, ...] = ()
-    parameters: Mapping[str, Any] | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
     parameter_delivery: str = ParameterDelivery.STDIN
     parameter_format: str = ParameterFormat.JSON
     output_format: str = OutputFormat.TEXT
@@ -123,7 +122,7 @@ class ActionSpec:
             "tags": list(self.tags),
             "runner_type": self.runner_type,
             "entry_point": self.entry_point,
-            "parameters": dict(self.parameters or {}),
+            "parameters": dict(self.parameters),
             "parameter_delivery": self.parameter_delivery,
             "parameter_format": self.parameter_format,
             "output_format": self.output_format,
@@ -208,10 +207,12 @@ def load_packs(database: Database, packs_dir: Path, names: Sequence[str] = ()) -
                 reports.append(upsert_pack(session, spec))
         except PackError as error:
             errors.append(error)
-        except IntegrityError as error:
+        except IntegrityError as error:  # another loader wrote the same pack meanwhile
             errors.append(
                 PackError(pack_dir.name, [f"{pack_dir}: the database refused it: {error.orig}"])
             )
+        except SQLAlchemyError as error:
+            raise DatabaseError(f"loading pack {pack_dir.name!r} failed: {error}") from error
     return LoadResult(tuple(reports), tuple(errors))
 
 
@@ -412,7 +413,8 @@ def _read_action(
         problem = _entry_point_problem(path.parent, roots, entry_point, runner_type)
         if problem:
             fields.problem("entry_point", problem)
-    parameters = document.get("parameters", {})
+    # ``parameters:`` left empty means none, as an empty mapping does.
+    parameters = document.get("parameters") or {}
     fields.extend(params.definition_problems(parameters))
     timeout_s = fields.timeout()
     spec = ActionSpec(

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -89,14 +90,14 @@ def measure(url: str, packs_dir: str) -> None:
     )
 
 
-def load_in_child(url: str, packs_dir: Path) -> dict[str, object]:
+def load_in_child(url: str, packs_dir: Path) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, __file__, "--measure", url, str(packs_dir)],
         capture_output=True,
         text=True,
         check=True,
     )
-    figures: dict[str, object] = json.loads(done.stdout)
+    figures: dict[str, Any] = json.loads(done.stdout)
     if figures["errors"]:
         raise SystemExit(f"the load failed: {figures['errors']}")
     return figures
@@ -107,17 +108,19 @@ def bench(name: str, url: str, packs_dir: Path) -> bool:
     from attune.db import Database
     from tests.conftest import clear
 
-    firsts, reloads, rows_written = [], [], []
+    firsts: list[float] = []
+    reloads: list[float] = []
+    rows_written: list[int] = []
     for _ in range(ROUNDS):
         database = Database.from_url(url)
         clear(database)
         database.dispose()
         first = load_in_child(url, packs_dir)
         reload = load_in_child(url, packs_dir)
-        firsts.append(float(first["seconds"]))  # type: ignore[arg-type]
-        reloads.append(float(reload["seconds"]))  # type: ignore[arg-type]
-        rows_written.append(int(reload["rows"]))  # type: ignore[call-overload]
-        (report,) = reload["reports"]  # type: ignore[misc]
+        firsts.append(first["seconds"])
+        reloads.append(reload["seconds"])
+        rows_written.append(reload["rows"])
+        (report,) = reload["reports"]
         assert report["unchanged"] == ACTIONS, report
     first_s, reload_s = statistics.median(firsts), statistics.median(reloads)
     print(
