@@ -17,7 +17,7 @@ import re
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, insert, select, update
@@ -376,7 +376,7 @@ def _read_actions(pack_dir: Path, problems: list[str]) -> tuple[ActionSpec, ...]
     if not actions_dir.is_dir():
         problems.append(f"{actions_dir}: must be a directory")
         return ()
-    roots = (pack_dir.resolve(), actions_dir.resolve())
+    roots = (os.path.realpath(pack_dir), os.path.realpath(actions_dir))
     specs: list[ActionSpec] = []
     first_file: dict[str, Path] = {}
     names = sorted(name for name in os.listdir(actions_dir) if name.endswith(_ACTION_SUFFIXES))
@@ -396,7 +396,7 @@ def _read_actions(pack_dir: Path, problems: list[str]) -> tuple[ActionSpec, ...]
 
 
 def _read_action(
-    path: Path, pack: str, roots: tuple[Path, Path], problems: list[str]
+    path: Path, pack: str, roots: tuple[str, str], problems: list[str]
 ) -> ActionSpec | None:
     document = _read_document(path, problems)
     if document is None:
@@ -436,29 +436,29 @@ def _read_action(
 
 
 def _entry_point_problem(
-    actions_dir: Path, roots: tuple[Path, Path], entry_point: str, runner_type: str
+    actions_dir: Path, roots: tuple[str, str], entry_point: str, runner_type: str
 ) -> str | None:
     """Why ``entry_point`` is not a regular file under ``actions_dir`` that stays inside the
     pack (``roots``: the pack's and its actions/' resolved paths), or None."""
     pack_root, real_actions_dir = roots
-    relative = PurePosixPath(entry_point)
-    if relative.is_absolute():
+    parts = entry_point.split("/")
+    if entry_point.startswith("/"):
         return f"{entry_point!r} is absolute; give a path relative to the pack's actions/"
-    if ".." in relative.parts or "\0" in entry_point:
+    if ".." in parts or "\0" in entry_point:
         return f"{entry_point!r} must not contain '..': it must stay under the pack's actions/"
-    path = actions_dir / relative
+    path = os.path.join(actions_dir, entry_point)
     try:
-        info = path.lstat()
-        resolved = real_actions_dir / relative
+        info = os.lstat(path)
+        resolved = os.path.join(real_actions_dir, entry_point)
         # A plain file name that is no symlink is inside the already resolved actions/.
-        if len(relative.parts) > 1 or stat.S_ISLNK(info.st_mode):
-            resolved = path.resolve(strict=True)
-            info = resolved.stat()
+        if len([part for part in parts if part not in ("", ".")]) > 1 or stat.S_ISLNK(info.st_mode):
+            resolved = os.path.realpath(path, strict=True)
+            info = os.stat(resolved)
     except (FileNotFoundError, NotADirectoryError):
         return f"{entry_point!r} does not exist (looked for {path})"
-    except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop on older Pythons
+    except OSError as error:  # a symlink loop, a permission denied
         return f"{entry_point!r} cannot be resolved: {error}"
-    if not resolved.is_relative_to(pack_root):
+    if not resolved.startswith(pack_root + os.sep):
         return f"{entry_point!r} resolves to {resolved}, outside the pack {pack_root}"
     if stat.S_ISDIR(info.st_mode):
         return f"{entry_point!r} is a directory, not a file"
