@@ -441,17 +441,16 @@ def _entry_point_problem(
     """Why ``entry_point`` is not a regular file under ``actions_dir`` that stays inside the
     pack (``roots``: the pack's and its actions/' resolved paths), or None."""
     pack_root, real_actions_dir = roots
-    parts = entry_point.split("/")
     if entry_point.startswith("/"):
         return f"{entry_point!r} is absolute; give a path relative to the pack's actions/"
-    if ".." in parts or "\0" in entry_point:
+    if ".." in entry_point.split("/") or "\0" in entry_point:
         return f"{entry_point!r} must not contain '..': it must stay under the pack's actions/"
     path = os.path.join(actions_dir, entry_point)
     try:
         info = os.lstat(path)
         resolved = os.path.join(real_actions_dir, entry_point)
         # A plain file name that is no symlink is inside the already resolved actions/.
-        if len([part for part in parts if part not in ("", ".")]) > 1 or stat.S_ISLNK(info.st_mode):
+        if "/" in entry_point or stat.S_ISLNK(info.st_mode):
             resolved = os.path.realpath(path, strict=True)
             info = os.stat(resolved)
     except (FileNotFoundError, NotADirectoryError):
