@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import functools
 import json
 import os
 import re
@@ -477,6 +478,11 @@ def _read_document(path: Path, problems: list[str]) -> dict[str, Any] | None:
         return None
 
 
+@functools.cache
+def _values(choices: type[enum.StrEnum]) -> tuple[str, ...]:
+    return tuple(member.value for member in choices)
+
+
 class _Fields:
     """Typed access to one YAML file's top-level keys, appending a problem per bad field."""
 
@@ -527,7 +533,7 @@ class _Fields:
 
     def choice(self, key: str, choices: type[_E], *, required: bool = False) -> str:
         """One of an enum's values (its first member when absent and optional)."""
-        allowed = [member.value for member in choices]
+        allowed = _values(choices)
         if key not in self.document:
             if required:
                 self.problem(key, f"missing (required): one of {', '.join(allowed)}")

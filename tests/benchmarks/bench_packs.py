@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 ACTIONS = 1000
-ROUNDS = 3
+ROUNDS = 5
 FIRST_LOAD_GOAL_S = 1.0
 RELOAD_GOAL_S = 0.3
 PG_SERVER = ("127.0.0.1", 5432)
