@@ -6,6 +6,7 @@
     ├── SettingsError            an ATTUNE_* variable has a bad value
     ├── DatabaseError            the database is unreachable or its schema is not migrated
     ├── PackError                a pack (or several of its files) failed validation
+    ├── DocumentError            a YAML file is unreadable, hostile or not a single mapping
     ├── ActionNotFoundError      no enabled action has that ref
     ├── ParameterError           parameters do not satisfy the action's schema
     ├── SecretKeyError           secrets cannot be encrypted or decrypted with the key at hand
@@ -50,6 +51,15 @@ class PackError(AttuneError):
         self.problems = tuple(problems)
         lines = "\n".join(f"  - {problem}" for problem in self.problems)
         super().__init__(f"pack {pack!r} has {len(self.problems)} problem(s):\n{lines}")
+
+
+class DocumentError(AttuneError):
+    """A YAML file or text cannot be used: unreadable, too big, not UTF-8, invalid, hostile."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        self.source = source
+        self.problem = problem
+        super().__init__(f"{source}: {problem}")
 
 
 class ActionNotFoundError(AttuneError):

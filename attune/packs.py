@@ -11,24 +11,24 @@ from __future__ import annotations
 
 import difflib
 import enum
+import functools
 import json
-import math
 import os
 import re
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Any, TypeAlias, TypeVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
 
-import yaml
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from attune import params
 from attune.db import Database
-from attune.errors import ActionNotFoundError, PackError
+from attune.documents import kind_of, read_mapping
+from attune.errors import ActionNotFoundError, DatabaseError, DocumentError, PackError
 from attune.models import (
     ACTION_REF_REGEX,
     PACK_REF_REGEX,
@@ -40,15 +40,6 @@ from attune.models import (
     RunnerType,
 )
 from attune.sqltypes import db_now
-
-MAX_FILE_BYTES = 1024 * 1024
-"""Largest pack or action YAML file attune reads; anything bigger is refused unread."""
-
-MAX_VALUES = 100_000
-"""Most values one YAML document may expand to (counting every alias use): no alias bombs."""
-
-MAX_DEPTH = 64
-"""Deepest nesting of mappings and lists allowed in one YAML document."""
 
 MAX_TIMEOUT_S = 2**31 - 1
 """Largest ``timeout`` an action may declare (the column is a 32-bit integer)."""
@@ -97,7 +88,6 @@ class Change(enum.StrEnum):
     CREATED = "created"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
-    REMOVED = "removed"
 
 
 @dataclass(frozen=True)
@@ -112,7 +102,7 @@ class ActionSpec:
     description: str = ""
     enabled: bool = True
     tags: tuple[str, ...] = ()
-    parameters: Mapping[str, Any] | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
     parameter_delivery: str = ParameterDelivery.STDIN
     parameter_format: str = ParameterFormat.JSON
     output_format: str = OutputFormat.TEXT
@@ -133,12 +123,15 @@ class ActionSpec:
             "tags": list(self.tags),
             "runner_type": self.runner_type,
             "entry_point": self.entry_point,
-            "parameters": dict(self.parameters or {}),
+            "parameters": dict(self.parameters),
             "parameter_delivery": self.parameter_delivery,
             "parameter_format": self.parameter_format,
             "output_format": self.output_format,
             "timeout_s": self.timeout_s,
         }
+
+
+_ACTION_COLUMNS = tuple(ActionSpec(ref="", runner_type="", entry_point="", source=Path()).columns())
 
 
 @dataclass(frozen=True)
@@ -215,10 +208,12 @@ def load_packs(database: Database, packs_dir: Path, names: Sequence[str] = ()) -
                 reports.append(upsert_pack(session, spec))
         except PackError as error:
             errors.append(error)
-        except IntegrityError as error:
+        except IntegrityError as error:  # another loader wrote the same pack meanwhile
             errors.append(
                 PackError(pack_dir.name, [f"{pack_dir}: the database refused it: {error.orig}"])
             )
+        except SQLAlchemyError as error:
+            raise DatabaseError(f"loading pack {pack_dir.name!r} failed: {error}") from error
     return LoadResult(tuple(reports), tuple(errors))
 
 
@@ -259,7 +254,11 @@ def read_pack(pack_dir: Path) -> PackSpec:
 
 def upsert_pack(session: Session, spec: PackSpec) -> PackReport:
     """Write ``spec`` by ref in the caller's transaction: insert what is new, update what
-    changed, delete the pack's actions the spec no longer has, and leave the rest untouched."""
+    changed, delete the pack's actions the spec no longer has, and leave the rest untouched.
+
+    Actions are read and written as plain rows (no ORM objects): an unchanged reload of a
+    large pack costs one SELECT and no write.
+    """
     pack = session.scalars(select(Pack).where(Pack.ref == spec.ref)).one_or_none()
     if pack is None:
         pack = Pack(**spec.columns())
@@ -268,27 +267,41 @@ def upsert_pack(session: Session, spec: PackSpec) -> PackReport:
         pack_change = Change.CREATED
     else:
         pack_change = Change.UPDATED if _assign(pack, spec.columns()) else Change.UNCHANGED
-    rows = {
-        row.ref: row for row in session.scalars(select(Action).where(Action.pack_id == pack.id))
+    stored = {
+        row.ref: row
+        for row in session.execute(
+            select(Action.id, *(getattr(Action, name) for name in _ACTION_COLUMNS)).where(
+                Action.pack_id == pack.id
+            )
+        )
     }
-    counts = dict.fromkeys(Change, 0)
+    created: list[dict[str, Any]] = []
+    updated = 0
     for action in spec.actions:
-        row = rows.pop(action.ref, None)
+        columns = action.columns()
+        row = stored.pop(action.ref, None)
         if row is None:
-            session.add(Action(pack_id=pack.id, **action.columns()))
-            counts[Change.CREATED] += 1
-        else:
-            counts[Change.UPDATED if _assign(row, action.columns()) else Change.UNCHANGED] += 1
-    for row in rows.values():
-        session.delete(row)
-    session.flush()
+            created.append({"pack_id": pack.id, **columns})
+            continue
+        changed = {
+            key: value for key, value in columns.items() if _differs(row._mapping[key], value)
+        }
+        if changed:
+            session.execute(
+                update(Action).where(Action.id == row.id).values(**changed, updated_at=db_now())
+            )
+            updated += 1
+    if created:
+        session.execute(insert(Action), created)
+    if stored:
+        session.execute(delete(Action).where(Action.id.in_([row.id for row in stored.values()])))
     return PackReport(
         ref=spec.ref,
         pack=pack_change,
-        created=counts[Change.CREATED],
-        updated=counts[Change.UPDATED],
-        unchanged=counts[Change.UNCHANGED],
-        removed=len(rows),
+        created=len(created),
+        updated=updated,
+        unchanged=len(spec.actions) - len(created) - updated,
+        removed=len(stored),
     )
 
 
@@ -308,62 +321,24 @@ def find_action(session: Session, ref: str) -> Action:
     return action
 
 
-def _as_json(value: object) -> str:
-    return json.dumps(value, sort_keys=True)
+def _differs(stored: object, value: object) -> bool:
+    """True unless the two are the same JSON (Python's ``1 == True == 1.0`` is not enough;
+    lists here are tags, strings only)."""
+    if stored != value or type(stored) is not type(value):
+        return True
+    if isinstance(value, dict):
+        return json.dumps(stored, sort_keys=True) != json.dumps(value, sort_keys=True)
+    return False
 
 
-def _assign(row: Pack | Action, columns: Mapping[str, Any]) -> bool:
+def _assign(row: Pack, columns: Mapping[str, Any]) -> bool:
     """Set the columns whose value differs (as JSON: ``1`` is not ``true``); True if any did."""
-    changed = {
-        key: value
-        for key, value in columns.items()
-        if _as_json(getattr(row, key)) != _as_json(value)
-    }
+    changed = {key: value for key, value in columns.items() if _differs(getattr(row, key), value)}
     for key, value in changed.items():
         setattr(row, key, value)
     if changed:
         row.updated_at = db_now()
     return bool(changed)
-
-
-# --- reading and validation -------------------------------------------------------------------
-
-
-class _UniqueKeys(yaml.constructor.SafeConstructor):
-    """Refuses a mapping that repeats a key: YAML would silently keep the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[str] = set()
-        for key_node, _value in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                if key_node.value in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
-                    )
-                seen.add(key_node.value)
-        return super().construct_mapping(node, deep=deep)
-
-
-class _PythonLoader(_UniqueKeys, yaml.SafeLoader):
-    """The pure-Python safe loader (deep nesting ends in RecursionError, which is caught)."""
-
-
-def _libyaml_version() -> tuple[int, ...]:
-    try:
-        from yaml import _yaml
-    except ImportError:
-        return ()
-    return tuple(int(part) for part in _yaml.get_version_string().split(".")[:3])
-
-
-if getattr(yaml, "__with_libyaml__", False) and _libyaml_version() >= (0, 2, 6):
-
-    class _CLoader(_UniqueKeys, yaml.CSafeLoader):
-        """libyaml's safe loader, about 8× faster; 0.2.6 caps nesting (older ones overflow)."""
-
-    _Loader: type[yaml.SafeLoader] | type[_CLoader] = _CLoader
-else:  # pragma: no cover - depends on how PyYAML was built
-    _Loader = _PythonLoader
 
 
 def _read_header(pack_dir: Path, problems: list[str]) -> dict[str, Any] | None:
@@ -402,13 +377,13 @@ def _read_actions(pack_dir: Path, problems: list[str]) -> tuple[ActionSpec, ...]
     if not actions_dir.is_dir():
         problems.append(f"{actions_dir}: must be a directory")
         return ()
-    pack_root = pack_dir.resolve()
+    roots = (os.path.realpath(pack_dir), os.path.realpath(actions_dir))
     specs: list[ActionSpec] = []
     first_file: dict[str, Path] = {}
-    for path in sorted(actions_dir.iterdir()):
-        if path.suffix not in _ACTION_SUFFIXES:
-            continue
-        spec = _read_action(path, pack_dir.name, pack_root, problems)
+    names = sorted(name for name in os.listdir(actions_dir) if name.endswith(_ACTION_SUFFIXES))
+    for name in names:
+        path = actions_dir / name
+        spec = _read_action(path, pack_dir.name, roots, problems)
         if spec is None:
             continue
         if spec.ref in first_file:
@@ -421,7 +396,9 @@ def _read_actions(pack_dir: Path, problems: list[str]) -> tuple[ActionSpec, ...]
     return tuple(specs)
 
 
-def _read_action(path: Path, pack: str, pack_root: Path, problems: list[str]) -> ActionSpec | None:
+def _read_action(
+    path: Path, pack: str, roots: tuple[str, str], problems: list[str]
+) -> ActionSpec | None:
     document = _read_document(path, problems)
     if document is None:
         return None
@@ -434,10 +411,11 @@ def _read_action(path: Path, pack: str, pack_root: Path, problems: list[str]) ->
     runner_type = fields.choice("runner_type", RunnerType, required=True)
     entry_point = fields.text("entry_point", required=True)
     if entry_point:
-        problem = _entry_point_problem(path.parent, pack_root, entry_point, runner_type)
+        problem = _entry_point_problem(path.parent, roots, entry_point, runner_type)
         if problem:
             fields.problem("entry_point", problem)
-    parameters = document.get("parameters", {})
+    # ``parameters:`` left empty means none, as an empty mapping does.
+    parameters = document.get("parameters") or {}
     fields.extend(params.definition_problems(parameters))
     timeout_s = fields.timeout()
     spec = ActionSpec(
@@ -459,22 +437,28 @@ def _read_action(path: Path, pack: str, pack_root: Path, problems: list[str]) ->
 
 
 def _entry_point_problem(
-    actions_dir: Path, pack_root: Path, entry_point: str, runner_type: str
+    actions_dir: Path, roots: tuple[str, str], entry_point: str, runner_type: str
 ) -> str | None:
-    relative = PurePosixPath(entry_point)
-    if relative.is_absolute():
+    """Why ``entry_point`` is not a regular file under ``actions_dir`` that stays inside the
+    pack (``roots``: the pack's and its actions/' resolved paths), or None."""
+    pack_root, real_actions_dir = roots
+    if entry_point.startswith("/"):
         return f"{entry_point!r} is absolute; give a path relative to the pack's actions/"
-    if ".." in relative.parts or "\0" in entry_point:
+    if ".." in entry_point.split("/") or "\0" in entry_point:
         return f"{entry_point!r} must not contain '..': it must stay under the pack's actions/"
-    path = actions_dir / relative
+    path = os.path.join(actions_dir, entry_point)
     try:
-        resolved = path.resolve(strict=True)
-        info = resolved.stat()
+        info = os.lstat(path)
+        resolved = os.path.join(real_actions_dir, entry_point)
+        # A plain file name that is no symlink is inside the already resolved actions/.
+        if "/" in entry_point or stat.S_ISLNK(info.st_mode):
+            resolved = os.path.realpath(path, strict=True)
+            info = os.stat(resolved)
     except (FileNotFoundError, NotADirectoryError):
         return f"{entry_point!r} does not exist (looked for {path})"
-    except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop on older Pythons
+    except OSError as error:  # a symlink loop, a permission denied
         return f"{entry_point!r} cannot be resolved: {error}"
-    if not resolved.is_relative_to(pack_root):
+    if not resolved.startswith(pack_root + os.sep):
         return f"{entry_point!r} resolves to {resolved}, outside the pack {pack_root}"
     if stat.S_ISDIR(info.st_mode):
         return f"{entry_point!r} is a directory, not a file"
@@ -486,114 +470,17 @@ def _entry_point_problem(
 
 
 def _read_document(path: Path, problems: list[str]) -> dict[str, Any] | None:
-    """The mapping in YAML file ``path``, or None after appending why it cannot be had."""
+    """The mapping in YAML file ``path``, or None after recording why there is none."""
     try:
-        info = path.stat()
-    except FileNotFoundError:
-        problems.append(f"{path}: missing")
+        return read_mapping(path)
+    except DocumentError as error:
+        problems.append(str(error))
         return None
-    except OSError as error:
-        problems.append(f"{path}: cannot be read: {error.strerror}")
-        return None
-    if not stat.S_ISREG(info.st_mode):
-        problems.append(f"{path}: not a regular file")
-        return None
-    if info.st_size > MAX_FILE_BYTES:
-        problems.append(f"{path}: {info.st_size} bytes, over the {MAX_FILE_BYTES} byte limit")
-        return None
-    with path.open("rb") as stream:
-        data = stream.read(MAX_FILE_BYTES + 1)
-    text, problem = _decode(data)
-    if text is not None:
-        try:
-            document: object = yaml.load(text, Loader=_Loader)
-        except yaml.MarkedYAMLError as error:
-            problem = _yaml_problem(error)
-        except yaml.YAMLError as error:
-            problem = f"invalid YAML: {error}"
-        except RecursionError:
-            problem = "invalid YAML: nested too deeply"
-        else:
-            problem = _shape_problem(document)
-    if problem is not None:
-        problems.append(f"{path}: {problem}")
-        return None
-    return document  # type: ignore[return-value]
 
 
-def _decode(data: bytes) -> tuple[str | None, str | None]:
-    """The text of a file's bytes, or None and the reason it is not usable text."""
-    if len(data) > MAX_FILE_BYTES:
-        return None, f"over the {MAX_FILE_BYTES} byte limit"
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        return None, f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})"
-    if not text.strip():
-        return None, "the file is empty"
-    return text, None
-
-
-def _yaml_problem(error: yaml.MarkedYAMLError) -> str:
-    mark = error.problem_mark or error.context_mark
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    what = " ".join(part for part in (error.context, error.problem) if part)
-    return f"{where}invalid YAML: {what}"
-
-
-_Path: TypeAlias = tuple[object, "_Path"] | None
-
-
-def _shape_problem(document: object) -> str | None:
-    """Why ``document`` is not a JSON-like mapping of bounded size and depth, or None.
-
-    Walks the document as loaded, where an alias is one shared object visited again at each
-    use, so ``MAX_VALUES`` bounds the work an alias bomb (or a recursive alias) can cause.
-    """
-    if document is None:
-        return "the file is empty (no YAML document, only comments)"
-    if type(document) is not dict:
-        return f"the document must be a mapping of keys, got {_kind(document)}"
-    budget = MAX_VALUES
-    # Paths are linked (key, parent) pairs, spelled out only for a problem.
-    stack: list[tuple[object, int, _Path]] = [(document, 1, None)]
-    while stack:
-        value, depth, path = stack.pop()
-        budget -= 1
-        if budget < 0:
-            return f"expands to more than {MAX_VALUES} values (YAML aliases used as a bomb?)"
-        if depth > MAX_DEPTH:
-            return f"{_spelled(path)}: nested deeper than {MAX_DEPTH} levels"
-        if isinstance(value, dict):
-            for key, child in value.items():
-                if not isinstance(key, str):
-                    return f"{_spelled(path) or 'top level'}: key {key!r} is not a string"
-                stack.append((child, depth + 1, (key, path)))
-        elif isinstance(value, list):
-            stack.extend((child, depth + 1, (i, path)) for i, child in enumerate(value))
-        elif isinstance(value, str):
-            if "\0" in value:
-                return f"{_spelled(path)}: a NUL character cannot be stored"
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                return f"{_spelled(path)}: {value} is not a JSON number"
-        elif value is not None and not isinstance(value, int):
-            return f"{_spelled(path)}: a YAML {_kind(value)} is not JSON (quote it as a string)"
-    return None
-
-
-def _spelled(path: _Path) -> str:
-    parts: list[str] = []
-    while path is not None:
-        key, path = path
-        parts.append(str(key))
-    parts.reverse()
-    return ".".join(parts) if len(parts) <= 10 else ".".join(parts[:9]) + "…"
-
-
-def _kind(value: object) -> str:
-    names = {dict: "mapping", list: "list", str: "string", bool: "boolean", int: "integer"}
-    return names.get(type(value), type(value).__name__)
+@functools.cache
+def _values(choices: type[enum.StrEnum]) -> tuple[str, ...]:
+    return tuple(member.value for member in choices)
 
 
 class _Fields:
@@ -630,7 +517,7 @@ class _Fields:
             return ""
         value = self.document[key]
         if not isinstance(value, str):
-            self.problem(key, f"must be a string, got {_kind(value)} {value!r}")
+            self.problem(key, f"must be a string, got {kind_of(value)} {value!r}")
             return ""
         if required and not value.strip():
             self.problem(key, "must not be empty")
@@ -640,13 +527,13 @@ class _Fields:
         """A boolean field: true or false, never a truthy string."""
         value = self.document.get(key, default)
         if not isinstance(value, bool):
-            self.problem(key, f"must be true or false, got {_kind(value)} {value!r}")
+            self.problem(key, f"must be true or false, got {kind_of(value)} {value!r}")
             return default
         return value
 
     def choice(self, key: str, choices: type[_E], *, required: bool = False) -> str:
         """One of an enum's values (its first member when absent and optional)."""
-        allowed = [member.value for member in choices]
+        allowed = _values(choices)
         if key not in self.document:
             if required:
                 self.problem(key, f"missing (required): one of {', '.join(allowed)}")

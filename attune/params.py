@@ -26,6 +26,7 @@ from typing import Any
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError
 
+from attune.documents import kind_of
 from attune.errors import ParameterError
 from attune.models import MASK
 
@@ -50,6 +51,12 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "null": (type(None),),
 }
 _META = Draft7Validator(Draft7Validator.META_SCHEMA)
+_ANNOTATIONS: dict[str, type] = {
+    "title": str,
+    "description": str,
+    "$comment": str,
+    "examples": list,
+}
 
 
 def json_schema(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -122,7 +129,7 @@ def definition_problems(parameters: object) -> list[str]:
     valid against the Draft 7 meta-schema, and every ``default`` valid against its own property.
     """
     if not isinstance(parameters, Mapping):
-        return [f"parameters: must be a mapping of name → property, got {_kind(parameters)}"]
+        return [f"parameters: must be a mapping of name → property, got {kind_of(parameters)}"]
     problems: list[str] = []
     for name, spec in parameters.items():
         problems += _property_problems(name, spec)
@@ -145,20 +152,31 @@ def _property_problems(name: object, spec: object) -> list[str]:
     if not isinstance(name, str) or not _NAME.match(name):
         return [f"{where}: the name must match {NAME_REGEX} (letters, digits, underscores)"]
     if not isinstance(spec, Mapping):
-        return [f"{where}: must be a mapping of JSON Schema keywords, got {_kind(spec)}"]
+        return [f"{where}: must be a mapping of JSON Schema keywords, got {kind_of(spec)}"]
     problems = [
         f"{where}.{key}: unknown keyword (not JSON Schema Draft 7, nor required/secret)"
         for key in spec
         if key not in KEYWORDS
     ]
     problems += [
-        f"{where}.{key}: must be true or false, got {_kind(spec[key])} {spec[key]!r}"
+        f"{where}.{key}: must be true or false, got {kind_of(spec[key])} {spec[key]!r}"
         for key in sorted(INLINE_KEYS)
         if key in spec and not isinstance(spec[key], bool)
     ]
+    problems += [
+        f"{where}.{key}: must be {kind_of(kind())}, got {kind_of(spec[key])}"
+        for key, kind in _ANNOTATIONS.items()
+        if key in spec and not isinstance(spec[key], kind)
+    ]
     schema = _property_schema(spec)
+    # The meta-schema accepts any default and only types the annotations (checked above), so
+    # the check runs on the rest: property shapes repeat across actions, and its result is cached.
+    shape = {key: value for key, value in schema.items() if key not in _ANNOTATIONS}
+    shape.pop("default", None)
     try:
-        canonical = _canonical(schema)
+        canonical = _canonical(shape)
+        if not isinstance(spec.get("default"), str | int | None):
+            _canonical(spec["default"])
     except (TypeError, ValueError) as error:
         return [*problems, f"{where}: not a JSON value ({error})"]
     schema_problems = _schema_problems(canonical)
@@ -166,9 +184,15 @@ def _property_problems(name: object, spec: object) -> list[str]:
     if "default" in spec and not schema_problems:
         problems += [
             f"{where}.default: {error.message}"
-            for error in Draft7Validator(schema).iter_errors(spec["default"])
+            for error in _shape_validator(canonical).iter_errors(spec["default"])
         ]
     return problems
+
+
+@lru_cache(maxsize=4096)
+def _shape_validator(canonical: str) -> Draft7Validator:
+    """A validator of one property shape (annotations never change what validates)."""
+    return Draft7Validator(json.loads(canonical))
 
 
 @lru_cache(maxsize=4096)
@@ -261,9 +285,3 @@ def _canonical(value: Any) -> str:
 
 def _dotted(path: Iterable[object], prefix: str = "") -> str:
     return "".join(f"{prefix if i == 0 else '.'}{part}" for i, part in enumerate(path))
-
-
-def _kind(value: object) -> str:
-    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
-    names |= {int: "an integer", float: "a number", type(None): "null"}
-    return names.get(type(value), type(value).__name__)

@@ -280,7 +280,8 @@ def test_find_actions_and_find_action(database: Database) -> None:
         everything = find_actions(session)
         echo = find_action(session, "core.echo")
 
-    assert core == sorted(core) and len(core) == 5
+    assert core == sorted(core)
+    assert len(core) == 5
     assert len(everything) == 10
     assert echo.parameter_format == "dotenv"
 
@@ -301,3 +302,14 @@ def test_an_unreachable_database_is_reported_clearly(tmp_path: Path) -> None:
             load_packs(database, SHIPPED)
     finally:
         database.dispose()
+
+
+def test_empty_parameters_mean_none(tmp_path: Path, database: Database) -> None:
+    pack_dir = write_pack(tmp_path, "demo", {})
+    (pack_dir / "actions" / "a.sh").write_text("echo a\n")
+    (pack_dir / "actions" / "a.yaml").write_text(
+        "ref: demo.a\nrunner_type: shell\nentry_point: a.sh\nparameters:\n"
+    )
+
+    assert load_packs(database, tmp_path).ok
+    assert actions_by_ref(database)["demo.a"].parameters == {}

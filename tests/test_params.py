@@ -282,6 +282,8 @@ def test_a_valid_definition_has_no_problems() -> None:
         ({"x": {"type": "integer", "maximum": 5, "default": 9}}, "parameters.x.default: 9 is"),
         ({"x": {"enum": ["a", "b"], "default": "c"}}, "parameters.x.default: 'c' is not one of"),
         ({"x": {"type": "array", "items": {"type": "integer"}, "default": ["a"]}}, "default"),
+        ({"x": {"description": 3}}, "parameters.x.description: must be a string, got an integer"),
+        ({"x": {"examples": "a"}}, "parameters.x.examples: must be a list, got a string"),
     ],
 )
 def test_a_bad_definition_is_reported_naming_the_parameter_and_keyword(
@@ -306,6 +308,7 @@ def test_definition_problems_lists_every_bad_parameter() -> None:
 def test_a_value_that_is_not_json_is_a_problem_not_a_crash() -> None:
     import datetime
 
-    problems = definition_problems({"x": {"default": datetime.date(2024, 1, 1)}})
+    day = datetime.date(2024, 1, 1)
 
-    assert problems[0].startswith("parameters.x: not a JSON value")
+    for spec in ({"default": day}, {"enum": [day]}):
+        assert definition_problems({"x": spec})[0].startswith("parameters.x: not a JSON value")

@@ -49,10 +49,11 @@ def show(ref: str, as_json: bool) -> None:
     """Show one action: its runner, entry point, formats, timeout and parameters."""
     with _session() as session:
         row = _as_dict(find_action(session, ref))
+    default_timeout_s = Settings.from_env().default_timeout_s
     if as_json:
         click.echo(json.dumps(row, indent=2))
         return
-    for line in _describe(row):
+    for line in _describe(row, default_timeout_s):
         click.echo(line)
 
 
@@ -97,8 +98,10 @@ def _as_dict(action: Action) -> dict[str, Any]:
     }
 
 
-def _describe(row: dict[str, Any]) -> list[str]:
-    timeout = f"{row['timeout_s']} s" if row["timeout_s"] is not None else "the default"
+def _describe(row: dict[str, Any], default_timeout_s: float) -> list[str]:
+    timeout = f"{row['timeout_s']} s"
+    if row["timeout_s"] is None:
+        timeout = f"{default_timeout_s:g} s (the default, ATTUNE_DEFAULT_TIMEOUT_S)"
     lines = [
         row["ref"] + ("" if row["enabled"] else " (disabled)"),
         f"  label:        {row['label']}",
