@@ -27,9 +27,8 @@ worker_prefetch_multiplier = 1
 task_ignore_result = True
 result_backend = None
 
-# Task events, so Flower and `celery events` can watch.
+# Task events, so Flower and `celery events` can watch the workers.
 worker_send_task_events = True
-task_send_sent_event = True
 
 task_default_queue = "attune.default"
 task_routes = {

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
 
 import attune.executions as executions
 from attune.celery_app import embedded_worker, resources
@@ -15,6 +17,8 @@ from attune.executions import ExecutionRecord
 from attune.models import ExecutionStatus
 from attune.scheduler import Unroutable, schedule
 from attune.tasks import execute_action
+
+_T = TypeVar("_T")
 
 _FIRST_POLL_S = 0.001
 _MAX_POLL_S = 0.1
@@ -36,26 +40,40 @@ def execute(
     settings = resources.settings
     if settings.is_embedded:
         embedded_worker.start()
-    with resources.database.session_scope() as session:
-        routed = schedule(session, settings, ref, params or {}, worker=worker, timeout_s=timeout_s)
+    routed = _in_session(
+        lambda session: schedule(
+            session, settings, ref, params or {}, worker=worker, timeout_s=timeout_s
+        )
+    )
     if isinstance(routed, Unroutable):
         raise NoWorkerAvailableError(routed.execution_id, routed.reason)
     try:
         execute_action.apply_async((routed.execution_id,), queue=routed.queue)
     except Exception as exc:  # kombu and redis raise several families; all mean "not sent"
         reason = f"the broker refused the message: {exc}"
-        with resources.database.session_scope() as session:
-            executions.transition(
+        _in_session(
+            lambda session: executions.transition(
                 session, routed.execution_id, ExecutionStatus.FAILED, error=reason
             )
+        )
         raise EnqueueError(routed.execution_id, str(exc)) from exc
     return ExecutionHandle(routed.execution_id)
 
 
 def get_execution(execution_id: int) -> ExecutionRecord:
     """The stored record of an execution."""
-    with resources.database.session_scope() as session:
-        return executions.get(session, execution_id)
+    return _in_session(lambda session: executions.get(session, execution_id))
+
+
+def _in_session(work: Callable[[Session], _T]) -> _T:
+    """Run ``work`` in an autocommit session (each statement stands alone), reconnecting once."""
+    database = resources.database
+
+    def attempt() -> _T:
+        with database.session_scope(autocommit=True) as session:
+            return work(session)
+
+    return database.reconnecting(attempt)
 
 
 @dataclass(frozen=True)
@@ -66,8 +84,7 @@ class ExecutionHandle:
 
     def status(self) -> ExecutionStatus:
         """The current status."""
-        with resources.database.session_scope() as session:
-            return executions.status_of(session, self.id)
+        return _in_session(lambda session: executions.status_of(session, self.id))
 
     def wait(self, timeout_s: float | None = None) -> ExecutionRecord:
         """Block until the execution is terminal and return its record.
@@ -93,5 +110,4 @@ class ExecutionHandle:
 
     def cancel(self) -> ExecutionStatus:
         """Ask for cancellation: ``canceled`` at once if not started, else ``canceling``."""
-        with resources.database.session_scope() as session:
-            return executions.request_cancel(session, self.id)
+        return _in_session(lambda session: executions.request_cancel(session, self.id))

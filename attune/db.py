@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from attune.errors import DatabaseError
 from attune.models import Base
 from attune.settings import Settings
+
+_T = TypeVar("_T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite connection waits for another process's write lock before failing."""
@@ -34,6 +36,7 @@ class Database:
 
     engine: Engine
     sessions: sessionmaker[Session]
+    autocommit_sessions: sessionmaker[Session]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -48,8 +51,16 @@ class Database:
             engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(url, pool_pre_ping=True)
-        return cls(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+            # No pre-ping: it costs a round trip per checkout on the hot path. A connection
+            # that died is detected on use, invalidated, and the callers that must not lose
+            # work (runner, heartbeat, waiter) retry.
+            engine = create_engine(url)
+        autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        return cls(
+            engine=engine,
+            sessions=sessionmaker(engine, expire_on_commit=False),
+            autocommit_sessions=sessionmaker(autocommit, expire_on_commit=False),
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -57,9 +68,13 @@ class Database:
         return self.engine.dialect.name == "sqlite"
 
     @contextmanager
-    def session_scope(self) -> Iterator[Session]:
-        """A session that commits when the block ends and rolls back when it raises."""
-        session = self.sessions()
+    def session_scope(self, *, autocommit: bool = False) -> Iterator[Session]:
+        """A session that commits when the block ends and rolls back when it raises.
+
+        With ``autocommit`` every statement commits on its own and no BEGIN/COMMIT round
+        trips are spent: for the hot path, where each statement stands alone.
+        """
+        session = self.autocommit_sessions() if autocommit else self.sessions()
         try:
             yield session
             session.commit()
@@ -68,6 +83,19 @@ class Database:
             raise
         finally:
             session.close()
+
+    def reconnecting(self, work: Callable[[], _T]) -> _T:
+        """Run ``work``; when it failed on a pooled connection that had died, run it again.
+
+        A dead connection fails before the statement reaches the server, so repeating
+        ``work`` once on a fresh connection is safe.
+        """
+        try:
+            return work()
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            return work()
 
     def require_schema(self) -> None:
         """Raise DatabaseError unless the database answers and has every table of the models."""

@@ -151,7 +151,7 @@ def _retrying(what: str, attempt: Callable[[], _T]) -> _T:
 
 def _claim(database: Database, execution_id: int, worker_name: str) -> tuple[Any, Any]:
     """Move the execution scheduled → running; its row and its action's, or (None, None)."""
-    with database.session_scope() as session:
+    with database.session_scope(autocommit=True) as session:
         claimed = session.execute(
             update(Execution)
             .where(Execution.id == execution_id, Execution.status == ExecutionStatus.SCHEDULED)
@@ -217,12 +217,12 @@ def _store(database: Database, execution_id: int, result: RunResult) -> Executio
         "stderr_truncated": result.stderr_truncated,
         "duration_ms": result.duration_ms,
     }
-    with database.session_scope() as session:
+    with database.session_scope(autocommit=True) as session:
         stored = executions.transition(session, execution_id, status, error=result.error, **fields)
     if stored:
         hub.notify()
         return status
-    with database.session_scope() as session:
+    with database.session_scope(autocommit=True) as session:
         # The sweep settled it meanwhile: keep its verdict, keep the output too.
         late = f"; the result arrived late: the action ended {status.value}"
         session.execute(

@@ -19,15 +19,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # run as a script: make `tests.benchmarks` importable
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432"
 BROKER_URL = "redis://127.0.0.1:6379/15"
+BASELINE_BROKER_URL = "redis://127.0.0.1:6379/14"
+ATTUNE_NODE = "bench-attune@localhost"
+BASELINE_NODE = "bench-baseline@localhost"
 ROUND_TRIPS = int(os.environ.get("BENCH_ROUND_TRIPS", "300"))
 DRAIN = int(os.environ.get("BENCH_DRAIN", "2000"))
 
 
-def _celery(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    command = [str(Path(sys.executable).with_name("celery")), *args]
-    common = ["worker", "-c", "2", "--without-mingle", "--without-gossip", "-l", "warning"]
+def _celery(app: str, node: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = [str(Path(sys.executable).with_name("celery")), "-A", app, "worker", "-n", node]
+    common = ["-c", "2", "--without-mingle", "--without-gossip", "-l", "warning"]
     return subprocess.Popen([*command, *common], cwd=ROOT, env=env)
 
 
@@ -53,7 +57,7 @@ def main() -> None:
         "ATTUNE_BROKER_URL": BROKER_URL,
         "ATTUNE_PACKS_DIR": str(ROOT / "packs"),
         "ATTUNE_WORKER_NAME": "bench-attune",
-        "BENCH_BROKER_URL": BROKER_URL,
+        "BENCH_BROKER_URL": BASELINE_BROKER_URL,
     }
     os.environ.update(env)
     workers: list[subprocess.Popen[bytes]] = []
@@ -61,8 +65,8 @@ def main() -> None:
         bin_dir = Path(sys.executable).parent
         subprocess.run([bin_dir / "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True)
         subprocess.run([bin_dir / "attune", "packs", "load"], cwd=ROOT, env=env, check=True)
-        workers.append(_celery(["-A", "attune"], env))
-        workers.append(_celery(["-A", "tests.benchmarks.baseline_app"], env))
+        workers.append(_celery("attune", ATTUNE_NODE, env))
+        workers.append(_celery("tests.benchmarks.baseline_app", BASELINE_NODE, env))
         _measure(env)
     finally:
         for worker in workers:
@@ -78,6 +82,7 @@ def _measure(env: dict[str, str]) -> None:
     from sqlalchemy import func, select
 
     import attune
+    from attune.errors import AttuneError
     from attune.celery_app import resources
     from attune.models import TERMINAL_STATUSES, Execution
     from tests.benchmarks.baseline_app import app as baseline_app
@@ -86,7 +91,7 @@ def _measure(env: dict[str, str]) -> None:
     def attune_ready() -> bool:
         try:
             attune.execute("core.echo", {"message": "warm"}).wait(5)
-        except attune.errors.AttuneError:  # type: ignore[attr-defined]
+        except AttuneError:
             return False
         return True
 
@@ -122,11 +127,10 @@ def _measure(env: dict[str, str]) -> None:
         return DRAIN / (time.perf_counter() - start)
 
     results = []
-    baseline_host = next(iter(baseline_app.control.ping(timeout=1)[0]))
     baseline_rate = drain(
         "bench.baseline",
         baseline_app,
-        baseline_host,
+        BASELINE_NODE,
         lambda: results.extend(spawn.delay() for _ in range(DRAIN)),
         lambda: all(result.ready() for result in results),
     )
@@ -143,11 +147,10 @@ def _measure(env: dict[str, str]) -> None:
             )
         return finished == DRAIN
 
-    attune_host = next(iter(attune.app.control.ping(timeout=1)[0]))
     attune_rate = drain(
         "attune.shell",
         attune.app,
-        attune_host,
+        ATTUNE_NODE,
         lambda: [attune.execute("core.echo", {"message": "hi"}) for _ in range(DRAIN)],
         attune_done,
     )
