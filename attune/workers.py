@@ -20,7 +20,6 @@ from typing import Any, cast
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
-    case,
     exists,
     func,
     literal,
@@ -163,28 +162,30 @@ def register(session: Session, registration: Registration) -> None:
 
 
 def heartbeat(session: Session, name: str) -> HeartbeatOutcome:
-    """One UPDATE: heartbeat now on the database clock, and ``active`` again if it was not.
+    """Heartbeat now on the database clock; a worker the sweep made inactive is active again.
 
-    ``updated_at`` moves only with a status change, so it equals the new heartbeat exactly
-    when this heartbeat reactivated the worker (both read the same statement's clock).
+    The usual case is one UPDATE of an active row. Only when it finds none does a second UPDATE
+    reactivate the row, so the outcome is exact even when a sweep commits in between: each
+    statement re-checks ``status`` on the row it locks.
     """
-    now = db_now()
-    reactivated = session.execute(
+    if _touch(session, name, Worker.status == WorkerStatus.ACTIVE.value, {}):
+        return HeartbeatOutcome.ALIVE
+    reactivate = {"status": WorkerStatus.ACTIVE.value, "updated_at": db_now()}
+    if _touch(session, name, Worker.status != WorkerStatus.ACTIVE.value, reactivate):
+        return HeartbeatOutcome.REACTIVATED
+    return HeartbeatOutcome.MISSING
+
+
+def _touch(
+    session: Session, name: str, condition: ColumnElement[bool], changes: dict[str, Any]
+) -> bool:
+    result = session.execute(
         update(Worker)
-        .where(Worker.name == name)
-        .values(
-            last_heartbeat=now,
-            status=WorkerStatus.ACTIVE.value,
-            updated_at=case(
-                (Worker.status == WorkerStatus.ACTIVE.value, Worker.updated_at), else_=now
-            ),
-        )
-        .returning(Worker.updated_at == Worker.last_heartbeat)
+        .where(Worker.name == name, condition)
+        .values(last_heartbeat=db_now(), **changes)
         .execution_options(synchronize_session=False)
-    ).scalar()
-    if reactivated is None:
-        return HeartbeatOutcome.MISSING
-    return HeartbeatOutcome.REACTIVATED if reactivated else HeartbeatOutcome.ALIVE
+    )
+    return bool(cast("CursorResult[Any]", result).rowcount)
 
 
 def deactivate(

@@ -80,7 +80,8 @@ def test_register_inserts_an_active_row_with_a_heartbeat_on_the_database_clock(
     assert row.runtimes == ["shell", "python"]
     assert row.queues == ["attune.shell", "attune.worker.w1"]
     assert (row.host, row.pid, row.capabilities) == ("host-a", 1234, {"concurrency": 2})
-    assert row.last_heartbeat is not None and now is not None
+    assert row.last_heartbeat is not None
+    assert now is not None
     assert abs(now - row.last_heartbeat) < timedelta(seconds=5)
 
 
@@ -109,7 +110,8 @@ def test_heartbeat_of_an_active_worker_moves_only_the_heartbeat(database: Databa
     assert outcome is HeartbeatOutcome.ALIVE
     assert after.status == "active"
     assert after.updated_at == before.updated_at
-    assert before.last_heartbeat is not None and after.last_heartbeat is not None
+    assert before.last_heartbeat is not None
+    assert after.last_heartbeat is not None
     assert after.last_heartbeat - before.last_heartbeat >= timedelta(seconds=9)
 
 
@@ -248,7 +250,8 @@ def test_deactivate_marks_only_its_own_process_row_and_settles_what_it_left(
     with database.session_scope() as session:
         own = workers.deactivate(session, "w1", host="host-a", pid=1234, reason="shut down")
 
-    assert own is not None and own.abandoned == 1
+    assert own is not None
+    assert own.abandoned == 1
     assert worker_row(database, "w1").status == "inactive"
     row = execution_row(database, execution_id)
     assert (row.status, row.error) == ("abandoned", "worker w1 shut down")
@@ -313,6 +316,7 @@ def test_listing_shows_age_staleness_and_running_executions(database: Database) 
         ("a", "active", False, 2),
         ("b", "active", True, 0),
     ]
-    assert views[0].heartbeat_age_s is not None and 4 < views[0].heartbeat_age_s < 30
+    assert views[0].heartbeat_age_s is not None
+    assert 4 < views[0].heartbeat_age_s < 30
     assert views[1].runtimes == ("native",)
     assert views[1].to_json()["stale"] is True
