@@ -2,10 +2,19 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export ATTUNE_DATABASE_URL ?= sqlite:///attune.db
 
-.PHONY: help install test lint migrate revision bench
+.PHONY: help demo install test lint migrate revision load-packs load-pack bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+DEMO := ATTUNE_DATABASE_URL=sqlite:///attune.db ATTUNE_BROKER_URL=memory:// ATTUNE_PACKS_DIR=packs
+
+demo: $(VENV)/.installed  ## the main job on the embedded default: SQLite, an in-process worker, three actions
+	$(DEMO) $(VENV)/bin/alembic upgrade head
+	$(DEMO) $(VENV)/bin/attune packs load
+	$(DEMO) $(VENV)/bin/attune run core.echo message="Hello from attune"
+	$(DEMO) $(VENV)/bin/attune run examples.list_example count=3
+	$(DEMO) $(VENV)/bin/attune run examples.text_stats text="the cat saw the other cat"
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV) && $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q -e '.[dev]' && touch $@
@@ -23,6 +32,12 @@ migrate: $(VENV)/.installed  ## alembic upgrade head against ATTUNE_DATABASE_URL
 
 revision: $(VENV)/.installed  ## new alembic revision from the models: make revision m="what changed"
 	$(VENV)/bin/alembic revision --autogenerate -m "$(m)"
+
+load-packs: migrate  ## load every pack of ATTUNE_PACKS_DIR (./packs) into the database
+	$(VENV)/bin/attune packs load
+
+load-pack: migrate  ## load one pack: make load-pack PACK=name
+	$(VENV)/bin/attune packs load --pack-name "$(PACK)"
 
 bench: $(VENV)/.installed  ## benchmarks: attune beside its baselines, printing ratios
 	@for script in tests/benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

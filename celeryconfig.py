@@ -12,6 +12,9 @@ _purge_interval_s = 3600.0  # how often beat purges old executions (ATTUNE_RETEN
 
 broker_url = _settings.broker_url
 broker_connection_retry_on_startup = True
+if _settings.is_embedded:
+    # The in-memory transport polls; the default 1 s would add up to a second per message.
+    broker_transport_options = {"polling_interval": 0.005}
 include = ["attune.tasks"]
 
 # A message reserved by a worker that dies is redelivered; the execution's conditional

@@ -6,19 +6,36 @@ Public names are imported lazily, so ``import attune`` stays cheap and does no I
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from attune.celery_app import app
+    from attune.client import ExecutionHandle, execute, get_execution
+    from attune.executions import ExecutionRecord
 
-__all__ = ["__version__", "app"]
+_LAZY = {
+    "app": "attune.celery_app",
+    "execute": "attune.client",
+    "get_execution": "attune.client",
+    "ExecutionHandle": "attune.client",
+    "ExecutionRecord": "attune.executions",
+}
+
+__all__ = [
+    "ExecutionHandle",
+    "ExecutionRecord",
+    "__version__",
+    "app",
+    "execute",
+    "get_execution",
+]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "app":
-        from attune.celery_app import app
-
-        return app
-    raise AttributeError(f"module 'attune' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'attune' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

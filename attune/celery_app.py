@@ -6,11 +6,13 @@ process is created on first use after fork, never at import.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
 import socket
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from celery.signals import worker_process_init
 
 from attune import __version__, metrics
 from attune.db import Database
+from attune.errors import AttuneError
 from attune.heartbeat import Heartbeat
 from attune.queues import worker_queues
 from attune.settings import Settings
@@ -53,6 +56,11 @@ class ProcessResources:
             self._database = Database.from_settings(self.settings)
         return self._database
 
+    def configure(self, settings: Settings) -> None:
+        """Use ``settings`` from now on (for callers that build Settings themselves)."""
+        self.forget_database()
+        self._settings = settings
+
     def forget_database(self) -> None:
         """Drop the engine inherited through fork without closing the parent's connections."""
         if self._database is not None:
@@ -67,6 +75,71 @@ resources = ProcessResources()
 @worker_process_init.connect
 def _after_fork(**_: Any) -> None:
     resources.forget_database()
+
+
+class EmbeddedWorker:
+    """A Celery worker inside the calling process, on Celery's in-memory transport.
+
+    It is Celery's own worker machinery (a WorkController with a thread pool), registered in
+    the worker table like any other; it stops when :meth:`stop` is called or the process exits.
+    """
+
+    def __init__(self, concurrency: int = 4, ready_timeout_s: float = 30.0) -> None:
+        self._concurrency = concurrency
+        self._ready_timeout_s = ready_timeout_s
+        self._lock = threading.Lock()
+        self._controller: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._controller is not None
+
+    def start(self) -> None:
+        """Start the worker (once) and return when it consumes its queues."""
+        with self._lock:
+            if self._controller is not None:
+                return
+            if self._thread is not None:
+                self._thread.join()  # the previous worker's loop is still winding down
+            ready = threading.Event()
+            controller = app.WorkController(
+                hostname=f"embedded-{os.getpid()}@{socket.gethostname()}",
+                pool_cls="threads",
+                concurrency=self._concurrency,
+                loglevel="WARNING",
+                ready_callback=lambda _consumer: ready.set(),
+                without_heartbeat=True,
+                without_mingle=True,
+                without_gossip=True,
+            )
+            thread = threading.Thread(
+                target=controller.start, name="attune-embedded-worker", daemon=True
+            )
+            thread.start()
+            if not ready.wait(self._ready_timeout_s):
+                raise AttuneError(
+                    f"the embedded worker did not start within {self._ready_timeout_s:g} s"
+                )
+            self._controller, self._thread = controller, thread
+            atexit.register(self.stop)
+
+    def stop(self) -> None:
+        """Warm shutdown: running executions finish, then the worker row goes inactive.
+
+        Returns once the worker is stopped and deregistered; its idle consumer thread
+        (a daemon) may take up to the transport's poll timeout more to end.
+        """
+        with self._lock:
+            if self._controller is None:
+                return
+            self._controller.stop()
+            self._controller = None
+
+
+embedded_worker = EmbeddedWorker()
+"""This process's embedded worker (started by the first ``execute`` on ``memory://``)."""
 
 
 class Liveness(bootsteps.StartStopStep):

@@ -7,10 +7,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from attune.errors import DatabaseError
+from attune.models import Base
 from attune.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -65,6 +68,22 @@ class Database:
             raise
         finally:
             session.close()
+
+    def require_schema(self) -> None:
+        """Raise DatabaseError unless the database answers and has every table of the models."""
+        where = self.engine.url.render_as_string(hide_password=True)
+        try:
+            with self.engine.connect() as connection:
+                tables = set(inspect(connection).get_table_names())
+        except SQLAlchemyError as error:
+            reason = getattr(error, "orig", None) or error
+            raise DatabaseError(f"cannot reach the database {where}: {reason}") from error
+        missing = sorted({"alembic_version", *Base.metadata.tables} - tables)
+        if missing:
+            raise DatabaseError(
+                f"the database {where} is not migrated (no table {', '.join(missing)}): "
+                "run `make migrate` (alembic upgrade head) first"
+            )
 
     def dispose(self) -> None:
         """Close every pooled connection (call it in a child after fork, or at exit)."""

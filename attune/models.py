@@ -76,10 +76,17 @@ TRANSITIONS: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
     _S.SUCCEEDED: frozenset({_S.RUNNING, _S.CANCELING}),
     _S.FAILED: frozenset({_S.REQUESTED, _S.SCHEDULED, _S.RUNNING, _S.CANCELING}),
     _S.TIMEOUT: frozenset({_S.RUNNING, _S.CANCELING}),
-    _S.CANCELED: frozenset({_S.REQUESTED, _S.SCHEDULED, _S.RUNNING, _S.CANCELING}),
+    _S.CANCELED: frozenset({_S.REQUESTED, _S.SCHEDULED, _S.CANCELING}),
     _S.ABANDONED: frozenset({_S.RUNNING, _S.CANCELING}),
 }
-"""For each target state, the states an execution may move to it from (the one table)."""
+"""For each target state, the states an execution may move to it from (the one table).
+
+A running execution is canceled through ``canceling``: its worker kills the process, then
+moves it on to ``canceled``.
+"""
+
+NOT_STARTED = frozenset({_S.REQUESTED, _S.SCHEDULED})
+"""States in which no worker has picked the execution up yet."""
 
 
 class WorkerStatus(enum.StrEnum):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from attune import retention, workers
 from attune.celery_app import app, resources
+from attune.runner import CancelWatcher, run_execution
+
+_watcher = CancelWatcher(lambda: resources.database)
 
 
 @app.task(name="attune.sweep_workers")
@@ -20,3 +23,12 @@ def purge_executions(older_than_days: float) -> int:
     """Delete terminal executions older than ``older_than_days``."""
     with resources.database.session_scope() as session:
         return retention.purge(session, older_than_days)
+
+
+@app.task(name="attune.execute_action")
+def execute_action(execution_id: int) -> str | None:
+    """Run one scheduled execution on this worker (at most once, whatever is redelivered)."""
+    status = run_execution(
+        resources.database, resources.settings, resources.worker_name, execution_id, _watcher
+    )
+    return None if status is None else status.value

@@ -13,9 +13,11 @@ from click.testing import CliRunner
 from sqlalchemy import select, update
 
 from attune import workers
+from attune.celery_app import resources
 from attune.cli import main
 from attune.db import Database
 from attune.models import Execution, ExecutionStatus, Worker
+from attune.settings import Settings
 from attune.sqltypes import db_ago
 from attune.workers import Registration
 from tests.processes import ROOT, free_port, wait_until
@@ -23,7 +25,12 @@ from tests.processes import ROOT, free_port, wait_until
 
 def invoke(database: Database, *args: str) -> str:
     url = database.engine.url.render_as_string(hide_password=False)
-    result = CliRunner().invoke(main, list(args), env={"ATTUNE_DATABASE_URL": url})
+    resources.configure(Settings(database_url=url))
+    try:
+        result = CliRunner().invoke(main, list(args))
+    finally:
+        resources.database.dispose()
+        resources.configure(Settings.from_env())
     assert result.exit_code == 0, result.output
     return result.output
 

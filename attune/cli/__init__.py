@@ -2,24 +2,47 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from attune import __version__
+from attune.errors import AttuneError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class AttuneGroup(click.Group):
+    """A click group that turns attune's errors into one clear line and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; report an AttuneError or an unreachable/unmigrated database."""
+        try:
+            return super().invoke(ctx)
+        except AttuneError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except (OperationalError, ProgrammingError) as exc:
+            raise click.ClickException(
+                f"database error: {exc.orig}\n"
+                "is ATTUNE_DATABASE_URL right, and is the schema migrated (make migrate)?"
+            ) from exc
+
+
+@click.group(cls=AttuneGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="attune")
 def main() -> None:
     """attune: run pack actions on Celery workers and record every execution in SQL."""
 
 
 def _register() -> None:
+    from attune.cli.actions import actions
     from attune.cli.executions import executions
     from attune.cli.metrics import metrics
+    from attune.cli.packs import packs
+    from attune.cli.run import run
     from attune.cli.workers import workers
 
-    for group in (executions, metrics, workers):
-        main.add_command(group)
+    for command in (packs, actions, run, executions, workers, metrics):
+        main.add_command(command)
 
 
 _register()

@@ -1,17 +1,55 @@
-"""``attune executions``: manage recorded executions."""
+"""``attune executions``: read, list, cancel and purge executions."""
 
 from __future__ import annotations
 
 import click
 
+import attune.executions as store
 from attune import retention
-from attune.db import Database
-from attune.settings import Settings
+from attune.celery_app import resources
+from attune.cli.output import show_record, show_table
+from attune.models import ExecutionStatus
 
 
 @click.group("executions")
 def executions() -> None:
-    """Manage recorded executions."""
+    """Read, list, cancel and purge executions."""
+
+
+@executions.command("get")
+@click.argument("execution_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print as one JSON object.")
+def get(execution_id: int, as_json: bool) -> None:
+    """Show one execution."""
+    with resources.database.session_scope() as session:
+        record = store.get(session, execution_id)
+    show_record(record, as_json=as_json)
+
+
+@executions.command("list")
+@click.option("--status", type=click.Choice([status.value for status in ExecutionStatus]))
+@click.option("--action", "action_ref", help="Only executions of this action ref.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as a JSON array.")
+def list_(status: str | None, action_ref: str | None, limit: int, as_json: bool) -> None:
+    """List the newest executions first."""
+    with resources.database.session_scope() as session:
+        records = store.recent(
+            session,
+            status=None if status is None else ExecutionStatus(status),
+            action_ref=action_ref,
+            limit=limit,
+        )
+    show_table(records, as_json=as_json)
+
+
+@executions.command("cancel")
+@click.argument("execution_id", type=int)
+def cancel(execution_id: int) -> None:
+    """Cancel an execution (at once if not started; a running one is killed by its worker)."""
+    with resources.database.session_scope() as session:
+        status = store.request_cancel(session, execution_id)
+    click.echo(f"execution {execution_id}: {status.value}")
 
 
 @executions.command("purge")
@@ -25,10 +63,6 @@ def executions() -> None:
 )
 def purge(older_than_days: float) -> None:
     """Delete old terminal executions (never one that is still going) and report how many."""
-    database = Database.from_settings(Settings.from_env())
-    try:
-        with database.session_scope() as session:
-            count = retention.purge(session, older_than_days)
-    finally:
-        database.dispose()
+    with resources.database.session_scope() as session:
+        count = retention.purge(session, older_than_days)
     click.echo(f"purged {count} execution(s) older than {older_than_days:g} day(s)")

@@ -7,8 +7,7 @@ import threading
 import click
 
 from attune import metrics as instruments
-from attune.db import Database
-from attune.settings import Settings
+from attune.celery_app import resources
 
 
 @click.group("metrics")
@@ -24,8 +23,7 @@ def serve(port: int) -> None:
     The counters are those of this process, or of every process counting into
     PROMETHEUS_MULTIPROC_DIR when it is set; each worker serves its own with ATTUNE_METRICS_PORT.
     """
-    database = Database.from_settings(Settings.from_env())
-    server = instruments.serve(port, database)
+    server = instruments.serve(port, resources.database)
     click.echo(f"serving metrics on http://0.0.0.0:{port}/metrics (Ctrl+C stops)")
     try:
         threading.Event().wait()
@@ -33,4 +31,3 @@ def serve(port: int) -> None:
         pass
     finally:
         server.shutdown()
-        database.dispose()

@@ -7,8 +7,7 @@ import json
 import click
 
 from attune import workers as worker_table
-from attune.db import Database
-from attune.settings import Settings
+from attune.celery_app import resources
 
 
 @click.group("workers")
@@ -20,13 +19,8 @@ def workers() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as a JSON array.")
 def list_(as_json: bool) -> None:
     """Every worker: status, runtimes, heartbeat age (database clock), staleness, running."""
-    settings = Settings.from_env()
-    database = Database.from_settings(settings)
-    try:
-        with database.session_scope() as session:
-            views = worker_table.list_workers(session, settings)
-    finally:
-        database.dispose()
+    with resources.database.session_scope() as session:
+        views = worker_table.list_workers(session, resources.settings)
     if as_json:
         click.echo(json.dumps([view.to_json() for view in views], indent=2))
         return
@@ -52,13 +46,8 @@ def list_(as_json: bool) -> None:
 @workers.command("sweep")
 def sweep() -> None:
     """Deactivate stale workers and settle their executions now (what beat runs periodically)."""
-    settings = Settings.from_env()
-    database = Database.from_settings(settings)
-    try:
-        with database.session_scope() as session:
-            report = worker_table.sweep(session, settings)
-    finally:
-        database.dispose()
+    with resources.database.session_scope() as session:
+        report = worker_table.sweep(session, resources.settings)
     worker_table.announce(report)
     for deactivation in report.deactivated:
         click.echo(

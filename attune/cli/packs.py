@@ -1,0 +1,59 @@
+"""``attune packs``: load packs of actions from the packs directory into the database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from attune.db import Database
+from attune.errors import AttuneError
+from attune.packs import PackReport, load_packs
+from attune.settings import Settings
+
+
+@click.group()
+def packs() -> None:
+    """Load packs of actions into the database."""
+
+
+@packs.command("load")
+@click.option(
+    "--pack-name",
+    "names",
+    multiple=True,
+    metavar="NAME",
+    help="Load only this pack (repeatable); every pack when none is given.",
+)
+@click.option(
+    "--packs-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where the packs are (default: ATTUNE_PACKS_DIR, else ./packs).",
+)
+def load(names: tuple[str, ...], packs_dir: Path | None) -> None:
+    """Validate packs and upsert their actions by ref; a pack with any problem writes nothing."""
+    try:
+        settings = Settings.from_env()
+        database = Database.from_settings(settings)
+        try:
+            result = load_packs(database, packs_dir or settings.packs_dir, names)
+        finally:
+            database.dispose()
+    except AttuneError as error:
+        raise click.ClickException(str(error)) from error
+    for report in result.reports:
+        click.echo(_summary(report))
+    for refused in result.errors:
+        click.echo(f"error: {refused}", err=True)
+    if not result.reports and not result.errors:
+        click.echo("no packs found", err=True)
+    if result.errors:
+        raise click.ClickException(f"{len(result.errors)} pack(s) not loaded")
+
+
+def _summary(report: PackReport) -> str:
+    return (
+        f"{report.ref}: {report.created} created, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {report.removed} removed (pack {report.pack})"
+    )

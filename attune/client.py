@@ -1,0 +1,97 @@
+"""The caller's side: ``execute`` an action, hold its ExecutionHandle, read its record."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import attune.executions as executions
+from attune.celery_app import embedded_worker, resources
+from attune.completion import hub
+from attune.errors import EnqueueError, NoWorkerAvailableError, WaitTimeoutError
+from attune.executions import ExecutionRecord
+from attune.models import ExecutionStatus
+from attune.scheduler import Unroutable, schedule
+from attune.tasks import execute_action
+
+_FIRST_POLL_S = 0.001
+_MAX_POLL_S = 0.1
+
+
+def execute(
+    ref: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    worker: str | None = None,
+    timeout_s: float | None = None,
+) -> ExecutionHandle:
+    """Validate, record and enqueue one execution of action ``ref``.
+
+    Raises ActionNotFoundError or ParameterError (nothing stored), NoWorkerAvailableError
+    (stored ``failed``) or EnqueueError (stored ``failed``). On the embedded default the
+    first call starts an in-process worker.
+    """
+    settings = resources.settings
+    if settings.is_embedded:
+        embedded_worker.start()
+    with resources.database.session_scope() as session:
+        routed = schedule(session, settings, ref, params or {}, worker=worker, timeout_s=timeout_s)
+    if isinstance(routed, Unroutable):
+        raise NoWorkerAvailableError(routed.execution_id, routed.reason)
+    try:
+        execute_action.apply_async((routed.execution_id,), queue=routed.queue)
+    except Exception as exc:  # kombu and redis raise several families; all mean "not sent"
+        reason = f"the broker refused the message: {exc}"
+        with resources.database.session_scope() as session:
+            executions.transition(
+                session, routed.execution_id, ExecutionStatus.FAILED, error=reason
+            )
+        raise EnqueueError(routed.execution_id, str(exc)) from exc
+    return ExecutionHandle(routed.execution_id)
+
+
+def get_execution(execution_id: int) -> ExecutionRecord:
+    """The stored record of an execution."""
+    with resources.database.session_scope() as session:
+        return executions.get(session, execution_id)
+
+
+@dataclass(frozen=True)
+class ExecutionHandle:
+    """A reference to an execution that the caller can poll, wait on, or cancel."""
+
+    id: int
+
+    def status(self) -> ExecutionStatus:
+        """The current status."""
+        with resources.database.session_scope() as session:
+            return executions.status_of(session, self.id)
+
+    def wait(self, timeout_s: float | None = None) -> ExecutionRecord:
+        """Block until the execution is terminal and return its record.
+
+        Wakes on completion notifications (in-process, or PostgreSQL NOTIFY) and re-reads
+        the status on a short back-off; raises WaitTimeoutError after ``timeout_s``.
+        """
+        database = resources.database
+        if not database.is_sqlite:
+            hub.listen_postgres(database.engine.url)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        pause_s = _FIRST_POLL_S
+        while True:
+            seen = hub.version
+            record = get_execution(self.id)
+            if record.is_terminal:
+                return record
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise WaitTimeoutError(self.id, timeout_s or 0.0, record.status)
+            hub.wait_for_change(seen, pause_s if remaining is None else min(pause_s, remaining))
+            pause_s = min(pause_s * 2, _MAX_POLL_S)
+
+    def cancel(self) -> ExecutionStatus:
+        """Ask for cancellation: ``canceled`` at once if not started, else ``canceling``."""
+        with resources.database.session_scope() as session:
+            return executions.request_cancel(session, self.id)

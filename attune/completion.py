@@ -1,0 +1,79 @@
+"""Completion: wakes callers waiting on executions as soon as one reaches a terminal state.
+
+In-process, the runner calls :meth:`CompletionHub.notify` (the embedded worker shares the
+caller's process). Across processes on PostgreSQL, a trigger on the execution table sends
+``NOTIFY attune_execution_done`` and one listener thread per process relays it. Waiters still
+re-read the database on a short back-off, so a lost wake-up costs latency, never correctness.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import psycopg
+from sqlalchemy.engine import URL
+
+NOTIFY_CHANNEL = "attune_execution_done"
+"""The PostgreSQL channel the execution trigger notifies with the execution id."""
+
+log = logging.getLogger(__name__)
+
+
+class CompletionHub:
+    """A counter of completions seen by this process, with a condition to wait on."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._version = 0
+        self._listener: threading.Thread | None = None
+        self._listening = threading.Event()
+
+    @property
+    def version(self) -> int:
+        """Changes every time some execution completes."""
+        return self._version
+
+    def notify(self) -> None:
+        """Wake every waiter: some execution has just reached a terminal state."""
+        with self._condition:
+            self._version += 1
+            self._condition.notify_all()
+
+    def wait_for_change(self, seen: int, timeout_s: float) -> None:
+        """Block until :attr:`version` differs from ``seen`` or ``timeout_s`` has passed."""
+        with self._condition:
+            self._condition.wait_for(lambda: self._version != seen, timeout=timeout_s)
+
+    def listen_postgres(self, url: URL, ready_timeout_s: float = 2.0) -> None:
+        """Relay PostgreSQL notifications into this hub (one daemon thread per process)."""
+        if self._listener is not None and self._listener.is_alive():
+            return
+        conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._listening.clear()
+        self._listener = threading.Thread(
+            target=self._relay, args=(conninfo,), name="attune-completion", daemon=True
+        )
+        self._listener.start()
+        self._listening.wait(ready_timeout_s)
+
+    def _relay(self, conninfo: str) -> None:
+        failures = 0
+        while True:
+            try:
+                with psycopg.connect(conninfo, autocommit=True) as connection:
+                    connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self._listening.set()
+                    failures = 0
+                    for _ in connection.notifies():
+                        self.notify()
+            except psycopg.Error as exc:
+                if failures == 0:
+                    log.warning("completion listener lost its connection: %s", exc)
+                failures += 1
+                self.notify()  # waiters re-read the database rather than miss a completion
+                threading.Event().wait(min(0.1 * failures, 2.0))
+
+
+hub = CompletionHub()
+"""This process's hub."""

@@ -1,0 +1,159 @@
+"""Executions as their callers see them: the ExecutionRecord value and the state changes.
+
+Every status change is one conditional UPDATE built from :data:`attune.models.TRANSITIONS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, select, update
+from sqlalchemy.orm import Session
+
+from attune.errors import ExecutionNotFoundError, InvalidTransitionError
+from attune.models import NOT_STARTED, TRANSITIONS, Execution, ExecutionStatus
+from attune.sqltypes import db_now
+
+
+@dataclass(frozen=True)
+class ExecutionRecord:
+    """One execution as stored: what was asked, where it ran, what it produced."""
+
+    id: int
+    action_ref: str
+    status: ExecutionStatus
+    parameters: dict[str, Any]
+    worker: str | None
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    result: Any
+    error: str | None
+    stdout_truncated: bool
+    stderr_truncated: bool
+    requested_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the execution can no longer change."""
+        return self.status.is_terminal
+
+    @property
+    def succeeded(self) -> bool:
+        """True when the action ran and succeeded."""
+        return self.status is ExecutionStatus.SUCCEEDED
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict, timestamps in ISO 8601."""
+        return {
+            key: value.isoformat() if isinstance(value, datetime) else value
+            for key, value in asdict(self).items()
+        }
+
+
+_COLUMNS = (
+    Execution.id,
+    Execution.action_ref,
+    Execution.status,
+    Execution.parameters,
+    Execution.worker,
+    Execution.exit_code,
+    Execution.stdout,
+    Execution.stderr,
+    Execution.result,
+    Execution.error,
+    Execution.stdout_truncated,
+    Execution.stderr_truncated,
+    Execution.requested_at,
+    Execution.started_at,
+    Execution.finished_at,
+    Execution.duration_ms,
+)
+
+
+def _record(row: Row[Any]) -> ExecutionRecord:
+    values = row._asdict()
+    values["status"] = ExecutionStatus(values["status"])
+    return ExecutionRecord(**values)
+
+
+def get(session: Session, execution_id: int) -> ExecutionRecord:
+    """The execution with ``execution_id``; :class:`ExecutionNotFoundError` when there is none."""
+    row = session.execute(select(*_COLUMNS).where(Execution.id == execution_id)).first()
+    if row is None:
+        raise ExecutionNotFoundError(execution_id)
+    return _record(row)
+
+
+def status_of(session: Session, execution_id: int) -> ExecutionStatus:
+    """Only the status of an execution (the cheap read a waiter polls)."""
+    status = session.scalar(select(Execution.status).where(Execution.id == execution_id))
+    if status is None:
+        raise ExecutionNotFoundError(execution_id)
+    return ExecutionStatus(status)
+
+
+def recent(
+    session: Session,
+    *,
+    status: ExecutionStatus | None = None,
+    action_ref: str | None = None,
+    limit: int = 50,
+) -> list[ExecutionRecord]:
+    """The newest executions first, optionally of one status and one action."""
+    query = select(*_COLUMNS).order_by(Execution.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(Execution.status == status)
+    if action_ref is not None:
+        query = query.where(Execution.action_ref == action_ref)
+    return [_record(row) for row in session.execute(query)]
+
+
+def transition(
+    session: Session,
+    execution_id: int,
+    target: ExecutionStatus,
+    *,
+    sources: frozenset[ExecutionStatus] | None = None,
+    **values: Any,
+) -> bool:
+    """Move the execution to ``target`` if its current state allows it; True when it moved.
+
+    ``sources`` narrows the allowed source states of :data:`TRANSITIONS` for this call.
+    Terminal targets also record ``finished_at`` on the database clock.
+    """
+    allowed = TRANSITIONS[target] if sources is None else TRANSITIONS[target] & sources
+    if target.is_terminal:
+        values.setdefault("finished_at", db_now())
+    result = session.execute(
+        update(Execution)
+        .where(Execution.id == execution_id, Execution.status.in_(allowed))
+        .values(status=target, **values)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+
+def request_cancel(session: Session, execution_id: int) -> ExecutionStatus:
+    """Cancel an execution: at once if no worker has it yet, through ``canceling`` if it runs.
+
+    Returns the state it is now in; raises :class:`InvalidTransitionError` when it is over.
+    """
+    if transition(
+        session,
+        execution_id,
+        ExecutionStatus.CANCELED,
+        sources=NOT_STARTED,
+        error="canceled before it started",
+    ):
+        return ExecutionStatus.CANCELED
+    if transition(session, execution_id, ExecutionStatus.CANCELING):
+        return ExecutionStatus.CANCELING
+    current = status_of(session, execution_id)
+    if current is ExecutionStatus.CANCELING:
+        return current
+    raise InvalidTransitionError(execution_id, current, ExecutionStatus.CANCELED)

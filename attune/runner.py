@@ -1,0 +1,235 @@
+"""Runner: one execution on this worker, ``scheduled`` → ``running`` → terminal, result stored."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+import attune.executions as executions
+from attune.completion import hub
+from attune.db import Database
+from attune.errors import AttuneError
+from attune.models import (
+    Action,
+    Execution,
+    ExecutionStatus,
+    OutputFormat,
+    ParameterDelivery,
+    ParameterFormat,
+    RunnerType,
+)
+from attune.runtimes import Invocation, Outcome, RunResult, run
+from attune.secretbox import SecretBox
+from attune.settings import Settings
+from attune.sqltypes import db_now
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+OUTCOME_STATUS = {
+    Outcome.SUCCEEDED: ExecutionStatus.SUCCEEDED,
+    Outcome.FAILED: ExecutionStatus.FAILED,
+    Outcome.TIMEOUT: ExecutionStatus.TIMEOUT,
+    Outcome.CANCELED: ExecutionStatus.CANCELED,
+}
+"""The execution status each runtime outcome ends in."""
+
+DB_RETRY_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+"""Pauses between attempts when the database is unreachable while claiming or storing."""
+
+CANCEL_POLL_S = 0.5
+"""How often a worker process looks for executions being canceled (well under a second)."""
+
+
+class CancelWatcher:
+    """One thread per process that notices ``canceling`` executions and sets their events."""
+
+    def __init__(self, database: Callable[[], Database], interval_s: float = CANCEL_POLL_S):
+        self._database = database
+        self._interval_s = interval_s
+        self._watched: dict[int, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    @contextmanager
+    def watch(self, execution_id: int) -> Iterator[threading.Event]:
+        """An event set when the execution is asked to cancel, while the block runs."""
+        event = threading.Event()
+        with self._lock:
+            self._watched[execution_id] = event
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._loop, name="attune-cancel-watcher", daemon=True
+                )
+                self._thread.start()
+        try:
+            yield event
+        finally:
+            with self._lock:
+                self._watched.pop(execution_id, None)
+
+    def _loop(self) -> None:
+        idle = threading.Event()
+        failing = False
+        while not idle.wait(self._interval_s):
+            with self._lock:
+                watched = dict(self._watched)
+            if not watched:
+                continue
+            try:
+                with self._database().session_scope() as session:
+                    canceling = session.scalars(
+                        select(Execution.id).where(
+                            Execution.id.in_(watched),
+                            Execution.status == ExecutionStatus.CANCELING,
+                        )
+                    ).all()
+                failing = False
+            except Exception as exc:  # a database hiccup must not end the watcher
+                if not failing:
+                    log.warning("cancel watcher cannot read the database: %s", exc)
+                failing = True
+                continue
+            for execution_id in canceling:
+                watched[execution_id].set()
+
+
+def run_execution(
+    database: Database,
+    settings: Settings,
+    worker_name: str,
+    execution_id: int,
+    watcher: CancelWatcher,
+) -> ExecutionStatus | None:
+    """Run the execution if it is still ``scheduled``; the status it ended in, else None.
+
+    None means no row moved to ``running``: it was canceled, already run, or is a
+    redelivered message, and nothing more happens.
+    """
+    claimed, action = _retrying(
+        f"claiming execution {execution_id}",
+        lambda: _claim(database, execution_id, worker_name),
+    )
+    if claimed is None:
+        log.info("execution %s is no longer scheduled; not running it", execution_id)
+        return None
+    with watcher.watch(execution_id) as cancel:
+        try:
+            invocation = _invocation(settings, execution_id, claimed, action, cancel)
+        except AttuneError as exc:
+            result = RunResult.not_started(Outcome.FAILED, str(exc))
+        else:
+            result = run(invocation)
+    return _retrying(
+        f"storing the result of execution {execution_id}",
+        lambda: _store(database, execution_id, result),
+    )
+
+
+def _retrying(what: str, attempt: Callable[[], _T]) -> _T:
+    """Retry ``attempt`` through a database outage: the result must not be lost."""
+    for delay_s in (*DB_RETRY_DELAYS_S, None):
+        try:
+            return attempt()
+        except (OperationalError, InterfaceError) as exc:
+            if delay_s is None:
+                raise
+            log.warning("%s: database error, retrying in %g s: %s", what, delay_s, exc)
+            time.sleep(delay_s)
+    raise AssertionError("unreachable")
+
+
+def _claim(database: Database, execution_id: int, worker_name: str) -> tuple[Any, Any]:
+    """Move the execution scheduled → running; its row and its action's, or (None, None)."""
+    with database.session_scope() as session:
+        claimed = session.execute(
+            update(Execution)
+            .where(Execution.id == execution_id, Execution.status == ExecutionStatus.SCHEDULED)
+            .values(status=ExecutionStatus.RUNNING, worker=worker_name, started_at=db_now())
+            .returning(
+                Execution.action_ref, Execution.parameters, Execution.secrets, Execution.timeout_s
+            )
+        ).first()
+        if claimed is None:
+            return None, None
+        action = session.execute(
+            select(
+                Action.runner_type,
+                Action.entry_point,
+                Action.parameter_delivery,
+                Action.parameter_format,
+                Action.output_format,
+                Action.timeout_s,
+            ).where(Action.ref == claimed.action_ref)
+        ).first()
+    return claimed, action
+
+
+def _invocation(
+    settings: Settings,
+    execution_id: int,
+    claimed: Any,
+    action: Any,
+    cancel: threading.Event,
+) -> Invocation:
+    if action is None:
+        raise AttuneError(f"action {claimed.action_ref!r} no longer exists; load its pack")
+    secrets = SecretBox.for_settings(settings).decrypt(claimed.secrets) if claimed.secrets else {}
+    pack_ref = claimed.action_ref.split(".", 1)[0]
+    pack_dir = settings.packs_dir.resolve() / pack_ref
+    return Invocation(
+        runtime=RunnerType(action.runner_type),
+        entry_point=pack_dir / "actions" / action.entry_point,
+        pack_dir=pack_dir,
+        parameters={**claimed.parameters, **secrets},
+        secret_values=tuple(str(value) for value in secrets.values()),
+        parameter_delivery=ParameterDelivery(action.parameter_delivery),
+        parameter_format=ParameterFormat(action.parameter_format),
+        output_format=OutputFormat(action.output_format),
+        timeout_s=claimed.timeout_s or action.timeout_s or settings.default_timeout_s,
+        max_output_bytes=settings.max_output_bytes,
+        kill_grace_s=settings.kill_grace_s,
+        execution_id=execution_id,
+        action_ref=claimed.action_ref,
+        base_env=settings.inherited_env,
+        cancel=cancel,
+    )
+
+
+def _store(database: Database, execution_id: int, result: RunResult) -> ExecutionStatus:
+    status = OUTCOME_STATUS[result.outcome]
+    fields: dict[str, Any] = {
+        "exit_code": result.exit_code,
+        "stdout": result.stdout,
+        "stderr": result.stderr,
+        "result": result.result,
+        "stdout_truncated": result.stdout_truncated,
+        "stderr_truncated": result.stderr_truncated,
+        "duration_ms": result.duration_ms,
+    }
+    with database.session_scope() as session:
+        stored = executions.transition(session, execution_id, status, error=result.error, **fields)
+    if stored:
+        hub.notify()
+        return status
+    with database.session_scope() as session:
+        # The sweep settled it meanwhile: keep its verdict, keep the output too.
+        late = f"; the result arrived late: the action ended {status.value}"
+        session.execute(
+            update(Execution)
+            .where(Execution.id == execution_id, Execution.status == ExecutionStatus.ABANDONED)
+            .values(error=func.coalesce(Execution.error, "") + late, **fields)
+        )
+        current = executions.status_of(session, execution_id)
+    log.warning("execution %s ended %s after it was %s", execution_id, status, current)
+    return current

@@ -1,0 +1,81 @@
+"""Scheduler: validate a request, record the execution, and pick the queue it goes to."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from attune.errors import ActionNotFoundError, ParameterError
+from attune.models import Action, Execution, ExecutionStatus
+from attune.params import mask, resolve, secret_names
+from attune.queues import runtime_queue, worker_queue
+from attune.secretbox import SecretBox
+from attune.settings import Settings
+from attune.sqltypes import db_now
+from attune.workers import unavailable_reason
+
+
+@dataclass(frozen=True)
+class Routed:
+    """The execution is recorded ``scheduled``; its task goes to ``queue``."""
+
+    execution_id: int
+    queue: str
+
+
+@dataclass(frozen=True)
+class Unroutable:
+    """The execution is recorded ``failed``: no live worker can run it."""
+
+    execution_id: int
+    reason: str
+
+
+def schedule(
+    session: Session,
+    settings: Settings,
+    ref: str,
+    values: Mapping[str, Any],
+    *,
+    worker: str | None = None,
+    timeout_s: float | None = None,
+) -> Routed | Unroutable:
+    """Validate ``values`` for action ``ref`` and record its execution (the caller commits).
+
+    Raises :class:`ActionNotFoundError` or :class:`ParameterError` before anything is stored.
+    Secret values are stored encrypted, masked in ``parameters``, and never routed anywhere.
+    """
+    action = session.execute(
+        select(Action.runner_type, Action.parameters, Action.enabled).where(Action.ref == ref)
+    ).first()
+    if action is None:
+        raise ActionNotFoundError(ref)
+    if not action.enabled:
+        raise ActionNotFoundError(ref, "the action is disabled")
+    if timeout_s is not None and not timeout_s > 0:
+        raise ParameterError(ref, [f"timeout_s: {timeout_s!r} is not a positive number of seconds"])
+    resolved = resolve(ref, action.parameters, values)
+    secrets = {name: resolved[name] for name in secret_names(action.parameters) if name in resolved}
+    row: dict[str, Any] = {
+        "action_ref": ref,
+        "parameters": mask(action.parameters, resolved),
+        "secrets": SecretBox.for_settings(settings).encrypt(secrets) if secrets else None,
+        "target_worker": worker,
+        "timeout_s": timeout_s,
+    }
+    reason = unavailable_reason(session, settings, action.runner_type, worker)
+    if reason is not None:
+        row.update(status=ExecutionStatus.FAILED, error=reason, finished_at=db_now())
+    else:
+        row.update(status=ExecutionStatus.SCHEDULED)
+    execution_id: int = session.execute(
+        insert(Execution).values(row).returning(Execution.id)
+    ).scalar_one()
+    if reason is not None:
+        return Unroutable(execution_id, reason)
+    queue = worker_queue(worker) if worker else runtime_queue(action.runner_type)
+    return Routed(execution_id, queue)

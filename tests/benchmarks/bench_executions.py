@@ -1,0 +1,161 @@
+"""Benchmark: attune's execute(...).wait() against a bare Celery task, side by side.
+
+On PostgreSQL + Redis with one worker each (``-c 2``):
+- round trip of ``core.echo`` through ``execute(...).wait()`` vs the baseline's
+  ``delay().get()`` (goal: median ratio <= 1.5);
+- draining 2,000 queued executions vs 2,000 queued baseline tasks (goal: throughput ratio
+  >= 0.7): both queues are filled while their worker does not consume, then timed from the
+  moment it starts consuming until the last one is done.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432"
+BROKER_URL = "redis://127.0.0.1:6379/15"
+ROUND_TRIPS = int(os.environ.get("BENCH_ROUND_TRIPS", "300"))
+DRAIN = int(os.environ.get("BENCH_DRAIN", "2000"))
+
+
+def _celery(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = [str(Path(sys.executable).with_name("celery")), *args]
+    common = ["worker", "-c", "2", "--without-mingle", "--without-gossip", "-l", "warning"]
+    return subprocess.Popen([*command, *common], cwd=ROOT, env=env)
+
+
+def _until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"benchmark: {what} did not happen within {timeout_s} s")
+        time.sleep(0.05)
+
+
+def main() -> None:
+    """Run both side by side and print medians, rates and ratios."""
+    from sqlalchemy import create_engine, text
+
+    name = f"attune_bench_exec_{os.getpid()}"
+    admin = create_engine(f"{PG_ADMIN}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    env = {
+        **os.environ,
+        "ATTUNE_DATABASE_URL": f"{PG_ADMIN}/{name}",
+        "ATTUNE_BROKER_URL": BROKER_URL,
+        "ATTUNE_PACKS_DIR": str(ROOT / "packs"),
+        "ATTUNE_WORKER_NAME": "bench-attune",
+        "BENCH_BROKER_URL": BROKER_URL,
+    }
+    os.environ.update(env)
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        bin_dir = Path(sys.executable).parent
+        subprocess.run([bin_dir / "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True)
+        subprocess.run([bin_dir / "attune", "packs", "load"], cwd=ROOT, env=env, check=True)
+        workers.append(_celery(["-A", "attune"], env))
+        workers.append(_celery(["-A", "tests.benchmarks.baseline_app"], env))
+        _measure(env)
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(30)
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _measure(env: dict[str, str]) -> None:
+    from sqlalchemy import func, select
+
+    import attune
+    from attune.celery_app import resources
+    from attune.models import TERMINAL_STATUSES, Execution
+    from tests.benchmarks.baseline_app import app as baseline_app
+    from tests.benchmarks.baseline_app import spawn
+
+    def attune_ready() -> bool:
+        try:
+            attune.execute("core.echo", {"message": "warm"}).wait(5)
+        except attune.errors.AttuneError:  # type: ignore[attr-defined]
+            return False
+        return True
+
+    _until(attune_ready, 60, "the attune worker registering")
+    _until(lambda: bool(baseline_app.control.ping(timeout=0.5)), 60, "the baseline worker")
+    for _ in range(20):
+        spawn.delay().get(timeout=10)
+        attune.execute("core.echo", {"message": "hi"}).wait(10)
+
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(ROUND_TRIPS):
+        start = time.perf_counter()
+        spawn.delay().get(timeout=10)
+        theirs.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        record = attune.execute("core.echo", {"message": "hi"}).wait(10)
+        ours.append(time.perf_counter() - start)
+        assert record.succeeded, record
+    ours_ms, theirs_ms = statistics.median(ours) * 1e3, statistics.median(theirs) * 1e3
+    print(
+        f"round trip (median of {ROUND_TRIPS}): attune {ours_ms:.2f} ms, "
+        f"bare Celery task {theirs_ms:.2f} ms, ratio {ours_ms / theirs_ms:.2f} (goal <= 1.5)"
+    )
+
+    def drain(queue: str, app: object, hostname: str, fill: Callable[[], None],
+              done: Callable[[], bool]) -> float:
+        app.control.cancel_consumer(queue, destination=[hostname], reply=True)  # type: ignore[attr-defined]
+        fill()
+        start = time.perf_counter()
+        app.control.add_consumer(queue, destination=[hostname], reply=True)  # type: ignore[attr-defined]
+        _until(done, 600, f"draining {queue}")
+        return DRAIN / (time.perf_counter() - start)
+
+    results = []
+    baseline_host = next(iter(baseline_app.control.ping(timeout=1)[0]))
+    baseline_rate = drain(
+        "bench.baseline",
+        baseline_app,
+        baseline_host,
+        lambda: results.extend(spawn.delay() for _ in range(DRAIN)),
+        lambda: all(result.ready() for result in results),
+    )
+
+    with resources.database.session_scope() as session:
+        first_id = session.scalar(select(func.max(Execution.id))) or 0
+
+    def attune_done() -> bool:
+        with resources.database.session_scope() as session:
+            finished = session.scalar(
+                select(func.count()).where(
+                    Execution.id > first_id, Execution.status.in_(TERMINAL_STATUSES)
+                )
+            )
+        return finished == DRAIN
+
+    attune_host = next(iter(attune.app.control.ping(timeout=1)[0]))
+    attune_rate = drain(
+        "attune.shell",
+        attune.app,
+        attune_host,
+        lambda: [attune.execute("core.echo", {"message": "hi"}) for _ in range(DRAIN)],
+        attune_done,
+    )
+    print(
+        f"drain of {DRAIN}: attune {attune_rate:.0f}/s, bare Celery task {baseline_rate:.0f}/s, "
+        f"ratio {attune_rate / baseline_rate:.2f} (goal >= 0.7)"
+    )
+
+
+if __name__ == "__main__":
+    main()

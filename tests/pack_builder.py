@@ -1,0 +1,70 @@
+"""Packs on disk for the tests and the benchmark: write a pack folder from plain data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCRIPT = "#!/bin/sh\necho hello\n"
+
+
+def header(ref: str = "demo", **changes: Any) -> dict[str, Any]:
+    """A valid ``pack.yaml`` for pack ``ref``, with ``changes`` applied."""
+    return {
+        "ref": ref,
+        "label": ref.title(),
+        "description": f"The {ref} pack.",
+        "version": "1.0.0",
+        **changes,
+    }
+
+
+def action(ref: str = "demo.hello", **changes: Any) -> dict[str, Any]:
+    """A valid action file for ``ref`` (entry point ``<name>.sh``), with ``changes`` applied."""
+    name = ref.partition(".")[2]
+    return {
+        "ref": ref,
+        "label": name.title(),
+        "description": f"Say hello ({name}).",
+        "runner_type": "shell",
+        "entry_point": f"{name}.sh",
+        "parameters": {
+            "who": {"type": "string", "default": "world", "description": "Who to greet."},
+            "times": {"type": "integer", "minimum": 1, "maximum": 10, "default": 1},
+        },
+        **changes,
+    }
+
+
+def write_yaml(path: Path, document: object) -> None:
+    """Write ``document`` as YAML to ``path``."""
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+
+
+def write_pack(
+    packs_dir: Path,
+    ref: str = "demo",
+    actions: Mapping[str, Mapping[str, Any]] | None = None,
+    pack_yaml: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write pack ``ref`` under ``packs_dir``: its pack.yaml and ``actions`` (file stem → action,
+    default: one valid ``hello`` action), each with a script at its entry point when that is a
+    plain file name. Returns the pack's folder."""
+    pack_dir = packs_dir / ref
+    actions_dir = pack_dir / "actions"
+    actions_dir.mkdir(parents=True, exist_ok=True)
+    write_yaml(pack_dir / "pack.yaml", header(ref) if pack_yaml is None else pack_yaml)
+    if actions is None:
+        actions = {"hello": action(f"{ref}.hello")}
+    for stem, document in actions.items():
+        write_yaml(actions_dir / f"{stem}.yaml", document)
+        entry_point = document.get("entry_point")
+        if isinstance(entry_point, str) and entry_point and "/" not in entry_point:
+            script = actions_dir / entry_point
+            if not script.exists():
+                script.write_text(SCRIPT, encoding="utf-8")
+                script.chmod(0o755)
+    return pack_dir

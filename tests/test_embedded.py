@@ -1,0 +1,124 @@
+"""The embedded default from the outside: SQLite, `memory://`, an in-process Celery worker.
+
+Everything runs in subprocesses, the way users meet it: `make demo`, `attune run`, and a
+Python caller with no setup beyond a migrated database and loaded packs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cluster import BIN, ROOT, attune_cli, packs_copy
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def embedded_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A working directory with a migrated SQLite database and the packs loaded."""
+    workdir = tmp_path_factory.mktemp("embedded")
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith("ATTUNE_")
+    }
+    env.update(
+        ATTUNE_DATABASE_URL=f"sqlite:///{workdir / 'attune.db'}",
+        ATTUNE_PACKS_DIR=str(packs_copy(workdir)),
+        ATTUNE_KILL_GRACE_S="1",
+    )
+    migrated = subprocess.run(
+        [str(BIN / "alembic"), "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
+        env=env, capture_output=True, text=True, check=False,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    loaded = attune_cli(env, "packs", "load")
+    assert loaded.returncode == 0, loaded.stderr
+    return env
+
+
+def test_make_demo_runs_three_actions_end_to_end() -> None:
+    result = subprocess.run(
+        ["make", "demo"], cwd=ROOT, capture_output=True, text=True, check=False, timeout=300
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "core.echo  succeeded" in result.stdout
+    assert "Hello from attune" in result.stdout
+    assert "examples.list_example  succeeded" in result.stdout
+    assert '"value": "item_3"' in result.stdout
+    assert "examples.text_stats  succeeded" in result.stdout
+    assert '"words": 6' in result.stdout
+
+
+def test_run_prints_the_execution_and_leaves_the_worker_inactive(
+    embedded_env: dict[str, str],
+) -> None:
+    result = attune_cli(embedded_env, "run", "core.echo", "message=123")
+    workers = attune_cli(embedded_env, "workers", "list", "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert "succeeded" in result.stdout
+    assert "123" in result.stdout
+    assert workers.returncode == 0, workers.stderr
+    assert {worker["status"] for worker in json.loads(workers.stdout)} == {"inactive"}
+
+
+def test_run_json_converts_values_by_schema_type(embedded_env: dict[str, str]) -> None:
+    result = attune_cli(embedded_env, "run", "examples.list_example", "count=3", "--json")
+
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["status"] == "succeeded"
+    assert [item["value"] for item in record["result"]] == ["item_1", "item_2", "item_3"]
+    assert record["stdout"] == ""
+
+
+def test_a_failed_execution_exits_non_zero(embedded_env: dict[str, str]) -> None:
+    result = attune_cli(embedded_env, "run", "core.noop", "exit_code=3")
+
+    assert result.returncode == 1
+    assert "failed" in result.stdout
+
+
+def test_no_wait_is_refused_on_the_embedded_default(embedded_env: dict[str, str]) -> None:
+    result = attune_cli(embedded_env, "run", "core.echo", "message=x", "--no-wait")
+
+    assert result.returncode == 2
+    assert "memory://" in result.stderr
+
+
+def test_invalid_parameters_are_refused_before_anything_is_stored(
+    embedded_env: dict[str, str],
+) -> None:
+    before = attune_cli(embedded_env, "executions", "list", "--json")
+    result = attune_cli(embedded_env, "run", "core.noop", "exit_code=abc")
+    after = attune_cli(embedded_env, "executions", "list", "--json")
+
+    assert result.returncode == 1
+    assert "exit_code" in result.stderr
+    assert len(json.loads(after.stdout)) == len(json.loads(before.stdout))
+
+
+def test_a_python_caller_needs_no_setup(embedded_env: dict[str, str], tmp_path: Path) -> None:
+    script = (
+        "import attune\n"
+        "record = attune.execute('testing.secret_echo', {'token': 'hunter2'}).wait(60)\n"
+        "print(record.status.value, record.parameters['token'], record.stdout.strip())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=embedded_env,
+        capture_output=True, text=True, check=False, timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[0] == "succeeded ******** note=plain token=********"
+    key_file = Path(embedded_env["ATTUNE_DATABASE_URL"].removeprefix("sqlite:///")).with_name(
+        "attune.key"
+    )
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600

@@ -1,0 +1,225 @@
+"""Executions end to end on PostgreSQL + Redis with real `celery -A attune worker` processes.
+
+Two workers: ``w-shell`` serves the shell runtime, ``w-python`` the python runtime; nothing
+serves native.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import func, select
+
+import attune
+from attune.errors import ActionNotFoundError, NoWorkerAvailableError, ParameterError
+from attune.models import Execution, ExecutionStatus
+from tests.cluster import Cluster, cluster, until
+from tests.conftest import clear
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    with cluster(postgres_url, redis_url, tmp_path_factory.mktemp("cluster")) as running:
+        running.start_worker("w-shell", "shell")
+        running.start_worker("w-python", "python")
+        yield running
+        running.stop_all()
+        clear(running.database)
+
+
+def execution_count(deployment: Cluster) -> int:
+    with deployment.database.session_scope() as session:
+        return session.scalar(select(func.count()).select_from(Execution)) or 0
+
+
+def test_echo_round_trip(deployment: Cluster) -> None:
+    record = attune.execute("core.echo", {"message": "hello attune"}).wait(30)
+
+    assert record.status is ExecutionStatus.SUCCEEDED
+    assert record.stdout == "hello attune\n"
+    assert record.result is None
+    assert record.exit_code == 0
+    assert record.worker == "w-shell"
+    assert record.started_at is not None
+    assert record.finished_at is not None
+    assert record.requested_at <= record.started_at <= record.finished_at
+    assert attune.get_execution(record.id) == record
+
+
+def test_json_and_jsonl_results_are_stored_once(deployment: Cluster) -> None:
+    listing = attune.execute("examples.list_example", {"count": 3}).wait(30)
+    stats = attune.execute("examples.text_stats", {"text": "a b a"}).wait(30)
+
+    assert listing.status is ExecutionStatus.SUCCEEDED
+    assert [item["id"] for item in listing.result] == [1, 2, 3]
+    assert listing.stdout == ""
+    assert stats.status is ExecutionStatus.SUCCEEDED
+    assert stats.worker == "w-python"
+    assert isinstance(stats.result, dict)
+    assert stats.stdout == ""
+
+
+def test_a_failing_action_records_its_exit_code(deployment: Cluster) -> None:
+    record = attune.execute("core.noop", {"exit_code": 3}).wait(30)
+
+    assert record.status is ExecutionStatus.FAILED
+    assert record.exit_code == 3
+    assert record.error is not None
+    assert "3" in record.error
+
+
+def test_a_timeout_ends_the_execution(deployment: Cluster) -> None:
+    started = time.monotonic()
+    record = attune.execute("core.sleep", {"seconds": 30}, timeout_s=0.5).wait(30)
+
+    assert record.status is ExecutionStatus.TIMEOUT
+    assert "timed out" in (record.error or "")
+    assert time.monotonic() - started < 10
+
+
+def test_cancel_of_a_running_execution_kills_its_process_group(
+    deployment: Cluster, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    handle = attune.execute(
+        "core.local", {"cmd": f"sleep 60 & echo $! > {pid_file}; wait"}
+    )
+    until(pid_file.exists, 30, "the action writing its pid")
+    until(lambda: pid_file.read_text().strip(), 5, "the pid file filled")
+    grandchild = int(pid_file.read_text())
+
+    assert handle.cancel() is ExecutionStatus.CANCELING
+    record = handle.wait(30)
+
+    assert record.status is ExecutionStatus.CANCELED
+    until(lambda: not os.path.exists(f"/proc/{grandchild}"), 10, "the grandchild dying")
+
+
+def test_cancel_of_a_scheduled_execution_means_it_never_runs(
+    deployment: Cluster, tmp_path: Path
+) -> None:
+    from attune.celery_app import resources
+    from attune.scheduler import Routed, schedule
+    from attune.tasks import execute_action
+
+    marker = tmp_path / "ran"
+    with resources.database.session_scope() as session:
+        routed = schedule(session, resources.settings, "core.local", {"cmd": f"touch {marker}"})
+    assert isinstance(routed, Routed)
+    handle = attune.ExecutionHandle(routed.execution_id)
+
+    assert handle.cancel() is ExecutionStatus.CANCELED
+    execute_action.apply_async((routed.execution_id,), queue=routed.queue)
+    time.sleep(1)  # give the worker its chance to (wrongly) run it
+
+    assert handle.status() is ExecutionStatus.CANCELED
+    assert not marker.exists()
+
+
+def test_worker_name_routes_to_that_worker(deployment: Cluster) -> None:
+    record = attune.execute("core.echo", {"message": "x"}, worker="w-shell").wait(30)
+
+    assert record.worker == "w-shell"
+    assert record.status is ExecutionStatus.SUCCEEDED
+
+
+def test_a_runtime_no_live_worker_serves_fails_fast(deployment: Cluster) -> None:
+    with pytest.raises(NoWorkerAvailableError) as caught:
+        attune.execute("examples.native_greet", {})
+
+    record = attune.get_execution(caught.value.execution_id)
+    assert record.status is ExecutionStatus.FAILED
+    assert "native" in (record.error or "")
+
+    with pytest.raises(NoWorkerAvailableError, match="does not serve"):
+        attune.execute("core.echo", {"message": "x"}, worker="w-python")
+
+
+def test_invalid_parameters_and_unknown_refs_enqueue_nothing(
+    deployment: Cluster, redis_url: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    before = execution_count(deployment), client.llen("attune.shell")
+
+    with pytest.raises(ParameterError) as caught:
+        attune.execute("core.noop", {"exit_code": 999, "bogus": 1})
+    with pytest.raises(ActionNotFoundError):
+        attune.execute("core.nope", {})
+
+    assert "exit_code" in str(caught.value)
+    assert "bogus" in str(caught.value)
+    assert (execution_count(deployment), client.llen("attune.shell")) == before
+
+
+def test_a_message_delivered_twice_runs_once(deployment: Cluster, tmp_path: Path) -> None:
+    from attune.tasks import execute_action
+
+    runs = tmp_path / "runs"
+    handle = attune.execute("core.local", {"cmd": f"echo ran >> {runs}"})
+    record = handle.wait(30)
+    execute_action.apply_async((handle.id,), queue="attune.shell")
+    execute_action.apply_async((handle.id,), queue="attune.worker.w-shell")
+    time.sleep(1)
+
+    assert record.status is ExecutionStatus.SUCCEEDED
+    assert runs.read_text() == "ran\n"
+
+
+def test_secrets_are_masked_absent_from_the_broker_and_reach_the_action(
+    deployment: Cluster, redis_url: str
+) -> None:
+    secret = "s3cr3t-value-7"
+    monitor_client = redis.Redis.from_url(redis_url)
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        with monitor_client.monitor() as monitor:
+            for command in monitor.listen():
+                seen.append(str(command["command"]))
+                if stop.is_set():
+                    return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    time.sleep(0.2)
+    record = attune.execute("testing.secret_echo", {"token": secret}).wait(30)
+    stop.set()
+    redis.Redis.from_url(redis_url).ping()  # wakes the monitor so it sees stop
+    watcher.join(5)
+
+    assert record.status is ExecutionStatus.SUCCEEDED
+    assert record.parameters == {"token": "********", "note": "plain"}
+    assert record.stdout == "note=plain token=********\n"
+    assert any("execute_action" in command for command in seen)
+    assert not any(secret in command for command in seen)
+    with deployment.database.session_scope() as session:
+        stored = session.scalar(select(Execution.secrets).where(Execution.id == record.id))
+    assert stored is not None
+    assert secret not in stored
+
+
+def test_500_executions_from_4_threads_each_end_once(deployment: Cluster, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+
+    def submit(_: int) -> int:
+        return attune.execute("core.local", {"cmd": f"echo $ATTUNE_EXECUTION_ID >> {runs}"}).id
+
+    with ThreadPoolExecutor(4) as pool:
+        ids = list(pool.map(submit, range(500)))
+    records = [attune.ExecutionHandle(execution_id).wait(120) for execution_id in ids]
+
+    assert all(record.status is ExecutionStatus.SUCCEEDED for record in records)
+    lines = runs.read_text().split()
+    assert sorted(map(int, lines)) == sorted(ids)
