@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 _ABANDONABLE = tuple(TRANSITIONS[ExecutionStatus.ABANDONED])
 _BUSY = (ExecutionStatus.RUNNING, ExecutionStatus.CANCELING)
+STOPPED_HEARTBEATING = "stopped heartbeating"
+"""The cause of a deactivation by the sweep."""
+
 _NAMES_PER_STATEMENT = 500  # well under SQLite's bound-parameter limit
 # The tables themselves: heartbeats and sweeps are Core statements, without ORM bookkeeping.
 _W = cast(Table, Worker.__table__)
@@ -73,12 +76,23 @@ class HeartbeatOutcome(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Deactivation:
-    """A worker that went inactive, its last heartbeat, and how many executions it abandoned."""
+    """A worker that went inactive, its last heartbeat, and how many executions it abandoned.
+
+    ``cause`` is :data:`STOPPED_HEARTBEATING` for a swept worker, else what the worker said
+    as it shut down.
+    """
 
     name: str
     last_heartbeat: datetime | None
     abandoned: int
-    reason: str
+    cause: str = STOPPED_HEARTBEATING
+
+    @property
+    def reason(self) -> str:
+        """Why, in words; an abandoned execution's error is "worker <name> <reason>"."""
+        if self.cause != STOPPED_HEARTBEATING:
+            return self.cause
+        return f"{STOPPED_HEARTBEATING}; last heartbeat {_when(self.last_heartbeat)}"
 
 
 @dataclass(frozen=True)
@@ -238,13 +252,7 @@ def sweep(session: Session, settings: Settings, now: datetime | None = None) -> 
         abandoned = _abandon(session, [row.name for row in found], _stopped_heartbeating)
         rows = [(row.name, row.last_heartbeat, abandoned[row.name]) for row in found]
     deactivated = tuple(
-        Deactivation(
-            name,
-            last_heartbeat,
-            count,
-            f"stopped heartbeating; last heartbeat {_when(last_heartbeat)}",
-        )
-        for name, last_heartbeat, count in sorted(rows)
+        Deactivation(name, last_heartbeat, count) for name, last_heartbeat, count in sorted(rows)
     )
     return SweepReport(deactivated, _fail_unpicked(session, settings, now))
 
@@ -291,7 +299,7 @@ def _sweep_in_one_statement(session: Session, stale: Any) -> list[tuple[str, dat
 
 def _stopped_heartbeating(columns: Any) -> ColumnElement[str]:
     """The abandoned execution's error, from a row with the worker's name and last heartbeat."""
-    error = "worker " + columns.name + " stopped heartbeating; last heartbeat "
+    error = "worker " + columns.name + f" {STOPPED_HEARTBEATING}; last heartbeat "
     return error + utc_text(columns.last_heartbeat)  # type: ignore[no-any-return]
 
 

@@ -25,7 +25,7 @@ def test_announcements_and_record_execution_move_the_counters() -> None:
     before = samples(None)
 
     workers.announce_deactivation(
-        Deactivation("w1", datetime(2026, 1, 1, tzinfo=UTC), abandoned=2, reason="gone")
+        Deactivation("w1", datetime(2026, 1, 1, tzinfo=UTC), abandoned=2, cause="gone")
     )
     workers.announce_reactivation("w1")
     metrics.record_execution("succeeded", 1.5)
