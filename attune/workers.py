@@ -21,6 +21,7 @@ from sqlalchemy import (
     ColumnElement,
     CursorResult,
     Table,
+    any_,
     bindparam,
     exists,
     func,
@@ -28,7 +29,6 @@ from sqlalchemy import (
     not_,
     or_,
     select,
-    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -260,25 +260,19 @@ def sweep(session: Session, settings: Settings, now: datetime | None = None) -> 
 def _sweep_in_one_statement(session: Session, stale: Any) -> list[tuple[str, datetime | None, int]]:
     """PostgreSQL: deactivate and settle in one round trip (data-modifying CTEs)."""
     dead = stale.cte("dead")
-    # A lateral subquery kept apart (OFFSET 0) makes the planner probe the (worker, status)
-    # index once per dead worker instead of scanning every running execution.
-    busy = (
-        select(_E.c.id)
-        .where(_E.c.worker == dead.c.name, _E.c.status.in_(_ABANDONABLE))
-        .offset(0)
-        .lateral("busy")
-    )
-    doomed = select(busy.c.id, dead.c.name, dead.c.last_heartbeat).select_from(
-        dead.join(busy, true())
-    )
-    targets = doomed.subquery("targets")
+    # worker = ANY(ARRAY(SELECT name FROM dead)) lets the planner probe the (worker, status)
+    # index for the dead workers' executions instead of scanning every running execution.
+    dead_names = func.array(select(dead.c.name).scalar_subquery())
     abandoned = (
         update(_E)
-        # The status test is repeated here so a row that finished meanwhile is left alone.
-        .where(_E.c.id == targets.c.id, _E.c.status.in_(_ABANDONABLE))
+        .where(
+            _E.c.worker == dead.c.name,
+            _E.c.worker == any_(dead_names),
+            _E.c.status.in_(_ABANDONABLE),
+        )
         .values(
             status=ExecutionStatus.ABANDONED.value,
-            error=_stopped_heartbeating(targets.c),
+            error=_stopped_heartbeating(dead.c),
             finished_at=db_now(),
         )
         .returning(_E.c.worker)
