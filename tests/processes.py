@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from celery import Celery
-from sqlalchemy import select
 
 from attune.db import Database
-from attune.models import Worker
+from attune.queues import worker_queue
+from tests.rows import worker_row
 
 ROOT = Path(__file__).resolve().parent.parent
 CELERY = str(Path(sys.executable).with_name("celery"))
@@ -59,6 +59,11 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
         time.sleep(interval_s)
+
+
+def markers(directory: Path, kind: str) -> int:
+    """How many ``tests.celery_tasks`` tasks marked ``kind`` (started, finished) there."""
+    return len(list(directory.glob(f"{kind}-*")))
 
 
 def shifted_clock(seconds: float) -> dict[str, str]:
@@ -223,6 +228,15 @@ class Processes:
         finally:
             client.close()
 
+    def start_task(
+        self, task: str, seconds: float, worker: str, marker_dir: Path, count: int = 1
+    ) -> None:
+        """Send ``count`` ``tests.celery_tasks`` tasks to ``worker``'s own queue; wait until all
+        of them run."""
+        for _ in range(count):
+            self.send(task, [seconds, str(marker_dir)], worker_queue(worker))
+        wait_until(lambda: markers(marker_dir, "started") >= count, 30, f"{count} {task} to start")
+
     def _start(self, name: str, argv: list[str], extra: Mapping[str, str]) -> CeleryProcess:
         log_path = self.log_dir / f"{name}-{len(self.started)}.log"
         with log_path.open("wb") as log:
@@ -237,15 +251,3 @@ class Processes:
         process = CeleryProcess(name, popen, log_path)
         self.started.append(process)
         return process
-
-
-def worker_row(database: Database, name: str) -> Worker | None:
-    """The worker's row as it is now, or None."""
-    with database.session_scope() as session:
-        return session.scalars(select(Worker).where(Worker.name == name)).one_or_none()
-
-
-def worker_status(database: Database, name: str) -> str | None:
-    """The worker's status as it is now, or None when it has no row."""
-    row = worker_row(database, name)
-    return None if row is None else row.status

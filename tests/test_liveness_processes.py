@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import signal
 import time
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -19,45 +18,36 @@ from sqlalchemy import text
 
 from attune import workers
 from attune.db import Database
-from attune.models import Execution, ExecutionStatus
-from attune.queues import runtime_queue, worker_queue
+from attune.models import ExecutionStatus
+from attune.queues import runtime_queue
 from attune.settings import Settings
+from tests.exposition import scrape
 from tests.processes import (
     HEARTBEAT_S,
     SWEEP_S,
     THRESHOLD_S,
     Processes,
     free_port,
+    markers,
     shifted_clock,
     wait_until,
-    worker_row,
-    worker_status,
 )
+from tests.rows import add_execution, execution_row, worker_row, worker_status
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 SETTINGS = Settings(heartbeat_interval_s=HEARTBEAT_S, heartbeat_staleness_multiplier=3)
 SLACK_S = 3.0
 """Room for a loaded machine on top of what the rule itself allows."""
+SWEPT_WITHIN_S = THRESHOLD_S + SWEEP_S + SLACK_S
+"""A dead worker is inactive within one threshold and one sweep period (plus the slack)."""
 
 
-def add_execution(
-    database: Database, worker: str | None, status: ExecutionStatus = ExecutionStatus.RUNNING
-) -> int:
-    with database.session_scope() as session:
-        execution = Execution(action_ref="core.sleep", worker=worker, status=status)
-        session.add(execution)
-        session.flush()
-        return execution.id
-
-
-def execution(database: Database, execution_id: int) -> Execution:
-    with database.session_scope() as session:
-        return session.get_one(Execution, execution_id)
-
-
-def markers(directory: Path, kind: str) -> int:
-    return len(list(directory.glob(f"{kind}-*")))
+def wait_status(database: Database, name: str, status: str, timeout_s: float) -> None:
+    """Wait until worker ``name`` has ``status``."""
+    wait_until(
+        lambda: worker_status(database, name) == status, timeout_s, f"worker {name} {status}"
+    )
 
 
 def test_kill_9_mid_action_deactivates_the_worker_and_abandons_its_execution(
@@ -66,28 +56,27 @@ def test_kill_9_mid_action_deactivates_the_worker_and_abandons_its_execution(
     victim, survivor = processes.worker("victim"), processes.worker("survivor")
     processes.beat()
     processes.wait_registered(pg_database, victim, survivor)
-    processes.send("tests.sleep", [60, str(tmp_path)], worker_queue("victim"))
-    wait_until(lambda: markers(tmp_path, "started"), 30, "the long action to start")
+    processes.start_task("tests.sleep", 60, "victim", tmp_path)
     doomed = add_execution(pg_database, "victim")
     untouched = add_execution(pg_database, "survivor")
 
     victim.kill()
     killed_at = time.monotonic()
     wait_until(
-        lambda: execution(pg_database, doomed).status == "abandoned",
-        THRESHOLD_S + SWEEP_S + SLACK_S,
+        lambda: execution_row(pg_database, doomed).status == "abandoned",
+        SWEPT_WITHIN_S,
         "the execution to be abandoned",
     )
 
     settled_after_s = time.monotonic() - killed_at
-    row = execution(pg_database, doomed)
+    row = execution_row(pg_database, doomed)
     assert worker_status(pg_database, "victim") == "inactive"
     assert row.error is not None
     assert row.error.startswith("worker victim stopped heartbeating; last heartbeat 20")
     assert row.finished_at is not None
     assert worker_status(pg_database, "survivor") == "active"
-    assert execution(pg_database, untouched).status == "running"
-    assert settled_after_s < THRESHOLD_S + SWEEP_S + SLACK_S
+    assert execution_row(pg_database, untouched).status == "running"
+    assert settled_after_s < SWEPT_WITHIN_S
 
 
 def test_sigstop_deactivates_and_sigcont_reactivates_without_a_restart(
@@ -99,19 +88,11 @@ def test_sigstop_deactivates_and_sigcont_reactivates_without_a_restart(
 
     paused.pause()
     try:
-        wait_until(
-            lambda: worker_status(pg_database, "paused") == "inactive",
-            THRESHOLD_S + SWEEP_S + SLACK_S,
-            "the paused worker to be swept",
-        )
+        wait_status(pg_database, "paused", "inactive", SWEPT_WITHIN_S)
     finally:
         paused.resume()
     resumed_at = time.monotonic()
-    wait_until(
-        lambda: worker_status(pg_database, "paused") == "active",
-        HEARTBEAT_S + SLACK_S,
-        "the resumed worker to be active again",
-    )
+    wait_status(pg_database, "paused", "active", HEARTBEAT_S + SLACK_S)
 
     reactivated_after_s = time.monotonic() - resumed_at
     row = worker_row(pg_database, "paused")
@@ -131,9 +112,7 @@ def test_a_worker_whose_every_slot_burns_cpu_stays_active(
     processes.beat()
     processes.wait_registered(pg_database, busy, sweeper)
     burn_s = 10 * THRESHOLD_S
-    for _ in range(2):
-        processes.send("tests.burn_cpu", [burn_s, str(tmp_path)], worker_queue("busy"))
-    wait_until(lambda: markers(tmp_path, "started") == 2, 30, "both slots to be busy")
+    processes.start_task("tests.burn_cpu", burn_s, "busy", tmp_path, count=2)
 
     samples = []
     while markers(tmp_path, "finished") < 2:
@@ -171,11 +150,7 @@ def test_a_worker_with_a_far_off_clock_is_judged_by_the_database_clock(
         time.sleep(0.1)
 
     behind.kill()
-    wait_until(
-        lambda: worker_status(pg_database, "behind") == "inactive",
-        THRESHOLD_S + SWEEP_S + SLACK_S,
-        "the killed worker to be swept",
-    )
+    wait_status(pg_database, "behind", "inactive", SWEPT_WITHIN_S)
     assert worker_status(pg_database, "ahead") == "active"
 
 
@@ -234,11 +209,13 @@ def test_a_scheduled_execution_whose_message_was_lost_fails_after_the_timeout(
     assert purged == 1
 
     wait_until(
-        lambda: execution(pg_database, execution_id).status == "failed",
+        lambda: execution_row(pg_database, execution_id).status == "failed",
         1 + SWEEP_S + SLACK_S,
         "the unpicked execution to fail",
     )
-    assert execution(pg_database, execution_id).error == "not picked up by any worker within 1 s"
+    assert (
+        execution_row(pg_database, execution_id).error == "not picked up by any worker within 1 s"
+    )
 
 
 def test_warm_shutdown_waits_for_running_tasks_then_goes_inactive(
@@ -246,8 +223,7 @@ def test_warm_shutdown_waits_for_running_tasks_then_goes_inactive(
 ) -> None:
     worker = processes.worker("graceful")
     processes.wait_registered(pg_database, worker)
-    processes.send("tests.sleep", [1.5, str(tmp_path)], worker_queue("graceful"))
-    wait_until(lambda: markers(tmp_path, "started"), 30, "the task to start")
+    processes.start_task("tests.sleep", 1.5, "graceful", tmp_path)
 
     worker.popen.send_signal(signal.SIGTERM)
     while worker.alive():
@@ -266,13 +242,12 @@ def test_cold_shutdown_settles_the_executions_it_cut_off(
 ) -> None:
     worker = processes.worker("cold")
     processes.wait_registered(pg_database, worker)
-    processes.send("tests.sleep", [60, str(tmp_path)], worker_queue("cold"))
-    wait_until(lambda: markers(tmp_path, "started"), 30, "the task to start")
+    processes.start_task("tests.sleep", 60, "cold", tmp_path)
     cut_off = add_execution(pg_database, "cold")
 
     worker.stop(signal.SIGQUIT)
 
-    row = execution(pg_database, cut_off)
+    row = execution_row(pg_database, cut_off)
     assert (row.status, row.error) == ("abandoned", "worker cold shut down")
     assert worker_status(pg_database, "cold") == "inactive"
     assert markers(tmp_path, "finished") == 0
@@ -305,11 +280,7 @@ def test_metrics_count_a_deactivation_and_a_reactivation(
 
     flaky.pause()
     try:
-        wait_until(
-            lambda: worker_status(pg_database, "flaky") == "inactive",
-            THRESHOLD_S + SWEEP_S + SLACK_S,
-            "the paused worker to be swept",
-        )
+        wait_status(pg_database, "flaky", "inactive", SWEPT_WITHIN_S)
         swept = wait_until(
             lambda: (m := scrape(sweeper_port))["attune_worker_deactivations_total"] == 1 and m,
             SLACK_S,
@@ -317,7 +288,7 @@ def test_metrics_count_a_deactivation_and_a_reactivation(
         )
     finally:
         flaky.resume()
-    wait_until(lambda: worker_status(pg_database, "flaky") == "active", SLACK_S, "reactivation")
+    wait_status(pg_database, "flaky", "active", SLACK_S)
     back = scrape(flaky_port)
 
     assert swept["attune_executions_abandoned_total"] == 1
@@ -325,15 +296,3 @@ def test_metrics_count_a_deactivation_and_a_reactivation(
     assert back["attune_worker_reactivations_total"] == 1
     assert back['attune_workers{status="active"}'] == 2
     assert back['attune_workers{status="inactive"}'] == 0
-
-
-def scrape(port: int) -> dict[str, float]:
-    """The samples of a metrics endpoint, by name with labels."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        body = response.read().decode()
-    samples: dict[str, float] = {}
-    for line in body.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples

@@ -9,16 +9,11 @@ from prometheus_client import generate_latest
 from attune import metrics, workers
 from attune.db import Database
 from attune.workers import Deactivation, Registration
+from tests import exposition
 
 
 def samples(database: Database | None) -> dict[str, float]:
-    body = generate_latest(metrics.registry(database)).decode()
-    found: dict[str, float] = {}
-    for line in body.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            found[name] = float(value)
-    return found
+    return exposition.samples(generate_latest(metrics.registry(database)).decode())
 
 
 def test_announcements_and_record_execution_move_the_counters() -> None:

@@ -17,6 +17,7 @@ from attune.models import Execution, ExecutionStatus, Worker
 from attune.settings import Settings
 from attune.sqltypes import db_ago, db_now
 from attune.workers import HeartbeatOutcome, Registration
+from tests.rows import add_execution, execution_row
 
 SETTINGS = Settings(heartbeat_interval_s=30, heartbeat_staleness_multiplier=3)
 THRESHOLD_S = SETTINGS.staleness_threshold_s
@@ -45,22 +46,9 @@ def age_heartbeat(database: Database, name: str, seconds: float | None) -> None:
         session.execute(update(Worker).where(Worker.name == name).values(last_heartbeat=value))
 
 
-def add_execution(database: Database, worker: str | None, status: ExecutionStatus) -> int:
-    with database.session_scope() as session:
-        execution = Execution(action_ref="core.sleep", worker=worker, status=status)
-        session.add(execution)
-        session.flush()
-        return execution.id
-
-
 def worker_row(database: Database, name: str) -> Worker:
     with database.session_scope() as session:
         return session.scalars(select(Worker).where(Worker.name == name)).one()
-
-
-def execution_row(database: Database, execution_id: int) -> Execution:
-    with database.session_scope() as session:
-        return session.get_one(Execution, execution_id)
 
 
 def sweep(database: Database, now: datetime | None = None) -> workers.SweepReport:
