@@ -1,7 +1,7 @@
-"""The sweep against itself and against heartbeats, on PostgreSQL's row locks.
+"""The sweep against itself (on both databases) and against heartbeats (PostgreSQL's row locks).
 
-Each race is forced into one order: the first transaction holds its row locks while the second
-starts in a thread and blocks on them; then the first commits and the second finishes.
+Each race with a heartbeat is forced into one order: the first transaction holds its row locks
+while the second starts in a thread and blocks on them; then the first commits, the second ends.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from attune.models import Execution, ExecutionStatus, Worker
 from attune.settings import Settings
 from attune.sqltypes import db_ago
 from attune.workers import HeartbeatOutcome, Registration
-
-pytestmark = pytest.mark.postgres
 
 SETTINGS = Settings(heartbeat_interval_s=30, heartbeat_staleness_multiplier=3)
 _T = TypeVar("_T")
@@ -72,27 +70,29 @@ def wait_blocked(database: Database, future: Future[_T]) -> None:
 
 
 def test_two_concurrent_sweeps_split_the_work_and_end_in_the_same_state(
-    pg_database: Database,
+    database: Database,
 ) -> None:
-    names = add_workers(pg_database, 200, stale=True)
+    # SQLite serializes the two sweeps; PostgreSQL makes the second wait on the first's rows.
+    names = add_workers(database, 200, stale=True)
     barrier = threading.Barrier(2)
 
     def sweep(session: Session) -> workers.SweepReport:
         barrier.wait()
         return workers.sweep(session, SETTINGS)
 
-    first, second = in_thread(pg_database, sweep), in_thread(pg_database, sweep)
+    first, second = in_thread(database, sweep), in_thread(database, sweep)
     reports = [first.result(30), second.result(30)]
 
     swept = [d.name for report in reports for d in report.deactivated]
     assert sorted(swept) == names
     assert sum(report.abandoned for report in reports) == 200
-    with pg_database.session_scope() as session:
+    with database.session_scope() as session:
         assert session.scalar(select(func.count()).where(Worker.status == "active")) == 0
         statuses = session.scalars(select(Execution.status).distinct()).all()
     assert statuses == ["abandoned"]
 
 
+@pytest.mark.postgres
 def test_a_sweep_blocked_by_a_heartbeat_spares_the_worker(pg_database: Database) -> None:
     add_workers(pg_database, 1, stale=True)
     with pg_database.session_scope() as heartbeat_session:
@@ -107,6 +107,7 @@ def test_a_sweep_blocked_by_a_heartbeat_spares_the_worker(pg_database: Database)
         assert session.scalar(select(Execution.status)) == "running"
 
 
+@pytest.mark.postgres
 def test_a_heartbeat_blocked_by_a_sweep_reactivates_the_worker(pg_database: Database) -> None:
     add_workers(pg_database, 1, stale=True)
     with pg_database.session_scope() as sweep_session:

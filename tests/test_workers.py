@@ -308,3 +308,16 @@ def test_listing_shows_age_staleness_and_running_executions(database: Database) 
     assert 4 < views[0].heartbeat_age_s < 30
     assert views[1].runtimes == ("native",)
     assert views[1].to_json()["stale"] is True
+
+
+def test_the_database_clock_judges_sub_second_ages(database: Database) -> None:
+    settings = Settings(heartbeat_interval_s=0.2, heartbeat_staleness_multiplier=3)
+    register(database, "young")
+    register(database, "old")
+    age_heartbeat(database, "young", 0.3)
+    age_heartbeat(database, "old", 0.7)
+
+    with database.session_scope() as session:
+        report = workers.sweep(session, settings)
+
+    assert [d.name for d in report.deactivated] == ["old"]
