@@ -42,7 +42,7 @@ from attune.sqltypes import cutoff, db_now, json_array_has, seconds_since, utc_t
 
 logger = logging.getLogger(__name__)
 
-_ABANDONABLE = tuple(TRANSITIONS[ExecutionStatus.ABANDONED])
+_ABANDONABLE = tuple(sorted(TRANSITIONS[ExecutionStatus.ABANDONED]))
 _BUSY = (ExecutionStatus.RUNNING, ExecutionStatus.CANCELING)
 STOPPED_HEARTBEATING = "stopped heartbeating"
 """The cause of a deactivation by the sweep."""
