@@ -280,7 +280,8 @@ def test_find_actions_and_find_action(database: Database) -> None:
         everything = find_actions(session)
         echo = find_action(session, "core.echo")
 
-    assert core == sorted(core) and len(core) == 5
+    assert core == sorted(core)
+    assert len(core) == 5
     assert len(everything) == 10
     assert echo.parameter_format == "dotenv"
 
