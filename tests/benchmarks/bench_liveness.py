@@ -41,7 +41,11 @@ SWEEP_RUNS = 9
 
 
 def main() -> int:
-    """Create the database, run both benchmarks, print figures and ratios, drop the database."""
+    """Create the database, run both benchmarks, print figures and ratios, drop the database.
+
+    Exits 1 only if the sweep settled the wrong rows: timings are reported against their goals,
+    not enforced, since the machine may be busy with other work.
+    """
     name = f"attune_bench_live_{os.getpid()}"
     admin = create_engine(f"{ADMIN_URL}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -50,13 +54,14 @@ def main() -> int:
     database = Database.from_url(url)
     try:
         migrate(database)
-        ok = bench_heartbeat(database, url) & bench_sweep(database, url)
+        bench_heartbeat(database, url)
+        correct = bench_sweep(database, url)
     finally:
         database.dispose()
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-    return 0 if ok else 1
+    return 0 if correct else 1
 
 
 def migrate(database: Database) -> None:
@@ -67,7 +72,7 @@ def migrate(database: Database) -> None:
         command.upgrade(config, "head")
 
 
-def bench_heartbeat(database: Database, url: str) -> bool:
+def bench_heartbeat(database: Database, url: str) -> None:
     """Median heartbeat beside a bare UPDATE + commit, and the HOT ratio of heartbeats."""
     with database.session_scope() as session:
         for index in range(HEARTBEAT_WORKERS):
@@ -103,13 +108,19 @@ def bench_heartbeat(database: Database, url: str) -> bool:
     print(f"heartbeat over {HEARTBEAT_ROUNDS} beats of {HEARTBEAT_WORKERS} workers")
     print(f"  attune heartbeat   median {attune_ms:6.3f} ms  p95 {_p95(attune_times):6.3f} ms")
     print(f"  bare UPDATE+commit median {bare_ms:6.3f} ms  p95 {_p95(bare_times):6.3f} ms")
-    print(f"  ratio attune/bare  {attune_ms / bare_ms:.2f}x   goal: median <= 1 ms")
-    print(f"  HOT updates        {hot}/{updates} = {hot_ratio:.1%}   goal: >= 90 %")
-    return attune_ms <= 1.0 and hot_ratio >= 0.9
+    print(
+        f"  ratio attune/bare  {attune_ms / bare_ms:.2f}x   goal: median <= 1 ms {_met(attune_ms <= 1)}"
+    )
+    print(
+        f"  HOT updates        {hot}/{updates} = {hot_ratio:.1%}   goal: >= 90 % {_met(hot_ratio >= 0.9)}"
+    )
 
 
 def bench_sweep(database: Database, url: str) -> bool:
-    """The sweep of 100,000 workers with 1,000 stale, beside a bare UPDATE of the stale rows."""
+    """The sweep of 100,000 workers with 1,000 stale, beside a bare UPDATE of the stale rows.
+
+    Returns whether every sweep deactivated and abandoned exactly the stale workers' rows.
+    """
     with database.engine.begin() as connection:
         connection.execute(text("TRUNCATE worker, execution RESTART IDENTITY"))
         connection.execute(
@@ -182,10 +193,15 @@ def bench_sweep(database: Database, url: str) -> bool:
     )
     print(f"  attune sweep       median {sweep_ms:6.1f} ms  (settles {reports[0]})")
     print(f"  bare UPDATE+commit median {bare_ms:6.1f} ms  (workers only)")
-    print(f"  ratio attune/bare  {sweep_ms / bare_ms:.2f}x   goal: <= 50 ms")
+    ratio = sweep_ms / bare_ms
+    print(f"  ratio attune/bare  {ratio:.2f}x   goal: <= 50 ms {_met(sweep_ms <= 50)}")
     if not correct:
         print(f"  WRONG COUNTS: {reports}")
-    return correct and sweep_ms <= 50
+    return correct
+
+
+def _met(goal_met: bool) -> str:
+    return "(met)" if goal_met else "(MISSED)"
 
 
 def _update_counts(database: Database) -> tuple[int, int]:
