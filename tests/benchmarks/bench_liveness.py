@@ -113,6 +113,7 @@ def bench_heartbeat(database: Database, url: str) -> None:
     hot_line = f"{hot}/{updates} = {hot_ratio:.1%}"
     print(f"  HOT updates        {hot_line}   goal: >= 90 % {_met(hot_ratio >= 0.9)}")
 
+
 def bench_sweep(database: Database, url: str) -> bool:
     """The sweep of 100,000 workers with 1,000 stale, beside a bare UPDATE of the stale rows.
 
