@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export ATTUNE_DATABASE_URL ?= sqlite:///attune.db
 
-.PHONY: help demo install test lint migrate revision load-packs load-pack bench
+.PHONY: help demo install test lint migrate revision load-packs load-pack worker beat bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,12 @@ load-packs: migrate  ## load every pack of ATTUNE_PACKS_DIR (./packs) into the d
 
 load-pack: migrate  ## load one pack: make load-pack PACK=name
 	$(VENV)/bin/attune packs load --pack-name "$(PACK)"
+
+worker: $(VENV)/.installed  ## a Celery worker for ATTUNE_WORKER_RUNTIMES (set ATTUNE_BROKER_URL=redis://…)
+	$(VENV)/bin/celery -A attune worker -l info
+
+beat: $(VENV)/.installed  ## Celery beat: the stale-worker sweep every ATTUNE_SWEEP_INTERVAL_S (and retention)
+	$(VENV)/bin/celery -A attune beat -l info
 
 bench: $(VENV)/.installed  ## benchmarks: attune beside its baselines, printing ratios
 	@for script in tests/benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

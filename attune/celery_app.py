@@ -15,6 +15,7 @@ import tempfile
 import threading
 from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from celery import Celery, bootsteps
 from celery.signals import worker_process_init
@@ -148,9 +149,10 @@ class Liveness(bootsteps.StartStopStep):
     When the worker is built it adds its queues (its runtimes', its own, the sweep queue) to
     whatever it consumes (an explicit ``-Q`` included) and names itself: ``ATTUNE_WORKER_NAME``,
     else the Celery node name. Once its task consumer is up it registers and starts the heartbeat
-    thread (and, with ``ATTUNE_METRICS_PORT``, the metrics endpoint). At shutdown — called by
-    the worker after its pool stopped, so after a warm shutdown's running tasks finished — it
-    marks the row inactive and settles any execution a cold shutdown cut off.
+    thread (and, with ``ATTUNE_METRICS_PORT``, the metrics endpoint; a prefork worker switches to
+    prometheus-client's multiprocess mode first, so its pool processes' counts are served too).
+    At shutdown — called by the worker after its pool stopped, so after a warm shutdown's running
+    tasks finished — it marks the row inactive and settles any execution a cold shutdown cut off.
 
     It is a bootstep, not a set of signal handlers, so a bare ``app.WorkController`` (the
     embedded worker) gets it too.
@@ -166,8 +168,9 @@ class Liveness(bootsteps.StartStopStep):
             consumer.app.amqp.queues.select_add(queue)
         resources.worker_name = self.name
         self.heartbeat: Heartbeat | None = None
+        self.metrics_server: WSGIServer | None = None
         self.metrics_dir: Path | None = None
-        if settings.metrics_port is not None:
+        if settings.metrics_port is not None and _pool_name(consumer.controller) == "prefork":
             # Before the pool forks, so every pool process counts into this worker's directory.
             existing = os.environ.get(metrics.MULTIPROCESS_ENV)
             directory = Path(existing) if existing else Path(tempfile.mkdtemp(prefix="attune-"))
@@ -188,7 +191,7 @@ class Liveness(bootsteps.StartStopStep):
             pid=os.getpid(),
             capabilities={
                 "concurrency": getattr(controller, "concurrency", None),
-                "pool": getattr(controller, "pool_cls", object).__module__.rsplit(".", 1)[-1],
+                "pool": _pool_name(controller),
                 "attune_version": __version__,
             },
         )
@@ -196,7 +199,7 @@ class Liveness(bootsteps.StartStopStep):
         self.heartbeat.start()
         if settings.metrics_port is not None:
             try:
-                metrics.serve(settings.metrics_port, resources.database)
+                self.metrics_server = metrics.serve(settings.metrics_port, resources.database)
             except OSError as exc:  # a busy port costs the metrics, not the worker
                 logger.error(  # noqa: TRY400
                     "metrics: cannot serve on port %d: %s", settings.metrics_port, exc
@@ -207,9 +210,18 @@ class Liveness(bootsteps.StartStopStep):
         if self.heartbeat is not None:
             self.heartbeat.deactivate("shut down")
             self.heartbeat = None
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+            self.metrics_server = None
         if self.metrics_dir is not None:
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
             self.metrics_dir = None
+
+
+def _pool_name(controller: Any) -> str:
+    """``prefork``, ``threads``, ``solo``…: the last part of the pool class's module."""
+    return str(getattr(controller, "pool_cls", object).__module__.rsplit(".", 1)[-1])
 
 
 app.steps["consumer"].add(Liveness)

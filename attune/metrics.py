@@ -28,7 +28,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 
 from attune.db import Database
-from attune.models import Worker, WorkerStatus
+from attune.models import TERMINAL_STATUSES, Worker, WorkerStatus
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 """The variable naming the directory where every process of a worker writes its counts."""
@@ -59,6 +59,8 @@ class _Instruments:
             ["status"],
             registry=None,
         )
+        for status in TERMINAL_STATUSES:  # every status shows, at 0 until one happens
+            self.executions.labels(status=status.value)
         self.abandoned = Counter(
             "attune_executions_abandoned",
             "Executions settled as abandoned because their worker stopped.",
@@ -140,11 +142,8 @@ class WorkerGauge:
         """One gauge sample per worker status (0 where none); nothing if the database fails."""
         try:
             with self.database.session_scope() as session:
-                counts = dict(
-                    session.execute(select(Worker.status, func.count()).group_by(Worker.status))
-                    .tuples()
-                    .all()
-                )
+                rows = session.execute(select(Worker.status, func.count()).group_by(Worker.status))
+                counts = {status: count for status, count in rows}
         except Exception:
             logger.exception("attune_workers: could not read the worker table")
             return

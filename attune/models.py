@@ -231,6 +231,8 @@ class Worker(Base):
     __table_args__ = (
         CheckConstraint(one_of("status", _values(WorkerStatus)), name="status"),
         CheckConstraint(one_of("worker_role", WORKER_ROLES), name="worker_role"),
+        # Half-empty pages keep room for HOT heartbeat updates (migration 20261128_0003).
+        {"postgresql_with": {"fillfactor": 50}},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

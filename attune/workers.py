@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -20,7 +20,9 @@ from typing import Any, cast
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
-    case,
+    Table,
+    any_,
+    bindparam,
     exists,
     func,
     literal,
@@ -40,9 +42,15 @@ from attune.sqltypes import cutoff, db_now, json_array_has, seconds_since, utc_t
 
 logger = logging.getLogger(__name__)
 
-_ABANDONABLE = tuple(TRANSITIONS[ExecutionStatus.ABANDONED])
+_ABANDONABLE = tuple(sorted(TRANSITIONS[ExecutionStatus.ABANDONED]))
 _BUSY = (ExecutionStatus.RUNNING, ExecutionStatus.CANCELING)
+STOPPED_HEARTBEATING = "stopped heartbeating"
+"""The cause of a deactivation by the sweep."""
+
 _NAMES_PER_STATEMENT = 500  # well under SQLite's bound-parameter limit
+# The tables themselves: heartbeats and sweeps are Core statements, without ORM bookkeeping.
+_W = cast(Table, Worker.__table__)
+_E = cast(Table, Execution.__table__)
 
 
 @dataclass(frozen=True)
@@ -68,12 +76,23 @@ class HeartbeatOutcome(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Deactivation:
-    """A worker that went inactive, its last heartbeat, and how many executions it abandoned."""
+    """A worker that went inactive, its last heartbeat, and how many executions it abandoned.
+
+    ``cause`` is :data:`STOPPED_HEARTBEATING` for a swept worker, else what the worker said
+    as it shut down.
+    """
 
     name: str
     last_heartbeat: datetime | None
     abandoned: int
-    reason: str
+    cause: str = STOPPED_HEARTBEATING
+
+    @property
+    def reason(self) -> str:
+        """Why, in words; an abandoned execution's error is "worker <name> <reason>"."""
+        if self.cause != STOPPED_HEARTBEATING:
+            return self.cause
+        return f"{STOPPED_HEARTBEATING}; last heartbeat {_when(self.last_heartbeat)}"
 
 
 @dataclass(frozen=True)
@@ -134,7 +153,7 @@ def is_stale(settings: Settings, now: datetime | None = None) -> ColumnElement[b
     Judged on the database clock; tests inject ``now`` to stand for it.
     """
     threshold = cutoff(settings.staleness_threshold_s, now)
-    return or_(Worker.last_heartbeat.is_(None), Worker.last_heartbeat <= threshold)
+    return or_(_W.c.last_heartbeat.is_(None), _W.c.last_heartbeat <= threshold)
 
 
 def register(session: Session, registration: Registration) -> None:
@@ -151,40 +170,44 @@ def register(session: Session, registration: Registration) -> None:
         "last_heartbeat": db_now(),
         "updated_at": db_now(),
     }
-    dialect = session.get_bind().dialect.name
-    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Worker).values(
-        row
-    )
+    insert = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
+    statement = insert(_W).values(row)
     statement = statement.on_conflict_do_update(
-        index_elements=[Worker.name],
+        index_elements=[_W.c.name],
         set_={column: statement.excluded[column] for column in row if column != "name"},
     )
     session.execute(statement)
 
 
 def heartbeat(session: Session, name: str) -> HeartbeatOutcome:
-    """One UPDATE: heartbeat now on the database clock, and ``active`` again if it was not.
+    """Heartbeat now on the database clock; a worker the sweep made inactive is active again.
 
-    ``updated_at`` moves only with a status change, so it equals the new heartbeat exactly
-    when this heartbeat reactivated the worker (both read the same statement's clock).
+    The usual case is one UPDATE of an active row (a HOT update: no indexed column changes).
+    Only when it finds none does a second UPDATE reactivate the row, so the outcome is exact even
+    when a sweep commits in between: each statement re-checks ``status`` on the row it locks.
     """
-    now = db_now()
-    reactivated = session.execute(
-        update(Worker)
-        .where(Worker.name == name)
-        .values(
-            last_heartbeat=now,
-            status=WorkerStatus.ACTIVE.value,
-            updated_at=case(
-                (Worker.status == WorkerStatus.ACTIVE.value, Worker.updated_at), else_=now
-            ),
-        )
-        .returning(Worker.updated_at == Worker.last_heartbeat)
-        .execution_options(synchronize_session=False)
-    ).scalar()
-    if reactivated is None:
-        return HeartbeatOutcome.MISSING
-    return HeartbeatOutcome.REACTIVATED if reactivated else HeartbeatOutcome.ALIVE
+    if _changed(session.execute(_BEAT, {"worker_name": name})):
+        return HeartbeatOutcome.ALIVE
+    if _changed(session.execute(_REACTIVATE, {"worker_name": name})):
+        return HeartbeatOutcome.REACTIVATED
+    return HeartbeatOutcome.MISSING
+
+
+# Built once: a heartbeat runs every few seconds on every worker, so skip rebuilding it each time.
+_BEAT = (
+    update(_W)
+    .where(_W.c.name == bindparam("worker_name"), _W.c.status == WorkerStatus.ACTIVE.value)
+    .values(last_heartbeat=db_now())
+)
+_REACTIVATE = (
+    update(_W)
+    .where(_W.c.name == bindparam("worker_name"), _W.c.status != WorkerStatus.ACTIVE.value)
+    .values(last_heartbeat=db_now(), status=WorkerStatus.ACTIVE.value, updated_at=db_now())
+)
+
+
+def _changed(result: Any) -> bool:
+    return bool(cast("CursorResult[Any]", result).rowcount)
 
 
 def deactivate(
@@ -193,67 +216,107 @@ def deactivate(
     """Mark this process's row ``inactive``; its executions still going are abandoned.
 
     ``reason`` completes "worker <name> …" in the executions' error, e.g. "shut down".
-
     Only the row registered by ``host`` and ``pid`` is touched, so a worker shutting down never
     deactivates a newer process that took its name. None when the row is not ours (any more).
     """
     last_heartbeat = session.execute(
-        update(Worker)
-        .where(Worker.name == name, Worker.host == host, Worker.pid == pid)
+        update(_W)
+        .where(_W.c.name == name, _W.c.host == host, _W.c.pid == pid)
         .values(status=WorkerStatus.INACTIVE.value, updated_at=db_now())
-        .returning(Worker.last_heartbeat)
-        .execution_options(synchronize_session=False)
+        .returning(_W.c.last_heartbeat)
     ).first()
     if last_heartbeat is None:
         return None
-    abandoned = _abandon(session, [name], literal(f"worker {name} {reason}"))
+    abandoned = _abandon(session, [name], lambda _workers: literal(f"worker {name} {reason}"))
     return Deactivation(name, last_heartbeat[0], abandoned[name], reason)
 
 
 def sweep(session: Session, settings: Settings, now: datetime | None = None) -> SweepReport:
     """Deactivate stale workers, abandon their executions, fail scheduled ones left too long.
 
-    Idempotent, and safe to run concurrently: each change is a conditional UPDATE, so a second
-    sweep finds nothing left to do. Run it in one transaction (the caller's).
+    Idempotent, and safe to run concurrently: every change is a conditional UPDATE whose
+    condition is re-checked on the locked row, so a second sweep finds nothing left to do and a
+    heartbeat or a finishing execution that commits first wins. Run it in one transaction (the
+    caller's). On PostgreSQL it is one statement.
     """
-    stale = session.execute(
-        update(Worker)
-        .where(Worker.status == WorkerStatus.ACTIVE.value, is_stale(settings, now))
+    stale = (
+        update(_W)
+        .where(_W.c.status == WorkerStatus.ACTIVE.value, is_stale(settings, now))
         .values(status=WorkerStatus.INACTIVE.value, updated_at=db_now())
-        .returning(Worker.name, Worker.last_heartbeat)
-        .execution_options(synchronize_session=False)
-    ).all()
-    names = [row.name for row in stale]
-    error = "worker " + Worker.name + " stopped heartbeating; last heartbeat "
-    abandoned = _abandon(session, names, error + utc_text(Worker.last_heartbeat))
+        .returning(_W.c.name, _W.c.last_heartbeat)
+    )
+    if _dialect(session) == "postgresql":
+        rows = _sweep_in_one_statement(session, stale)
+    else:
+        found = session.execute(stale).all()
+        abandoned = _abandon(session, [row.name for row in found], _stopped_heartbeating)
+        rows = [(row.name, row.last_heartbeat, abandoned[row.name]) for row in found]
     deactivated = tuple(
-        Deactivation(
-            row.name,
-            row.last_heartbeat,
-            abandoned[row.name],
-            f"stopped heartbeating; last heartbeat {_when(row.last_heartbeat)}",
-        )
-        for row in stale
+        Deactivation(name, last_heartbeat, count) for name, last_heartbeat, count in sorted(rows)
     )
     return SweepReport(deactivated, _fail_unpicked(session, settings, now))
 
 
-def _abandon(session: Session, names: Sequence[str], error: ColumnElement[str]) -> Counter[str]:
-    """Settle the running and canceling executions of ``names`` as abandoned, with ``error``."""
+def _sweep_in_one_statement(session: Session, stale: Any) -> list[tuple[str, datetime | None, int]]:
+    """PostgreSQL: deactivate and settle in one round trip (data-modifying CTEs)."""
+    dead = stale.cte("dead")
+    # worker = ANY(ARRAY(SELECT name FROM dead)) lets the planner probe the (worker, status)
+    # index for the dead workers' executions instead of scanning every running execution.
+    dead_names = func.array(select(dead.c.name).scalar_subquery())
+    abandoned = (
+        update(_E)
+        .where(
+            _E.c.worker == dead.c.name,
+            _E.c.worker == any_(dead_names),
+            _E.c.status.in_(_ABANDONABLE),
+        )
+        .values(
+            status=ExecutionStatus.ABANDONED.value,
+            error=_stopped_heartbeating(dead.c),
+            finished_at=db_now(),
+        )
+        .returning(_E.c.worker)
+        .cte("abandoned")
+    )
+    counts = (
+        select(abandoned.c.worker, func.count().label("abandoned"))
+        .group_by(abandoned.c.worker)
+        .subquery("counts")
+    )
+    rows = session.execute(
+        select(
+            dead.c.name, dead.c.last_heartbeat, func.coalesce(counts.c.abandoned, 0)
+        ).select_from(dead.outerjoin(counts, counts.c.worker == dead.c.name))
+    ).all()
+    return [(name, last_heartbeat, int(count)) for name, last_heartbeat, count in rows]
+
+
+def _stopped_heartbeating(columns: Any) -> ColumnElement[str]:
+    """The abandoned execution's error, from a row with the worker's name and last heartbeat."""
+    error = "worker " + columns.name + f" {STOPPED_HEARTBEATING}; last heartbeat "
+    return error + utc_text(columns.last_heartbeat)  # type: ignore[no-any-return]
+
+
+def _abandon(
+    session: Session, names: Sequence[str], error: Callable[[Any], ColumnElement[str]]
+) -> Counter[str]:
+    """Settle the running and canceling executions of ``names`` as abandoned.
+
+    ``error`` builds the error from the worker table's columns (joined by name).
+    """
     counts: Counter[str] = Counter()
     for start in range(0, len(names), _NAMES_PER_STATEMENT):
         rows = session.execute(
-            update(Execution)
+            update(_E)
             .where(
-                Execution.worker == Worker.name,
-                Worker.name.in_(names[start : start + _NAMES_PER_STATEMENT]),
-                Execution.status.in_(_ABANDONABLE),
+                _E.c.worker == _W.c.name,
+                _W.c.name.in_(names[start : start + _NAMES_PER_STATEMENT]),
+                _E.c.status.in_(_ABANDONABLE),
             )
-            .values(status=ExecutionStatus.ABANDONED.value, error=error, finished_at=db_now())
-            .returning(Execution.worker)
-            .execution_options(synchronize_session=False)
+            .values(status=ExecutionStatus.ABANDONED.value, error=error(_W.c), finished_at=db_now())
+            .returning(_E.c.worker)
         ).scalars()
-        counts.update(name for name in rows if name is not None)
+        counts.update(rows)
     return counts
 
 
@@ -262,19 +325,22 @@ def _fail_unpicked(session: Session, settings: Settings, now: datetime | None) -
     if timeout_s <= 0:
         return 0
     result = session.execute(
-        update(Execution)
+        update(_E)
         .where(
-            Execution.status == ExecutionStatus.SCHEDULED.value,
-            Execution.requested_at <= cutoff(timeout_s, now),
+            _E.c.status == ExecutionStatus.SCHEDULED.value,
+            _E.c.requested_at <= cutoff(timeout_s, now),
         )
         .values(
             status=ExecutionStatus.FAILED.value,
             error=f"not picked up by any worker within {timeout_s:g} s",
             finished_at=db_now(),
         )
-        .execution_options(synchronize_session=False)
     )
-    return cast("CursorResult[Any]", result).rowcount
+    return int(cast("CursorResult[Any]", result).rowcount)
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
 
 
 def unavailable_reason(

@@ -64,9 +64,22 @@ class Cluster:
         env = {**self.env, "ATTUNE_WORKER_NAME": name, "ATTUNE_WORKER_RUNTIMES": runtimes}
         env.update(extra_env)
         process = subprocess.Popen(
-            [str(BIN / "celery"), "-A", "attune", "worker", "-c", str(concurrency),
-             "--without-mingle", "--without-gossip", "-l", "warning", "-n", f"{name}@%h"],
-            cwd=ROOT, env=env,
+            [
+                str(BIN / "celery"),
+                "-A",
+                "attune",
+                "worker",
+                "-c",
+                str(concurrency),
+                "--without-mingle",
+                "--without-gossip",
+                "-l",
+                "warning",
+                "-n",
+                f"{name}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
         )
         self.workers[name] = process
         until(lambda: self.worker_status(name) == WorkerStatus.ACTIVE, 60, f"worker {name}")
@@ -92,7 +105,9 @@ class Cluster:
 
 
 @contextmanager
-def cluster(postgres_url: str, redis_url: str, workdir: Path, **extra_env: str) -> Iterator[Cluster]:
+def cluster(
+    postgres_url: str, redis_url: str, workdir: Path, **extra_env: str
+) -> Iterator[Cluster]:
     """A cluster on ``postgres_url`` and ``redis_url`` with the packs loaded; this process is
     configured as its caller (attune's settings and the Celery app's broker)."""
     from attune.celery_app import app, resources

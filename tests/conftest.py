@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, text
 
 from attune.db import Database
 from attune.models import Base
+from tests.processes import Processes
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("ATTUNE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
@@ -138,3 +139,23 @@ def redis_url() -> str:
     client.flushdb()
     client.close()
     return url
+
+
+@pytest.fixture
+def processes(
+    pg_database: Database, postgres_url: str, redis_url: str, tmp_path: Path
+) -> Iterator[Processes]:
+    """Real celery worker/beat processes on the run's PostgreSQL and Redis, killed afterwards.
+
+    Redis is flushed first, so no message of an earlier test reaches these workers.
+    """
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    client.close()
+    fleet = Processes(database_url=postgres_url, broker_url=redis_url, log_dir=tmp_path)
+    try:
+        yield fleet
+    finally:
+        fleet.close()

@@ -24,9 +24,7 @@ pytestmark = pytest.mark.slow
 def embedded_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A working directory with a migrated SQLite database and the packs loaded."""
     workdir = tmp_path_factory.mktemp("embedded")
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith("ATTUNE_")
-    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ATTUNE_")}
     env.update(
         ATTUNE_DATABASE_URL=f"sqlite:///{workdir / 'attune.db'}",
         ATTUNE_PACKS_DIR=str(packs_copy(workdir)),
@@ -34,7 +32,10 @@ def embedded_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     )
     migrated = subprocess.run(
         [str(BIN / "alembic"), "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
-        env=env, capture_output=True, text=True, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert migrated.returncode == 0, migrated.stderr
     loaded = attune_cli(env, "packs", "load")
@@ -112,8 +113,13 @@ def test_a_python_caller_needs_no_setup(embedded_env: dict[str, str], tmp_path: 
         "print(record.status.value, record.parameters['token'], record.stdout.strip())\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env=embedded_env,
-        capture_output=True, text=True, check=False, timeout=120,
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=embedded_env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
 
     assert result.returncode == 0, result.stderr

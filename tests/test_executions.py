@@ -92,9 +92,7 @@ def test_cancel_of_a_running_execution_kills_its_process_group(
     deployment: Cluster, tmp_path: Path
 ) -> None:
     pid_file = tmp_path / "pid"
-    handle = attune.execute(
-        "core.local", {"cmd": f"sleep 60 & echo $! > {pid_file}; wait"}
-    )
+    handle = attune.execute("core.local", {"cmd": f"sleep 60 & echo $! > {pid_file}; wait"})
     until(pid_file.exists, 30, "the action writing its pid")
     until(lambda: pid_file.read_text().strip(), 5, "the pid file filled")
     grandchild = int(pid_file.read_text())

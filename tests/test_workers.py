@@ -17,6 +17,7 @@ from attune.models import Execution, ExecutionStatus, Worker
 from attune.settings import Settings
 from attune.sqltypes import db_ago, db_now
 from attune.workers import HeartbeatOutcome, Registration
+from tests.rows import add_execution, execution_row
 
 SETTINGS = Settings(heartbeat_interval_s=30, heartbeat_staleness_multiplier=3)
 THRESHOLD_S = SETTINGS.staleness_threshold_s
@@ -45,22 +46,9 @@ def age_heartbeat(database: Database, name: str, seconds: float | None) -> None:
         session.execute(update(Worker).where(Worker.name == name).values(last_heartbeat=value))
 
 
-def add_execution(database: Database, worker: str | None, status: ExecutionStatus) -> int:
-    with database.session_scope() as session:
-        execution = Execution(action_ref="core.sleep", worker=worker, status=status)
-        session.add(execution)
-        session.flush()
-        return execution.id
-
-
 def worker_row(database: Database, name: str) -> Worker:
     with database.session_scope() as session:
         return session.scalars(select(Worker).where(Worker.name == name)).one()
-
-
-def execution_row(database: Database, execution_id: int) -> Execution:
-    with database.session_scope() as session:
-        return session.get_one(Execution, execution_id)
 
 
 def sweep(database: Database, now: datetime | None = None) -> workers.SweepReport:
@@ -80,7 +68,8 @@ def test_register_inserts_an_active_row_with_a_heartbeat_on_the_database_clock(
     assert row.runtimes == ["shell", "python"]
     assert row.queues == ["attune.shell", "attune.worker.w1"]
     assert (row.host, row.pid, row.capabilities) == ("host-a", 1234, {"concurrency": 2})
-    assert row.last_heartbeat is not None and now is not None
+    assert row.last_heartbeat is not None
+    assert now is not None
     assert abs(now - row.last_heartbeat) < timedelta(seconds=5)
 
 
@@ -109,7 +98,8 @@ def test_heartbeat_of_an_active_worker_moves_only_the_heartbeat(database: Databa
     assert outcome is HeartbeatOutcome.ALIVE
     assert after.status == "active"
     assert after.updated_at == before.updated_at
-    assert before.last_heartbeat is not None and after.last_heartbeat is not None
+    assert before.last_heartbeat is not None
+    assert after.last_heartbeat is not None
     assert after.last_heartbeat - before.last_heartbeat >= timedelta(seconds=9)
 
 
@@ -248,7 +238,8 @@ def test_deactivate_marks_only_its_own_process_row_and_settles_what_it_left(
     with database.session_scope() as session:
         own = workers.deactivate(session, "w1", host="host-a", pid=1234, reason="shut down")
 
-    assert own is not None and own.abandoned == 1
+    assert own is not None
+    assert own.abandoned == 1
     assert worker_row(database, "w1").status == "inactive"
     row = execution_row(database, execution_id)
     assert (row.status, row.error) == ("abandoned", "worker w1 shut down")
@@ -313,6 +304,20 @@ def test_listing_shows_age_staleness_and_running_executions(database: Database) 
         ("a", "active", False, 2),
         ("b", "active", True, 0),
     ]
-    assert views[0].heartbeat_age_s is not None and 4 < views[0].heartbeat_age_s < 30
+    assert views[0].heartbeat_age_s is not None
+    assert 4 < views[0].heartbeat_age_s < 30
     assert views[1].runtimes == ("native",)
     assert views[1].to_json()["stale"] is True
+
+
+def test_the_database_clock_judges_sub_second_ages(database: Database) -> None:
+    settings = Settings(heartbeat_interval_s=0.2, heartbeat_staleness_multiplier=3)
+    register(database, "young")
+    register(database, "old")
+    age_heartbeat(database, "young", 0.3)
+    age_heartbeat(database, "old", 0.7)
+
+    with database.session_scope() as session:
+        report = workers.sweep(session, settings)
+
+    assert [d.name for d in report.deactivated] == ["old"]

@@ -36,10 +36,12 @@ def main() -> None:
 def _register() -> None:
     from attune.cli.actions import actions
     from attune.cli.executions import executions
+    from attune.cli.metrics import metrics
     from attune.cli.packs import packs
     from attune.cli.run import run
+    from attune.cli.workers import workers
 
-    for command in (packs, actions, run, executions):
+    for command in (packs, actions, run, executions, workers, metrics):
         main.add_command(command)
 
 

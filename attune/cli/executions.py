@@ -1,10 +1,11 @@
-"""``attune executions``: read, list and cancel executions."""
+"""``attune executions``: read, list, cancel and purge executions."""
 
 from __future__ import annotations
 
 import click
 
 import attune.executions as store
+from attune import retention
 from attune.celery_app import resources
 from attune.cli.output import show_record, show_table
 from attune.models import ExecutionStatus
@@ -12,7 +13,7 @@ from attune.models import ExecutionStatus
 
 @click.group("executions")
 def executions() -> None:
-    """Read, list and cancel executions."""
+    """Read, list, cancel and purge executions."""
 
 
 @executions.command("get")
@@ -49,3 +50,19 @@ def cancel(execution_id: int) -> None:
     with resources.database.session_scope() as session:
         status = store.request_cancel(session, execution_id)
     click.echo(f"execution {execution_id}: {status.value}")
+
+
+@executions.command("purge")
+@click.option(
+    "--older-than",
+    "older_than_days",
+    type=click.FloatRange(min=0, min_open=True),
+    required=True,
+    metavar="DAYS",
+    help="Delete terminal executions that ended at least this many days ago.",
+)
+def purge(older_than_days: float) -> None:
+    """Delete old terminal executions (never one that is still going) and report how many."""
+    with resources.database.session_scope() as session:
+        count = retention.purge(session, older_than_days)
+    click.echo(f"purged {count} execution(s) older than {older_than_days:g} day(s)")

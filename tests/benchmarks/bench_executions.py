@@ -117,8 +117,9 @@ def _measure(env: dict[str, str]) -> None:
         f"bare Celery task {theirs_ms:.2f} ms, ratio {ours_ms / theirs_ms:.2f} (goal <= 1.5)"
     )
 
-    def drain(queue: str, app: object, hostname: str, fill: Callable[[], None],
-              done: Callable[[], bool]) -> float:
+    def drain(
+        queue: str, app: object, hostname: str, fill: Callable[[], None], done: Callable[[], bool]
+    ) -> float:
         app.control.cancel_consumer(queue, destination=[hostname], reply=True)  # type: ignore[attr-defined]
         fill()
         start = time.perf_counter()

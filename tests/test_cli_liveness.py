@@ -1,0 +1,135 @@
+"""The liveness commands: workers list/sweep, executions purge, metrics serve."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select, update
+
+from attune import workers
+from attune.celery_app import resources
+from attune.cli import main
+from attune.db import Database
+from attune.models import Execution, ExecutionStatus, Worker
+from attune.settings import Settings
+from attune.sqltypes import db_ago
+from attune.workers import Registration
+from tests.processes import ROOT, free_port, wait_until
+
+
+def invoke(database: Database, *args: str) -> str:
+    url = database.engine.url.render_as_string(hide_password=False)
+    resources.configure(Settings(database_url=url))
+    try:
+        result = CliRunner().invoke(main, list(args))
+    finally:
+        resources.database.dispose()
+        resources.configure(Settings.from_env())
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def add_worker(database: Database, name: str, age_s: float) -> None:
+    with database.session_scope() as session:
+        workers.register(session, Registration(name, ("shell", "python"), (), "h", 1))
+        session.execute(
+            update(Worker).where(Worker.name == name).values(last_heartbeat=db_ago(age_s))
+        )
+
+
+def test_workers_list_as_a_table_and_as_json(database: Database) -> None:
+    add_worker(database, "fresh", 1)
+    add_worker(database, "old", 200)
+    with database.session_scope() as session:
+        session.add(Execution(action_ref="core.sleep", worker="fresh", status="running"))
+
+    table = invoke(database, "workers", "list").splitlines()
+    listed = json.loads(invoke(database, "workers", "list", "--json"))
+
+    assert table[0].split() == [
+        "NAME",
+        "STATUS",
+        "RUNTIMES",
+        "HEARTBEAT",
+        "AGE",
+        "STALE",
+        "RUNNING",
+    ]
+    assert table[1].split()[:3] == ["fresh", "active", "shell,python"]
+    assert table[1].split()[-2:] == ["no", "1"]
+    assert table[2].split()[-2:] == ["yes", "0"]
+    assert [(w["name"], w["stale"], w["running"]) for w in listed] == [
+        ("fresh", False, 1),
+        ("old", True, 0),
+    ]
+    assert 199 < listed[1]["heartbeat_age_s"] < 300
+
+
+def test_workers_sweep_reports_what_it_did(database: Database) -> None:
+    add_worker(database, "old", 200)
+    with database.session_scope() as session:
+        session.add(Execution(action_ref="core.sleep", worker="old", status="running"))
+
+    output = invoke(database, "workers", "sweep")
+
+    assert "deactivated old: stopped heartbeating; last heartbeat 20" in output
+    assert "1 worker(s) deactivated, 1 execution(s) abandoned, 0 scheduled" in output
+
+
+def test_executions_purge_reports_the_count(database: Database) -> None:
+    with database.session_scope() as session:
+        session.add(Execution(action_ref="core.echo", status=ExecutionStatus.SUCCEEDED))
+        session.add(Execution(action_ref="core.echo", status=ExecutionStatus.RUNNING))
+    with database.session_scope() as session:
+        session.execute(update(Execution).values(requested_at=db_ago(3 * 86400)))
+
+    output = invoke(database, "executions", "purge", "--older-than", "2")
+
+    assert output.strip() == "purged 1 execution(s) older than 2 day(s)"
+    with database.session_scope() as session:
+        assert session.scalars(select(Execution.status)).all() == ["running"]
+
+
+def test_executions_purge_needs_a_positive_age() -> None:
+    result = CliRunner().invoke(main, ["executions", "purge", "--older-than", "0"])
+
+    assert result.exit_code == 2
+    assert "--older-than" in result.output
+
+
+@pytest.mark.postgres
+def test_metrics_serve_serves_the_worker_gauge(pg_database: Database) -> None:
+    add_worker(pg_database, "w1", 1)
+    port = free_port()
+    url = pg_database.engine.url.render_as_string(hide_password=False)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("attune")), "metrics", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env={"ATTUNE_DATABASE_URL": url, "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+
+        def scrape() -> str | None:
+            assert server.poll() is None, server.communicate()[0].decode()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    return str(r.read().decode())
+            except OSError:
+                return None
+
+        body = wait_until(scrape, 30, "the metrics endpoint")
+    finally:
+        server.terminate()
+        server.wait(10)
+
+    assert 'attune_workers{status="active"} 1.0' in body
+    assert "attune_worker_deactivations_total 0.0" in body
+    assert 'attune_executions_total{status="abandoned"} 0.0' in body
