@@ -71,7 +71,7 @@ class Heartbeat:
             logger.exception("worker %s could not mark itself inactive", self.name)
             return None
         if deactivation is not None:
-            workers.announce_deactivation(deactivation)
+            workers.announce_deactivation(deactivation, expected=True)
         return deactivation
 
     def _run(self) -> None:

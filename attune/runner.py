@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 import attune.executions as executions
+from attune import metrics
 from attune.completion import hub
 from attune.db import Database
 from attune.errors import AttuneError
@@ -221,6 +222,7 @@ def _store(database: Database, execution_id: int, result: RunResult) -> Executio
         stored = executions.transition(session, execution_id, status, error=result.error, **fields)
     if stored:
         hub.notify()
+        metrics.record_execution(status, result.duration_ms / 1000)
         return status
     with database.session_scope(autocommit=True) as session:
         # The sweep settled it meanwhile: keep its verdict, keep the output too.

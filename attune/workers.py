@@ -428,9 +428,14 @@ def announce(report: SweepReport) -> None:
         )
 
 
-def announce_deactivation(deactivation: Deactivation) -> None:
-    """Log, signal and count one worker that went inactive (call it after the commit)."""
-    logger.warning(
+def announce_deactivation(deactivation: Deactivation, *, expected: bool = False) -> None:
+    """Log, signal and count one worker that went inactive (call it after the commit).
+
+    ``expected`` (a worker shutting itself down) logs at INFO unless executions were abandoned.
+    """
+    quiet = expected and not deactivation.abandoned
+    logger.log(
+        logging.INFO if quiet else logging.WARNING,
         "worker %s deactivated: %s; %d execution(s) abandoned",
         deactivation.name,
         deactivation.reason,

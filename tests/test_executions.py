@@ -20,8 +20,9 @@ from sqlalchemy import func, select
 import attune
 from attune.errors import ActionNotFoundError, NoWorkerAvailableError, ParameterError
 from attune.models import Execution, ExecutionStatus
-from tests.cluster import Cluster, cluster, until
+from tests.cluster import Cluster, cluster
 from tests.conftest import clear
+from tests.processes import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -31,8 +32,8 @@ def deployment(
     postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     with cluster(postgres_url, redis_url, tmp_path_factory.mktemp("cluster")) as running:
-        running.start_worker("w-shell", "shell")
-        running.start_worker("w-python", "python")
+        running.start_worker("w-shell", ["shell"])
+        running.start_worker("w-python", ["python"])
         yield running
         running.stop_all()
         clear(running.database)
@@ -93,15 +94,15 @@ def test_cancel_of_a_running_execution_kills_its_process_group(
 ) -> None:
     pid_file = tmp_path / "pid"
     handle = attune.execute("core.local", {"cmd": f"sleep 60 & echo $! > {pid_file}; wait"})
-    until(pid_file.exists, 30, "the action writing its pid")
-    until(lambda: pid_file.read_text().strip(), 5, "the pid file filled")
+    wait_until(pid_file.exists, 30, "the action writing its pid")
+    wait_until(lambda: pid_file.read_text().strip(), 5, "the pid file filled")
     grandchild = int(pid_file.read_text())
 
     assert handle.cancel() is ExecutionStatus.CANCELING
     record = handle.wait(30)
 
     assert record.status is ExecutionStatus.CANCELED
-    until(lambda: not os.path.exists(f"/proc/{grandchild}"), 10, "the grandchild dying")
+    wait_until(lambda: not os.path.exists(f"/proc/{grandchild}"), 10, "the grandchild dying")
 
 
 def test_cancel_of_a_scheduled_execution_means_it_never_runs(
