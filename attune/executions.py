@@ -5,11 +5,12 @@ Every status change is one conditional UPDATE built from :data:`attune.models.TR
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, Table, Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from attune.errors import ExecutionNotFoundError, InvalidTransitionError
@@ -56,27 +57,32 @@ class ExecutionRecord:
         }
 
 
-_COLUMNS = (
-    Execution.id,
-    Execution.action_ref,
-    Execution.status,
-    Execution.parameters,
-    Execution.worker,
-    Execution.exit_code,
-    Execution.stdout,
-    Execution.stderr,
-    Execution.result,
-    Execution.error,
-    Execution.stdout_truncated,
-    Execution.stderr_truncated,
-    Execution.requested_at,
-    Execution.started_at,
-    Execution.finished_at,
-    Execution.duration_ms,
+_TABLE = cast(Table, Execution.__table__)
+_E = _TABLE.c
+_RECORD = select(
+    _E.id,
+    _E.action_ref,
+    _E.status,
+    _E.parameters,
+    _E.worker,
+    _E.exit_code,
+    _E.stdout,
+    _E.stderr,
+    _E.result,
+    _E.error,
+    _E.stdout_truncated,
+    _E.stderr_truncated,
+    _E.requested_at,
+    _E.started_at,
+    _E.finished_at,
+    _E.duration_ms,
 )
+# Hot-path statements are built once; each call only binds its values.
+_GET = _RECORD.where(_E.id == bindparam("execution_id"))
+_STATUS = select(_E.status).where(_E.id == bindparam("execution_id"))
 
 
-def _record(row: Row[Any]) -> ExecutionRecord:
+def _record(row: Row[*tuple[Any, ...]]) -> ExecutionRecord:
     values = row._asdict()
     values["status"] = ExecutionStatus(values["status"])
     return ExecutionRecord(**values)
@@ -84,7 +90,7 @@ def _record(row: Row[Any]) -> ExecutionRecord:
 
 def get(session: Session, execution_id: int) -> ExecutionRecord:
     """The execution with ``execution_id``; :class:`ExecutionNotFoundError` when there is none."""
-    row = session.execute(select(*_COLUMNS).where(Execution.id == execution_id)).first()
+    row = session.connection().execute(_GET, {"execution_id": execution_id}).first()
     if row is None:
         raise ExecutionNotFoundError(execution_id)
     return _record(row)
@@ -92,7 +98,7 @@ def get(session: Session, execution_id: int) -> ExecutionRecord:
 
 def status_of(session: Session, execution_id: int) -> ExecutionStatus:
     """Only the status of an execution (the cheap read a waiter polls)."""
-    status = session.scalar(select(Execution.status).where(Execution.id == execution_id))
+    status = session.connection().scalar(_STATUS, {"execution_id": execution_id})
     if status is None:
         raise ExecutionNotFoundError(execution_id)
     return ExecutionStatus(status)
@@ -106,12 +112,12 @@ def recent(
     limit: int = 50,
 ) -> list[ExecutionRecord]:
     """The newest executions first, optionally of one status and one action."""
-    query = select(*_COLUMNS).order_by(Execution.id.desc()).limit(limit)
+    query = _RECORD.order_by(_E.id.desc()).limit(limit)
     if status is not None:
-        query = query.where(Execution.status == status)
+        query = query.where(_E.status == status)
     if action_ref is not None:
-        query = query.where(Execution.action_ref == action_ref)
-    return [_record(row) for row in session.execute(query)]
+        query = query.where(_E.action_ref == action_ref)
+    return [_record(row) for row in session.connection().execute(query)]
 
 
 def transition(
@@ -128,14 +134,24 @@ def transition(
     Terminal targets also record ``finished_at`` on the database clock.
     """
     allowed = TRANSITIONS[target] if sources is None else TRANSITIONS[target] & sources
-    if target.is_terminal:
-        values.setdefault("finished_at", db_now())
-    result = session.execute(
-        update(Execution)
-        .where(Execution.id == execution_id, Execution.status.in_(allowed))
-        .values(status=target, **values)
+    statement = _transition_statement(target, allowed, tuple(sorted(values)))
+    result = session.connection().execute(statement, {"execution_id": execution_id, **values})
+    return result.rowcount == 1
+
+
+@functools.cache
+def _transition_statement(
+    target: ExecutionStatus, allowed: frozenset[ExecutionStatus], columns: tuple[str, ...]
+) -> Update:
+    """The conditional UPDATE for one kind of transition, built once and reused."""
+    values: dict[str, Any] = {column: bindparam(column) for column in columns}
+    if target.is_terminal and "finished_at" not in values:
+        values["finished_at"] = db_now()
+    return (
+        update(_TABLE)
+        .where(_E.id == bindparam("execution_id"), _E.status.in_(sorted(allowed)))
+        .values(status=target.value, **values)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
 
 
 def request_cancel(session: Session, execution_id: int) -> ExecutionStatus:

@@ -8,9 +8,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 import attune.executions as executions
@@ -150,30 +150,55 @@ def _retrying(what: str, attempt: Callable[[], _T]) -> _T:
     raise AssertionError("unreachable")
 
 
+_EXECUTION = cast(Table, Execution.__table__).c
+_ACTION = cast(Table, Action.__table__).c
+# Hot-path statements are built once; each call only binds its values.
+_CLAIM = (
+    update(cast(Table, Execution.__table__))
+    .where(_EXECUTION.id == bindparam("execution_id"), _EXECUTION.status == "scheduled")
+    .values(status="running", worker=bindparam("worker"), started_at=db_now())
+    .returning(
+        _EXECUTION.action_ref, _EXECUTION.parameters, _EXECUTION.secrets, _EXECUTION.timeout_s
+    )
+)
+_ACTION_COLUMNS = (
+    _ACTION.runner_type,
+    _ACTION.entry_point,
+    _ACTION.parameter_delivery,
+    _ACTION.parameter_format,
+    _ACTION.output_format,
+    _ACTION.timeout_s.label("action_timeout_s"),
+)
+_ACTION_RUN = select(*_ACTION_COLUMNS).where(_ACTION.ref == bindparam("ref"))
+# PostgreSQL claims and reads the action in one statement (SQLite's RETURNING cannot name
+# the joined table); no row means "not scheduled" or "action gone", which _CLAIM sorts out.
+_CLAIM_JOINED = (
+    update(cast(Table, Execution.__table__))
+    .where(
+        _EXECUTION.id == bindparam("execution_id"),
+        _EXECUTION.status == "scheduled",
+        _EXECUTION.action_ref == _ACTION.ref,
+    )
+    .values(status="running", worker=bindparam("worker"), started_at=db_now())
+    .returning(
+        _EXECUTION.action_ref,
+        _EXECUTION.parameters,
+        _EXECUTION.secrets,
+        _EXECUTION.timeout_s,
+        *_ACTION_COLUMNS,
+    )
+)
+
+
 def _claim(database: Database, execution_id: int, worker_name: str) -> tuple[Any, Any]:
     """Move the execution scheduled → running; its row and its action's, or (None, None)."""
-    with database.session_scope(autocommit=True) as session:
-        claimed = session.execute(
-            update(Execution)
-            .where(Execution.id == execution_id, Execution.status == ExecutionStatus.SCHEDULED)
-            .values(status=ExecutionStatus.RUNNING, worker=worker_name, started_at=db_now())
-            .returning(
-                Execution.action_ref, Execution.parameters, Execution.secrets, Execution.timeout_s
-            )
+    with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        claimed = conn.execute(
+            _CLAIM, {"execution_id": execution_id, "worker": worker_name}
         ).first()
         if claimed is None:
             return None, None
-        action = session.execute(
-            select(
-                Action.runner_type,
-                Action.entry_point,
-                Action.parameter_delivery,
-                Action.parameter_format,
-                Action.output_format,
-                Action.timeout_s,
-            ).where(Action.ref == claimed.action_ref)
-        ).first()
-    return claimed, action
+        return claimed, conn.execute(_ACTION_RUN, {"ref": claimed.action_ref}).first()
 
 
 def _invocation(
@@ -197,7 +222,7 @@ def _invocation(
         parameter_delivery=ParameterDelivery(action.parameter_delivery),
         parameter_format=ParameterFormat(action.parameter_format),
         output_format=OutputFormat(action.output_format),
-        timeout_s=claimed.timeout_s or action.timeout_s or settings.default_timeout_s,
+        timeout_s=claimed.timeout_s or action.action_timeout_s or settings.default_timeout_s,
         max_output_bytes=settings.max_output_bytes,
         kill_grace_s=settings.kill_grace_s,
         execution_id=execution_id,

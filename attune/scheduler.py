@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Select, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from attune.errors import ActionNotFoundError, ParameterError
@@ -16,7 +16,28 @@ from attune.queues import runtime_queue, worker_queue
 from attune.secretbox import SecretBox
 from attune.settings import Settings
 from attune.sqltypes import db_now
-from attune.workers import unavailable_reason
+from attune.workers import no_worker_reason, serving, unavailable_reason
+
+_EXECUTION = cast(Table, Execution.__table__)
+_ACTIONS = cast(Table, Action.__table__).c
+# Hot-path statements are built once; each call only binds its values.
+_INSERT = insert(_EXECUTION).returning(_EXECUTION.c.id)
+
+
+_LOOKUPS: dict[float, Select[tuple[str, dict[str, Any], bool, bool]]] = {}
+
+
+def _lookup(settings: Settings) -> Select[tuple[str, dict[str, Any], bool, bool]]:
+    """The action and whether a live worker serves its runtime, in one statement (built once)."""
+    statement = _LOOKUPS.get(settings.staleness_threshold_s)
+    if statement is None:
+        statement = _LOOKUPS[settings.staleness_threshold_s] = select(
+            _ACTIONS.runner_type,
+            _ACTIONS.parameters,
+            _ACTIONS.enabled,
+            serving(settings, _ACTIONS.runner_type).label("available"),
+        ).where(_ACTIONS.ref == bindparam("ref"))
+    return statement
 
 
 @dataclass(frozen=True)
@@ -49,9 +70,8 @@ def schedule(
     Raises :class:`ActionNotFoundError` or :class:`ParameterError` before anything is stored.
     Secret values are stored encrypted, masked in ``parameters``, and never routed anywhere.
     """
-    action = session.execute(
-        select(Action.runner_type, Action.parameters, Action.enabled).where(Action.ref == ref)
-    ).first()
+    connection = session.connection()
+    action = connection.execute(_lookup(settings), {"ref": ref}).first()
     if action is None:
         raise ActionNotFoundError(ref)
     if not action.enabled:
@@ -67,15 +87,15 @@ def schedule(
         "target_worker": worker,
         "timeout_s": timeout_s,
     }
-    reason = unavailable_reason(session, settings, action.runner_type, worker)
+    if worker is not None:
+        reason = unavailable_reason(session, settings, action.runner_type, worker)
+    else:
+        reason = None if action.available else no_worker_reason(action.runner_type)
     if reason is not None:
         row.update(status=ExecutionStatus.FAILED, error=reason, finished_at=db_now())
-    else:
-        row.update(status=ExecutionStatus.SCHEDULED)
-    execution_id: int = session.execute(
-        insert(Execution).values(row).returning(Execution.id)
-    ).scalar_one()
-    if reason is not None:
-        return Unroutable(execution_id, reason)
+        failed = insert(_EXECUTION).values(row).returning(_EXECUTION.c.id)
+        return Unroutable(connection.execute(failed).scalar_one(), reason)
+    row["status"] = ExecutionStatus.SCHEDULED.value
+    execution_id: int = connection.execute(_INSERT, row).scalar_one()
     queue = worker_queue(worker) if worker else runtime_queue(action.runner_type)
     return Routed(execution_id, queue)

@@ -179,8 +179,8 @@ class json_array_has(FunctionElement[bool]):  # noqa: N801 - reads like an SQL p
     type = Boolean()
     inherit_cache = True
 
-    def __init__(self, column: SQLColumnExpression[Any], value: str) -> None:
-        super().__init__(column, literal(value, String()))
+    def __init__(self, column: SQLColumnExpression[Any], value: str | ColumnElement[str]) -> None:
+        super().__init__(column, literal(value, String()) if isinstance(value, str) else value)
 
 
 @compiles(json_array_has)

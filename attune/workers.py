@@ -10,6 +10,7 @@ leaves the commit to it; :func:`announce` logs, signals and counts a sweep once 
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -152,8 +153,32 @@ def is_stale(settings: Settings, now: datetime | None = None) -> ColumnElement[b
 
     Judged on the database clock; tests inject ``now`` to stand for it.
     """
-    threshold = cutoff(settings.staleness_threshold_s, now)
+    return _stale(settings.staleness_threshold_s, now)
+
+
+def _stale(threshold_s: float, now: datetime | None) -> ColumnElement[bool]:
+    threshold = cutoff(threshold_s, now)
     return or_(_W.c.last_heartbeat.is_(None), _W.c.last_heartbeat <= threshold)
+
+
+def serving(settings: Settings, runtime: str | ColumnElement[str]) -> ColumnElement[bool]:
+    """An active, fresh worker serves ``runtime`` (a name, or a column such as an action's)."""
+    return _serving(settings.staleness_threshold_s, runtime)
+
+
+@functools.lru_cache(maxsize=64)
+def _serving(threshold_s: float, runtime: str | ColumnElement[str]) -> ColumnElement[bool]:
+    # Built once per runtime and threshold: the scheduler asks on every execute().
+    return exists().where(
+        _W.c.status == WorkerStatus.ACTIVE.value,
+        not_(_stale(threshold_s, None)),
+        json_array_has(_W.c.runtimes, runtime),
+    )
+
+
+def no_worker_reason(runtime: str) -> str:
+    """Why an execution of a ``runtime`` action cannot be routed to any worker."""
+    return f"no active worker serves runtime {runtime!r}"
 
 
 def register(session: Session, registration: Registration) -> None:
@@ -350,16 +375,10 @@ def unavailable_reason(
 
     One SQL statement, judged on the database clock.
     """
-    serves = json_array_has(Worker.runtimes, runtime)
     if name is None:
-        available = session.scalar(
-            select(
-                exists().where(
-                    Worker.status == WorkerStatus.ACTIVE.value, not_(is_stale(settings)), serves
-                )
-            )
-        )
-        return None if available else f"no active worker serves runtime {runtime!r}"
+        available = session.connection().scalar(select(serving(settings, runtime)))
+        return None if available else no_worker_reason(runtime)
+    serves = json_array_has(Worker.runtimes, runtime)
     row = session.execute(
         select(
             Worker.status,
