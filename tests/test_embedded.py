@@ -128,3 +128,35 @@ def test_a_python_caller_needs_no_setup(embedded_env: dict[str, str], tmp_path: 
         "attune.key"
     )
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_a_refused_broker_message_fails_the_execution(
+    embedded_env: dict[str, str], tmp_path: Path
+) -> None:
+    script = (
+        "import os\n"
+        "import attune\n"
+        "from attune.celery_app import resources\n"
+        "from attune.errors import EnqueueError\n"
+        "from attune.workers import Registration, register\n"
+        "with resources.database.session_scope() as session:\n"
+        "    register(session, Registration('w1', ('shell',), (), 'host', os.getpid()))\n"
+        "try:\n"
+        "    attune.execute('core.echo', {'message': 'x'})\n"
+        "except EnqueueError as exc:\n"
+        "    record = attune.get_execution(exc.execution_id)\n"
+        "    print(record.status.value, record.error)\n"
+    )
+    env = {**embedded_env, "ATTUNE_BROKER_URL": "redis://127.0.0.1:1/0"}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("failed the broker refused the message")

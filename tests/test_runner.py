@@ -1,0 +1,149 @@
+"""The runner on both databases, with real action processes (no Celery in between)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, update
+
+from attune.db import Database
+from attune.models import Action, Execution, ExecutionStatus
+from attune.packs import load_packs
+from attune.runner import CancelWatcher, run_execution
+from attune.settings import Settings
+from tests.processes import wait_until
+from tests.rows import execution_row
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings.from_env({"PATH": os.environ["PATH"], "ATTUNE_PACKS_DIR": str(ROOT / "packs")})
+
+
+@pytest.fixture
+def loaded(database: Database) -> Database:
+    result = load_packs(database, ROOT / "packs")
+    assert result.ok, result.errors
+    return database
+
+
+def scheduled(database: Database, ref: str, parameters: dict[str, object]) -> int:
+    with database.session_scope() as session:
+        execution = Execution(action_ref=ref, parameters=parameters, status="scheduled")
+        session.add(execution)
+        session.flush()
+        return execution.id
+
+
+def set_status(database: Database, execution_id: int, status: str, **values: object) -> None:
+    with database.session_scope() as session:
+        session.execute(
+            update(Execution).where(Execution.id == execution_id).values(status=status, **values)
+        )
+
+
+def in_thread(
+    loaded: Database, settings: Settings, execution_id: int, watcher: CancelWatcher
+) -> tuple[threading.Thread, list[ExecutionStatus | None]]:
+    outcome: list[ExecutionStatus | None] = []
+    thread = threading.Thread(
+        target=lambda: outcome.append(run_execution(loaded, settings, "w1", execution_id, watcher))
+    )
+    thread.start()
+    return thread, outcome
+
+
+def test_a_scheduled_execution_runs_and_its_result_is_stored(
+    loaded: Database, settings: Settings
+) -> None:
+    execution_id = scheduled(loaded, "core.echo", {"message": "hi"})
+
+    status = run_execution(loaded, settings, "w1", execution_id, CancelWatcher(lambda: loaded))
+
+    row = execution_row(loaded, execution_id)
+    assert status is ExecutionStatus.SUCCEEDED
+    assert (row.status, row.worker, row.stdout, row.exit_code) == ("succeeded", "w1", "hi\n", 0)
+    assert row.started_at is not None
+    assert row.finished_at is not None
+    assert row.duration_ms is not None
+
+
+def test_an_execution_runs_at_most_once(loaded: Database, settings: Settings) -> None:
+    execution_id = scheduled(loaded, "core.echo", {"message": "hi"})
+    watcher = CancelWatcher(lambda: loaded)
+
+    first = run_execution(loaded, settings, "w1", execution_id, watcher)
+    second = run_execution(loaded, settings, "w2", execution_id, watcher)
+
+    assert first is ExecutionStatus.SUCCEEDED
+    assert second is None
+    assert execution_row(loaded, execution_id).worker == "w1"
+
+
+def test_a_canceled_execution_never_starts(loaded: Database, settings: Settings) -> None:
+    execution_id = scheduled(loaded, "core.echo", {"message": "hi"})
+    set_status(loaded, execution_id, "canceled")
+
+    status = run_execution(loaded, settings, "w1", execution_id, CancelWatcher(lambda: loaded))
+
+    row = execution_row(loaded, execution_id)
+    assert status is None
+    assert (row.status, row.worker, row.stdout) == ("canceled", None, "")
+
+
+def test_canceling_stops_the_running_process(loaded: Database, settings: Settings) -> None:
+    execution_id = scheduled(loaded, "core.sleep", {"seconds": 60})
+    thread, outcome = in_thread(
+        loaded, settings, execution_id, CancelWatcher(lambda: loaded, interval_s=0.05)
+    )
+    wait_until(lambda: execution_row(loaded, execution_id).status == "running", 10, "running")
+
+    set_status(loaded, execution_id, "canceling")
+    thread.join(10)
+
+    assert not thread.is_alive()
+    assert outcome == [ExecutionStatus.CANCELED]
+    assert execution_row(loaded, execution_id).status == "canceled"
+
+
+def test_a_result_that_arrives_after_the_sweep_is_kept_but_stays_abandoned(
+    loaded: Database, settings: Settings, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    execution_id = scheduled(
+        loaded, "core.local", {"cmd": f"while [ ! -e {gate} ]; do sleep 0.02; done; echo done"}
+    )
+    thread, outcome = in_thread(loaded, settings, execution_id, CancelWatcher(lambda: loaded))
+    wait_until(lambda: execution_row(loaded, execution_id).status == "running", 10, "running")
+
+    set_status(loaded, execution_id, "abandoned", error="worker w1 stopped heartbeating")
+    gate.touch()
+    thread.join(10)
+
+    row = execution_row(loaded, execution_id)
+    assert outcome == [ExecutionStatus.ABANDONED]
+    assert row.status == "abandoned"
+    assert row.stdout == "done\n"
+    assert row.error is not None
+    assert row.error.startswith("worker w1 stopped heartbeating")
+    assert "arrived late" in row.error
+
+
+def test_an_action_removed_after_scheduling_fails_the_execution(
+    loaded: Database, settings: Settings
+) -> None:
+    execution_id = scheduled(loaded, "core.echo", {"message": "hi"})
+    with loaded.session_scope() as session:
+        session.execute(delete(Action).where(Action.ref == "core.echo"))
+
+    status = run_execution(loaded, settings, "w1", execution_id, CancelWatcher(lambda: loaded))
+
+    row = execution_row(loaded, execution_id)
+    assert status is ExecutionStatus.FAILED
+    assert row.error is not None
+    assert "no longer exists" in row.error
