@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 import attune
 from attune.errors import ActionNotFoundError, NoWorkerAvailableError, ParameterError
-from attune.models import Execution, ExecutionStatus
+from attune.models import Execution, ExecutionStatus, Worker
 from tests.cluster import Cluster, cluster
 from tests.conftest import clear
 from tests.processes import wait_until
@@ -222,3 +222,25 @@ def test_500_executions_from_4_threads_each_end_once(deployment: Cluster, tmp_pa
     assert all(record.status is ExecutionStatus.SUCCEEDED for record in records)
     lines = runs.read_text().split()
     assert sorted(map(int, lines)) == sorted(ids)
+
+
+def test_a_killed_worker_leaves_no_execution_running(deployment: Cluster) -> None:
+    doomed = deployment.start_worker("w-doomed", ["shell"])
+    beat = deployment.fleet.beat()
+    handle = attune.execute("core.sleep", {"seconds": 5}, worker="w-doomed")
+    wait_until(lambda: handle.status() is ExecutionStatus.RUNNING, 30, "the action running")
+
+    doomed.kill()
+    record = handle.wait(30)
+    beat.stop()
+
+    assert record.status is ExecutionStatus.ABANDONED
+    assert record.error is not None
+    assert record.error.startswith("worker w-doomed stopped heartbeating")
+    with deployment.database.session_scope() as session:
+        statuses = {
+            name: status for name, status in session.execute(select(Worker.name, Worker.status))
+        }
+    assert statuses["w-doomed"] == "inactive"
+    assert statuses["w-shell"] == "active"
+    assert attune.execute("core.echo", {"message": "still"}).wait(30).succeeded
