@@ -20,8 +20,10 @@ from attune.tasks import execute_action
 
 _T = TypeVar("_T")
 
-_FIRST_POLL_S = 0.001
-_MAX_POLL_S = 0.1
+# With a completion notification at hand (PostgreSQL NOTIFY, or the embedded worker in this
+# process) the re-read is only a safety net; otherwise (SQLite shared between processes) poll.
+_SAFETY_NET_S = (0.05, 1.0)
+_POLL_S = (0.001, 0.1)
 
 
 def execute(
@@ -95,8 +97,9 @@ class ExecutionHandle:
         database = resources.database
         if not database.is_sqlite:
             hub.listen_postgres(database.engine.url)
+        notified = not database.is_sqlite or resources.settings.is_embedded
+        pause_s, max_pause_s = _SAFETY_NET_S if notified else _POLL_S
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        pause_s = _FIRST_POLL_S
         while True:
             seen = hub.version
             record = get_execution(self.id)
@@ -106,7 +109,7 @@ class ExecutionHandle:
             if remaining is not None and remaining <= 0:
                 raise WaitTimeoutError(self.id, timeout_s or 0.0, record.status)
             hub.wait_for_change(seen, pause_s if remaining is None else min(pause_s, remaining))
-            pause_s = min(pause_s * 2, _MAX_POLL_S)
+            pause_s = min(pause_s * 2, max_pause_s)
 
     def cancel(self) -> ExecutionStatus:
         """Ask for cancellation: ``canceled`` at once if not started, else ``canceling``."""

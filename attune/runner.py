@@ -192,13 +192,17 @@ _CLAIM_JOINED = (
 
 def _claim(database: Database, execution_id: int, worker_name: str) -> tuple[Any, Any]:
     """Move the execution scheduled → running; its row and its action's, or (None, None)."""
-    with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        claimed = conn.execute(
-            _CLAIM, {"execution_id": execution_id, "worker": worker_name}
-        ).first()
+    values = {"execution_id": execution_id, "worker": worker_name}
+    with database.session_scope(autocommit=True) as session:
+        connection = session.connection()
+        if connection.dialect.name == "postgresql":
+            joined = connection.execute(_CLAIM_JOINED, values).first()
+            if joined is not None:
+                return joined, joined
+        claimed = connection.execute(_CLAIM, values).first()
         if claimed is None:
             return None, None
-        return claimed, conn.execute(_ACTION_RUN, {"ref": claimed.action_ref}).first()
+        return claimed, connection.execute(_ACTION_RUN, {"ref": claimed.action_ref}).first()
 
 
 def _invocation(
