@@ -161,6 +161,29 @@ def test_invalid_parameters_and_unknown_refs_enqueue_nothing(
     assert (execution_count(deployment), client.llen("attune.shell")) == before
 
 
+def test_task_events_reach_a_monitor_soon_after_the_execution(deployment: Cluster) -> None:
+    # Given a monitor capturing the workers' task events (as Flower or `celery events` would)
+    events: dict[str, set[str]] = {}
+
+    def on_event(event: dict[str, str]) -> None:
+        events.setdefault(event.get("uuid", ""), set()).add(event["type"])
+
+    with attune.app.connection_for_read() as connection:
+        receiver = attune.app.events.Receiver(connection, handlers={"*": on_event})
+        monitor = threading.Thread(target=receiver.capture, kwargs={"wakeup": False}, daemon=True)
+        monitor.start()
+        time.sleep(0.5)  # the fanout subscription is in place
+
+        # When an execution runs
+        record = attune.execute("core.echo", {"message": "watched"}).wait(30)
+
+        # Then its task's received, started and succeeded events arrive within a second
+        wanted = {"task-received", "task-started", "task-succeeded"}
+        wait_until(lambda: any(wanted <= types for types in events.values()), 1.0, "task events")
+        receiver.should_stop = True
+    assert record.status is ExecutionStatus.SUCCEEDED
+
+
 def test_a_message_delivered_twice_runs_once(deployment: Cluster, tmp_path: Path) -> None:
     from attune.tasks import execute_action
 
