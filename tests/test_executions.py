@@ -58,6 +58,23 @@ def test_echo_round_trip(deployment: Cluster) -> None:
     assert attune.get_execution(record.id) == record
 
 
+def test_the_waiter_gets_the_record_from_the_notification_or_reads_it_when_too_big(
+    deployment: Cluster,
+) -> None:
+    # Given executions whose records fit a notification payload, and one whose does not
+    small = attune.execute("core.local", {"cmd": "echo small"})
+    big = attune.execute("core.local", {"cmd": "head -c 9000 /dev/zero | tr '\\0' x"})
+
+    # When their callers wait
+    records = [small.wait(30), big.wait(30)]
+
+    # Then each record is the stored one
+    assert [len(record.stdout) for record in records] == [6, 9000]
+    for record in records:
+        assert record.status is ExecutionStatus.SUCCEEDED
+        assert attune.get_execution(record.id) == record
+
+
 def test_json_and_jsonl_results_are_stored_once(deployment: Cluster) -> None:
     listing = attune.execute("examples.list_example", {"count": 3}).wait(30)
     stats = attune.execute("examples.text_stats", {"text": "a b a"}).wait(30)
