@@ -100,16 +100,23 @@ class ExecutionHandle:
         notified = not database.is_sqlite or resources.settings.is_embedded
         pause_s, max_pause_s = _SAFETY_NET_S if notified else _POLL_S
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            seen = hub.version
-            record = get_execution(self.id)
-            if record.is_terminal:
-                return record
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise WaitTimeoutError(self.id, timeout_s or 0.0, record.status)
-            hub.wait_for_change(seen, pause_s if remaining is None else min(pause_s, remaining))
-            pause_s = min(pause_s * 2, max_pause_s)
+        hub.await_record(self.id)
+        try:
+            while True:
+                seen = hub.version
+                notified_record = hub.finished_record(self.id)
+                if notified_record is not None:
+                    return executions.from_notification(notified_record)
+                record = get_execution(self.id)
+                if record.is_terminal:
+                    return record
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise WaitTimeoutError(self.id, timeout_s or 0.0, record.status)
+                hub.wait_for_change(seen, pause_s if remaining is None else min(pause_s, remaining))
+                pause_s = min(pause_s * 2, max_pause_s)
+        finally:
+            hub.forget(self.id)
 
     def cancel(self) -> ExecutionStatus:
         """Ask for cancellation: ``canceled`` at once if not started, else ``canceling``."""

@@ -2,14 +2,18 @@
 
 In-process, the runner calls :meth:`CompletionHub.notify` (the embedded worker shares the
 caller's process). Across processes on PostgreSQL, a trigger on the execution table sends
-``NOTIFY attune_execution_done`` and one listener thread per process relays it. Waiters still
-re-read the database on a short back-off, so a lost wake-up costs latency, never correctness.
+``NOTIFY attune_execution_done`` and one listener thread per process relays it; the payload
+is the finished record as JSON (or its id alone when too big), kept for the executions this
+process waits on, so a woken waiter needs no SELECT. Waiters still re-read the database on a
+short back-off, so a lost wake-up costs latency, never correctness.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+from typing import Any
 
 import psycopg
 from sqlalchemy.engine import URL
@@ -26,6 +30,7 @@ class CompletionHub:
     def __init__(self) -> None:
         self._condition = threading.Condition()
         self._version = 0
+        self._awaited: dict[int, dict[str, Any] | None] = {}
         self._listener: threading.Thread | None = None
         self._listening = threading.Event()
 
@@ -37,6 +42,31 @@ class CompletionHub:
     def notify(self) -> None:
         """Wake every waiter: some execution has just reached a terminal state."""
         with self._condition:
+            self._version += 1
+            self._condition.notify_all()
+
+    def await_record(self, execution_id: int) -> None:
+        """Keep the finished record of ``execution_id`` when a notification carries it."""
+        with self._condition:
+            self._awaited.setdefault(execution_id, None)
+
+    def finished_record(self, execution_id: int) -> dict[str, Any] | None:
+        """The awaited execution's record as notified (JSON fields), or None if not (yet)."""
+        with self._condition:
+            return self._awaited.get(execution_id)
+
+    def forget(self, execution_id: int) -> None:
+        """Stop keeping the record of ``execution_id``."""
+        with self._condition:
+            self._awaited.pop(execution_id, None)
+
+    def _deliver(self, payload: str) -> None:
+        """One notification: keep its record if awaited, then wake every waiter."""
+        with self._condition:
+            if self._awaited and payload.startswith("{"):
+                fields = json.loads(payload)
+                if fields["id"] in self._awaited:
+                    self._awaited[fields["id"]] = fields
             self._version += 1
             self._condition.notify_all()
 
@@ -65,8 +95,8 @@ class CompletionHub:
                     connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     self._listening.set()
                     failures = 0
-                    for _ in connection.notifies():
-                        self.notify()
+                    for notification in connection.notifies():
+                        self._deliver(notification.payload)
             except psycopg.Error as exc:
                 if failures == 0:
                     log.warning("completion listener lost its connection: %s", exc)

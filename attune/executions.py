@@ -88,6 +88,19 @@ def _record(row: Row[*tuple[Any, ...]]) -> ExecutionRecord:
     return ExecutionRecord(**values)
 
 
+_TIMESTAMPS = ("requested_at", "started_at", "finished_at")
+
+
+def from_notification(fields: dict[str, Any]) -> ExecutionRecord:
+    """The record a completion notification carried (its columns as JSON, as in migration 0004)."""
+    values = dict(fields)
+    values["status"] = ExecutionStatus(values["status"])
+    for name in _TIMESTAMPS:
+        if values[name] is not None:
+            values[name] = datetime.fromisoformat(values[name])
+    return ExecutionRecord(**values)
+
+
 def get(session: Session, execution_id: int) -> ExecutionRecord:
     """The execution with ``execution_id``; :class:`ExecutionNotFoundError` when there is none."""
     row = session.connection().execute(_GET, {"execution_id": execution_id}).first()

@@ -58,6 +58,23 @@ def test_echo_round_trip(deployment: Cluster) -> None:
     assert attune.get_execution(record.id) == record
 
 
+def test_the_waiter_gets_the_record_from_the_notification_or_reads_it_when_too_big(
+    deployment: Cluster,
+) -> None:
+    # Given executions whose records fit a notification payload, and one whose does not
+    small = attune.execute("core.local", {"cmd": "echo small"})
+    big = attune.execute("core.local", {"cmd": "head -c 9000 /dev/zero | tr '\\0' x"})
+
+    # When their callers wait
+    records = [small.wait(30), big.wait(30)]
+
+    # Then each record is the stored one
+    assert [len(record.stdout) for record in records] == [6, 9000]
+    for record in records:
+        assert record.status is ExecutionStatus.SUCCEEDED
+        assert attune.get_execution(record.id) == record
+
+
 def test_json_and_jsonl_results_are_stored_once(deployment: Cluster) -> None:
     listing = attune.execute("examples.list_example", {"count": 3}).wait(30)
     stats = attune.execute("examples.text_stats", {"text": "a b a"}).wait(30)
@@ -159,6 +176,29 @@ def test_invalid_parameters_and_unknown_refs_enqueue_nothing(
     assert "exit_code" in str(caught.value)
     assert "bogus" in str(caught.value)
     assert (execution_count(deployment), client.llen("attune.shell")) == before
+
+
+def test_task_events_reach_a_monitor_soon_after_the_execution(deployment: Cluster) -> None:
+    # Given a monitor capturing the workers' task events (as Flower or `celery events` would)
+    events: dict[str, set[str]] = {}
+
+    def on_event(event: dict[str, str]) -> None:
+        events.setdefault(event.get("uuid", ""), set()).add(event["type"])
+
+    with attune.app.connection_for_read() as connection:
+        receiver = attune.app.events.Receiver(connection, handlers={"*": on_event})
+        monitor = threading.Thread(target=receiver.capture, kwargs={"wakeup": False}, daemon=True)
+        monitor.start()
+        time.sleep(0.5)  # the fanout subscription is in place
+
+        # When an execution runs
+        record = attune.execute("core.echo", {"message": "watched"}).wait(30)
+
+        # Then its task's received, started and succeeded events arrive within a second
+        wanted = {"task-received", "task-started", "task-succeeded"}
+        wait_until(lambda: any(wanted <= types for types in events.values()), 1.0, "task events")
+        receiver.should_stop = True
+    assert record.status is ExecutionStatus.SUCCEEDED
 
 
 def test_a_message_delivered_twice_runs_once(deployment: Cluster, tmp_path: Path) -> None:
