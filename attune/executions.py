@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, Update, bindparam, select, update
@@ -97,7 +97,7 @@ def from_notification(fields: dict[str, Any]) -> ExecutionRecord:
     values["status"] = ExecutionStatus(values["status"])
     for name in _TIMESTAMPS:
         if values[name] is not None:
-            values[name] = datetime.fromisoformat(values[name])
+            values[name] = datetime.fromisoformat(values[name]).astimezone(UTC)
     return ExecutionRecord(**values)
 
 
