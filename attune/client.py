@@ -91,8 +91,10 @@ class ExecutionHandle:
     def wait(self, timeout_s: float | None = None) -> ExecutionRecord:
         """Block until the execution is terminal and return its record.
 
-        Wakes on completion notifications (in-process, or PostgreSQL NOTIFY) and re-reads
-        the status on a short back-off; raises WaitTimeoutError after ``timeout_s``.
+        Wakes on completion notifications (in-process, or a PostgreSQL NOTIFY that carries the
+        record) and otherwise re-reads the row on a back-off: a safety net where notifications
+        exist, polling where they do not (SQLite shared between processes). Raises
+        WaitTimeoutError after ``timeout_s``.
         """
         database = resources.database
         if not database.is_sqlite:
