@@ -267,13 +267,17 @@ def test_expired_sweeps_are_discarded_not_run_when_a_worker_comes_back(
 
 
 def test_metrics_count_a_deactivation_and_a_reactivation(
-    processes: Processes, pg_database: Database
+    processes: Processes, pg_database: Database, tmp_path: Path
 ) -> None:
+    def metrics_env(name: str, port: int) -> dict[str, str]:
+        # The workers are killed at the end, so they cannot remove a directory of their own.
+        directory = tmp_path / f"{name}-metrics"
+        directory.mkdir()
+        return {"ATTUNE_METRICS_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+
     sweeper_port, flaky_port = free_port(), free_port()
-    sweeper = processes.worker(
-        "sweeper", env={"ATTUNE_METRICS_PORT": str(sweeper_port)}, concurrency=2
-    )
-    flaky = processes.worker("flaky", env={"ATTUNE_METRICS_PORT": str(flaky_port)})
+    sweeper = processes.worker("sweeper", env=metrics_env("sweeper", sweeper_port), concurrency=2)
+    flaky = processes.worker("flaky", env=metrics_env("flaky", flaky_port))
     processes.beat()
     processes.wait_registered(pg_database, sweeper, flaky)
     add_execution(pg_database, "flaky")
