@@ -67,8 +67,7 @@ class CompletionHub:
                 fields = json.loads(payload)
                 if fields["id"] in self._awaited:
                     self._awaited[fields["id"]] = fields
-            self._version += 1
-            self._condition.notify_all()
+            self.notify()  # the condition's lock is reentrant
 
     def wait_for_change(self, seen: int, timeout_s: float) -> None:
         """Block until :attr:`version` differs from ``seen`` or ``timeout_s`` has passed."""

@@ -19,6 +19,7 @@ from attune.completion import hub
 from attune.db import Database
 from attune.errors import AttuneError
 from attune.models import (
+    TRANSITIONS,
     Action,
     Execution,
     ExecutionStatus,
@@ -150,16 +151,23 @@ def _retrying(what: str, attempt: Callable[[], _T]) -> _T:
     raise AssertionError("unreachable")
 
 
-_EXECUTION = cast(Table, Execution.__table__).c
+_EXECUTIONS = cast(Table, Execution.__table__)
+_EXECUTION = _EXECUTIONS.c
 _ACTION = cast(Table, Action.__table__).c
 # Hot-path statements are built once; each call only binds its values.
-_CLAIM = (
-    update(cast(Table, Execution.__table__))
-    .where(_EXECUTION.id == bindparam("execution_id"), _EXECUTION.status == "scheduled")
-    .values(status="running", worker=bindparam("worker"), started_at=db_now())
-    .returning(
-        _EXECUTION.action_ref, _EXECUTION.parameters, _EXECUTION.secrets, _EXECUTION.timeout_s
+_TO_RUNNING = (
+    update(_EXECUTIONS)
+    .where(
+        _EXECUTION.id == bindparam("execution_id"),
+        _EXECUTION.status.in_(sorted(TRANSITIONS[ExecutionStatus.RUNNING])),
     )
+    .values(status=ExecutionStatus.RUNNING.value, worker=bindparam("worker"), started_at=db_now())
+)
+_CLAIMED_COLUMNS = (
+    _EXECUTION.action_ref,
+    _EXECUTION.parameters,
+    _EXECUTION.secrets,
+    _EXECUTION.timeout_s,
 )
 _ACTION_COLUMNS = (
     _ACTION.runner_type,
@@ -169,24 +177,12 @@ _ACTION_COLUMNS = (
     _ACTION.output_format,
     _ACTION.timeout_s.label("action_timeout_s"),
 )
+_CLAIM = _TO_RUNNING.returning(*_CLAIMED_COLUMNS)
 _ACTION_RUN = select(*_ACTION_COLUMNS).where(_ACTION.ref == bindparam("ref"))
 # PostgreSQL claims and reads the action in one statement (SQLite's RETURNING cannot name
 # the joined table); no row means "not scheduled" or "action gone", which _CLAIM sorts out.
-_CLAIM_JOINED = (
-    update(cast(Table, Execution.__table__))
-    .where(
-        _EXECUTION.id == bindparam("execution_id"),
-        _EXECUTION.status == "scheduled",
-        _EXECUTION.action_ref == _ACTION.ref,
-    )
-    .values(status="running", worker=bindparam("worker"), started_at=db_now())
-    .returning(
-        _EXECUTION.action_ref,
-        _EXECUTION.parameters,
-        _EXECUTION.secrets,
-        _EXECUTION.timeout_s,
-        *_ACTION_COLUMNS,
-    )
+_CLAIM_JOINED = _TO_RUNNING.where(_EXECUTION.action_ref == _ACTION.ref).returning(
+    *_CLAIMED_COLUMNS, *_ACTION_COLUMNS
 )
 
 

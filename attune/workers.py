@@ -43,8 +43,8 @@ from attune.sqltypes import cutoff, db_now, json_array_has, seconds_since, utc_t
 
 logger = logging.getLogger(__name__)
 
+# The states of the executions a worker holds: what its stop abandons, what `list` counts.
 _ABANDONABLE = tuple(sorted(TRANSITIONS[ExecutionStatus.ABANDONED]))
-_BUSY = (ExecutionStatus.RUNNING, ExecutionStatus.CANCELING)
 STOPPED_HEARTBEATING = "stopped heartbeating"
 """The cause of a deactivation by the sweep."""
 
@@ -403,7 +403,7 @@ def list_workers(session: Session, settings: Settings) -> list[WorkerView]:
     """Every worker by name, with its heartbeat age, staleness and running executions."""
     running = (
         select(func.count())
-        .where(Execution.worker == Worker.name, Execution.status.in_(_BUSY))
+        .where(Execution.worker == Worker.name, Execution.status.in_(_ABANDONABLE))
         .scalar_subquery()
     )
     rows = session.execute(
