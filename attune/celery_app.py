@@ -59,7 +59,9 @@ class ProcessResources:
 
     def configure(self, settings: Settings) -> None:
         """Use ``settings`` from now on (for callers that build Settings themselves)."""
-        self.forget_database()
+        if self._database is not None:
+            self._database.dispose()
+            self._database = None
         self._settings = settings
 
     def forget_database(self) -> None:

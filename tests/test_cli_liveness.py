@@ -25,11 +25,9 @@ from tests.processes import ROOT, free_port, wait_until
 
 def invoke(database: Database, *args: str) -> str:
     url = database.engine.url.render_as_string(hide_password=False)
-    resources.configure(Settings(database_url=url))
     try:
-        result = CliRunner().invoke(main, list(args))
+        result = CliRunner().invoke(main, list(args), env={"ATTUNE_DATABASE_URL": url})
     finally:
-        resources.database.dispose()
         resources.configure(Settings.from_env())
     assert result.exit_code == 0, result.output
     return result.output

@@ -8,7 +8,9 @@ import click
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from attune import __version__
+from attune.celery_app import resources
 from attune.errors import AttuneError
+from attune.settings import Settings
 
 
 class AttuneGroup(click.Group):
@@ -21,16 +23,18 @@ class AttuneGroup(click.Group):
         except AttuneError as exc:
             raise click.ClickException(str(exc)) from exc
         except (OperationalError, ProgrammingError) as exc:
-            raise click.ClickException(
-                f"database error: {exc.orig}\n"
-                "is ATTUNE_DATABASE_URL right, and is the schema migrated (make migrate)?"
-            ) from exc
+            try:  # say whether the database is unreachable or not migrated, when that is why
+                resources.database.require_schema()
+            except AttuneError as reason:
+                raise click.ClickException(str(reason)) from exc
+            raise click.ClickException(f"database error: {exc.orig}") from exc
 
 
 @click.group(cls=AttuneGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="attune")
 def main() -> None:
     """attune: run pack actions on Celery workers and record every execution in SQL."""
+    resources.configure(Settings.from_env())
 
 
 def _register() -> None:

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import click
-from sqlalchemy.orm import Session
 
 from attune import params
-from attune.db import Database
-from attune.errors import AttuneError
+from attune.celery_app import resources
 from attune.models import MASK, Action
 from attune.packs import find_action, find_actions
-from attune.settings import Settings
 
 
 @click.group()
@@ -28,7 +23,7 @@ def actions() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def list_actions(pack: str | None, as_json: bool) -> None:
     """List the loaded actions, by ref."""
-    with _session() as session:
+    with resources.database.session_scope() as session:
         rows = [_as_dict(row) for row in find_actions(session, pack)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -47,29 +42,14 @@ def list_actions(pack: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def show(ref: str, as_json: bool) -> None:
     """Show one action: its runner, entry point, formats, timeout and parameters."""
-    with _session() as session:
+    with resources.database.session_scope() as session:
         row = _as_dict(find_action(session, ref))
-    default_timeout_s = Settings.from_env().default_timeout_s
+    default_timeout_s = resources.settings.default_timeout_s
     if as_json:
         click.echo(json.dumps(row, indent=2))
         return
     for line in _describe(row, default_timeout_s):
         click.echo(line)
-
-
-@contextmanager
-def _session() -> Iterator[Session]:
-    """A session on the configured, migrated database; attune errors become CLI errors."""
-    try:
-        database = Database.from_settings(Settings.from_env())
-        try:
-            database.require_schema()
-            with database.session_scope() as session:
-                yield session
-        finally:
-            database.dispose()
-    except AttuneError as error:
-        raise click.ClickException(str(error)) from error
 
 
 def _as_dict(action: Action) -> dict[str, Any]:

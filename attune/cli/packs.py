@@ -6,10 +6,8 @@ from pathlib import Path
 
 import click
 
-from attune.db import Database
-from attune.errors import AttuneError
+from attune.celery_app import resources
 from attune.packs import PackReport, load_packs
-from attune.settings import Settings
 
 
 @click.group()
@@ -33,15 +31,7 @@ def packs() -> None:
 )
 def load(names: tuple[str, ...], packs_dir: Path | None) -> None:
     """Validate packs and upsert their actions by ref; a pack with any problem writes nothing."""
-    try:
-        settings = Settings.from_env()
-        database = Database.from_settings(settings)
-        try:
-            result = load_packs(database, packs_dir or settings.packs_dir, names)
-        finally:
-            database.dispose()
-    except AttuneError as error:
-        raise click.ClickException(str(error)) from error
+    result = load_packs(resources.database, packs_dir or resources.settings.packs_dir, names)
     for report in result.reports:
         click.echo(_summary(report))
     for refused in result.errors:
