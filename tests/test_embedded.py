@@ -43,6 +43,19 @@ def embedded_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
+def python_caller(script: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` as a Python caller of attune would, in its own process."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
 def test_make_demo_runs_three_actions_end_to_end() -> None:
     result = subprocess.run(
         ["make", "demo"], cwd=ROOT, capture_output=True, text=True, check=False, timeout=300
@@ -112,15 +125,7 @@ def test_a_python_caller_needs_no_setup(embedded_env: dict[str, str], tmp_path: 
         "record = attune.execute('testing.secret_echo', {'token': 'hunter2'}).wait(60)\n"
         "print(record.status.value, record.parameters['token'], record.stdout.strip())\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env=embedded_env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    result = python_caller(script, embedded_env, tmp_path)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[0] == "succeeded ******** note=plain token=********"
@@ -148,15 +153,7 @@ def test_a_refused_broker_message_fails_the_execution(
         "    print(record.status.value, record.error)\n"
     )
     env = {**embedded_env, "ATTUNE_BROKER_URL": "redis://127.0.0.1:1/0"}
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    result = python_caller(script, env, tmp_path)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("failed the broker refused the message")
