@@ -42,10 +42,9 @@ def execute(
     settings = resources.settings
     if settings.is_embedded:
         embedded_worker.start()
-    routed = _in_session(
-        lambda session: schedule(
-            session, settings, ref, params or {}, worker=worker, timeout_s=timeout_s
-        )
+    database = resources.database
+    routed = database.reconnecting(
+        lambda: schedule(database, settings, ref, params or {}, worker=worker, timeout_s=timeout_s)
     )
     if isinstance(routed, Unroutable):
         raise NoWorkerAvailableError(routed.execution_id, routed.reason)

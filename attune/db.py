@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections import namedtuple
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.selectable import Select
 
 from attune.errors import DatabaseError
 from attune.models import Base
@@ -30,6 +34,23 @@ def database_url(raw: str) -> URL:
     return url
 
 
+Prebuilt = Select[Any] | UpdateBase
+"""A statement :meth:`Database.run` accepts: built once at import, bound per call."""
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A prebuilt statement as the driver takes it, with SQLAlchemy's type processing."""
+
+    sql: str
+    positions: tuple[str, ...] | None  # bind names in order for positional drivers
+    defaults: dict[str, Any]  # values fixed in the statement (literals, scalar defaults)
+    processors: tuple[tuple[str, Callable[[Any], Any]], ...]
+    row: Callable[..., Any] | None  # a named tuple of the returned columns
+    columns: tuple[Any, ...]  # the returned columns, for their types
+    results: tuple[Callable[[Any], Any] | None, ...] | None  # known after the first run
+
+
 @dataclass(frozen=True)
 class Database:
     """An engine and its session factory; create one per process, after any fork."""
@@ -37,6 +58,10 @@ class Database:
     engine: Engine
     sessions: sessionmaker[Session]
     autocommit_sessions: sessionmaker[Session]
+    # Autocommit DBAPI connections held for run(), outside the pool, and the compiled
+    # statements it has seen. list.pop/append are atomic: each thread takes its own.
+    _held: list[Any] = field(default_factory=list, repr=False)
+    _compiled: dict[Prebuilt, _Compiled] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -97,6 +122,125 @@ class Database:
                 raise
             return work()
 
+    def run(self, statement: Prebuilt, values: Mapping[str, Any]) -> list[Any]:
+        """Run a prebuilt Core statement at the driver's own cost; the rows it returned.
+
+        For the hot path: no Session, no pool checkout, no compilation per call. Each call
+        commits on its own (autocommit). Values go through the columns' SQLAlchemy types as
+        with ``execute``; database errors are raised as SQLAlchemy's, and a connection found
+        dead is dropped and the error marked ``connection_invalidated``.
+        """
+        compiled = self._compiled.get(statement) or self._compile(statement)
+        params = {**compiled.defaults, **values}
+        for name, process in compiled.processors:
+            params[name] = process(params[name])
+        args = params if compiled.positions is None else [params[n] for n in compiled.positions]
+        connection = self._held.pop() if self._held else self._hold()
+        cursor = None
+        try:
+            cursor = connection.cursor()
+            cursor.execute(compiled.sql, args)
+            rows = cursor.fetchall() if compiled.row is not None else []
+            if compiled.results is None:
+                compiled = self._know_results(statement, compiled, cursor.description)
+            cursor.close()
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            dead = self.engine.dialect.is_disconnect(exc, connection, cursor)
+            if dead:
+                self._close(connection)
+            else:
+                self._held.append(connection)
+            raise DBAPIError.instance(
+                compiled.sql,
+                args,
+                exc,
+                self.engine.dialect.loaded_dbapi.Error,
+                connection_invalidated=dead,
+                dialect=self.engine.dialect,
+            ) from exc
+        self._held.append(connection)
+        if compiled.row is None:
+            return []
+        results = compiled.results or ()
+        return [
+            compiled.row(
+                *[
+                    value if process is None else process(value)
+                    for value, process in zip(found, results, strict=True)
+                ]
+            )
+            for found in rows
+        ]
+
+    def _know_results(
+        self, statement: Prebuilt, compiled: _Compiled, description: Any
+    ) -> _Compiled:
+        """Cache the result processors, which depend on the type codes the driver reports."""
+        dialect = self.engine.dialect
+        results = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, described[1])
+            for column, described in zip(compiled.columns, description or (), strict=True)
+        )
+        known = replace(compiled, results=results)
+        self._compiled[statement] = known
+        return known
+
+    def _hold(self) -> Any:
+        """A new autocommit DBAPI connection, detached from the pool (run() keeps it)."""
+        proxied = self.engine.raw_connection()
+        proxied.detach()
+        connection = proxied.dbapi_connection
+        assert connection is not None  # a fresh checkout always has one
+        self.engine.dialect.set_isolation_level(connection, "AUTOCOMMIT")
+        return connection
+
+    @staticmethod
+    def _close(connection: Any) -> None:
+        with suppress(Exception):  # closing a connection that already died may fail too
+            connection.close()
+
+    def _compile(self, statement: Prebuilt) -> _Compiled:
+        dialect = self.engine.dialect
+        compiled = statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
+        if (
+            compiled.has_out_parameters
+            or compiled.literal_execute_params
+            or compiled.post_compile_params
+        ):
+            raise ValueError(f"run() cannot take a statement with expanding parameters: {compiled}")
+        defaults = {
+            name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required
+        }
+        for column in (*compiled.insert_prefetch, *compiled.update_prefetch):
+            default = column.default
+            if default is None or not default.is_scalar:
+                raise ValueError(f"run() needs a value for {column} (its default is computed)")
+            defaults[column.key] = default.arg  # type: ignore[attr-defined]
+        processors = tuple(
+            (name, process)
+            for name, bind in compiled.binds.items()
+            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        )
+        columns = (
+            list(statement.exported_columns)
+            if compiled.returning or isinstance(statement, Select)
+            else []
+        )
+        result = _Compiled(
+            sql=compiled.string,
+            positions=tuple(compiled.positiontup)
+            if compiled.positional and compiled.positiontup
+            else None,
+            defaults=defaults,
+            processors=processors,
+            row=namedtuple("Row", [column.key for column in columns]) if columns else None,  # type: ignore[misc]
+            columns=tuple(columns),
+            results=None if columns else (),
+        )
+        self._compiled[statement] = result
+        return result
+
     def require_schema(self) -> None:
         """Raise DatabaseError unless the database answers and has every table of the models."""
         where = self.engine.url.render_as_string(hide_password=True)
@@ -114,7 +258,9 @@ class Database:
             )
 
     def dispose(self) -> None:
-        """Close every pooled connection (call it in a child after fork, or at exit)."""
+        """Close every pooled and held connection (at exit, or to start over)."""
+        while self._held:
+            self._close(self._held.pop())
         self.engine.dispose()
 
 

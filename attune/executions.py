@@ -13,9 +13,10 @@ from typing import Any, cast
 from sqlalchemy import Row, Table, Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from attune.db import Database
 from attune.errors import ExecutionNotFoundError, InvalidTransitionError
 from attune.models import NOT_STARTED, TRANSITIONS, Execution, ExecutionStatus
-from attune.sqltypes import db_now
+from attune.sqltypes import db_now, in_literals
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,13 @@ def transition(
     allowed = TRANSITIONS[target] if sources is None else TRANSITIONS[target] & sources
     statement = _transition_statement(target, allowed, tuple(sorted(values)))
     result = session.connection().execute(statement, {"execution_id": execution_id, **values})
-    return result.rowcount == 1
+    return result.first() is not None
+
+
+def finish(database: Database, execution_id: int, target: ExecutionStatus, **values: Any) -> bool:
+    """:func:`transition` on the hot path (a worker storing a result): no Session involved."""
+    statement = _transition_statement(target, TRANSITIONS[target], tuple(sorted(values)))
+    return bool(database.run(statement, {"execution_id": execution_id, **values}))
 
 
 @functools.cache
@@ -162,8 +169,9 @@ def _transition_statement(
         values["finished_at"] = db_now()
     return (
         update(_TABLE)
-        .where(_E.id == bindparam("execution_id"), _E.status.in_(sorted(allowed)))
+        .where(_E.id == bindparam("execution_id"), in_literals(_E.status, allowed))
         .values(status=target.value, **values)
+        .returning(_E.id)
     )
 
 

@@ -31,7 +31,7 @@ from attune.models import (
 from attune.runtimes import Invocation, Outcome, RunResult, run
 from attune.secretbox import SecretBox
 from attune.settings import Settings
-from attune.sqltypes import db_now
+from attune.sqltypes import db_now, in_literals
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -159,7 +159,7 @@ _TO_RUNNING = (
     update(_EXECUTIONS)
     .where(
         _EXECUTION.id == bindparam("execution_id"),
-        _EXECUTION.status.in_(sorted(TRANSITIONS[ExecutionStatus.RUNNING])),
+        in_literals(_EXECUTION.status, TRANSITIONS[ExecutionStatus.RUNNING]),
     )
     .values(status=ExecutionStatus.RUNNING.value, worker=bindparam("worker"), started_at=db_now())
 )
@@ -189,16 +189,13 @@ _CLAIM_JOINED = _TO_RUNNING.where(_EXECUTION.action_ref == _ACTION.ref).returnin
 def _claim(database: Database, execution_id: int, worker_name: str) -> tuple[Any, Any]:
     """Move the execution scheduled → running; its row and its action's, or (None, None)."""
     values = {"execution_id": execution_id, "worker": worker_name}
-    with database.session_scope(autocommit=True) as session:
-        connection = session.connection()
-        if connection.dialect.name == "postgresql":
-            joined = connection.execute(_CLAIM_JOINED, values).first()
-            if joined is not None:
-                return joined, joined
-        claimed = connection.execute(_CLAIM, values).first()
-        if claimed is None:
-            return None, None
-        return claimed, connection.execute(_ACTION_RUN, {"ref": claimed.action_ref}).first()
+    if not database.is_sqlite:
+        for joined in database.run(_CLAIM_JOINED, values):
+            return joined, joined
+    for claimed in database.run(_CLAIM, values):
+        actions = database.run(_ACTION_RUN, {"ref": claimed.action_ref})
+        return claimed, actions[0] if actions else None
+    return None, None
 
 
 def _invocation(
@@ -243,9 +240,7 @@ def _store(database: Database, execution_id: int, result: RunResult) -> Executio
         "stderr_truncated": result.stderr_truncated,
         "duration_ms": result.duration_ms,
     }
-    with database.session_scope(autocommit=True) as session:
-        stored = executions.transition(session, execution_id, status, error=result.error, **fields)
-    if stored:
+    if executions.finish(database, execution_id, status, error=result.error, **fields):
         hub.notify()
         metrics.record_execution(status, result.duration_ms / 1000)
         return status

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Insert, Select, Table, bindparam, insert, select
 
+from attune.db import Database
 from attune.errors import ActionNotFoundError, ParameterError
 from attune.models import Action, Execution, ExecutionStatus
 from attune.params import mask, resolve, secret_names
@@ -20,8 +20,21 @@ from attune.workers import no_worker_reason, serving, unavailable_reason
 
 _EXECUTION = cast(Table, Execution.__table__)
 _ACTIONS = cast(Table, Action.__table__).c
+_ROW = ("action_ref", "parameters", "secrets", "target_worker", "timeout_s")
+
+
+def _insert(**fixed: Any) -> Insert:
+    bound = {name: bindparam(name, type_=_EXECUTION.c[name].type) for name in _ROW}
+    return insert(_EXECUTION).values(**bound, **fixed).returning(_EXECUTION.c.id)
+
+
 # Hot-path statements are built once; each call only binds its values.
-_INSERT = insert(_EXECUTION).returning(_EXECUTION.c.id)
+_SCHEDULED = _insert(status=ExecutionStatus.SCHEDULED.value)
+_FAILED = _insert(
+    status=ExecutionStatus.FAILED.value,
+    error=bindparam("error", type_=_EXECUTION.c.error.type),
+    finished_at=db_now(),
+)
 
 
 _LOOKUPS: dict[float, Select[tuple[str, dict[str, Any], bool, bool]]] = {}
@@ -57,7 +70,7 @@ class Unroutable:
 
 
 def schedule(
-    session: Session,
+    database: Database,
     settings: Settings,
     ref: str,
     values: Mapping[str, Any],
@@ -65,15 +78,15 @@ def schedule(
     worker: str | None = None,
     timeout_s: float | None = None,
 ) -> Routed | Unroutable:
-    """Validate ``values`` for action ``ref`` and record its execution (the caller commits).
+    """Validate ``values`` for action ``ref`` and record its execution (committed at once).
 
     Raises :class:`ActionNotFoundError` or :class:`ParameterError` before anything is stored.
     Secret values are stored encrypted, masked in ``parameters``, and never routed anywhere.
     """
-    connection = session.connection()
-    action = connection.execute(_lookup(settings), {"ref": ref}).first()
-    if action is None:
+    found = database.run(_lookup(settings), {"ref": ref})
+    if not found:
         raise ActionNotFoundError(ref)
+    action = found[0]
     if not action.enabled:
         raise ActionNotFoundError(ref, "the action is disabled")
     if timeout_s is not None and not timeout_s > 0:
@@ -88,14 +101,12 @@ def schedule(
         "timeout_s": timeout_s,
     }
     if worker is not None:
-        reason = unavailable_reason(session, settings, action.runner_type, worker)
+        with database.session_scope() as session:
+            reason = unavailable_reason(session, settings, action.runner_type, worker)
     else:
         reason = None if action.available else no_worker_reason(action.runner_type)
     if reason is not None:
-        row.update(status=ExecutionStatus.FAILED, error=reason, finished_at=db_now())
-        failed = insert(_EXECUTION).values(row).returning(_EXECUTION.c.id)
-        return Unroutable(connection.execute(failed).scalar_one(), reason)
-    row["status"] = ExecutionStatus.SCHEDULED.value
-    execution_id: int = connection.execute(_INSERT, row).scalar_one()
+        return Unroutable(database.run(_FAILED, {**row, "error": reason})[0].id, reason)
+    execution_id: int = database.run(_SCHEDULED, row)[0].id
     queue = worker_queue(worker) if worker else runtime_queue(action.runner_type)
     return Routed(execution_id, queue)

@@ -5,6 +5,7 @@ The initial migration imports these too, so keep them stable: change a type by a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -94,6 +95,14 @@ def _matches_sqlite(element: matches, compiler: SQLCompiler, **kw: Any) -> str:
         for negated, pattern in element.globs
     ]
     return " AND ".join(clauses)
+
+
+def in_literals(column: ColumnElement[str], values: Iterable[str]) -> ColumnElement[bool]:
+    """``column IN (...)`` over fixed values, each its own bound literal (not one expanding list).
+
+    Statements for :meth:`attune.db.Database.run` are compiled once, before any value is known.
+    """
+    return column.in_([literal(value, String()) for value in sorted(values)])
 
 
 def one_of(column: str, values: tuple[str, ...]) -> str:

@@ -130,8 +130,9 @@ def test_cancel_of_a_scheduled_execution_means_it_never_runs(
     from attune.tasks import execute_action
 
     marker = tmp_path / "ran"
-    with resources.database.session_scope() as session:
-        routed = schedule(session, resources.settings, "core.local", {"cmd": f"touch {marker}"})
+    routed = schedule(
+        resources.database, resources.settings, "core.local", {"cmd": f"touch {marker}"}
+    )
     assert isinstance(routed, Routed)
     handle = attune.ExecutionHandle(routed.execution_id)
 

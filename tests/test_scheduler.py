@@ -56,8 +56,7 @@ def test_with_a_live_worker_the_row_is_scheduled_for_the_runtime_queue(
 ) -> None:
     add_worker(loaded, "w1", ("shell",))
 
-    with loaded.session_scope() as session:
-        routed = schedule(session, settings_for(loaded), "core.noop", {})
+    routed = schedule(loaded, settings_for(loaded), "core.noop", {})
 
     assert isinstance(routed, Routed)
     assert routed.queue == "attune.shell"
@@ -69,8 +68,7 @@ def test_with_a_live_worker_the_row_is_scheduled_for_the_runtime_queue(
 def test_a_named_worker_gets_its_own_queue(loaded: Database) -> None:
     add_worker(loaded, "w1", ("shell",))
 
-    with loaded.session_scope() as session:
-        routed = schedule(session, settings_for(loaded), "core.noop", {}, worker="w1")
+    routed = schedule(loaded, settings_for(loaded), "core.noop", {}, worker="w1")
 
     assert routed == Routed(routed.execution_id, "attune.worker.w1")
 
@@ -88,8 +86,7 @@ def test_without_a_fitting_worker_the_row_is_stored_failed_with_the_reason(
 ) -> None:
     add_worker(loaded, "py", ("python",))
 
-    with loaded.session_scope() as session:
-        routed = schedule(session, settings_for(loaded), "core.noop", {}, worker=worker)
+    routed = schedule(loaded, settings_for(loaded), "core.noop", {}, worker=worker)
 
     assert routed == Unroutable(routed.execution_id, reason)
     row = execution_row(loaded, routed.execution_id)
@@ -104,8 +101,7 @@ def test_a_stale_worker_does_not_count(loaded: Database) -> None:
         assert now is not None
         session.execute(update(Worker).values(last_heartbeat=now - timedelta(seconds=90)))
 
-    with loaded.session_scope() as session:
-        routed = schedule(session, settings_for(loaded), "core.noop", {})
+    routed = schedule(loaded, settings_for(loaded), "core.noop", {})
 
     assert routed == Unroutable(routed.execution_id, "no active worker serves runtime 'shell'")
 
@@ -124,8 +120,8 @@ def test_refused_requests_store_nothing(
 ) -> None:
     add_worker(loaded, "w1", ("shell",))
 
-    with pytest.raises(error), loaded.session_scope() as session:
-        schedule(session, settings_for(loaded), ref, values)
+    with pytest.raises(error):
+        schedule(loaded, settings_for(loaded), ref, values)
 
     assert count(loaded) == 0
 
@@ -133,16 +129,15 @@ def test_refused_requests_store_nothing(
 def test_a_non_positive_timeout_is_refused(loaded: Database) -> None:
     add_worker(loaded, "w1", ("shell",))
 
-    with pytest.raises(ParameterError, match="timeout_s"), loaded.session_scope() as session:
-        schedule(session, settings_for(loaded), "core.noop", {}, timeout_s=0)
+    with pytest.raises(ParameterError, match="timeout_s"):
+        schedule(loaded, settings_for(loaded), "core.noop", {}, timeout_s=0)
 
 
 def test_secrets_are_masked_and_stored_encrypted(loaded: Database) -> None:
     add_worker(loaded, "w1", ("shell",))
     settings = settings_for(loaded, ATTUNE_SECRET_KEY=KEY)
 
-    with loaded.session_scope() as session:
-        routed = schedule(session, settings, "testing.secret_echo", {"token": "hunter2"})
+    routed = schedule(loaded, settings, "testing.secret_echo", {"token": "hunter2"})
 
     row = execution_row(loaded, routed.execution_id)
     assert row.parameters == {"token": "********", "note": "plain"}
@@ -157,11 +152,8 @@ def test_secrets_without_a_key_are_refused_on_postgresql(pg_database: Database) 
     add_worker(pg_database, "w1", ("shell",))
 
     settings = settings_for(pg_database)
-    with (
-        pytest.raises(SecretKeyError, match="ATTUNE_SECRET_KEY"),
-        pg_database.session_scope() as session,
-    ):
-        schedule(session, settings, "testing.secret_echo", {"token": "x"})
+    with pytest.raises(SecretKeyError, match="ATTUNE_SECRET_KEY"):
+        schedule(pg_database, settings, "testing.secret_echo", {"token": "x"})
 
     assert count(pg_database) == 0
 
