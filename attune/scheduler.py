@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Insert, Select, Table, bindparam, insert, select
+from sqlalchemy import Insert, Select, String, Table, bindparam, case, insert, null, select
 
 from attune.db import Database
 from attune.errors import ActionNotFoundError, ParameterError
@@ -15,7 +16,7 @@ from attune.params import mask, resolve, secret_names
 from attune.queues import runtime_queue, worker_queue
 from attune.secretbox import SecretBox
 from attune.settings import Settings
-from attune.sqltypes import db_now
+from attune.sqltypes import UTCDateTime, db_now
 from attune.workers import no_worker_reason, serving, unavailable_reason
 
 _EXECUTION = cast(Table, Execution.__table__)
@@ -37,10 +38,11 @@ _FAILED = _insert(
 )
 
 
-_LOOKUPS: dict[float, Select[tuple[str, dict[str, Any], bool, bool]]] = {}
+_LOOKUPS: dict[float, Select[tuple[str, dict[str, Any], bool, datetime, bool]]] = {}
+_INSERTIONS: dict[float, Insert] = {}
 
 
-def _lookup(settings: Settings) -> Select[tuple[str, dict[str, Any], bool, bool]]:
+def _lookup(settings: Settings) -> Select[tuple[str, dict[str, Any], bool, datetime, bool]]:
     """The action and whether a live worker serves its runtime, in one statement (built once)."""
     statement = _LOOKUPS.get(settings.staleness_threshold_s)
     if statement is None:
@@ -48,9 +50,51 @@ def _lookup(settings: Settings) -> Select[tuple[str, dict[str, Any], bool, bool]
             _ACTIONS.runner_type,
             _ACTIONS.parameters,
             _ACTIONS.enabled,
+            _ACTIONS.updated_at,
             serving(settings, _ACTIONS.runner_type).label("available"),
         ).where(_ACTIONS.ref == bindparam("ref"))
     return statement
+
+
+def _insertion(settings: Settings) -> Insert:
+    """Record an execution of an action known unchanged since ``updated_at``, routed or failed.
+
+    One statement (built once): no row is inserted when the action changed or went away.
+    """
+    statement = _INSERTIONS.get(settings.staleness_threshold_s)
+    if statement is None:
+        available = serving(settings, _ACTIONS.runner_type)
+        routed = select(
+            _ACTIONS.ref,
+            *(bindparam(name, type_=_EXECUTION.c[name].type) for name in _ROW[1:]),
+            case((available, ExecutionStatus.SCHEDULED.value), else_=ExecutionStatus.FAILED.value),
+            case((available, null()), else_=bindparam("no_worker", type_=String())),
+            case((available, null()), else_=db_now()),
+        ).where(
+            _ACTIONS.ref == bindparam("action_ref"),
+            _ACTIONS.updated_at == bindparam("updated_at", type_=UTCDateTime()),
+            _ACTIONS.enabled.is_(True),
+        )
+        columns = [*_ROW, "status", "error", "finished_at"]
+        statement = _INSERTIONS[settings.staleness_threshold_s] = (
+            insert(_EXECUTION)
+            .from_select(columns, routed)
+            .returning(_EXECUTION.c.id, _EXECUTION.c.status)
+        )
+    return statement
+
+
+@dataclass(frozen=True)
+class _Known:
+    """An action as this process last read it: enough to validate a request on its own."""
+
+    runner_type: str
+    parameters: dict[str, Any]
+    updated_at: datetime
+
+
+_KNOWN: dict[tuple[str, str], _Known] = {}
+"""Actions by (database URL, ref), as last read; a stale entry costs one more statement."""
 
 
 @dataclass(frozen=True)
@@ -83,23 +127,22 @@ def schedule(
     Raises :class:`ActionNotFoundError` or :class:`ParameterError` before anything is stored.
     Secret values are stored encrypted, masked in ``parameters``, and never routed anywhere.
     """
+    if timeout_s is not None and not timeout_s > 0:
+        raise ParameterError(ref, [f"timeout_s: {timeout_s!r} is not a positive number of seconds"])
+    key = (str(database.engine.url), ref)
+    known = _KNOWN.get(key)
+    if known is not None and worker is None:
+        recorded = _schedule_known(database, settings, ref, known, values, timeout_s)
+        if recorded is not None:
+            return recorded
     found = database.run(_lookup(settings), {"ref": ref})
     if not found:
         raise ActionNotFoundError(ref)
     action = found[0]
     if not action.enabled:
         raise ActionNotFoundError(ref, "the action is disabled")
-    if timeout_s is not None and not timeout_s > 0:
-        raise ParameterError(ref, [f"timeout_s: {timeout_s!r} is not a positive number of seconds"])
-    resolved = resolve(ref, action.parameters, values)
-    secrets = {name: resolved[name] for name in secret_names(action.parameters) if name in resolved}
-    row: dict[str, Any] = {
-        "action_ref": ref,
-        "parameters": mask(action.parameters, resolved),
-        "secrets": SecretBox.for_settings(settings).encrypt(secrets) if secrets else None,
-        "target_worker": worker,
-        "timeout_s": timeout_s,
-    }
+    _KNOWN[key] = _Known(action.runner_type, action.parameters, action.updated_at)
+    row = _row(settings, ref, action.parameters, values, worker, timeout_s)
     if worker is not None:
         with database.session_scope() as session:
             reason = unavailable_reason(session, settings, action.runner_type, worker)
@@ -110,3 +153,47 @@ def schedule(
     execution_id: int = database.run(_SCHEDULED, row)[0].id
     queue = worker_queue(worker) if worker else runtime_queue(action.runner_type)
     return Routed(execution_id, queue)
+
+
+def _schedule_known(
+    database: Database,
+    settings: Settings,
+    ref: str,
+    known: _Known,
+    values: Mapping[str, Any],
+    timeout_s: float | None,
+) -> Routed | Unroutable | None:
+    """Record in one statement, trusting ``known``; None when a fresh read must decide."""
+    try:
+        row = _row(settings, ref, known.parameters, values, None, timeout_s)
+    except ParameterError:
+        return None  # the action may have changed since: judge on its current schema
+    reason = no_worker_reason(known.runner_type)
+    inserted = database.run(
+        _insertion(settings), {**row, "updated_at": known.updated_at, "no_worker": reason}
+    )
+    if not inserted:
+        return None
+    if inserted[0].status == ExecutionStatus.SCHEDULED:
+        return Routed(inserted[0].id, runtime_queue(known.runner_type))
+    return Unroutable(inserted[0].id, reason)
+
+
+def _row(
+    settings: Settings,
+    ref: str,
+    schema: dict[str, Any],
+    values: Mapping[str, Any],
+    worker: str | None,
+    timeout_s: float | None,
+) -> dict[str, Any]:
+    """The execution's columns: parameters validated, defaults filled, secrets sealed apart."""
+    resolved = resolve(ref, schema, values)
+    secrets = {name: resolved[name] for name in secret_names(schema) if name in resolved}
+    return {
+        "action_ref": ref,
+        "parameters": mask(schema, resolved),
+        "secrets": SecretBox.for_settings(settings).encrypt(secrets) if secrets else None,
+        "target_worker": worker,
+        "timeout_s": timeout_s,
+    }

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from attune.db import Database
 from attune.errors import ActionNotFoundError, ParameterError, SecretKeyError
-from attune.models import Execution, Worker
+from attune.models import Action, Execution, Worker
 from attune.packs import load_packs
 from attune.scheduler import Routed, Unroutable, schedule
 from attune.secretbox import SecretBox
@@ -175,3 +175,91 @@ def test_a_wrong_key_cannot_decrypt(tmp_path: Path) -> None:
         SecretBox(Fernet.generate_key()).decrypt(token)
     with pytest.raises(SecretKeyError, match="not a Fernet key"):
         SecretBox("short")
+
+
+# A process remembers each action it scheduled; later requests are validated against that and
+# recorded in one statement that inserts nothing once the action changed, so a fresh read decides.
+
+
+def change_action(database: Database, ref: str, **values: object) -> None:
+    with database.session_scope() as session:
+        session.execute(update(Action).where(Action.ref == ref).values(**values))
+
+
+def test_a_repeated_request_is_recorded_like_the_first(loaded: Database) -> None:
+    add_worker(loaded, "w1", ("shell",))
+    settings = settings_for(loaded)
+    first = schedule(loaded, settings, "core.noop", {"exit_code": 3})
+
+    again = schedule(loaded, settings, "core.noop", {"exit_code": 4})
+
+    assert again == Routed(again.execution_id, "attune.shell")
+    assert again.execution_id != first.execution_id
+    row = execution_row(loaded, again.execution_id)
+    assert (row.status, row.parameters, row.error) == (
+        "scheduled",
+        {"message": "", "exit_code": 4},
+        None,
+    )
+    assert (row.stdout, row.stdout_truncated, row.finished_at) == ("", False, None)
+
+
+def test_a_repeated_request_without_a_live_worker_is_stored_failed(loaded: Database) -> None:
+    add_worker(loaded, "w1", ("shell",))
+    settings = settings_for(loaded)
+    schedule(loaded, settings, "core.noop", {})
+    with loaded.session_scope() as session:
+        session.execute(update(Worker).values(status="inactive"))
+
+    routed = schedule(loaded, settings, "core.noop", {})
+
+    assert routed == Unroutable(routed.execution_id, "no active worker serves runtime 'shell'")
+    row = execution_row(loaded, routed.execution_id)
+    assert (row.status, row.error) == ("failed", "no active worker serves runtime 'shell'")
+    assert row.finished_at is not None
+
+
+def test_a_changed_schema_is_judged_as_it_is_now(loaded: Database) -> None:
+    add_worker(loaded, "w1", ("shell",))
+    settings = settings_for(loaded)
+    schedule(loaded, settings, "core.noop", {})
+    schema = {"colour": {"type": "string", "required": True}}
+    change_action(loaded, "core.noop", parameters=schema, updated_at=db_now())
+    before = count(loaded)
+
+    with pytest.raises(ParameterError, match="exit_code"):
+        schedule(loaded, settings, "core.noop", {"exit_code": 1})
+    routed = schedule(loaded, settings, "core.noop", {"colour": "red"})
+
+    assert count(loaded) == before + 1
+    assert execution_row(loaded, routed.execution_id).parameters == {"colour": "red"}
+
+
+@pytest.mark.parametrize("touched", [True, False])
+def test_an_action_disabled_since_is_refused(loaded: Database, touched: bool) -> None:
+    add_worker(loaded, "w1", ("shell",))
+    settings = settings_for(loaded)
+    schedule(loaded, settings, "core.noop", {})
+    change_action(
+        loaded, "core.noop", enabled=False, **({"updated_at": db_now()} if touched else {})
+    )
+    before = count(loaded)
+
+    with pytest.raises(ActionNotFoundError, match="disabled"):
+        schedule(loaded, settings, "core.noop", {})
+
+    assert count(loaded) == before
+
+
+def test_an_action_removed_since_is_refused(loaded: Database) -> None:
+    add_worker(loaded, "w1", ("shell",))
+    settings = settings_for(loaded)
+    schedule(loaded, settings, "core.noop", {})
+    with loaded.session_scope() as session:
+        session.execute(delete(Execution))
+        session.execute(delete(Action).where(Action.ref == "core.noop"))
+
+    with pytest.raises(ActionNotFoundError):
+        schedule(loaded, settings, "core.noop", {})
+
+    assert count(loaded) == 0
