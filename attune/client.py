@@ -7,11 +7,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy.orm import Session
-
 import attune.executions as executions
 from attune.celery_app import embedded_worker, resources
 from attune.completion import hub
+from attune.db import Database
 from attune.errors import EnqueueError, NoWorkerAvailableError, WaitTimeoutError
 from attune.executions import ExecutionRecord
 from attune.models import ExecutionStatus
@@ -42,9 +41,10 @@ def execute(
     settings = resources.settings
     if settings.is_embedded:
         embedded_worker.start()
-    database = resources.database
-    routed = database.reconnecting(
-        lambda: schedule(database, settings, ref, params or {}, worker=worker, timeout_s=timeout_s)
+    routed = _reconnecting(
+        lambda database: schedule(
+            database, settings, ref, params or {}, worker=worker, timeout_s=timeout_s
+        )
     )
     if isinstance(routed, Unroutable):
         raise NoWorkerAvailableError(routed.execution_id, routed.reason)
@@ -52,9 +52,9 @@ def execute(
         execute_action.apply_async((routed.execution_id,), queue=routed.queue)
     except Exception as exc:  # kombu and redis raise several families; all mean "not sent"
         reason = f"the broker refused the message: {exc}"
-        _in_session(
-            lambda session: executions.transition(
-                session, routed.execution_id, ExecutionStatus.FAILED, error=reason
+        _reconnecting(
+            lambda database: executions.transition(
+                database, routed.execution_id, ExecutionStatus.FAILED, error=reason
             )
         )
         raise EnqueueError(routed.execution_id, str(exc)) from exc
@@ -63,18 +63,13 @@ def execute(
 
 def get_execution(execution_id: int) -> ExecutionRecord:
     """The stored record of an execution."""
-    return _in_session(lambda session: executions.get(session, execution_id))
+    return _reconnecting(lambda database: executions.get(database, execution_id))
 
 
-def _in_session(work: Callable[[Session], _T]) -> _T:
-    """Run ``work`` in an autocommit session (each statement stands alone), reconnecting once."""
+def _reconnecting(work: Callable[[Database], _T]) -> _T:
+    """Run ``work`` on this process's database, once more if its connection had died."""
     database = resources.database
-
-    def attempt() -> _T:
-        with database.session_scope(autocommit=True) as session:
-            return work(session)
-
-    return database.reconnecting(attempt)
+    return database.reconnecting(lambda: work(database))
 
 
 @dataclass(frozen=True)
@@ -85,7 +80,7 @@ class ExecutionHandle:
 
     def status(self) -> ExecutionStatus:
         """The current status."""
-        return _in_session(lambda session: executions.status_of(session, self.id))
+        return _reconnecting(lambda database: executions.status_of(database, self.id))
 
     def wait(self, timeout_s: float | None = None) -> ExecutionRecord:
         """Block until the execution is terminal and return its record.
@@ -108,12 +103,12 @@ class ExecutionHandle:
                 notified_record = hub.finished_record(self.id)
                 if notified_record is not None:
                     return executions.from_notification(notified_record)
-                record = get_execution(self.id)
-                if record.is_terminal:
-                    return record
+                status = self.status()  # one column: the full record only once it is final
+                if status.is_terminal:
+                    return get_execution(self.id)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    raise WaitTimeoutError(self.id, timeout_s or 0.0, record.status)
+                    raise WaitTimeoutError(self.id, timeout_s or 0.0, status)
                 hub.wait_for_change(seen, pause_s if remaining is None else min(pause_s, remaining))
                 pause_s = min(pause_s * 2, max_pause_s)
         finally:
@@ -121,4 +116,4 @@ class ExecutionHandle:
 
     def cancel(self) -> ExecutionStatus:
         """Ask for cancellation: ``canceled`` at once if not started, else ``canceling``."""
-        return _in_session(lambda session: executions.request_cancel(session, self.id))
+        return _reconnecting(lambda database: executions.request_cancel(database, self.id))

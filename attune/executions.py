@@ -102,20 +102,18 @@ def from_notification(fields: dict[str, Any]) -> ExecutionRecord:
     return ExecutionRecord(**values)
 
 
-def get(session: Session, execution_id: int) -> ExecutionRecord:
+def get(database: Database, execution_id: int) -> ExecutionRecord:
     """The execution with ``execution_id``; :class:`ExecutionNotFoundError` when there is none."""
-    row = session.connection().execute(_GET, {"execution_id": execution_id}).first()
-    if row is None:
-        raise ExecutionNotFoundError(execution_id)
-    return _record(row)
+    for row in database.run(_GET, {"execution_id": execution_id}):
+        return _record(row)
+    raise ExecutionNotFoundError(execution_id)
 
 
-def status_of(session: Session, execution_id: int) -> ExecutionStatus:
+def status_of(database: Database, execution_id: int) -> ExecutionStatus:
     """Only the status of an execution (the cheap read a waiter polls)."""
-    status = session.connection().scalar(_STATUS, {"execution_id": execution_id})
-    if status is None:
-        raise ExecutionNotFoundError(execution_id)
-    return ExecutionStatus(status)
+    for row in database.run(_STATUS, {"execution_id": execution_id}):
+        return ExecutionStatus(row.status)
+    raise ExecutionNotFoundError(execution_id)
 
 
 def recent(
@@ -135,7 +133,7 @@ def recent(
 
 
 def transition(
-    session: Session,
+    database: Database,
     execution_id: int,
     target: ExecutionStatus,
     *,
@@ -149,13 +147,6 @@ def transition(
     """
     allowed = TRANSITIONS[target] if sources is None else TRANSITIONS[target] & sources
     statement = _transition_statement(target, allowed, tuple(sorted(values)))
-    result = session.connection().execute(statement, {"execution_id": execution_id, **values})
-    return result.first() is not None
-
-
-def finish(database: Database, execution_id: int, target: ExecutionStatus, **values: Any) -> bool:
-    """:func:`transition` on the hot path (a worker storing a result): no Session involved."""
-    statement = _transition_statement(target, TRANSITIONS[target], tuple(sorted(values)))
     return bool(database.run(statement, {"execution_id": execution_id, **values}))
 
 
@@ -175,22 +166,22 @@ def _transition_statement(
     )
 
 
-def request_cancel(session: Session, execution_id: int) -> ExecutionStatus:
+def request_cancel(database: Database, execution_id: int) -> ExecutionStatus:
     """Cancel an execution: at once if no worker has it yet, through ``canceling`` if it runs.
 
     Returns the state it is now in; raises :class:`InvalidTransitionError` when it is over.
     """
     if transition(
-        session,
+        database,
         execution_id,
         ExecutionStatus.CANCELED,
         sources=NOT_STARTED,
         error="canceled before it started",
     ):
         return ExecutionStatus.CANCELED
-    if transition(session, execution_id, ExecutionStatus.CANCELING):
+    if transition(database, execution_id, ExecutionStatus.CANCELING):
         return ExecutionStatus.CANCELING
-    current = status_of(session, execution_id)
+    current = status_of(database, execution_id)
     if current is ExecutionStatus.CANCELING:
         return current
     raise InvalidTransitionError(execution_id, current, ExecutionStatus.CANCELED)

@@ -240,7 +240,7 @@ def _store(database: Database, execution_id: int, result: RunResult) -> Executio
         "stderr_truncated": result.stderr_truncated,
         "duration_ms": result.duration_ms,
     }
-    if executions.finish(database, execution_id, status, error=result.error, **fields):
+    if executions.transition(database, execution_id, status, error=result.error, **fields):
         hub.notify()
         metrics.record_execution(status, result.duration_ms / 1000)
         return status
@@ -252,6 +252,6 @@ def _store(database: Database, execution_id: int, result: RunResult) -> Executio
             .where(Execution.id == execution_id, Execution.status == ExecutionStatus.ABANDONED)
             .values(error=func.coalesce(Execution.error, "") + late, **fields)
         )
-        current = executions.status_of(session, execution_id)
+    current = executions.status_of(database, execution_id)
     log.warning("execution %s ended %s after it was %s", execution_id, status, current)
     return current

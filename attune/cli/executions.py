@@ -21,8 +21,7 @@ def executions() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as one JSON object.")
 def get(execution_id: int, as_json: bool) -> None:
     """Show one execution."""
-    with resources.database.session_scope() as session:
-        record = store.get(session, execution_id)
+    record = store.get(resources.database, execution_id)
     show_record(record, as_json=as_json)
 
 
@@ -47,8 +46,7 @@ def list_(status: str | None, action_ref: str | None, limit: int, as_json: bool)
 @click.argument("execution_id", type=int)
 def cancel(execution_id: int) -> None:
     """Cancel an execution (at once if not started; a running one is killed by its worker)."""
-    with resources.database.session_scope() as session:
-        status = store.request_cancel(session, execution_id)
+    status = store.request_cancel(resources.database, execution_id)
     click.echo(f"execution {execution_id}: {status.value}")
 
 
