@@ -46,9 +46,11 @@ class _Compiled:
     positions: tuple[str, ...] | None  # bind names in order for positional drivers
     defaults: dict[str, Any]  # values fixed in the statement (literals, scalar defaults)
     processors: tuple[tuple[str, Callable[[Any], Any]], ...]
-    row: Callable[..., Any] | None  # a named tuple of the returned columns
     columns: tuple[Any, ...]  # the returned columns, for their types
-    results: tuple[Callable[[Any], Any] | None, ...] | None  # known after the first run
+    # Known after the first run, from what the driver describes: a named tuple of the
+    # columns (named as in SQLAlchemy's rows) and each column's result processor.
+    row: Callable[..., Any] | None
+    results: tuple[Callable[[Any], Any] | None, ...]
 
 
 @dataclass(frozen=True)
@@ -140,14 +142,16 @@ class Database:
         try:
             cursor = connection.cursor()
             cursor.execute(compiled.sql, args)
-            rows = cursor.fetchall() if compiled.row is not None else []
-            if compiled.results is None:
+            rows = cursor.fetchall() if compiled.columns else []
+            if compiled.columns and compiled.row is None:
                 compiled = self._know_results(statement, compiled, cursor.description)
             cursor.close()
         except self.engine.dialect.loaded_dbapi.Error as exc:
             dead = self.engine.dialect.is_disconnect(exc, connection, cursor)
-            if dead:
+            if dead:  # the server went away: every connection opened before is suspect
                 self._close(connection)
+                self._close_held()
+                self.engine.dispose()
             else:
                 self._held.append(connection)
             raise DBAPIError.instance(
@@ -161,7 +165,7 @@ class Database:
         self._held.append(connection)
         if compiled.row is None:
             return []
-        results = compiled.results or ()
+        results = compiled.results
         return [
             compiled.row(
                 *[
@@ -175,13 +179,15 @@ class Database:
     def _know_results(
         self, statement: Prebuilt, compiled: _Compiled, description: Any
     ) -> _Compiled:
-        """Cache the result processors, which depend on the type codes the driver reports."""
+        """Cache the row type and result processors, which need what the driver describes."""
         dialect = self.engine.dialect
+        described = list(description or ())
         results = tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, described[1])
-            for column, described in zip(compiled.columns, description or (), strict=True)
+            column.type.dialect_impl(dialect).result_processor(dialect, found[1])
+            for column, found in zip(compiled.columns, described, strict=True)
         )
-        known = replace(compiled, results=results)
+        row = namedtuple("Row", [found[0] for found in described], rename=True)  # type: ignore[misc]
+        known = replace(compiled, row=row, results=results)
         self._compiled[statement] = known
         return known
 
@@ -222,11 +228,8 @@ class Database:
             for name, bind in compiled.binds.items()
             if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         )
-        columns = (
-            list(statement.exported_columns)
-            if compiled.returning or isinstance(statement, Select)
-            else []
-        )
+        returns = bool(compiled.returning) or isinstance(statement, Select)
+        columns = tuple(statement.exported_columns) if returns else ()
         result = _Compiled(
             sql=compiled.string,
             positions=tuple(compiled.positiontup)
@@ -234,9 +237,9 @@ class Database:
             else None,
             defaults=defaults,
             processors=processors,
-            row=namedtuple("Row", [column.key for column in columns]) if columns else None,  # type: ignore[misc]
-            columns=tuple(columns),
-            results=None if columns else (),
+            columns=columns,
+            row=None,
+            results=(),
         )
         self._compiled[statement] = result
         return result
@@ -259,9 +262,13 @@ class Database:
 
     def dispose(self) -> None:
         """Close every pooled and held connection (at exit, or to start over)."""
-        while self._held:
-            self._close(self._held.pop())
+        self._close_held()
         self.engine.dispose()
+
+    def _close_held(self) -> None:
+        while self._held:
+            with suppress(IndexError):  # another thread took the last one meanwhile
+                self._close(self._held.pop())
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -106,17 +107,71 @@ class CancelWatcher:
                 watched[execution_id].set()
 
 
+class ResultWriter:
+    """One thread per process that stores finished executions' results, in order.
+
+    A worker hands the result over and takes its next task while the result is written: the
+    message is acknowledged once the action has ended. That loses nothing: a redelivered
+    message can no longer claim the execution, and a worker that dies before the result is
+    stored leaves the execution ``running`` until the sweep abandons it, as when it dies
+    mid-action. :meth:`flush` before a worker process or worker stops.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[Database, int, RunResult]] = queue.SimpleQueue()
+        self._condition = threading.Condition()
+        self._pending = 0
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def submit(self, database: Database, execution_id: int, result: RunResult) -> None:
+        """Store ``result`` soon (retrying through a database outage, like a direct store)."""
+        with self._condition:
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid, self._pending, self._queue = os.getpid(), 0, queue.SimpleQueue()
+                self._thread = threading.Thread(
+                    target=self._loop, name="attune-result-writer", daemon=True
+                )
+                self._thread.start()
+            self._pending += 1
+            self._queue.put((database, execution_id, result))
+
+    def flush(self) -> None:
+        """Return once every result submitted in this process is stored (or given up on)."""
+        with self._condition:
+            if self._pid == os.getpid():
+                self._condition.wait_for(lambda: self._pending == 0)
+
+    def _loop(self) -> None:
+        while True:
+            database, execution_id, result = self._queue.get()
+            try:
+                _store_retrying(database, execution_id, result)
+            except Exception:  # the writer must outlive one result it could not store
+                log.exception("the result of execution %s could not be stored", execution_id)
+            finally:
+                with self._condition:
+                    self._pending -= 1
+                    self._condition.notify_all()
+
+
+result_writer = ResultWriter()
+"""This process's writer (its thread starts with the first result)."""
+
+
 def run_execution(
     database: Database,
     settings: Settings,
     worker_name: str,
     execution_id: int,
     watcher: CancelWatcher,
+    writer: ResultWriter | None = None,
 ) -> ExecutionStatus | None:
     """Run the execution if it is still ``scheduled``; the status it ended in, else None.
 
     None means no row moved to ``running``: it was canceled, already run, or is a
-    redelivered message, and nothing more happens.
+    redelivered message, and nothing more happens. With a ``writer`` the result is handed to
+    it and the outcome's status returned at once; else it is stored before returning.
     """
     claimed, action = _retrying(
         f"claiming execution {execution_id}",
@@ -132,6 +187,13 @@ def run_execution(
             result = RunResult.not_started(Outcome.FAILED, str(exc))
         else:
             result = run(invocation)
+    if writer is not None:
+        writer.submit(database, execution_id, result)
+        return OUTCOME_STATUS[result.outcome]
+    return _store_retrying(database, execution_id, result)
+
+
+def _store_retrying(database: Database, execution_id: int, result: RunResult) -> ExecutionStatus:
     return _retrying(
         f"storing the result of execution {execution_id}",
         lambda: _store(database, execution_id, result),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from attune import retention, workers
 from attune.celery_app import app, resources
-from attune.runner import CancelWatcher, run_execution
+from attune.runner import CancelWatcher, result_writer, run_execution
 
 _watcher = CancelWatcher(lambda: resources.database)
 
@@ -29,6 +29,11 @@ def purge_executions(older_than_days: float) -> int:
 def execute_action(execution_id: int) -> str | None:
     """Run one scheduled execution on this worker (at most once, whatever is redelivered)."""
     status = run_execution(
-        resources.database, resources.settings, resources.worker_name, execution_id, _watcher
+        resources.database,
+        resources.settings,
+        resources.worker_name,
+        execution_id,
+        _watcher,
+        result_writer,
     )
     return None if status is None else status.value
