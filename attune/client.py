@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import attune.executions as executions
@@ -41,6 +42,8 @@ def execute(
     settings = resources.settings
     if settings.is_embedded:
         embedded_worker.start()
+    database = resources.database
+    epoch = None if database.is_sqlite else hub.listen_postgres(database.engine.url)
     routed = _reconnecting(
         lambda database: schedule(
             database, settings, ref, params or {}, worker=worker, timeout_s=timeout_s
@@ -48,6 +51,10 @@ def execute(
     )
     if isinstance(routed, Unroutable):
         raise NoWorkerAvailableError(routed.execution_id, routed.reason)
+    handle = ExecutionHandle(routed.execution_id, epoch)
+    if epoch is not None:  # before the task is sent, so its notification cannot be missed
+        hub.await_record(handle.id)
+        weakref.finalize(handle, hub.forget, handle.id)
     try:
         execute_action.apply_async((routed.execution_id,), queue=routed.queue)
     except Exception as exc:  # kombu and redis raise several families; all mean "not sent"
@@ -58,7 +65,7 @@ def execute(
             )
         )
         raise EnqueueError(routed.execution_id, str(exc)) from exc
-    return ExecutionHandle(routed.execution_id)
+    return handle
 
 
 def get_execution(execution_id: int) -> ExecutionRecord:
@@ -77,6 +84,9 @@ class ExecutionHandle:
     """A reference to an execution that the caller can poll, wait on, or cancel."""
 
     id: int
+    listened_since: int | None = field(default=None, repr=False, compare=False)
+    """The completion listener's :attr:`~attune.completion.CompletionHub.epoch` when
+    ``execute`` awaited this execution, before sending its task (None: not known)."""
 
     def status(self) -> ExecutionStatus:
         """The current status."""
@@ -87,7 +97,9 @@ class ExecutionHandle:
 
         Wakes on completion notifications (in-process, or a PostgreSQL NOTIFY that carries the
         record) and otherwise re-reads the row on a back-off: a safety net where notifications
-        exist, polling where they do not (SQLite shared between processes). Raises
+        exist, polling where they do not (SQLite shared between processes). Waiting on a
+        handle from ``execute`` reads nothing until woken, as long as the listener that was
+        up then has stayed connected: no notification can have been missed. Raises
         WaitTimeoutError after ``timeout_s``.
         """
         database = resources.database
@@ -96,21 +108,27 @@ class ExecutionHandle:
         notified = not database.is_sqlite or resources.settings.is_embedded
         pause_s, max_pause_s = _SAFETY_NET_S if notified else _POLL_S
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        hub.await_record(self.id)
+        trusted = not hub.await_record(self.id) and self.listened_since is not None
         try:
+            read = not (trusted and hub.epoch == self.listened_since)
             while True:
                 seen = hub.version
                 notified_record = hub.finished_record(self.id)
-                if notified_record is not None:
+                if notified_record:
                     return executions.from_notification(notified_record)
-                status = self.status()  # one column: the full record only once it is final
-                if status.is_terminal:
-                    return get_execution(self.id)
+                if read or notified_record is not None:
+                    status = self.status()  # one column: the full record only once it is final
+                    if status.is_terminal:
+                        return get_execution(self.id)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    raise WaitTimeoutError(self.id, timeout_s or 0.0, status)
-                hub.wait_for_change(seen, pause_s if remaining is None else min(pause_s, remaining))
-                pause_s = min(pause_s * 2, max_pause_s)
+                    raise WaitTimeoutError(self.id, timeout_s or 0.0, self.status())
+                woke = hub.wait_for_change(
+                    seen, pause_s if remaining is None else min(pause_s, remaining)
+                )
+                read = not (woke and trusted and hub.epoch == self.listened_since)
+                if not woke:
+                    pause_s = min(pause_s * 2, max_pause_s)
         finally:
             hub.forget(self.id)
 

@@ -21,6 +21,9 @@ from sqlalchemy.engine import URL
 NOTIFY_CHANNEL = "attune_execution_done"
 """The PostgreSQL channel the execution trigger notifies with the execution id."""
 
+STOP_CHECK_S = 0.5
+"""How often the listener thread, between notifications, looks whether it is to stop."""
+
 log = logging.getLogger(__name__)
 
 
@@ -33,6 +36,8 @@ class CompletionHub:
         self._awaited: dict[int, dict[str, Any] | None] = {}
         self._listener: threading.Thread | None = None
         self._listening = threading.Event()
+        self._stopping = threading.Event()
+        self._epoch = 0
 
     @property
     def version(self) -> int:
@@ -45,13 +50,27 @@ class CompletionHub:
             self._version += 1
             self._condition.notify_all()
 
-    def await_record(self, execution_id: int) -> None:
-        """Keep the finished record of ``execution_id`` when a notification carries it."""
+    @property
+    def epoch(self) -> int | None:
+        """Names the listener's current connection; None while not listening.
+
+        While it stays the same, no notification sent since was missed.
+        """
+        return self._epoch if self._listening.is_set() else None
+
+    def await_record(self, execution_id: int) -> bool:
+        """Keep what a notification says of ``execution_id``; False if it was awaited already."""
         with self._condition:
-            self._awaited.setdefault(execution_id, None)
+            if execution_id in self._awaited:
+                return False
+            self._awaited[execution_id] = None
+            return True
 
     def finished_record(self, execution_id: int) -> dict[str, Any] | None:
-        """The awaited execution's record as notified (JSON fields), or None if not (yet)."""
+        """The awaited execution's record as notified (JSON fields), or None if not (yet).
+
+        An empty dict means "finished, read the record": it was notified by id alone.
+        """
         with self._condition:
             return self._awaited.get(execution_id)
 
@@ -63,45 +82,62 @@ class CompletionHub:
     def _deliver(self, payload: str) -> None:
         """One notification: keep its record if awaited, then wake every waiter."""
         with self._condition:
-            if self._awaited and payload.startswith("{"):
-                fields = json.loads(payload)
-                if fields["id"] in self._awaited:
-                    self._awaited[fields["id"]] = fields
+            if self._awaited:
+                fields = json.loads(payload) if payload.startswith("{") else {}
+                execution_id = fields["id"] if fields else int(payload)
+                if execution_id in self._awaited:
+                    self._awaited[execution_id] = fields
             self.notify()  # the condition's lock is reentrant
 
-    def wait_for_change(self, seen: int, timeout_s: float) -> None:
-        """Block until :attr:`version` differs from ``seen`` or ``timeout_s`` has passed."""
+    def wait_for_change(self, seen: int, timeout_s: float) -> bool:
+        """Block until :attr:`version` differs from ``seen`` (True) or ``timeout_s`` has passed."""
         with self._condition:
-            self._condition.wait_for(lambda: self._version != seen, timeout=timeout_s)
+            return self._condition.wait_for(lambda: self._version != seen, timeout=timeout_s)
 
-    def listen_postgres(self, url: URL, ready_timeout_s: float = 2.0) -> None:
-        """Relay PostgreSQL notifications into this hub (one daemon thread per process)."""
+    def listen_postgres(self, url: URL, ready_timeout_s: float = 2.0) -> int | None:
+        """Relay PostgreSQL notifications into this hub (one daemon thread per process).
+
+        Returns :attr:`epoch` once listening (None if not within ``ready_timeout_s``).
+        """
         if self._listener is not None and self._listener.is_alive():
-            return
+            return self.epoch
         conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._listening.clear()
+        self._stopping.clear()
         self._listener = threading.Thread(
             target=self._relay, args=(conninfo,), name="attune-completion", daemon=True
         )
         self._listener.start()
         self._listening.wait(ready_timeout_s)
+        return self.epoch
+
+    def stop(self) -> None:
+        """Stop relaying notifications; returns once the listener thread has ended."""
+        self._stopping.set()
+        if self._listener is not None:
+            self._listener.join()
+            self._listener = None
 
     def _relay(self, conninfo: str) -> None:
         failures = 0
-        while True:
+        while not self._stopping.is_set():
             try:
                 with psycopg.connect(conninfo, autocommit=True) as connection:
                     connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self._epoch += 1
                     self._listening.set()
                     failures = 0
-                    for notification in connection.notifies():
-                        self._deliver(notification.payload)
+                    while not self._stopping.is_set():
+                        for notification in connection.notifies(timeout=STOP_CHECK_S):
+                            self._deliver(notification.payload)
             except psycopg.Error as exc:
+                self._listening.clear()
                 if failures == 0:
                     log.warning("completion listener lost its connection: %s", exc)
                 failures += 1
                 self.notify()  # waiters re-read the database rather than miss a completion
-                threading.Event().wait(min(0.1 * failures, 2.0))
+                self._stopping.wait(min(0.1 * failures, 2.0))
+        self._listening.clear()
 
 
 hub = CompletionHub()

@@ -1,0 +1,152 @@
+"""The completion hub on PostgreSQL: what a notification leaves for a waiter, and when a
+waiter may trust it instead of reading the database."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import text
+
+from attune.celery_app import resources
+from attune.client import ExecutionHandle
+from attune.completion import NOTIFY_CHANNEL, CompletionHub, hub
+from attune.db import Database
+from attune.models import Execution
+from attune.settings import Settings
+from tests.processes import wait_until
+
+
+def notify(database: Database, payload: str) -> None:
+    with database.engine.connect() as connection:
+        connection.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {
+                "channel": NOTIFY_CHANNEL,
+                "payload": payload,
+            },
+        )
+        connection.commit()
+
+
+def finished_execution(database: Database) -> int:
+    with database.session_scope() as session:
+        execution = Execution(action_ref="core.echo", parameters={}, status="succeeded")
+        session.add(execution)
+        session.flush()
+        return execution.id
+
+
+@pytest.fixture
+def listening(pg_database: Database) -> Iterator[CompletionHub]:
+    own = CompletionHub()
+    assert own.epoch is None
+    assert own.listen_postgres(pg_database.engine.url) == 1
+    yield own
+    own.stop()
+    assert own.epoch is None
+
+
+def test_an_awaited_record_is_kept_and_others_are_not(
+    listening: CompletionHub, pg_database: Database
+) -> None:
+    assert listening.await_record(7) is True
+    assert listening.await_record(7) is False
+    seen = listening.version
+
+    notify(pg_database, '{"id": 8, "status": "succeeded"}')
+    notify(pg_database, '{"id": 7, "status": "failed"}')
+
+    wait_until(lambda: listening.finished_record(7) is not None, 5, "the record of 7")
+    assert listening.finished_record(7) == {"id": 7, "status": "failed"}
+    assert listening.finished_record(8) is None
+    assert listening.version >= seen + 2
+
+
+def test_an_id_alone_means_finished_read_the_record(
+    listening: CompletionHub, pg_database: Database
+) -> None:
+    listening.await_record(41)
+
+    notify(pg_database, "41")
+
+    wait_until(lambda: listening.finished_record(41) is not None, 5, "the notice of 41")
+    assert listening.finished_record(41) == {}
+
+
+def test_a_lost_connection_changes_the_epoch(
+    listening: CompletionHub, pg_database: Database
+) -> None:
+    with pg_database.engine.connect() as connection:
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE query LIKE 'LISTEN %' AND datname = current_database()"
+            )
+        )
+
+    wait_until(lambda: listening.epoch not in (None, 1), 10, "a new connection")
+    assert listening.epoch == 2
+
+
+@pytest.fixture
+def configured(pg_database: Database) -> Iterator[Database]:
+    url = pg_database.engine.url.render_as_string(hide_password=False)
+    resources.configure(Settings.from_env({"ATTUNE_DATABASE_URL": url}))
+    try:
+        yield resources.database
+    finally:
+        hub.stop()  # it listens to this test's database: later tests start their own
+        resources.configure(Settings.from_env())
+
+
+def test_a_handle_without_an_epoch_reads_at_once(configured: Database) -> None:
+    execution_id = finished_execution(configured)
+
+    record = ExecutionHandle(execution_id).wait(timeout_s=0.04)  # less than the safety net
+
+    assert record.status == "succeeded"
+
+
+def test_a_trusted_wait_still_ends_when_a_notification_was_never_sent(
+    configured: Database,
+) -> None:
+    # Given an execution that finished without a notification, awaited as execute() does
+    execution_id = finished_execution(configured)
+    epoch = hub.listen_postgres(configured.engine.url)
+    assert epoch is not None
+    handle = ExecutionHandle(execution_id, epoch)
+    hub.await_record(execution_id)
+
+    # When the caller waits: the safety net reads the row after its first pause
+    record = handle.wait(timeout_s=5)
+
+    assert record.status == "succeeded"
+    assert hub.finished_record(execution_id) is None  # forgotten once returned
+
+
+def test_a_trusted_wait_wakes_on_the_notification(configured: Database) -> None:
+    execution_id = finished_execution(configured)
+    epoch = hub.listen_postgres(configured.engine.url)
+    handle = ExecutionHandle(execution_id, epoch)
+    hub.await_record(execution_id)
+    fields = {
+        **{name: None for name in ("worker", "exit_code", "result", "error", "started_at")},
+        **{"finished_at": None, "duration_ms": 1, "stderr": ""},
+        "id": execution_id,
+        "action_ref": "core.echo",
+        "status": "succeeded",
+        "parameters": {},
+        "stdout": "from the notification",
+        "stdout_truncated": False,
+        "stderr_truncated": False,
+        "requested_at": "2026-11-28T12:00:00+00:00",
+    }
+    payload = json.dumps(fields)
+    threading.Timer(0.01, notify, (configured, payload)).start()
+
+    record = handle.wait(timeout_s=5)
+
+    assert record.stdout == "from the notification"  # not what the row holds
