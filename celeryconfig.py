@@ -3,6 +3,7 @@
 Celery reads this module lazily, the first time the app's configuration is needed.
 """
 
+from attune.broker import TRANSPORT
 from attune.queues import SWEEP_QUEUE
 from attune.settings import Settings
 
@@ -12,6 +13,8 @@ _purge_interval_s = 3600.0  # how often beat purges old executions (ATTUNE_RETEN
 
 broker_url = _settings.broker_url
 broker_connection_retry_on_startup = True
+if broker_url.startswith("redis://"):
+    broker_transport = TRANSPORT  # kombu's, reusing one redis client (attune/broker.py)
 if _settings.is_embedded:
     # The in-memory transport polls; the default 1 s would add up to a second per message.
     broker_transport_options = {"polling_interval": 0.005}
