@@ -248,6 +248,38 @@ _CLAIM_JOINED = _TO_RUNNING.where(_EXECUTION.action_ref == _ACTION.ref).returnin
 )
 
 
+_LOST = (
+    update(_EXECUTIONS)
+    .where(
+        _EXECUTION.id == bindparam("execution_id"),
+        _EXECUTION.worker == bindparam("worker"),
+        in_literals(_EXECUTION.status, TRANSITIONS[ExecutionStatus.ABANDONED]),
+    )
+    .values(
+        status=ExecutionStatus.ABANDONED.value,
+        error=bindparam("error", type_=_EXECUTIONS.c.error.type),
+        finished_at=db_now(),
+    )
+    .returning(_EXECUTION.id)
+)
+
+
+def settle_lost(database: Database, execution_id: int, worker_name: str, reason: str) -> bool:
+    """Abandon the execution this worker was running when its pool process died; True if so.
+
+    The worker lives on and heartbeats, so the sweep would never settle it, and the message
+    Celery requeues can no longer claim it. One attempt: it runs in the worker's event loop.
+    """
+    error = f"the worker process running it on {worker_name} died: {reason}"
+    values = {"execution_id": execution_id, "worker": worker_name, "error": error}
+    lost = bool(database.reconnecting(lambda: database.run(_LOST, values)))
+    if lost:
+        hub.notify()
+        metrics.record_execution(ExecutionStatus.ABANDONED, None)
+        log.warning("execution %s abandoned: %s", execution_id, error)
+    return lost
+
+
 def _claim(database: Database, execution_id: int, worker_name: str) -> tuple[Any, Any]:
     """Move the execution scheduled → running; its row and its action's, or (None, None)."""
     values = {"execution_id": execution_id, "worker": worker_name}

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+from celery.exceptions import WorkerLostError
+from celery.worker.request import Request
+
 from attune import retention, workers
 from attune.celery_app import app, resources
-from attune.runner import CancelWatcher, result_writer, run_execution
+from attune.runner import CancelWatcher, result_writer, run_execution, settle_lost
 
 _watcher = CancelWatcher(lambda: resources.database)
+log = logging.getLogger(__name__)
+
+
+class ExecutionRequest(Request):
+    """In the worker's main process: settle the execution of a pool process that died."""
+
+    def on_failure(self, exc_info: Any, *args: Any, **kwargs: Any) -> None:
+        lost = getattr(exc_info.exception, "exc", exc_info.exception)  # billiard may wrap it
+        if isinstance(lost, WorkerLostError):
+            execution_id, reason = self.args[0], str(lost)
+            try:
+                settle_lost(resources.database, execution_id, resources.worker_name, reason)
+            except Exception:  # never break Celery's own handling of the lost task
+                log.exception("could not abandon execution %s of a dead pool process", execution_id)
+        super().on_failure(exc_info, *args, **kwargs)
 
 
 @app.task(name="attune.sweep_workers")
@@ -25,7 +46,7 @@ def purge_executions(older_than_days: float) -> int:
         return retention.purge(session, older_than_days)
 
 
-@app.task(name="attune.execute_action")
+@app.task(name="attune.execute_action", Request=ExecutionRequest)
 def execute_action(execution_id: int) -> str | None:
     """Run one scheduled execution on this worker (at most once, whatever is redelivered)."""
     status = run_execution(

@@ -7,6 +7,7 @@ serves native.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -285,3 +286,27 @@ def test_a_killed_worker_leaves_no_execution_running(deployment: Cluster) -> Non
     assert statuses["w-doomed"] == "inactive"
     assert statuses["w-shell"] == "active"
     assert attune.execute("core.echo", {"message": "still"}).wait(30).succeeded
+
+
+def test_a_dead_pool_process_leaves_no_execution_running(deployment: Cluster) -> None:
+    # Given an action running in a pool process of a worker that stays up
+    worker = deployment.start_worker("w-pool", ["shell"])
+    handle = attune.execute("core.sleep", {"seconds": 30}, worker="w-pool")
+    wait_until(lambda: handle.status() is ExecutionStatus.RUNNING, 30, "the action running")
+
+    # When its pool processes are killed (the main process lives on and replaces them)
+    for child in pool_processes(worker.pid):
+        os.kill(child, signal.SIGKILL)
+    record = handle.wait(30)
+
+    # Then the execution is abandoned at once, without waiting for a sweep
+    assert record.status is ExecutionStatus.ABANDONED
+    assert record.error is not None
+    assert record.error.startswith("the worker process running it on w-pool died")
+    assert worker.alive()
+    assert attune.execute("core.echo", {"message": "again"}, worker="w-pool").wait(30).succeeded
+
+
+def pool_processes(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children]
