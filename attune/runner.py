@@ -110,37 +110,45 @@ class CancelWatcher:
 class ResultWriter:
     """One thread per process that stores finished executions' results, in order.
 
-    A worker hands the result over and takes its next task while the result is written: the
-    message is acknowledged once the action has ended. That loses nothing: a redelivered
-    message can no longer claim the execution, and a worker that dies before the result is
-    stored leaves the execution ``running`` until the sweep abandons it, as when it dies
-    mid-action. :meth:`flush` before a worker process or worker stops.
+    A task waits up to ``wait_s`` for its result to be written: an idle database answers well
+    within that, so a lone execution is stored on the task's path; a busy one lets the worker
+    take its next task while the result is written, and the message is then acknowledged once
+    the action has ended. That loses nothing: a redelivered message can no longer claim the
+    execution, and a worker that dies before the result is stored leaves the execution
+    ``running`` until the sweep abandons it, as when it dies mid-action. :meth:`flush`
+    before a worker process or worker stops.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, wait_s: float = 0.0) -> None:
+        self._wait_s = wait_s
         self._queue: queue.SimpleQueue[tuple[Database, int, RunResult]] = queue.SimpleQueue()
         self._condition = threading.Condition()
-        self._pending = 0
+        self._submitted = 0
+        self._written = 0
         self._thread: threading.Thread | None = None
         self._pid = 0
 
     def submit(self, database: Database, execution_id: int, result: RunResult) -> None:
-        """Store ``result`` soon (retrying through a database outage, like a direct store)."""
+        """Store ``result`` (retrying through a database outage, like a direct store)."""
         with self._condition:
             if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                self._pid, self._pending, self._queue = os.getpid(), 0, queue.SimpleQueue()
+                self._pid, self._submitted, self._written = os.getpid(), 0, 0
+                self._queue = queue.SimpleQueue()
                 self._thread = threading.Thread(
                     target=self._loop, name="attune-result-writer", daemon=True
                 )
                 self._thread.start()
-            self._pending += 1
+            self._submitted += 1
+            ticket = self._submitted
             self._queue.put((database, execution_id, result))
+            if self._wait_s > 0:
+                self._condition.wait_for(lambda: self._written >= ticket, timeout=self._wait_s)
 
     def flush(self) -> None:
         """Return once every result submitted in this process is stored (or given up on)."""
         with self._condition:
             if self._pid == os.getpid():
-                self._condition.wait_for(lambda: self._pending == 0)
+                self._condition.wait_for(lambda: self._written >= self._submitted)
 
     def _loop(self) -> None:
         while True:
@@ -151,11 +159,14 @@ class ResultWriter:
                 log.exception("the result of execution %s could not be stored", execution_id)
             finally:
                 with self._condition:
-                    self._pending -= 1
+                    self._written += 1
                     self._condition.notify_all()
 
 
-result_writer = ResultWriter()
+STORE_WAIT_S = 0.002
+"""How long a worker's task waits for its result to be written before it takes the next one."""
+
+result_writer = ResultWriter(STORE_WAIT_S)
 """This process's writer (its thread starts with the first result)."""
 
 

@@ -183,3 +183,15 @@ def test_the_writer_goes_on_after_a_result_it_cannot_store(
 
 def test_flushing_a_writer_that_never_wrote_returns_at_once() -> None:
     ResultWriter().flush()
+
+
+def test_a_writer_that_waits_stores_the_result_before_the_task_returns(
+    loaded: Database, settings: Settings
+) -> None:
+    execution_id = scheduled(loaded, "core.echo", {"message": "now"})
+    writer = ResultWriter(wait_s=30)  # far longer than any store here
+
+    run_execution(loaded, settings, "w1", execution_id, CancelWatcher(lambda: loaded), writer)
+
+    assert execution_row(loaded, execution_id).status == "succeeded"  # no flush needed
+    writer.flush()
