@@ -138,32 +138,40 @@ def transition(
     target: ExecutionStatus,
     *,
     sources: frozenset[ExecutionStatus] | None = None,
+    held_by: str | None = None,
     **values: Any,
 ) -> bool:
     """Move the execution to ``target`` if its current state allows it; True when it moved.
 
-    ``sources`` narrows the allowed source states of :data:`TRANSITIONS` for this call.
-    Terminal targets also record ``finished_at`` on the database clock.
+    ``sources`` narrows the allowed source states of :data:`TRANSITIONS` for this call;
+    with ``held_by`` it moves only while that worker holds it. Terminal targets also record
+    ``finished_at`` on the database clock.
     """
     allowed = TRANSITIONS[target] if sources is None else TRANSITIONS[target] & sources
-    statement = _transition_statement(target, allowed, tuple(sorted(values)))
-    return bool(database.run(statement, {"execution_id": execution_id, **values}))
+    statement = _transition_statement(
+        target, allowed, tuple(sorted(values)), held=held_by is not None
+    )
+    bound = {"execution_id": execution_id, "held_by": held_by, **values}
+    return bool(database.run(statement, bound))
 
 
 @functools.cache
 def _transition_statement(
-    target: ExecutionStatus, allowed: frozenset[ExecutionStatus], columns: tuple[str, ...]
+    target: ExecutionStatus,
+    allowed: frozenset[ExecutionStatus],
+    columns: tuple[str, ...],
+    held: bool,
 ) -> Update:
     """The conditional UPDATE for one kind of transition, built once and reused."""
     values: dict[str, Any] = {column: bindparam(column) for column in columns}
     if target.is_terminal and "finished_at" not in values:
         values["finished_at"] = db_now()
-    return (
-        update(_TABLE)
-        .where(_E.id == bindparam("execution_id"), in_literals(_E.status, allowed))
-        .values(status=target.value, **values)
-        .returning(_E.id)
+    statement = update(_TABLE).where(
+        _E.id == bindparam("execution_id"), in_literals(_E.status, allowed)
     )
+    if held:
+        statement = statement.where(_E.worker == bindparam("held_by"))
+    return statement.values(status=target.value, **values).returning(_E.id)
 
 
 def request_cancel(database: Database, execution_id: int) -> ExecutionStatus:

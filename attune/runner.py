@@ -259,22 +259,6 @@ _CLAIM_JOINED = _TO_RUNNING.where(_EXECUTION.action_ref == _ACTION.ref).returnin
 )
 
 
-_LOST = (
-    update(_EXECUTIONS)
-    .where(
-        _EXECUTION.id == bindparam("execution_id"),
-        _EXECUTION.worker == bindparam("worker"),
-        in_literals(_EXECUTION.status, TRANSITIONS[ExecutionStatus.ABANDONED]),
-    )
-    .values(
-        status=ExecutionStatus.ABANDONED.value,
-        error=bindparam("error", type_=_EXECUTIONS.c.error.type),
-        finished_at=db_now(),
-    )
-    .returning(_EXECUTION.id)
-)
-
-
 def settle_lost(database: Database, execution_id: int, worker_name: str, reason: str) -> bool:
     """Abandon the execution this worker was running when its pool process died; True if so.
 
@@ -282,8 +266,11 @@ def settle_lost(database: Database, execution_id: int, worker_name: str, reason:
     Celery requeues can no longer claim it. One attempt: it runs in the worker's event loop.
     """
     error = f"the worker process running it on {worker_name} died: {reason}"
-    values = {"execution_id": execution_id, "worker": worker_name, "error": error}
-    lost = bool(database.reconnecting(lambda: database.run(_LOST, values)))
+    lost = database.reconnecting(
+        lambda: executions.transition(
+            database, execution_id, ExecutionStatus.ABANDONED, held_by=worker_name, error=error
+        )
+    )
     if lost:
         hub.notify()
         metrics.record_execution(ExecutionStatus.ABANDONED, None)
