@@ -108,9 +108,15 @@ class ExecutionHandle:
         notified = not database.is_sqlite or resources.settings.is_embedded
         pause_s, max_pause_s = _SAFETY_NET_S if notified else _POLL_S
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        trusted = not hub.await_record(self.id) and self.listened_since is not None
+        # Awaited by execute() before its task was sent: while the listener of then stays
+        # connected, no notification of this execution can have been missed.
+        awaited = not hub.await_record(self.id) and self.listened_since is not None
+
+        def unbroken() -> bool:
+            return awaited and hub.epoch == self.listened_since
+
         try:
-            read = not (trusted and hub.epoch == self.listened_since)
+            read = not unbroken()
             while True:
                 seen = hub.version
                 notified_record = hub.finished_record(self.id)
@@ -126,7 +132,7 @@ class ExecutionHandle:
                 woke = hub.wait_for_change(
                     seen, pause_s if remaining is None else min(pause_s, remaining)
                 )
-                read = not (woke and trusted and hub.epoch == self.listened_since)
+                read = not (woke and unbroken())
                 if not woke:
                     pause_s = min(pause_s * 2, max_pause_s)
         finally:

@@ -21,11 +21,11 @@ from attune.workers import no_worker_reason, serving, unavailable_reason
 
 _EXECUTION = cast(Table, Execution.__table__)
 _ACTIONS = cast(Table, Action.__table__).c
-_ROW = ("action_ref", "parameters", "secrets", "target_worker", "timeout_s")
+_REQUEST_COLUMNS = ("action_ref", "parameters", "secrets", "target_worker", "timeout_s")
 
 
 def _insert(**fixed: Any) -> Insert:
-    bound = {name: bindparam(name, type_=_EXECUTION.c[name].type) for name in _ROW}
+    bound = {name: bindparam(name, type_=_EXECUTION.c[name].type) for name in _REQUEST_COLUMNS}
     return insert(_EXECUTION).values(**bound, **fixed).returning(_EXECUTION.c.id)
 
 
@@ -66,7 +66,7 @@ def _insertion(settings: Settings) -> Insert:
         available = serving(settings, _ACTIONS.runner_type)
         routed = select(
             _ACTIONS.ref,
-            *(bindparam(name, type_=_EXECUTION.c[name].type) for name in _ROW[1:]),
+            *(bindparam(name, type_=_EXECUTION.c[name].type) for name in _REQUEST_COLUMNS[1:]),
             case((available, ExecutionStatus.SCHEDULED.value), else_=ExecutionStatus.FAILED.value),
             case((available, null()), else_=bindparam("no_worker", type_=String())),
             case((available, null()), else_=db_now()),
@@ -75,7 +75,7 @@ def _insertion(settings: Settings) -> Insert:
             _ACTIONS.updated_at == bindparam("updated_at", type_=UTCDateTime()),
             _ACTIONS.enabled.is_(True),
         )
-        columns = [*_ROW, "status", "error", "finished_at"]
+        columns = [*_REQUEST_COLUMNS, "status", "error", "finished_at"]
         statement = _INSERTIONS[settings.staleness_threshold_s] = (
             insert(_EXECUTION)
             .from_select(columns, routed)
