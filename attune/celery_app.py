@@ -18,14 +18,13 @@ from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from celery import Celery, bootsteps
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import worker_process_init
 
 from attune import __version__, metrics
 from attune.db import Database
 from attune.errors import AttuneError
 from attune.heartbeat import Heartbeat
 from attune.queues import worker_queues
-from attune.runner import result_writer
 from attune.settings import Settings
 from attune.workers import Registration
 
@@ -79,11 +78,6 @@ resources = ProcessResources()
 @worker_process_init.connect
 def _after_fork(**_: Any) -> None:
     resources.forget_database()
-
-
-@worker_process_shutdown.connect
-def _before_exit(**_: Any) -> None:
-    result_writer.flush()  # a pool process stores its last results before it ends
 
 
 class EmbeddedWorker:
@@ -215,7 +209,6 @@ class Liveness(bootsteps.StartStopStep):
 
     def shutdown(self, consumer: Any) -> None:
         """After the pool stopped: stop heartbeating, mark the row inactive, settle leftovers."""
-        result_writer.flush()  # results of a thread pool's last tasks, before going inactive
         if self.heartbeat is not None:
             self.heartbeat.deactivate("shut down")
             self.heartbeat = None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -107,82 +106,17 @@ class CancelWatcher:
                 watched[execution_id].set()
 
 
-class ResultWriter:
-    """One thread per process that stores finished executions' results, in order.
-
-    A task waits up to ``wait_s`` for its result to be written: an idle database answers well
-    within that, so a lone execution is stored on the task's path; a busy one lets the worker
-    take its next task while the result is written, and the message is then acknowledged once
-    the action has ended. That loses nothing: a redelivered message can no longer claim the
-    execution, and a worker that dies before the result is stored leaves the execution
-    ``running`` until the sweep abandons it, as when it dies mid-action. :meth:`flush`
-    before a worker process or worker stops.
-    """
-
-    def __init__(self, wait_s: float = 0.0) -> None:
-        self._wait_s = wait_s
-        self._queue: queue.SimpleQueue[tuple[Database, int, RunResult]] = queue.SimpleQueue()
-        self._condition = threading.Condition()
-        self._submitted = 0
-        self._written = 0
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-
-    def submit(self, database: Database, execution_id: int, result: RunResult) -> None:
-        """Store ``result`` (retrying through a database outage, like a direct store)."""
-        with self._condition:
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                self._pid, self._submitted, self._written = os.getpid(), 0, 0
-                self._queue = queue.SimpleQueue()
-                self._thread = threading.Thread(
-                    target=self._loop, name="attune-result-writer", daemon=True
-                )
-                self._thread.start()
-            self._submitted += 1
-            ticket = self._submitted
-            self._queue.put((database, execution_id, result))
-            if self._wait_s > 0:
-                self._condition.wait_for(lambda: self._written >= ticket, timeout=self._wait_s)
-
-    def flush(self) -> None:
-        """Return once every result submitted in this process is stored (or given up on)."""
-        with self._condition:
-            if self._pid == os.getpid():
-                self._condition.wait_for(lambda: self._written >= self._submitted)
-
-    def _loop(self) -> None:
-        while True:
-            database, execution_id, result = self._queue.get()
-            try:
-                _store_retrying(database, execution_id, result)
-            except Exception:  # the writer must outlive one result it could not store
-                log.exception("the result of execution %s could not be stored", execution_id)
-            finally:
-                with self._condition:
-                    self._written += 1
-                    self._condition.notify_all()
-
-
-STORE_WAIT_S = 0.002
-"""How long a worker's task waits for its result to be written before it takes the next one."""
-
-result_writer = ResultWriter(STORE_WAIT_S)
-"""This process's writer (its thread starts with the first result)."""
-
-
 def run_execution(
     database: Database,
     settings: Settings,
     worker_name: str,
     execution_id: int,
     watcher: CancelWatcher,
-    writer: ResultWriter | None = None,
 ) -> ExecutionStatus | None:
     """Run the execution if it is still ``scheduled``; the status it ended in, else None.
 
     None means no row moved to ``running``: it was canceled, already run, or is a
-    redelivered message, and nothing more happens. With a ``writer`` the result is handed to
-    it and the outcome's status returned at once; else it is stored before returning.
+    redelivered message, and nothing more happens.
     """
     claimed, action = _retrying(
         f"claiming execution {execution_id}",
@@ -198,13 +132,6 @@ def run_execution(
             result = RunResult.not_started(Outcome.FAILED, str(exc))
         else:
             result = run(invocation)
-    if writer is not None:
-        writer.submit(database, execution_id, result)
-        return OUTCOME_STATUS[result.outcome]
-    return _store_retrying(database, execution_id, result)
-
-
-def _store_retrying(database: Database, execution_id: int, result: RunResult) -> ExecutionStatus:
     return _retrying(
         f"storing the result of execution {execution_id}",
         lambda: _store(database, execution_id, result),

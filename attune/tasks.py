@@ -10,7 +10,7 @@ from celery.worker.request import Request
 
 from attune import retention, workers
 from attune.celery_app import app, resources
-from attune.runner import CancelWatcher, result_writer, run_execution, settle_lost
+from attune.runner import CancelWatcher, run_execution, settle_lost
 
 _watcher = CancelWatcher(lambda: resources.database)
 log = logging.getLogger(__name__)
@@ -55,6 +55,5 @@ def execute_action(execution_id: int) -> str | None:
         resources.worker_name,
         execution_id,
         _watcher,
-        result_writer,
     )
     return None if status is None else status.value

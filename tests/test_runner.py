@@ -12,8 +12,7 @@ from sqlalchemy import delete, update
 from attune.db import Database
 from attune.models import Action, Execution, ExecutionStatus
 from attune.packs import load_packs
-from attune.runner import CancelWatcher, ResultWriter, run_execution
-from attune.runtimes import Outcome, RunResult
+from attune.runner import CancelWatcher, run_execution
 from attune.settings import Settings
 from tests.processes import wait_until
 from tests.rows import execution_row
@@ -148,50 +147,3 @@ def test_an_action_removed_after_scheduling_fails_the_execution(
     assert status is ExecutionStatus.FAILED
     assert row.error is not None
     assert "no longer exists" in row.error
-
-
-def test_with_a_writer_the_result_is_stored_off_the_task_path(
-    loaded: Database, settings: Settings
-) -> None:
-    execution_id = scheduled(loaded, "core.echo", {"message": "later"})
-    writer = ResultWriter()
-
-    status = run_execution(
-        loaded, settings, "w1", execution_id, CancelWatcher(lambda: loaded), writer
-    )
-    writer.flush()
-
-    row = execution_row(loaded, execution_id)
-    assert status is ExecutionStatus.SUCCEEDED
-    assert (row.status, row.stdout, row.finished_at is not None) == ("succeeded", "later\n", True)
-
-
-def test_the_writer_goes_on_after_a_result_it_cannot_store(
-    loaded: Database, settings: Settings, caplog: pytest.LogCaptureFixture
-) -> None:
-    writer = ResultWriter()
-    kept = scheduled(loaded, "core.echo", {"message": "kept"})
-    lost = kept + 1000  # no such row: its result cannot be stored
-
-    writer.submit(loaded, lost, RunResult.not_started(Outcome.FAILED, "gone"))
-    run_execution(loaded, settings, "w1", kept, CancelWatcher(lambda: loaded), writer)
-    writer.flush()
-
-    assert f"the result of execution {lost} could not be stored" in caplog.text
-    assert execution_row(loaded, kept).status == "succeeded"
-
-
-def test_flushing_a_writer_that_never_wrote_returns_at_once() -> None:
-    ResultWriter().flush()
-
-
-def test_a_writer_that_waits_stores_the_result_before_the_task_returns(
-    loaded: Database, settings: Settings
-) -> None:
-    execution_id = scheduled(loaded, "core.echo", {"message": "now"})
-    writer = ResultWriter(wait_s=30)  # far longer than any store here
-
-    run_execution(loaded, settings, "w1", execution_id, CancelWatcher(lambda: loaded), writer)
-
-    assert execution_row(loaded, execution_id).status == "succeeded"  # no flush needed
-    writer.flush()
