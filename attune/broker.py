@@ -7,62 +7,54 @@ per connection pool instead: a redis client is safe to share, since every comman
 own connection from the pool.
 
 Its QoS keeps kombu's record of unacknowledged messages (same keys, same layout, restored by
-kombu's own code) in fewer commands, all of them in the worker's event loop: a delivered message
-is recorded by one script call instead of MULTI, ZADD, HSET, EXEC, and an acknowledgement is
-sent without waiting for a reply. A lost acknowledgement only means that the message is
-delivered again after the visibility timeout, as after a worker's death; attune's tasks take
-that in their stride (an execution is claimed at most once).
+kombu's own code) without waiting on Redis: a delivered message is recorded, and an
+acknowledged one forgotten, by one script each, sent on a connection of the channel's own with
+no reply asked for (kombu waits for a MULTI/EXEC transaction each time, in the worker's event
+loop). Redis runs a connection's commands in order, so a message is still recorded before it
+is forgotten. Should a connection drop with a command unsent, a lost record means what it means
+with kombu when the worker dies between taking a message and recording it, and a lost
+acknowledgement means the message is delivered again after the visibility timeout, as after a
+worker's death; attune's tasks take that in their stride (an execution is claimed at most once).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from time import time
 from typing import Any
 
 from kombu.transport import redis, virtual
-from redis.commands.core import Script
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-_REMEMBER = b"""
+_REMEMBER = """
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 """
 """Record a delivered message: its tag in the index by time, the message under its tag."""
 
+_FORGET = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+"""
+"""Forget an acknowledged message."""
+
 
 class QoS(redis.QoS):
-    """kombu's Redis QoS with one call per delivery and acknowledgements not waited on."""
+    """kombu's Redis QoS, recording and forgetting messages without waiting on Redis."""
 
     def append(self, message: Any, delivery_tag: str) -> None:
         """Record ``message`` as delivered and unacknowledged, as kombu does."""
         delivery = message.delivery_info
         record = json.dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
-        with self.channel.conn_or_acquire() as client:
-            self.channel.remember(
-                keys=[self.unacked_index_key, self.unacked_key],
-                args=[time(), delivery_tag, record],
-                client=client,
-            )
+        keys = (self.unacked_index_key, self.unacked_key)
+        self.channel.send_unanswered(("EVAL", _REMEMBER, 2, *keys, time(), delivery_tag, record))
         virtual.QoS.append(self, message, delivery_tag)  # type: ignore[no-untyped-call]
 
     def ack(self, delivery_tag: str) -> None:
-        """Forget the message in Redis (no reply asked for) and in this channel."""
-        pool = self.channel.pool
-        connection = pool.get_connection()
-        try:
-            # CLIENT REPLY SKIP: Redis sends no reply to the command that follows it.
-            connection.send_packed_command(
-                connection.pack_commands(
-                    [
-                        ("CLIENT", "REPLY", "SKIP"),
-                        ("ZREM", self.unacked_index_key, delivery_tag),
-                        ("CLIENT", "REPLY", "SKIP"),
-                        ("HDEL", self.unacked_key, delivery_tag),
-                    ]
-                )
-            )
-        finally:
-            pool.release(connection)
+        """Forget the message in Redis and in this channel."""
+        keys = (self.unacked_index_key, self.unacked_key)
+        self.channel.send_unanswered(("EVAL", _FORGET, 2, *keys, delivery_tag))
         virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
 
 
@@ -71,7 +63,37 @@ class Channel(redis.Channel):
 
     QoS = QoS
     _shared_client: Any = None
-    remember = Script(None, _REMEMBER)  # type: ignore[arg-type]  # each call names its client
+    _unanswered: Any = None  # the connection send_unanswered uses, made from _unanswered_pool
+    _unanswered_pool: Any = None
+    _unanswered_lock = threading.Lock()  # acks may come from a thread pool's threads
+
+    def send_unanswered(self, *commands: tuple[Any, ...]) -> None:
+        """Send ``commands`` asking Redis for no reply (each after ``CLIENT REPLY SKIP``).
+
+        A connection error is raised as redis-py raises it; the next call reconnects. Used
+        from the event loop and, with a thread pool, from its threads: one at a time.
+        """
+        skipping = [part for command in commands for part in (_SKIP, command)]
+        with self._unanswered_lock:
+            pool = self.pool
+            if self._unanswered is None or self._unanswered_pool is not pool:
+                self._unanswered, self._unanswered_pool = pool.make_connection(), pool
+            connection = self._unanswered
+            try:  # nothing is ever to be read: if something is, the server hung up
+                stale = connection.can_read()
+            except RedisConnectionError:
+                stale = True
+            if stale:
+                connection.disconnect()  # the send below connects afresh
+            connection.send_packed_command(connection.pack_commands(skipping))
+
+    def close(self) -> None:
+        """Close kombu's connections and this channel's own."""
+        with self._unanswered_lock:
+            if self._unanswered is not None:
+                self._unanswered.disconnect()
+                self._unanswered = None
+        super().close()  # type: ignore[no-untyped-call]
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         if asynchronous:
@@ -80,6 +102,10 @@ class Channel(redis.Channel):
         if self._shared_client is None or self._shared_client.connection_pool is not pool:
             self._shared_client = super()._create_client()  # type: ignore[no-untyped-call]
         return self._shared_client
+
+
+_SKIP = ("CLIENT", "REPLY", "SKIP")
+"""Redis sends no reply to the command that follows this one."""
 
 
 class Transport(redis.Transport):

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 from kombu import Connection
 
 from attune.broker import TRANSPORT, Channel, Transport
+from tests.processes import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,3 +72,77 @@ def test_celeryconfig_names_it_for_a_redis_broker_only(broker_url: str, transpor
     )
 
     assert shown.stdout.strip() == transport
+
+
+def _unacked(client: redis.Redis, tag: str) -> tuple[Any, Any]:
+    """What kombu's QoS keeps of a delivered message: (record, index score)."""
+    return client.hget("unacked", tag), client.zscore("unacked_index", tag)
+
+
+def test_a_delivered_message_is_recorded_as_kombu_records_it_and_forgotten_on_ack(
+    redis_url: str,
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    with Connection(redis_url, transport=TRANSPORT) as connection:
+        queue = connection.SimpleQueue("attune-test-qos")
+        try:
+            queue.put({"n": 1})
+            before = time.time()
+            message = queue.get(timeout=5)
+            tag = message.delivery_tag
+
+            record, score = wait_until(
+                lambda: _unacked(client, tag) if _unacked(client, tag)[1] else None,
+                5,
+                "the delivered message recorded",
+            )
+            raw, exchange, routing_key = json.loads(record)
+            assert raw == json.loads(json.dumps(message._raw))  # the message as kombu keeps it
+            assert raw["properties"]["delivery_tag"] == tag
+            assert (exchange, routing_key) == ("attune-test-qos", "attune-test-qos")
+            assert before - 1 <= score <= time.time() + 1
+
+            message.ack()
+
+            wait_until(
+                lambda: _unacked(client, tag) == (None, None), 5, "the acked message forgotten"
+            )
+        finally:
+            queue.clear()
+            queue.close()
+
+
+def test_an_unacknowledged_message_is_restored_by_kombu_when_its_channel_closes(
+    redis_url: str,
+) -> None:
+    with Connection(redis_url, transport=TRANSPORT) as connection:
+        queue = connection.SimpleQueue("attune-test-restore")
+        queue.put({"n": 2})
+        queue.get(timeout=5)  # delivered, never acknowledged
+        queue.close()
+    with Connection(redis_url, transport=TRANSPORT) as connection:
+        queue = connection.SimpleQueue("attune-test-restore")
+        try:
+            again = queue.get(timeout=5)
+            again.ack()
+            assert again.payload == {"n": 2}
+        finally:
+            queue.clear()
+            queue.close()
+
+
+def test_commands_sent_unanswered_get_no_reply_and_survive_a_dropped_connection(
+    redis_url: str,
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    with Connection(redis_url, transport=TRANSPORT) as connection:
+        channel = connection.default_channel
+        channel.send_unanswered(("SET", "attune-test-a", "1"), ("SET", "attune-test-b", "2"))
+        wait_until(lambda: client.get("attune-test-b") == b"2", 5, "both commands run")
+        assert client.get("attune-test-a") == b"1"
+        assert not channel._unanswered.can_read()  # no reply came back
+
+        client.client_kill_filter(_type="normal", skipme=True)  # every other client's connection
+        channel.send_unanswered(("SET", "attune-test-c", "3"))
+
+        wait_until(lambda: client.get("attune-test-c") == b"3", 5, "the command after the drop")
