@@ -228,7 +228,7 @@ def _invocation(
         raise AttuneError(f"action {claimed.action_ref!r} no longer exists; load its pack")
     secrets = SecretBox.for_settings(settings).decrypt(claimed.secrets) if claimed.secrets else {}
     pack_ref = claimed.action_ref.split(".", 1)[0]
-    pack_dir = settings.packs_dir.resolve() / pack_ref
+    pack_dir = settings.packs_dir.absolute() / pack_ref  # no resolve(): a syscall per part
     return Invocation(
         runtime=RunnerType(action.runner_type),
         entry_point=pack_dir / "actions" / action.entry_point,
