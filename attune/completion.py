@@ -5,7 +5,9 @@ caller's process). Across processes on PostgreSQL, a trigger on the execution ta
 ``NOTIFY attune_execution_done`` and one listener thread per process relays it; the payload
 is the finished record as JSON (or its id alone when too big), kept for the executions this
 process waits on, so a woken waiter needs no SELECT. Waiters still re-read the database on a
-short back-off, so a lost wake-up costs latency, never correctness.
+short back-off, so a lost wake-up costs latency, never correctness. A process that has awaited
+nothing for a while stops listening (UNLISTEN, the connection kept) until it awaits again: a
+caller that only enqueues is not sent every completion of the whole system.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from typing import Any
 
 import psycopg
@@ -22,7 +25,10 @@ NOTIFY_CHANNEL = "attune_execution_done"
 """The PostgreSQL channel the execution trigger notifies with the execution id."""
 
 STOP_CHECK_S = 0.5
-"""How often the listener thread, between notifications, looks whether it is to stop."""
+"""How often the listener thread looks whether it is to stop, or to stop listening."""
+
+IDLE_S = 1.0
+"""A listener that has had nothing awaited for this long stops listening until asked again."""
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +36,7 @@ log = logging.getLogger(__name__)
 class CompletionHub:
     """A counter of completions seen by this process, with a condition to wait on."""
 
-    def __init__(self) -> None:
+    def __init__(self, idle_s: float = IDLE_S) -> None:
         self._condition = threading.Condition()
         self._version = 0
         self._awaited: dict[int, dict[str, Any] | None] = {}
@@ -38,6 +44,10 @@ class CompletionHub:
         self._listening = threading.Event()
         self._stopping = threading.Event()
         self._epoch = 0
+        self._idle_s = idle_s
+        self._used_at = time.monotonic()  # when something was last awaited, forgotten or asked
+        self._parked = False  # connected, not listening: nothing awaited for idle_s
+        self._wanted = threading.Event()  # set to make a parked listener listen again
 
     @property
     def version(self) -> int:
@@ -61,6 +71,7 @@ class CompletionHub:
     def await_record(self, execution_id: int) -> bool:
         """Keep what a notification says of ``execution_id``; False if it was awaited already."""
         with self._condition:
+            self._used_at = time.monotonic()
             if execution_id in self._awaited:
                 return False
             self._awaited[execution_id] = None
@@ -77,6 +88,7 @@ class CompletionHub:
     def forget(self, execution_id: int) -> None:
         """Stop keeping the record of ``execution_id``."""
         with self._condition:
+            self._used_at = time.monotonic()
             self._awaited.pop(execution_id, None)
 
     def _deliver(self, payload: str) -> None:
@@ -97,9 +109,17 @@ class CompletionHub:
     def listen_postgres(self, url: URL, ready_timeout_s: float = 2.0) -> int | None:
         """Relay PostgreSQL notifications into this hub (one daemon thread per process).
 
-        Returns :attr:`epoch` once listening (None if not within ``ready_timeout_s``).
+        Returns :attr:`epoch` once listening (None if not within ``ready_timeout_s``); a
+        listener that had stopped listening for want of anything awaited listens again.
         """
+        with self._condition:
+            self._used_at = time.monotonic()
+            parked = self._parked
+            if parked:
+                self._wanted.set()
         if self._listener is not None and self._listener.is_alive():
+            if parked:
+                self._listening.wait(ready_timeout_s)
             return self.epoch
         conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._listening.clear()
@@ -123,21 +143,39 @@ class CompletionHub:
         while not self._stopping.is_set():
             try:
                 with psycopg.connect(conninfo, autocommit=True) as connection:
-                    connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    self._epoch += 1
-                    self._listening.set()
                     failures = 0
-                    while not self._stopping.is_set():
-                        for notification in connection.notifies(timeout=STOP_CHECK_S):
-                            self._deliver(notification.payload)
+                    while self._listen(connection):
+                        connection.execute(f"UNLISTEN {NOTIFY_CHANNEL}")
+                        while not (self._wanted.wait(STOP_CHECK_S) or self._stopping.is_set()):
+                            pass
             except psycopg.Error as exc:
-                self._listening.clear()
+                with self._condition:
+                    self._parked = False
+                    self._listening.clear()
                 if failures == 0:
                     log.warning("completion listener lost its connection: %s", exc)
                 failures += 1
                 self.notify()  # waiters re-read the database rather than miss a completion
                 self._stopping.wait(min(0.1 * failures, 2.0))
         self._listening.clear()
+
+    def _listen(self, connection: psycopg.Connection[Any]) -> bool:
+        """Relay notifications until stopped (False) or idle for ``idle_s`` (True)."""
+        connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        with self._condition:
+            self._epoch += 1
+            self._parked = False
+            self._listening.set()
+        while not self._stopping.is_set():
+            for notification in connection.notifies(timeout=min(STOP_CHECK_S, self._idle_s)):
+                self._deliver(notification.payload)
+            with self._condition:
+                if not self._awaited and time.monotonic() - self._used_at >= self._idle_s:
+                    self._parked = True
+                    self._wanted.clear()
+                    self._listening.clear()
+                    return True
+        return False
 
 
 hub = CompletionHub()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -150,3 +151,39 @@ def test_a_trusted_wait_wakes_on_the_notification(configured: Database) -> None:
     record = handle.wait(timeout_s=5)
 
     assert record.stdout == "from the notification"  # not what the row holds
+
+
+def test_a_hub_with_nothing_awaited_stops_listening_until_asked_again(
+    pg_database: Database,
+) -> None:
+    idle = CompletionHub(idle_s=0.05)
+    try:
+        assert idle.listen_postgres(pg_database.engine.url) == 1
+        wait_until(lambda: idle.epoch is None, 5, "the idle hub to stop listening")
+        idle.await_record(5)  # awaiting alone does not make it listen again
+        notify(pg_database, '{"id": 5, "status": "succeeded"}')
+
+        assert idle.listen_postgres(pg_database.engine.url) == 2
+        idle.await_record(6)
+        notify(pg_database, '{"id": 6, "status": "failed"}')
+
+        wait_until(lambda: idle.finished_record(6) is not None, 5, "the record of 6")
+        assert idle.finished_record(5) is None  # sent while it was not listening
+    finally:
+        idle.stop()
+    assert idle.epoch is None
+
+
+def test_a_hub_keeps_listening_while_something_is_awaited(pg_database: Database) -> None:
+    busy = CompletionHub(idle_s=0.05)
+    try:
+        assert busy.listen_postgres(pg_database.engine.url) == 1
+        busy.await_record(9)
+        time.sleep(0.3)  # six idle periods
+
+        notify(pg_database, '{"id": 9, "status": "succeeded"}')
+
+        wait_until(lambda: busy.finished_record(9) is not None, 5, "the record of 9")
+        assert busy.epoch == 1
+    finally:
+        busy.stop()
