@@ -161,6 +161,8 @@ class CompletionHub:
 
     def _listen(self, connection: psycopg.Connection[Any]) -> bool:
         """Relay notifications until stopped (False) or idle for ``idle_s`` (True)."""
+        if self._stopping.is_set():
+            return False
         connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
         with self._condition:
             self._epoch += 1
