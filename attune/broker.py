@@ -11,10 +11,11 @@ kombu's own code) without waiting on Redis: a delivered message is recorded, and
 acknowledged one forgotten, by one script each, sent on a connection of the channel's own with
 no reply asked for (kombu waits for a MULTI/EXEC transaction each time, in the worker's event
 loop). Redis runs a connection's commands in order, so a message is still recorded before it
-is forgotten. Should a connection drop with a command unsent, a lost record means what it means
-with kombu when the worker dies between taking a message and recording it, and a lost
-acknowledgement means the message is delivered again after the visibility timeout, as after a
-worker's death; attune's tasks take that in their stride (an execution is claimed at most once).
+is forgotten. Should a connection drop with a command unsent, or Redis refuse one (its answers
+are not read), a lost record means what it means with kombu when the worker dies between taking
+a message and recording it, and a lost acknowledgement means the message is delivered again
+after the visibility timeout, as after a worker's death; attune's tasks take that in their
+stride (an execution is claimed at most once).
 """
 
 from __future__ import annotations
