@@ -112,14 +112,13 @@ class CompletionHub:
         Returns :attr:`epoch` once listening (None if not within ``ready_timeout_s``); a
         listener that had stopped listening for want of anything awaited listens again.
         """
+        alive = self._listener is not None and self._listener.is_alive()
         with self._condition:
             self._used_at = time.monotonic()
-            parked = self._parked
-            if parked:
+            if alive and self._parked:
                 self._wanted.set()
-        if self._listener is not None and self._listener.is_alive():
-            if parked:
-                self._listening.wait(ready_timeout_s)
+                self._condition.wait_for(lambda: not self._parked, ready_timeout_s)
+        if alive:
             return self.epoch
         conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._listening.clear()
@@ -157,7 +156,9 @@ class CompletionHub:
                 failures += 1
                 self.notify()  # waiters re-read the database rather than miss a completion
                 self._stopping.wait(min(0.1 * failures, 2.0))
-        self._listening.clear()
+        with self._condition:
+            self._parked = False
+            self._listening.clear()
 
     def _listen(self, connection: psycopg.Connection[Any]) -> bool:
         """Relay notifications until stopped (False) or idle for ``idle_s`` (True)."""
@@ -168,6 +169,7 @@ class CompletionHub:
             self._epoch += 1
             self._parked = False
             self._listening.set()
+            self._condition.notify_all()  # a listen_postgres() waiting for it to listen again
         while not self._stopping.is_set():
             for notification in connection.notifies(timeout=min(STOP_CHECK_S, self._idle_s)):
                 self._deliver(notification.payload)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, make_url, text
 
 from attune.celery_app import resources
 from attune.client import ExecutionHandle
@@ -17,6 +18,7 @@ from attune.completion import NOTIFY_CHANNEL, CompletionHub, hub
 from attune.db import Database
 from attune.models import Execution
 from attune.settings import Settings
+from tests.conftest import PG_ADMIN_URL, require_server
 from tests.processes import wait_until
 
 
@@ -187,3 +189,29 @@ def test_a_hub_keeps_listening_while_something_is_awaited(pg_database: Database)
         assert busy.epoch == 1
     finally:
         busy.stop()
+
+
+def test_a_parked_hub_whose_database_is_gone_does_not_hold_its_caller() -> None:
+    require_server("PostgreSQL", "127.0.0.1", 5432)
+    name = f"attune_test_gone_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(f"{PG_ADMIN_URL}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(f"{PG_ADMIN_URL}/{name}")
+    idle = CompletionHub(idle_s=0.05)
+    try:
+        assert idle.listen_postgres(url) == 1
+        wait_until(lambda: idle.epoch is None, 5, "the idle hub to stop listening")
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        started = time.monotonic()
+
+        epoch = idle.listen_postgres(url, ready_timeout_s=30)
+
+        assert epoch is None  # it cannot listen: the caller goes on and reads the database
+        assert time.monotonic() - started < 10  # without waiting out the ready timeout
+    finally:
+        idle.stop()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
