@@ -89,12 +89,12 @@ class Channel(redis.Channel):
             connection.send_packed_command(connection.pack_commands(skipping))
 
     def close(self) -> None:
-        """Close kombu's connections and this channel's own."""
+        """Close kombu's connections (restoring what was not acknowledged), then its own."""
+        super().close()  # type: ignore[no-untyped-call]
         with self._unanswered_lock:
             if self._unanswered is not None:
-                self._unanswered.disconnect()
+                self._unanswered.disconnect()  # what was sent on it is still delivered
                 self._unanswered = None
-        super().close()  # type: ignore[no-untyped-call]
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         if asynchronous:

@@ -146,3 +146,6 @@ def test_commands_sent_unanswered_get_no_reply_and_survive_a_dropped_connection(
         channel.send_unanswered(("SET", "attune-test-c", "3"))
 
         wait_until(lambda: client.get("attune-test-c") == b"3", 5, "the command after the drop")
+
+        channel.close()
+        assert channel._unanswered is None  # closed with the channel
