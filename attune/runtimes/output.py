@@ -61,6 +61,25 @@ def redact(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
+def redact_cut(kept: str, secrets: Sequence[str]) -> str:
+    """``kept``, output cut at its limit, with the beginning of a secret at its end masked.
+
+    The cut may fall inside a secret, where what is kept of it does not match the whole value
+    (a character cut in half decodes as U+FFFD); the longest such beginning is masked.
+    """
+    body = kept.rstrip("\ufffd")
+    cut = max(
+        (
+            length
+            for secret in secrets
+            for length in range(min(len(secret) - 1, len(body)), 0, -1)
+            if body.endswith(secret[:length])
+        ),
+        default=0,
+    )
+    return body[: len(body) - cut] + MASK if cut else kept
+
+
 def secrets_to_redact(secret_values: Sequence[str]) -> tuple[str, ...]:
     """The non-empty secret values, longest first (so no part of a longer one is left)."""
     return tuple(sorted({value for value in secret_values if value}, key=len, reverse=True))

@@ -17,7 +17,7 @@ from attune.runtimes.capture import Captured
 from attune.runtimes.command import command
 from attune.runtimes.document import render
 from attune.runtimes.invocation import Invocation, Outcome, RunResult
-from attune.runtimes.output import parse, redact, secrets_to_redact
+from attune.runtimes.output import parse, redact, redact_cut, secrets_to_redact
 from attune.runtimes.process import Finished, Spawn, Stop, run_process
 
 
@@ -60,7 +60,8 @@ def run(invocation: Invocation) -> RunResult:
 
 
 def _result(finished: Finished, invocation: Invocation, secrets: Sequence[str]) -> RunResult:
-    outcome, error = _ending(finished, invocation.timeout_s)
+    stderr = _redacted(finished.stderr, finished.stderr.text, secrets)
+    outcome, error = _ending(finished, invocation.timeout_s, stderr)
     stdout, result = finished.stdout.text, None
     if outcome is Outcome.SUCCEEDED and not finished.stdout.truncated:
         parsed = parse(stdout, invocation.output_format, secrets)
@@ -68,8 +69,8 @@ def _result(finished: Finished, invocation: Invocation, secrets: Sequence[str]) 
     return RunResult(
         outcome=outcome,
         exit_code=finished.returncode,
-        stdout=redact(stdout, secrets),
-        stderr=redact(finished.stderr.text, secrets),
+        stdout=_redacted(finished.stdout, stdout, secrets),
+        stderr=stderr,
         result=result,
         error=None if error is None else redact(error, secrets),
         stdout_truncated=finished.stdout.truncated,
@@ -78,6 +79,14 @@ def _result(finished: Finished, invocation: Invocation, secrets: Sequence[str]) 
         stderr_dropped_bytes=finished.stderr.dropped_bytes,
         duration_ms=finished.duration_ms,
     )
+
+
+def _redacted(captured: Captured, text: str, secrets: Sequence[str]) -> str:
+    """``text`` (what is kept of ``captured``) with the secrets masked, cut ones included."""
+    if captured.truncated and secrets:
+        kept = text[: len(text) - len(captured.notice)]
+        text = redact_cut(kept, secrets) + captured.notice
+    return redact(text, secrets)
 
 
 def _reason(exc: OSError | subprocess.SubprocessError) -> str:
@@ -89,8 +98,9 @@ def _reason(exc: OSError | subprocess.SubprocessError) -> str:
     return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
 
 
-def _ending(finished: Finished, timeout_s: float) -> tuple[Outcome, str | None]:
-    """The outcome and error message of a finished process."""
+def _ending(finished: Finished, timeout_s: float, stderr: str) -> tuple[Outcome, str | None]:
+    """The outcome and error message of a finished process (``stderr``: its kept, redacted
+    stderr, whose last line a failure quotes)."""
     if finished.stop is Stop.TIMEOUT:
         return Outcome.TIMEOUT, f"timed out after {timeout_s:g} s"
     if finished.stop is Stop.CANCELED:
@@ -100,7 +110,7 @@ def _ending(finished: Finished, timeout_s: float) -> tuple[Outcome, str | None]:
         return Outcome.SUCCEEDED, None
     if code < 0:
         return Outcome.FAILED, f"killed by signal {_signal_name(-code)}"
-    last = _last_line(finished.stderr)
+    last = _last_line(stderr, finished.stderr.notice)
     return Outcome.FAILED, f"exited with code {code}" + (f": {last}" if last else "")
 
 
@@ -111,10 +121,9 @@ def _signal_name(signum: int) -> str:
         return str(signum)
 
 
-def _last_line(captured: Captured, max_chars: int = 500) -> str:
-    """The last non-blank line of a stream's kept output (before any truncation notice)."""
-    text = captured.text
-    end = len(text) - len(captured.notice)
+def _last_line(text: str, notice: str, max_chars: int = 500) -> str:
+    """The last non-blank line of a stream's kept output ``text`` (before its ``notice``)."""
+    end = len(text) - len(notice)
     while end > 0:
         start = text.rfind("\n", 0, end) + 1
         line = text[start : min(end, start + max_chars)].strip()

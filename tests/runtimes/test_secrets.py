@@ -114,3 +114,35 @@ def test_secrets_are_isolated_between_two_concurrent_runs(pack: Pack) -> None:
         assert results[secret].stdout == f'{{"secret":"{MASK}"}}\n'
     no_secret = pack.run("cat\n", parameters={"secret": "none"})
     assert no_secret.stdout == '{"secret":"none"}\n'
+
+
+def test_a_secret_cut_by_the_output_limit_is_masked_in_what_is_kept(pack: Pack) -> None:
+    # 14 bytes before the secret, a 20-byte limit: the cut keeps "s3cr3t" of "s3cr3t-Pa55"
+    body = f"printf '0123456789abcd{SECRET} and more'\nprintf 'log:{SECRET}!' >&2\nexit 3\n"
+    result = pack.run(body, secret_values=(SECRET,), max_output_bytes=20)
+
+    assert result.stdout.startswith(f"0123456789abcd{MASK}\n[attune: stdout truncated at 20")
+    assert result.stderr.startswith(f"log:{MASK}!")  # not cut: masked whole, as ever
+    for shown in (result.stdout, result.stderr, result.error or ""):
+        assert SECRET[:2] not in shown
+
+    failed = pack.run(
+        f"printf 'bad:{SECRET}' >&2\nexit 3\n", secret_values=(SECRET,), max_output_bytes=8
+    )
+    assert failed.error == f"exited with code 3: bad:{MASK}"
+    assert failed.stderr.startswith(f"bad:{MASK}\n[attune: stderr truncated at 8 bytes")
+
+
+def test_a_secret_cut_inside_a_character_is_masked_too(pack: Pack) -> None:
+    secret = "pässwört-99"
+    result = pack.run(
+        f"printf '0123456789{secret}'\n", secret_values=(secret,), max_output_bytes=12
+    )
+    assert result.stdout.startswith(f"0123456789{MASK}\n[attune: stdout truncated at 12 bytes")
+
+
+def test_output_cut_elsewhere_is_kept_as_it_is(pack: Pack) -> None:
+    result = pack.run(
+        "printf '0123456789abcdefghij'\n", secret_values=(SECRET,), max_output_bytes=12
+    )
+    assert result.stdout.startswith("0123456789ab\n[attune: stdout truncated at 12 bytes")
