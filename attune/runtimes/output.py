@@ -61,23 +61,25 @@ def redact(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
-def redact_cut(kept: str, secrets: Sequence[str]) -> str:
-    """``kept``, output cut at its limit, with the beginning of a secret at its end masked.
+def redact_cut(text: str, end: int, secrets: Sequence[str]) -> str:
+    """``text`` with the beginning of a secret masked where the output limit cut it.
 
-    The cut may fall inside a secret, where what is kept of it does not match the whole value
-    (a character cut in half decodes as U+FFFD); the longest such beginning is masked.
+    ``end`` is where the kept output ends (a truncation notice may follow). The cut may fall
+    inside a secret, where what is kept of it does not match the whole value; the longest such
+    beginning is masked. A character cut in half decodes as one U+FFFD, dropped with it. Reads
+    only the end of ``text``: it may hold megabytes.
     """
-    body = kept.rstrip("\ufffd")
+    stop = end - 1 if text.endswith("\ufffd", 0, end) else end
     cut = max(
         (
             length
             for secret in secrets
-            for length in range(min(len(secret) - 1, len(body)), 0, -1)
-            if body.endswith(secret[:length])
+            for length in range(min(len(secret) - 1, stop), 0, -1)
+            if text.endswith(secret[:length], 0, stop)
         ),
         default=0,
     )
-    return body[: len(body) - cut] + MASK if cut else kept
+    return f"{text[: stop - cut]}{MASK}{text[end:]}" if cut else text
 
 
 def secrets_to_redact(secret_values: Sequence[str]) -> tuple[str, ...]:

@@ -84,8 +84,7 @@ def _result(finished: Finished, invocation: Invocation, secrets: Sequence[str]) 
 def _redacted(captured: Captured, text: str, secrets: Sequence[str]) -> str:
     """``text`` (what is kept of ``captured``) with the secrets masked, cut ones included."""
     if captured.truncated and secrets:
-        kept = text[: len(text) - len(captured.notice)]
-        text = redact_cut(kept, secrets) + captured.notice
+        text = redact_cut(text, len(text) - len(captured.notice), secrets)
     return redact(text, secrets)
 
 
