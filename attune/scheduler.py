@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,50 +39,42 @@ _FAILED = _insert(
 )
 
 
-_LOOKUPS: dict[float, Select[tuple[str, dict[str, Any], bool, datetime, bool]]] = {}
-_INSERTIONS: dict[float, Insert] = {}
-
-
-def _lookup(settings: Settings) -> Select[tuple[str, dict[str, Any], bool, datetime, bool]]:
+@functools.cache
+def _lookup(threshold_s: float) -> Select[tuple[str, dict[str, Any], bool, datetime, bool]]:
     """The action and whether a live worker serves its runtime, in one statement (built once)."""
-    statement = _LOOKUPS.get(settings.staleness_threshold_s)
-    if statement is None:
-        statement = _LOOKUPS[settings.staleness_threshold_s] = select(
-            _ACTIONS.runner_type,
-            _ACTIONS.parameters,
-            _ACTIONS.enabled,
-            _ACTIONS.updated_at,
-            serving(settings, _ACTIONS.runner_type).label("available"),
-        ).where(_ACTIONS.ref == bindparam("ref"))
-    return statement
+    return select(
+        _ACTIONS.runner_type,
+        _ACTIONS.parameters,
+        _ACTIONS.enabled,
+        _ACTIONS.updated_at,
+        serving(threshold_s, _ACTIONS.runner_type).label("available"),
+    ).where(_ACTIONS.ref == bindparam("ref"))
 
 
-def _insertion(settings: Settings) -> Insert:
+@functools.cache
+def _insertion(threshold_s: float) -> Insert:
     """Record an execution of an action known unchanged since ``updated_at``, routed or failed.
 
     One statement (built once): no row is inserted when the action changed or went away.
     """
-    statement = _INSERTIONS.get(settings.staleness_threshold_s)
-    if statement is None:
-        available = serving(settings, _ACTIONS.runner_type)
-        routed = select(
-            _ACTIONS.ref,
-            *(bindparam(name, type_=_EXECUTION.c[name].type) for name in _REQUEST_COLUMNS[1:]),
-            case((available, ExecutionStatus.SCHEDULED.value), else_=ExecutionStatus.FAILED.value),
-            case((available, null()), else_=bindparam("no_worker", type_=String())),
-            case((available, null()), else_=db_now()),
-        ).where(
-            _ACTIONS.ref == bindparam("action_ref"),
-            _ACTIONS.updated_at == bindparam("updated_at", type_=UTCDateTime()),
-            _ACTIONS.enabled.is_(True),
-        )
-        columns = [*_REQUEST_COLUMNS, "status", "error", "finished_at"]
-        statement = _INSERTIONS[settings.staleness_threshold_s] = (
-            insert(_EXECUTION)
-            .from_select(columns, routed)
-            .returning(_EXECUTION.c.id, _EXECUTION.c.status)
-        )
-    return statement
+    available = serving(threshold_s, _ACTIONS.runner_type)
+    routed = select(
+        _ACTIONS.ref,
+        *(bindparam(name, type_=_EXECUTION.c[name].type) for name in _REQUEST_COLUMNS[1:]),
+        case((available, ExecutionStatus.SCHEDULED.value), else_=ExecutionStatus.FAILED.value),
+        case((available, null()), else_=bindparam("no_worker", type_=String())),
+        case((available, null()), else_=db_now()),
+    ).where(
+        _ACTIONS.ref == bindparam("action_ref"),
+        _ACTIONS.updated_at == bindparam("updated_at", type_=UTCDateTime()),
+        _ACTIONS.enabled.is_(True),
+    )
+    columns = [*_REQUEST_COLUMNS, "status", "error", "finished_at"]
+    return (
+        insert(_EXECUTION)
+        .from_select(columns, routed)
+        .returning(_EXECUTION.c.id, _EXECUTION.c.status)
+    )
 
 
 @dataclass(frozen=True)
@@ -135,7 +128,7 @@ def schedule(
         recorded = _schedule_known(database, settings, ref, known, values, timeout_s)
         if recorded is not None:
             return recorded
-    found = database.run(_lookup(settings), {"ref": ref})
+    found = database.run(_lookup(settings.staleness_threshold_s), {"ref": ref})
     if not found:
         raise ActionNotFoundError(ref)
     action = found[0]
@@ -170,7 +163,8 @@ def _schedule_known(
         return None  # the action may have changed since: judge on its current schema
     reason = no_worker_reason(known.runner_type)
     inserted = database.run(
-        _insertion(settings), {**row, "updated_at": known.updated_at, "no_worker": reason}
+        _insertion(settings.staleness_threshold_s),
+        {**row, "updated_at": known.updated_at, "no_worker": reason},
     )
     if not inserted:
         return None

@@ -161,14 +161,10 @@ def _stale(threshold_s: float, now: datetime | None) -> ColumnElement[bool]:
     return or_(_W.c.last_heartbeat.is_(None), _W.c.last_heartbeat <= threshold)
 
 
-def serving(settings: Settings, runtime: str | ColumnElement[str]) -> ColumnElement[bool]:
-    """An active, fresh worker serves ``runtime`` (a name, or a column such as an action's)."""
-    return _serving(settings.staleness_threshold_s, runtime)
-
-
 @functools.lru_cache(maxsize=64)
-def _serving(threshold_s: float, runtime: str | ColumnElement[str]) -> ColumnElement[bool]:
-    # Built once per runtime and threshold: the scheduler asks on every execute().
+def serving(threshold_s: float, runtime: str | ColumnElement[str]) -> ColumnElement[bool]:
+    """An active worker, stale after ``threshold_s``, serves ``runtime`` (a name, or a column
+    such as an action's). Built once per runtime and threshold: asked on every execute()."""
     return exists().where(
         _W.c.status == WorkerStatus.ACTIVE.value,
         not_(_stale(threshold_s, None)),
@@ -376,7 +372,9 @@ def unavailable_reason(
     One SQL statement, judged on the database clock.
     """
     if name is None:
-        available = session.connection().scalar(select(serving(settings, runtime)))
+        available = session.connection().scalar(
+            select(serving(settings.staleness_threshold_s, runtime))
+        )
         return None if available else no_worker_reason(runtime)
     serves = json_array_has(Worker.runtimes, runtime)
     row = session.execute(
