@@ -8,14 +8,14 @@ from __future__ import annotations
 import functools
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Row, Table, Update, bindparam, select, update
+from sqlalchemy import Row, Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from attune.db import Database
 from attune.errors import ExecutionNotFoundError, InvalidTransitionError
-from attune.models import NOT_STARTED, TRANSITIONS, Execution, ExecutionStatus
+from attune.models import EXECUTION_TABLE, NOT_STARTED, TRANSITIONS, ExecutionStatus
 from attune.sqltypes import db_now, in_literals
 
 
@@ -58,8 +58,7 @@ class ExecutionRecord:
         }
 
 
-_TABLE = cast(Table, Execution.__table__)
-_E = _TABLE.c
+_E = EXECUTION_TABLE.c
 _RECORD = select(
     _E.id,
     _E.action_ref,
@@ -166,7 +165,7 @@ def _transition_statement(
     values: dict[str, Any] = {column: bindparam(column) for column in columns}
     if target.is_terminal and "finished_at" not in values:
         values["finished_at"] = db_now()
-    statement = update(_TABLE).where(
+    statement = update(EXECUTION_TABLE).where(
         _E.id == bindparam("execution_id"), in_literals(_E.status, allowed)
     )
     if held:

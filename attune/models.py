@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -281,3 +282,9 @@ class Execution(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     duration_ms: Mapped[int | None] = mapped_column(Integer)
+
+
+ACTION_TABLE = cast(Table, Action.__table__)
+WORKER_TABLE = cast(Table, Worker.__table__)
+EXECUTION_TABLE = cast(Table, Execution.__table__)
+"""The models' Core tables, for statements built once (:meth:`attune.db.Database.run`)."""

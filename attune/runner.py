@@ -8,9 +8,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 import attune.executions as executions
@@ -19,8 +19,9 @@ from attune.completion import hub
 from attune.db import Database
 from attune.errors import AttuneError
 from attune.models import (
+    ACTION_TABLE,
+    EXECUTION_TABLE,
     TRANSITIONS,
-    Action,
     Execution,
     ExecutionStatus,
     OutputFormat,
@@ -151,12 +152,11 @@ def _retrying(what: str, attempt: Callable[[], _T]) -> _T:
     raise AssertionError("unreachable")
 
 
-_EXECUTIONS = cast(Table, Execution.__table__)
-_EXECUTION = _EXECUTIONS.c
-_ACTION = cast(Table, Action.__table__).c
+_EXECUTION = EXECUTION_TABLE.c
+_ACTION = ACTION_TABLE.c
 # Hot-path statements are built once; each call only binds its values.
 _TO_RUNNING = (
-    update(_EXECUTIONS)
+    update(EXECUTION_TABLE)
     .where(
         _EXECUTION.id == bindparam("execution_id"),
         in_literals(_EXECUTION.status, TRANSITIONS[ExecutionStatus.RUNNING]),

@@ -6,13 +6,13 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Insert, Select, String, Table, bindparam, case, insert, null, select
+from sqlalchemy import Insert, Select, String, bindparam, case, insert, null, select
 
 from attune.db import Database
 from attune.errors import ActionNotFoundError, ParameterError
-from attune.models import Action, Execution, ExecutionStatus
+from attune.models import ACTION_TABLE, EXECUTION_TABLE, ExecutionStatus
 from attune.params import mask, resolve, secret_names
 from attune.queues import runtime_queue, worker_queue
 from attune.secretbox import SecretBox
@@ -20,21 +20,20 @@ from attune.settings import Settings
 from attune.sqltypes import UTCDateTime, db_now
 from attune.workers import no_worker_reason, serving, unavailable_reason
 
-_EXECUTION = cast(Table, Execution.__table__)
-_ACTIONS = cast(Table, Action.__table__).c
+_ACTION = ACTION_TABLE.c
 _REQUEST_COLUMNS = ("action_ref", "parameters", "secrets", "target_worker", "timeout_s")
 
 
 def _insert(**fixed: Any) -> Insert:
-    bound = {name: bindparam(name, type_=_EXECUTION.c[name].type) for name in _REQUEST_COLUMNS}
-    return insert(_EXECUTION).values(**bound, **fixed).returning(_EXECUTION.c.id)
+    bound = {name: bindparam(name, type_=EXECUTION_TABLE.c[name].type) for name in _REQUEST_COLUMNS}
+    return insert(EXECUTION_TABLE).values(**bound, **fixed).returning(EXECUTION_TABLE.c.id)
 
 
 # Hot-path statements are built once; each call only binds its values.
 _SCHEDULED = _insert(status=ExecutionStatus.SCHEDULED.value)
 _FAILED = _insert(
     status=ExecutionStatus.FAILED.value,
-    error=bindparam("error", type_=_EXECUTION.c.error.type),
+    error=bindparam("error", type_=EXECUTION_TABLE.c.error.type),
     finished_at=db_now(),
 )
 
@@ -43,12 +42,12 @@ _FAILED = _insert(
 def _lookup(threshold_s: float) -> Select[tuple[str, dict[str, Any], bool, datetime, bool]]:
     """The action and whether a live worker serves its runtime, in one statement (built once)."""
     return select(
-        _ACTIONS.runner_type,
-        _ACTIONS.parameters,
-        _ACTIONS.enabled,
-        _ACTIONS.updated_at,
-        serving(threshold_s, _ACTIONS.runner_type).label("available"),
-    ).where(_ACTIONS.ref == bindparam("ref"))
+        _ACTION.runner_type,
+        _ACTION.parameters,
+        _ACTION.enabled,
+        _ACTION.updated_at,
+        serving(threshold_s, _ACTION.runner_type).label("available"),
+    ).where(_ACTION.ref == bindparam("ref"))
 
 
 @functools.cache
@@ -57,23 +56,23 @@ def _insertion(threshold_s: float) -> Insert:
 
     One statement (built once): no row is inserted when the action changed or went away.
     """
-    available = serving(threshold_s, _ACTIONS.runner_type)
+    available = serving(threshold_s, _ACTION.runner_type)
     routed = select(
-        _ACTIONS.ref,
-        *(bindparam(name, type_=_EXECUTION.c[name].type) for name in _REQUEST_COLUMNS[1:]),
+        _ACTION.ref,
+        *(bindparam(name, type_=EXECUTION_TABLE.c[name].type) for name in _REQUEST_COLUMNS[1:]),
         case((available, ExecutionStatus.SCHEDULED.value), else_=ExecutionStatus.FAILED.value),
         case((available, null()), else_=bindparam("no_worker", type_=String())),
         case((available, null()), else_=db_now()),
     ).where(
-        _ACTIONS.ref == bindparam("action_ref"),
-        _ACTIONS.updated_at == bindparam("updated_at", type_=UTCDateTime()),
-        _ACTIONS.enabled.is_(True),
+        _ACTION.ref == bindparam("action_ref"),
+        _ACTION.updated_at == bindparam("updated_at", type_=UTCDateTime()),
+        _ACTION.enabled.is_(True),
     )
     columns = [*_REQUEST_COLUMNS, "status", "error", "finished_at"]
     return (
-        insert(_EXECUTION)
+        insert(EXECUTION_TABLE)
         .from_select(columns, routed)
-        .returning(_EXECUTION.c.id, _EXECUTION.c.status)
+        .returning(EXECUTION_TABLE.c.id, EXECUTION_TABLE.c.status)
     )
 
 

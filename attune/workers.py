@@ -21,7 +21,6 @@ from typing import Any, cast
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
-    Table,
     any_,
     bindparam,
     exists,
@@ -36,7 +35,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from attune import metrics
-from attune.models import TRANSITIONS, Execution, ExecutionStatus, Worker, WorkerStatus
+from attune.models import (
+    EXECUTION_TABLE,
+    TRANSITIONS,
+    WORKER_TABLE,
+    Execution,
+    ExecutionStatus,
+    Worker,
+    WorkerStatus,
+)
 from attune.settings import Settings
 from attune.signals import WorkerTransition, worker_deactivated, worker_reactivated
 from attune.sqltypes import cutoff, db_now, json_array_has, seconds_since, utc_text
@@ -50,8 +57,8 @@ STOPPED_HEARTBEATING = "stopped heartbeating"
 
 _NAMES_PER_STATEMENT = 500  # well under SQLite's bound-parameter limit
 # The tables themselves: heartbeats and sweeps are Core statements, without ORM bookkeeping.
-_W = cast(Table, Worker.__table__)
-_E = cast(Table, Execution.__table__)
+_W = WORKER_TABLE
+_E = EXECUTION_TABLE
 
 
 @dataclass(frozen=True)

@@ -7,20 +7,20 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, Table, bindparam, create_engine, func, insert, select, text, update
+from sqlalchemy import Engine, bindparam, create_engine, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import NullPool
 
 from attune.db import Database
-from attune.models import Action, Execution, Pack
+from attune.models import ACTION_TABLE, EXECUTION_TABLE, Action, Execution, Pack
 from tests.conftest import migrate
 
-_EXECUTIONS = cast(Table, Execution.__table__)
+_EXECUTIONS = EXECUTION_TABLE
 _E = _EXECUTIONS.c
-_A = cast(Table, Action.__table__).c
+_A = ACTION_TABLE.c
 
 # Bare bindparams, as attune/executions.py builds them: their types come from the columns.
 _INSERT = (
