@@ -3,9 +3,9 @@
 Celery reads this module lazily, the first time the app's configuration is needed.
 """
 
-from attune.broker import TRANSPORT
-from attune.queues import SWEEP_QUEUE
+from attune.executions.queues import SWEEP_QUEUE
 from attune.settings import Settings
+from attune.worker.broker import TRANSPORT
 
 _settings = Settings.from_env()
 
@@ -18,7 +18,7 @@ if broker_url.startswith("redis://"):
 if _settings.is_embedded:
     # The in-memory transport polls; the default 1 s would add up to a second per message.
     broker_transport_options = {"polling_interval": 0.005}
-include = ["attune.tasks"]
+include = ["attune.worker.tasks"]
 
 # A message reserved by a worker that dies is redelivered; the execution's conditional
 # scheduled -> running UPDATE still lets it run at most once.

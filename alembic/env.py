@@ -5,9 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from attune.db import Database
-from attune.models import Base
 from attune.settings import Settings
+from attune.store.db import Database
+from attune.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata

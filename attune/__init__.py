@@ -12,16 +12,16 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from attune.celery_app import app
     from attune.client import ExecutionHandle, execute, get_execution
-    from attune.executions import ExecutionRecord
+    from attune.executions.records import ExecutionRecord
+    from attune.worker.app import app
 
 _LAZY = {
-    "app": "attune.celery_app",
+    "app": "attune.worker.app",
     "execute": "attune.client",
     "get_execution": "attune.client",
     "ExecutionHandle": "attune.client",
-    "ExecutionRecord": "attune.executions",
+    "ExecutionRecord": "attune.executions.records",
 }
 
 __all__ = [

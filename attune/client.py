@@ -8,15 +8,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import attune.executions as executions
-from attune.celery_app import embedded_worker, resources
-from attune.completion import hub
-from attune.db import Database
 from attune.errors import EnqueueError, NoWorkerAvailableError, WaitTimeoutError
-from attune.executions import ExecutionRecord
-from attune.models import ExecutionStatus
-from attune.scheduler import Unroutable, schedule
-from attune.tasks import execute_action
+from attune.executions import records as executions
+from attune.executions.completion import hub
+from attune.executions.records import ExecutionRecord
+from attune.executions.scheduler import Unroutable, schedule
+from attune.store.db import Database
+from attune.store.models import ExecutionStatus
+from attune.worker.app import embedded_worker, resources
+from attune.worker.tasks import execute_action
 
 _T = TypeVar("_T")
 
@@ -85,7 +85,7 @@ class ExecutionHandle:
 
     id: int
     listened_since: int | None = field(default=None, repr=False, compare=False)
-    """The completion listener's :attr:`~attune.completion.CompletionHub.epoch` when
+    """The completion listener's :attr:`~attune.executions.completion.CompletionHub.epoch` when
     ``execute`` awaited this execution, before sending its task (None: not known)."""
 
     def status(self) -> ExecutionStatus:

@@ -27,8 +27,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 
-from attune.db import Database
-from attune.models import TERMINAL_STATUSES, Worker, WorkerStatus
+from attune.store.db import Database
+from attune.store.models import TERMINAL_STATUSES, Worker, WorkerStatus
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 """The variable naming the directory where every process of a worker writes its counts."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from attune.celery_app import app
+from attune.worker.app import app
 
 
 @app.task(name="tests.burn_cpu")

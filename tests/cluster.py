@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
-from attune.db import Database
+from attune.store.db import Database
 from tests.processes import CeleryProcess, Processes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,8 +61,8 @@ class Cluster:
 def cluster(postgres_url: str, redis_url: str, workdir: Path) -> Iterator[Cluster]:
     """A deployment on ``postgres_url`` and ``redis_url`` with the packs loaded, this process
     configured as its caller (attune's settings and the Celery app's broker)."""
-    from attune.celery_app import app, resources
     from attune.settings import Settings
+    from attune.worker.app import app, resources
 
     fleet = Processes(
         database_url=postgres_url,

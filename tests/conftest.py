@@ -17,8 +17,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, text
 
-from attune.db import Database
-from attune.models import Base
+from attune.store.db import Database
+from attune.store.models import Base
 from tests.processes import Processes
 
 ROOT = Path(__file__).resolve().parent.parent

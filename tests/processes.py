@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 
 from celery import Celery
 
-from attune.db import Database
-from attune.queues import worker_queue
+from attune.executions.queues import worker_queue
+from attune.store.db import Database
 from tests.rows import worker_row
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from attune.db import Database
-from attune.models import Execution, ExecutionStatus, Worker
+from attune.store.db import Database
+from attune.store.models import Execution, ExecutionStatus, Worker
 
 
 def add_execution(

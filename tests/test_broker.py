@@ -14,7 +14,7 @@ import pytest
 import redis
 from kombu import Connection
 
-from attune.broker import TRANSPORT, Channel, Transport
+from attune.worker.broker import TRANSPORT, Channel, Transport
 from tests.processes import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

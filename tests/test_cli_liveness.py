@@ -12,14 +12,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, update
 
-from attune import workers
-from attune.celery_app import resources
 from attune.cli import main
-from attune.db import Database
-from attune.models import Execution, ExecutionStatus, Worker
+from attune.liveness import registry as workers
+from attune.liveness.registry import Registration
 from attune.settings import Settings
-from attune.sqltypes import db_ago
-from attune.workers import Registration
+from attune.store.db import Database
+from attune.store.models import Execution, ExecutionStatus, Worker
+from attune.store.sqltypes import db_ago
+from attune.worker.app import resources
 from tests.processes import ROOT, free_port, wait_until
 
 

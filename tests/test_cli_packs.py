@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from attune.cli import main
-from attune.db import Database
+from attune.store.db import Database
 from tests.conftest import ROOT
 from tests.pack_builder import action, write_pack
 

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
-from attune.celery_app import resources
 from attune.client import ExecutionHandle
-from attune.completion import NOTIFY_CHANNEL, CompletionHub, hub
-from attune.db import Database
-from attune.models import Execution
+from attune.executions.completion import NOTIFY_CHANNEL, CompletionHub, hub
 from attune.settings import Settings
+from attune.store.db import Database
+from attune.store.models import Execution
+from attune.worker.app import resources
 from tests.conftest import PG_ADMIN_URL, require_server
 from tests.processes import wait_until
 

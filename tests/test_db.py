@@ -14,8 +14,8 @@ from sqlalchemy import Engine, bindparam, create_engine, func, insert, select, t
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import NullPool
 
-from attune.db import Database
-from attune.models import ACTION_TABLE, EXECUTION_TABLE, Action, Execution, Pack
+from attune.store.db import Database
+from attune.store.models import ACTION_TABLE, EXECUTION_TABLE, Action, Execution, Pack
 from tests.conftest import migrate
 
 _EXECUTIONS = EXECUTION_TABLE

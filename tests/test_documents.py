@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from attune.documents import MAX_VALUES, parse, read_mapping
 from attune.errors import DocumentError
+from attune.packs.documents import MAX_VALUES, parse, read_mapping
 
 
 def refused(text: str) -> str:

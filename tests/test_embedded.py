@@ -141,9 +141,9 @@ def test_a_refused_broker_message_fails_the_execution(
     script = (
         "import os\n"
         "import attune\n"
-        "from attune.celery_app import resources\n"
+        "from attune.worker.app import resources\n"
         "from attune.errors import EnqueueError\n"
-        "from attune.workers import Registration, register\n"
+        "from attune.liveness.registry import Registration, register\n"
         "with resources.database.session_scope() as session:\n"
         "    register(session, Registration('w1', ('shell',), (), 'host', os.getpid()))\n"
         "try:\n"

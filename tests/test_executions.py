@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 import attune
 from attune.errors import ActionNotFoundError, NoWorkerAvailableError, ParameterError
-from attune.models import Execution, ExecutionStatus, Worker
+from attune.store.models import Execution, ExecutionStatus, Worker
 from tests.cluster import Cluster, cluster
 from tests.conftest import clear
 from tests.processes import wait_until
@@ -126,9 +126,9 @@ def test_cancel_of_a_running_execution_kills_its_process_group(
 def test_cancel_of_a_scheduled_execution_means_it_never_runs(
     deployment: Cluster, tmp_path: Path
 ) -> None:
-    from attune.celery_app import resources
-    from attune.scheduler import Routed, schedule
-    from attune.tasks import execute_action
+    from attune.executions.scheduler import Routed, schedule
+    from attune.worker.app import resources
+    from attune.worker.tasks import execute_action
 
     marker = tmp_path / "ran"
     routed = schedule(
@@ -204,7 +204,7 @@ def test_task_events_reach_a_monitor_soon_after_the_execution(deployment: Cluste
 
 
 def test_a_message_delivered_twice_runs_once(deployment: Cluster, tmp_path: Path) -> None:
-    from attune.tasks import execute_action
+    from attune.worker.tasks import execute_action
 
     runs = tmp_path / "runs"
     handle = attune.execute("core.local", {"cmd": f"echo ran >> {runs}"})

@@ -7,11 +7,11 @@ import logging
 import pytest
 from sqlalchemy import delete, select, update
 
-from attune.db import Database
-from attune.heartbeat import Heartbeat
-from attune.models import Execution, Worker
-from attune.signals import WorkerTransition, worker_deactivated, worker_reactivated
-from attune.workers import HeartbeatOutcome, Registration
+from attune.liveness.heartbeat import Heartbeat
+from attune.liveness.registry import HeartbeatOutcome, Registration
+from attune.liveness.signals import WorkerTransition, worker_deactivated, worker_reactivated
+from attune.store.db import Database
+from attune.store.models import Execution, Worker
 from tests.processes import wait_until
 
 REGISTRATION = Registration(
@@ -53,7 +53,7 @@ def test_a_database_outage_is_logged_once_and_survived(
 ) -> None:
     unreachable = Database.from_url("postgresql+psycopg://nobody@127.0.0.1:1/none")
     heartbeat = Heartbeat(unreachable, REGISTRATION, interval_s=60)
-    caplog.set_level(logging.INFO, logger="attune.heartbeat")
+    caplog.set_level(logging.INFO, logger="attune.liveness.heartbeat")
 
     outcomes = [heartbeat.beat() for _ in range(3)]
     heartbeat.database = sqlite_database

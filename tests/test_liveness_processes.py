@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from attune import workers
-from attune.db import Database
-from attune.models import ExecutionStatus
-from attune.queues import runtime_queue
+from attune.executions.queues import runtime_queue
+from attune.liveness import registry as workers
 from attune.settings import Settings
+from attune.store.db import Database
+from attune.store.models import ExecutionStatus
 from tests.exposition import scrape
 from tests.processes import (
     HEARTBEAT_S,

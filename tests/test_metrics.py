@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 from prometheus_client import generate_latest
 
-from attune import metrics, workers
-from attune.db import Database
-from attune.workers import Deactivation, Registration
+from attune import metrics
+from attune.liveness import registry as workers
+from attune.liveness.registry import Deactivation, Registration
+from attune.store.db import Database
 from tests import exposition
 
 

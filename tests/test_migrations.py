@@ -11,7 +11,7 @@ import pytest
 from alembic import command
 from sqlalchemy import inspect
 
-from attune.db import Database
+from attune.store.db import Database
 from tests.conftest import ROOT, alembic_config
 
 

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from attune.db import Database
-from attune.models import (
+from attune.store.db import Database
+from attune.store.models import (
     TERMINAL_STATUSES,
     TRANSITIONS,
     Action,
@@ -18,7 +18,7 @@ from attune.models import (
     Pack,
     Worker,
 )
-from attune.sqltypes import db_now
+from attune.store.sqltypes import db_now
 
 
 def add_pack(database: Database, ref: str = "core") -> int:

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from attune.db import Database
-from attune.documents import MAX_DOCUMENT_BYTES
 from attune.errors import PackError
-from attune.models import Action, Pack
-from attune.packs import load_packs, read_pack
+from attune.packs.documents import MAX_DOCUMENT_BYTES
+from attune.packs.loader import load_packs, read_pack
+from attune.store.db import Database
+from attune.store.models import Action, Pack
 from tests.pack_builder import action, header, write_pack, write_yaml
 
 Breaker = Callable[[Path], None]

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from attune.db import Database
 from attune.errors import DatabaseError
-from attune.models import Action, Execution, Pack
-from attune.packs import Change, PackReport, discover, find_action, find_actions, load_packs
+from attune.packs.loader import Change, PackReport, discover, find_action, find_actions, load_packs
+from attune.store.db import Database
+from attune.store.models import Action, Execution, Pack
 from tests.conftest import ROOT
 from tests.pack_builder import action, header, write_pack, write_yaml
 from tests.write_counter import counting_writes

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from attune.errors import ParameterError
-from attune.models import MASK
-from attune.params import (
+from attune.executions.params import (
     definition_problems,
     json_schema,
     mask,
@@ -17,6 +16,7 @@ from attune.params import (
     resolve,
     secret_names,
 )
+from attune.store.models import MASK
 
 PARAMETERS: dict[str, Any] = {
     "url": {"type": "string", "required": True, "description": "Where to send it."},

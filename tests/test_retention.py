@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from attune import retention
-from attune.db import Database
-from attune.models import Execution, ExecutionStatus
+from attune.executions import retention
+from attune.store.db import Database
+from attune.store.models import Execution, ExecutionStatus
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

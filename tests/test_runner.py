@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, update
 
-from attune.db import Database
-from attune.models import Action, Execution, ExecutionStatus
-from attune.packs import load_packs
-from attune.runner import CancelWatcher, run_execution
+from attune.executions.runner import CancelWatcher, run_execution
+from attune.packs.loader import load_packs
 from attune.settings import Settings
+from attune.store.db import Database
+from attune.store.models import Action, Execution, ExecutionStatus
 from tests.processes import wait_until
 from tests.rows import execution_row
 

@@ -10,15 +10,15 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import delete, func, select, update
 
-from attune.db import Database
 from attune.errors import ActionNotFoundError, ParameterError, SecretKeyError
-from attune.models import Action, Execution, Worker
-from attune.packs import load_packs
-from attune.scheduler import Routed, Unroutable, schedule
-from attune.secretbox import SecretBox
+from attune.executions.scheduler import Routed, Unroutable, schedule
+from attune.executions.secretbox import SecretBox
+from attune.liveness.registry import Registration, register
+from attune.packs.loader import load_packs
 from attune.settings import Settings
-from attune.sqltypes import db_now
-from attune.workers import Registration, register
+from attune.store.db import Database
+from attune.store.models import Action, Execution, Worker
+from attune.store.sqltypes import db_now
 from tests.rows import execution_row
 
 ROOT = Path(__file__).resolve().parent.parent

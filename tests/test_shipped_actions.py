@@ -1,8 +1,8 @@
 """The shipped actions' scripts, run directly the way the runtime runs them.
 
-Each test resolves the parameters through ``attune.params.resolve``, renders them in the action's
-``parameter_format`` and delivers them on stdin (then closes it) or in a mode-0400 file, with
-cwd = the pack and a cleaned environment, as the runtime does.
+Each test resolves the parameters through ``attune.executions.params.resolve``, renders them in
+the action's ``parameter_format`` and delivers them on stdin (then closes it) or in a mode-0400
+file, with cwd = the pack and a cleaned environment, as the runtime does.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
-from attune.packs import ActionSpec, read_pack
-from attune.params import resolve
+from attune.executions.params import resolve
+from attune.packs.loader import ActionSpec, read_pack
 from tests.conftest import ROOT
 
 PACKS = {name: read_pack(ROOT / "packs" / name) for name in ("core", "examples")}

@@ -1,4 +1,4 @@
-"""attune.signals: receivers are called in order, once each, and a failing one is contained."""
+"""Worker signals: receivers are called in order, once each, and a failing one is contained."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from attune.signals import Signal, WorkerTransition
+from attune.liveness.signals import Signal, WorkerTransition
 
 TRANSITION = WorkerTransition(worker="w1", status="inactive", reason="gone", last_heartbeat=None)
 
@@ -40,7 +40,7 @@ def test_a_failing_receiver_is_logged_and_the_others_still_run(
 
     signal.connect(broken)
     signal.connect(lambda transition: calls.append(transition.worker))
-    with caplog.at_level(logging.ERROR, logger="attune.signals"):
+    with caplog.at_level(logging.ERROR, logger="attune.liveness.signals"):
         signal.send(TRANSITION)
 
     assert calls == ["w1"]

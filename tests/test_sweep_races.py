@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from attune import workers
-from attune.db import Database
-from attune.models import Execution, ExecutionStatus, Worker
+from attune.liveness import registry as workers
+from attune.liveness.registry import HeartbeatOutcome, Registration
 from attune.settings import Settings
-from attune.sqltypes import db_ago
-from attune.workers import HeartbeatOutcome, Registration
+from attune.store.db import Database
+from attune.store.models import Execution, ExecutionStatus, Worker
+from attune.store.sqltypes import db_ago
 
 SETTINGS = Settings(heartbeat_interval_s=30, heartbeat_staleness_multiplier=3)
 _T = TypeVar("_T")

@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from attune import workers
-from attune.db import Database
-from attune.models import Execution, ExecutionStatus, Worker
+from attune.liveness import registry as workers
+from attune.liveness.registry import HeartbeatOutcome, Registration
 from attune.settings import Settings
-from attune.sqltypes import db_ago, db_now
-from attune.workers import HeartbeatOutcome, Registration
+from attune.store.db import Database
+from attune.store.models import Execution, ExecutionStatus, Worker
+from attune.store.sqltypes import db_ago, db_now
 from tests.rows import add_execution, execution_row
 
 SETTINGS = Settings(heartbeat_interval_s=30, heartbeat_staleness_multiplier=3)

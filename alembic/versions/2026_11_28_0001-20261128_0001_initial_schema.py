@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from attune.sqltypes import JSONType, UTCDateTime, db_now, matches, one_of
+from attune.store.sqltypes import JSONType, UTCDateTime, db_now, matches, one_of
 
 revision: str = "20261128_0001"
 down_revision: str | None = None

@@ -8,9 +8,9 @@ import click
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from attune import __version__
-from attune.celery_app import resources
 from attune.errors import AttuneError
 from attune.settings import Settings
+from attune.worker.app import resources
 
 
 class AttuneGroup(click.Group):

@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from attune import params
-from attune.celery_app import resources
-from attune.models import MASK, Action
-from attune.packs import find_action, find_actions
+from attune.executions import params
+from attune.packs.loader import find_action, find_actions
+from attune.store.models import MASK, Action
+from attune.worker.app import resources
 
 
 @click.group()

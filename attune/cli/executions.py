@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-import attune.executions as store
-from attune import retention
-from attune.celery_app import resources
+import attune.executions.records as store
 from attune.cli.output import show_record, show_table
-from attune.models import ExecutionStatus
+from attune.executions import retention
+from attune.store.models import ExecutionStatus
+from attune.worker.app import resources
 
 
 @click.group("executions")

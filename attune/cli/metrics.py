@@ -7,7 +7,7 @@ import threading
 import click
 
 from attune import metrics as instruments
-from attune.celery_app import resources
+from attune.worker.app import resources
 
 
 @click.group("metrics")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import click
 
-from attune.executions import ExecutionRecord
+from attune.executions.records import ExecutionRecord
 
 
 def show_record(record: ExecutionRecord, *, as_json: bool) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from attune.celery_app import resources
-from attune.packs import PackReport, load_packs
+from attune.packs.loader import PackReport, load_packs
+from attune.worker.app import resources
 
 
 @click.group()

@@ -8,12 +8,12 @@ import sys
 import click
 from sqlalchemy import select
 
-from attune.celery_app import embedded_worker, resources
 from attune.cli.output import show_record
 from attune.client import execute
 from attune.errors import ActionNotFoundError, ParameterError
-from attune.models import Action
-from attune.params import parse_cli_value
+from attune.executions.params import parse_cli_value
+from attune.store.models import Action
+from attune.worker.app import embedded_worker, resources
 
 
 @click.command("run")

@@ -6,8 +6,8 @@ import json
 
 import click
 
-from attune import workers as worker_table
-from attune.celery_app import resources
+from attune.liveness import registry as worker_table
+from attune.worker.app import resources
 
 
 @click.group("workers")

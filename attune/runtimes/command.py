@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attune.errors import RuntimeLaunchError
-from attune.models import RunnerType
 from attune.runtimes.invocation import Invocation
+from attune.store.models import RunnerType
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from attune.errors import RuntimeLaunchError
-from attune.models import ParameterFormat
+from attune.store.models import ParameterFormat
 
 _YAML_DUMPER: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 

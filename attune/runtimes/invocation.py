@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attune.models import OutputFormat, ParameterDelivery, ParameterFormat, RunnerType
+from attune.store.models import OutputFormat, ParameterDelivery, ParameterFormat, RunnerType
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from attune.models import MASK, OutputFormat
+from attune.store.models import MASK, OutputFormat
 
 _YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from attune.errors import RuntimeLaunchError
-from attune.models import ParameterDelivery
 from attune.runtimes.capture import Captured
 from attune.runtimes.command import command
 from attune.runtimes.document import render
 from attune.runtimes.invocation import Invocation, Outcome, RunResult
 from attune.runtimes.output import parse, redact, redact_cut, secrets_to_redact
 from attune.runtimes.process import Finished, Spawn, Stop, run_process
+from attune.store.models import ParameterDelivery
 
 
 def run(invocation: Invocation) -> RunResult:

@@ -89,9 +89,9 @@ def _measure(env: dict[str, str]) -> None:
     from sqlalchemy import func, select
 
     import attune
-    from attune.celery_app import resources
     from attune.errors import AttuneError
-    from attune.models import TERMINAL_STATUSES, Execution
+    from attune.store.models import TERMINAL_STATUSES, Execution
+    from attune.worker.app import resources
     from tests.benchmarks.baseline_app import app as baseline_app
     from tests.benchmarks.baseline_app import spawn
 

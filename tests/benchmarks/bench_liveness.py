@@ -24,9 +24,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, text
 
-from attune import workers
-from attune.db import Database
+from attune.liveness import registry as workers
 from attune.settings import Settings
+from attune.store.db import Database
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_URL = os.environ.get("ATTUNE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")

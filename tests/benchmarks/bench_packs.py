@@ -71,8 +71,8 @@ def generate(packs_dir: Path) -> None:
 
 def measure(url: str, packs_dir: str) -> None:
     """(In a child process) load the packs once and print seconds, rows written and the report."""
-    from attune.db import Database
-    from attune.packs import load_packs
+    from attune.packs.loader import load_packs
+    from attune.store.db import Database
     from tests.write_counter import counting_writes
 
     database = Database.from_url(url)
@@ -105,7 +105,7 @@ def load_in_child(url: str, packs_dir: Path) -> dict[str, Any]:
 
 def bench(name: str, url: str, packs_dir: Path) -> bool:
     """Run ROUNDS of (empty tables, first load, reload) on ``url``; print; True if correct."""
-    from attune.db import Database
+    from attune.store.db import Database
     from tests.conftest import clear
 
     firsts: list[float] = []

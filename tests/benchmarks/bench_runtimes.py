@@ -23,14 +23,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from attune.models import (  # noqa: E402
+from attune.runtimes import Invocation, Outcome, run  # noqa: E402
+from attune.settings import Settings  # noqa: E402
+from attune.store.models import (  # noqa: E402
     OutputFormat,
     ParameterDelivery,
     ParameterFormat,
     RunnerType,
 )
-from attune.runtimes import Invocation, Outcome, run  # noqa: E402
-from attune.settings import Settings  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "300"))
 FLOOD_BYTES = 1024 * 1024 * 1024

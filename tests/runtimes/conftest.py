@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from attune.models import OutputFormat, ParameterDelivery, ParameterFormat, RunnerType
 from attune.runtimes import Invocation, RunResult, run
 from attune.settings import Settings
+from attune.store.models import OutputFormat, ParameterDelivery, ParameterFormat, RunnerType
 
 SUFFIXES = {RunnerType.SHELL: ".sh", RunnerType.PYTHON: ".py", RunnerType.NATIVE: ""}
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from attune.models import ParameterDelivery, ParameterFormat, RunnerType
 from attune.runtimes import Outcome
 from attune.settings import Settings
+from attune.store.models import ParameterDelivery, ParameterFormat, RunnerType
 
 from .conftest import Pack
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from attune.models import RunnerType
 from attune.runtimes import Outcome, run
 from attune.runtimes.process import Spawn, Stop, run_process
+from attune.store.models import RunnerType
 
 from .conftest import Pack, is_gone, wait_until
 

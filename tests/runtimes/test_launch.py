@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from attune.models import ParameterFormat, RunnerType
 from attune.runtimes import Outcome, RunResult, run
+from attune.store.models import ParameterFormat, RunnerType
 
 from .conftest import Pack
 

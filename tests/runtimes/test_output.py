@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from attune.models import OutputFormat
 from attune.runtimes import Outcome
 from attune.runtimes.output import parse
+from attune.store.models import OutputFormat
 
 from .conftest import Pack
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from attune.models import MASK, OutputFormat, ParameterDelivery, RunnerType
 from attune.runtimes import Outcome, RunResult, run
+from attune.store.models import MASK, OutputFormat, ParameterDelivery, RunnerType
 
 from .conftest import Pack
 

@@ -10,15 +10,15 @@ from typing import Any
 
 from sqlalchemy import Insert, Select, String, bindparam, case, insert, null, select
 
-from attune.db import Database
 from attune.errors import ActionNotFoundError, ParameterError
-from attune.models import ACTION_TABLE, EXECUTION_TABLE, ExecutionStatus
-from attune.params import mask, resolve, secret_names
-from attune.queues import runtime_queue, worker_queue
-from attune.secretbox import SecretBox
+from attune.executions.params import mask, resolve, secret_names
+from attune.executions.queues import runtime_queue, worker_queue
+from attune.executions.secretbox import SecretBox
+from attune.liveness.registry import no_worker_reason, serving, unavailable_reason
 from attune.settings import Settings
-from attune.sqltypes import UTCDateTime, db_now
-from attune.workers import no_worker_reason, serving, unavailable_reason
+from attune.store.db import Database
+from attune.store.models import ACTION_TABLE, EXECUTION_TABLE, ExecutionStatus
+from attune.store.sqltypes import UTCDateTime, db_now
 
 _ACTION = ACTION_TABLE.c
 _REQUEST_COLUMNS = ("action_ref", "parameters", "secrets", "target_worker", "timeout_s")

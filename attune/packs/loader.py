@@ -25,11 +25,11 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from attune import params
-from attune.db import Database
-from attune.documents import kind_of, read_mapping
 from attune.errors import ActionNotFoundError, DatabaseError, DocumentError, PackError
-from attune.models import (
+from attune.executions import params
+from attune.packs.documents import kind_of, read_mapping
+from attune.store.db import Database
+from attune.store.models import (
     ACTION_REF_REGEX,
     PACK_REF_REGEX,
     Action,
@@ -39,7 +39,7 @@ from attune.models import (
     ParameterFormat,
     RunnerType,
 )
-from attune.sqltypes import db_now
+from attune.store.sqltypes import db_now
 
 MAX_TIMEOUT_S = 2**31 - 1
 """Largest ``timeout`` an action may declare (the column is a 32-bit integer)."""

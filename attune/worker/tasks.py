@@ -8,9 +8,10 @@ from typing import Any
 from celery.exceptions import WorkerLostError
 from celery.worker.request import Request
 
-from attune import retention, workers
-from attune.celery_app import app, resources
-from attune.runner import CancelWatcher, run_execution, settle_lost
+from attune.executions import retention
+from attune.executions.runner import CancelWatcher, run_execution, settle_lost
+from attune.liveness import registry as workers
+from attune.worker.app import app, resources
 
 _watcher = CancelWatcher(lambda: resources.database)
 log = logging.getLogger(__name__)

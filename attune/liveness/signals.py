@@ -8,7 +8,7 @@ hook never breaks a sweep or a heartbeat.
 
 Example::
 
-    from attune.signals import WorkerTransition, worker_deactivated
+    from attune.liveness.signals import WorkerTransition, worker_deactivated
 
     @worker_deactivated.connect
     def page_someone(transition: WorkerTransition) -> None:

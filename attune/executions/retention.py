@@ -8,8 +8,8 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, delete, func
 from sqlalchemy.orm import Session
 
-from attune.models import TERMINAL_STATUSES, Execution
-from attune.sqltypes import cutoff
+from attune.store.models import TERMINAL_STATUSES, Execution
+from attune.store.sqltypes import cutoff
 
 SECONDS_PER_DAY = 86_400
 

@@ -35,7 +35,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from attune import metrics
-from attune.models import (
+from attune.liveness.signals import WorkerTransition, worker_deactivated, worker_reactivated
+from attune.settings import Settings
+from attune.store.models import (
     EXECUTION_TABLE,
     TRANSITIONS,
     WORKER_TABLE,
@@ -44,9 +46,7 @@ from attune.models import (
     Worker,
     WorkerStatus,
 )
-from attune.settings import Settings
-from attune.signals import WorkerTransition, worker_deactivated, worker_reactivated
-from attune.sqltypes import cutoff, db_now, json_array_has, seconds_since, utc_text
+from attune.store.sqltypes import cutoff, db_now, json_array_has, seconds_since, utc_text
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from attune.db import database_url
 from attune.errors import SecretKeyError
 from attune.settings import Settings
+from attune.store.db import database_url
 
 KEY_FILE_NAME = "attune.key"
 """The key file created beside an embedded SQLite database when ATTUNE_SECRET_KEY is unset."""

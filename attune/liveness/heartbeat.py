@@ -13,9 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from attune import workers
-from attune.db import Database
-from attune.workers import Deactivation, HeartbeatOutcome, Registration
+from attune.liveness import registry as workers
+from attune.liveness.registry import Deactivation, HeartbeatOutcome, Registration
+from attune.store.db import Database
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Executions as their callers see them: the ExecutionRecord value and the state changes.
 
-Every status change is one conditional UPDATE built from :data:`attune.models.TRANSITIONS`.
+Every status change is one conditional UPDATE built from :data:`attune.store.models.TRANSITIONS`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import Row, Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from attune.db import Database
 from attune.errors import ExecutionNotFoundError, InvalidTransitionError
-from attune.models import EXECUTION_TABLE, NOT_STARTED, TRANSITIONS, ExecutionStatus
-from attune.sqltypes import db_now, in_literals
+from attune.store.db import Database
+from attune.store.models import EXECUTION_TABLE, NOT_STARTED, TRANSITIONS, ExecutionStatus
+from attune.store.sqltypes import db_now, in_literals
 
 
 @dataclass(frozen=True)

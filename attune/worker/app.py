@@ -1,7 +1,7 @@
 """The Celery app of attune, the per-process resources its tasks use, and the liveness bootstep.
 
-Celery is imported here and in :mod:`attune.tasks` only. The database engine of a worker
-process is created on first use after fork, never at import.
+Celery is imported only in :mod:`attune.worker` (here, the tasks and the broker transport). The
+database engine of a worker process is created on first use after fork, never at import.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from celery import Celery, bootsteps
 from celery.signals import worker_process_init
 
 from attune import __version__, metrics
-from attune.db import Database
 from attune.errors import AttuneError
-from attune.heartbeat import Heartbeat
-from attune.queues import worker_queues
+from attune.executions.queues import worker_queues
+from attune.liveness.heartbeat import Heartbeat
+from attune.liveness.registry import Registration
 from attune.settings import Settings
-from attune.workers import Registration
+from attune.store.db import Database
 
 app = Celery("attune")
 app.config_from_object("celeryconfig")

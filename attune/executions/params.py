@@ -26,9 +26,9 @@ from typing import Any
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError
 
-from attune.documents import kind_of
 from attune.errors import ParameterError
-from attune.models import MASK
+from attune.packs.documents import kind_of
+from attune.store.models import MASK
 
 NAME_REGEX = "^[A-Za-z_][A-Za-z0-9_]*$"
 """A parameter name: an identifier, so it reads the same in JSON, YAML and dotenv documents."""
@@ -97,7 +97,7 @@ def resolve(ref: str, parameters: Mapping[str, Any], values: Mapping[str, Any]) 
 
 
 def mask(parameters: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``values`` whose secret parameters hold :data:`attune.models.MASK`."""
+    """A copy of ``values`` whose secret parameters hold :data:`attune.store.models.MASK`."""
     secrets = secret_names(parameters)
     return {name: MASK if name in secrets else value for name, value in values.items()}
 

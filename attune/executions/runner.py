@@ -13,12 +13,15 @@ from typing import Any, TypeVar
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-import attune.executions as executions
 from attune import metrics
-from attune.completion import hub
-from attune.db import Database
 from attune.errors import AttuneError
-from attune.models import (
+from attune.executions import records as executions
+from attune.executions.completion import hub
+from attune.executions.secretbox import SecretBox
+from attune.runtimes import Invocation, Outcome, RunResult, run
+from attune.settings import Settings
+from attune.store.db import Database
+from attune.store.models import (
     ACTION_TABLE,
     EXECUTION_TABLE,
     TRANSITIONS,
@@ -29,10 +32,7 @@ from attune.models import (
     ParameterFormat,
     RunnerType,
 )
-from attune.runtimes import Invocation, Outcome, RunResult, run
-from attune.secretbox import SecretBox
-from attune.settings import Settings
-from attune.sqltypes import db_now, in_literals
+from attune.store.sqltypes import db_now, in_literals
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")

@@ -100,7 +100,8 @@ def _matches_sqlite(element: matches, compiler: SQLCompiler, **kw: Any) -> str:
 def in_literals(column: ColumnElement[str], values: Iterable[str]) -> ColumnElement[bool]:
     """``column IN (...)`` over fixed values, each its own bound literal (not one expanding list).
 
-    Statements for :meth:`attune.db.Database.run` are compiled once, before any value is known.
+    Statements for :meth:`attune.store.db.Database.run` are compiled once, before any value is
+    known.
     """
     return column.in_([literal(value, String()) for value in sorted(values)])
 

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from attune.sqltypes import JSONType, UTCDateTime, db_now, matches, one_of
+from attune.store.sqltypes import JSONType, UTCDateTime, db_now, matches, one_of
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -287,4 +287,4 @@ class Execution(Base):
 ACTION_TABLE = cast(Table, Action.__table__)
 WORKER_TABLE = cast(Table, Worker.__table__)
 EXECUTION_TABLE = cast(Table, Execution.__table__)
-"""The models' Core tables, for statements built once (:meth:`attune.db.Database.run`)."""
+"""The models' Core tables, for statements built once (:meth:`attune.store.db.Database.run`)."""

@@ -17,8 +17,8 @@ from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.selectable import Select
 
 from attune.errors import DatabaseError
-from attune.models import Base
 from attune.settings import Settings
+from attune.store.models import Base
 
 _T = TypeVar("_T")
 

@@ -1,0 +1,1 @@
+"""Executions: scheduling, running, transitions, completion, parameters, secrets and retention."""

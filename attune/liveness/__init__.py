@@ -1,0 +1,1 @@
+"""Liveness: worker registration, heartbeats, the stale-worker sweep and its signals."""
