@@ -8,7 +8,9 @@ from prometheus_client import generate_latest
 
 from attune import metrics
 from attune.liveness import registry as workers
-from attune.liveness.registry import Deactivation, Registration
+from attune.liveness import sweep as sweeps
+from attune.liveness.registry import Registration
+from attune.liveness.sweep import Deactivation
 from attune.store.db import Database
 from tests import exposition
 
@@ -20,10 +22,10 @@ def samples(database: Database | None) -> dict[str, float]:
 def test_announcements_and_record_execution_move_the_counters() -> None:
     before = samples(None)
 
-    workers.announce_deactivation(
+    sweeps.announce_deactivation(
         Deactivation("w1", datetime(2026, 1, 1, tzinfo=UTC), abandoned=2, cause="gone")
     )
-    workers.announce_reactivation("w1")
+    sweeps.announce_reactivation("w1")
     metrics.record_execution("succeeded", 1.5)
     metrics.record_execution("failed", None)
 

@@ -16,6 +16,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from attune.liveness import registry as workers
+from attune.liveness import sweep as sweeps
 from attune.liveness.registry import HeartbeatOutcome, Registration
 from attune.settings import Settings
 from attune.store.db import Database
@@ -76,9 +77,9 @@ def test_two_concurrent_sweeps_split_the_work_and_end_in_the_same_state(
     names = add_workers(database, 200, stale=True)
     barrier = threading.Barrier(2)
 
-    def sweep(session: Session) -> workers.SweepReport:
+    def sweep(session: Session) -> sweeps.SweepReport:
         barrier.wait()
-        return workers.sweep(session, SETTINGS)
+        return sweeps.sweep(session, SETTINGS)
 
     first, second = in_thread(database, sweep), in_thread(database, sweep)
     reports = [first.result(30), second.result(30)]
@@ -97,7 +98,7 @@ def test_a_sweep_blocked_by_a_heartbeat_spares_the_worker(pg_database: Database)
     add_workers(pg_database, 1, stale=True)
     with pg_database.session_scope() as heartbeat_session:
         assert workers.heartbeat(heartbeat_session, "w0000") is HeartbeatOutcome.ALIVE
-        sweep = in_thread(pg_database, lambda session: workers.sweep(session, SETTINGS))
+        sweep = in_thread(pg_database, lambda session: sweeps.sweep(session, SETTINGS))
         wait_blocked(pg_database, sweep)
     report = sweep.result(30)
 
@@ -111,7 +112,7 @@ def test_a_sweep_blocked_by_a_heartbeat_spares_the_worker(pg_database: Database)
 def test_a_heartbeat_blocked_by_a_sweep_reactivates_the_worker(pg_database: Database) -> None:
     add_workers(pg_database, 1, stale=True)
     with pg_database.session_scope() as sweep_session:
-        report = workers.sweep(sweep_session, SETTINGS)
+        report = sweeps.sweep(sweep_session, SETTINGS)
         beat = in_thread(pg_database, lambda session: workers.heartbeat(session, "w0000"))
         wait_blocked(pg_database, beat)
     outcome = beat.result(30)

@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
+from attune.liveness import freshness
 from attune.liveness import registry as workers
+from attune.liveness import sweep as sweeps
 from attune.liveness.registry import HeartbeatOutcome, Registration
 from attune.settings import Settings
 from attune.store.db import Database
@@ -51,9 +53,9 @@ def worker_row(database: Database, name: str) -> Worker:
         return session.scalars(select(Worker).where(Worker.name == name)).one()
 
 
-def sweep(database: Database, now: datetime | None = None) -> workers.SweepReport:
+def sweep(database: Database, now: datetime | None = None) -> sweeps.SweepReport:
     with database.session_scope() as session:
-        return workers.sweep(session, SETTINGS, now)
+        return sweeps.sweep(session, SETTINGS, now)
 
 
 def test_register_inserts_an_active_row_with_a_heartbeat_on_the_database_clock(
@@ -213,9 +215,9 @@ def test_the_sweep_fails_scheduled_executions_older_than_the_scheduled_timeout(
         )
 
     with database.session_scope() as session:
-        report = workers.sweep(session, settings)
+        report = sweeps.sweep(session, settings)
     with database.session_scope() as session:
-        disabled = workers.sweep(session, Settings(scheduled_timeout_s=0, sweep_interval_s=1))
+        disabled = sweeps.sweep(session, Settings(scheduled_timeout_s=0, sweep_interval_s=1))
 
     assert report.failed_scheduled == 1
     assert disabled.failed_scheduled == 0
@@ -269,7 +271,7 @@ def test_unavailable_reason(
             session.execute(update(Worker).values(status="inactive"))
 
     with database.session_scope() as session:
-        assert workers.unavailable_reason(session, SETTINGS, runtime, name) == reason
+        assert freshness.unavailable_reason(session, SETTINGS, runtime, name) == reason
 
 
 def test_unavailable_reason_gives_the_age_of_a_stale_named_worker(database: Database) -> None:
@@ -277,14 +279,14 @@ def test_unavailable_reason_gives_the_age_of_a_stale_named_worker(database: Data
     age_heartbeat(database, "w1", 123.4)
 
     with database.session_scope() as session:
-        reason = workers.unavailable_reason(session, SETTINGS, "shell", "w1")
+        reason = freshness.unavailable_reason(session, SETTINGS, "shell", "w1")
 
     assert reason is not None
     assert reason.startswith("worker 'w1' is stale (last heartbeat 123.")
     assert reason.endswith(" s ago)")
     age_heartbeat(database, "w1", None)
     with database.session_scope() as session:
-        never = workers.unavailable_reason(session, SETTINGS, "shell", "w1")
+        never = freshness.unavailable_reason(session, SETTINGS, "shell", "w1")
     assert never == "worker 'w1' is stale (never heartbeated)"
 
 
@@ -318,6 +320,6 @@ def test_the_database_clock_judges_sub_second_ages(database: Database) -> None:
     age_heartbeat(database, "old", 0.7)
 
     with database.session_scope() as session:
-        report = workers.sweep(session, settings)
+        report = sweeps.sweep(session, settings)
 
     assert [d.name for d in report.deactivated] == ["old"]

@@ -7,6 +7,7 @@ import json
 import click
 
 from attune.liveness import registry as worker_table
+from attune.liveness import sweep as sweeps
 from attune.worker.app import resources
 
 
@@ -47,8 +48,8 @@ def list_(as_json: bool) -> None:
 def sweep() -> None:
     """Deactivate stale workers and settle their executions now (what beat runs periodically)."""
     with resources.database.session_scope() as session:
-        report = worker_table.sweep(session, resources.settings)
-    worker_table.announce(report)
+        report = sweeps.sweep(session, resources.settings)
+    sweeps.announce(report)
     for deactivation in report.deactivated:
         click.echo(
             f"deactivated {deactivation.name}: {deactivation.reason};"

@@ -14,7 +14,7 @@ from attune.errors import ActionNotFoundError, ParameterError
 from attune.executions.params import mask, resolve, secret_names
 from attune.executions.queues import runtime_queue, worker_queue
 from attune.executions.secretbox import SecretBox
-from attune.liveness.registry import no_worker_reason, serving, unavailable_reason
+from attune.liveness.freshness import no_worker_reason, serving, unavailable_reason
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import ACTION_TABLE, EXECUTION_TABLE, ExecutionStatus

@@ -14,7 +14,9 @@ import time
 from collections.abc import Callable
 
 from attune.liveness import registry as workers
-from attune.liveness.registry import Deactivation, HeartbeatOutcome, Registration
+from attune.liveness import sweep as sweeps
+from attune.liveness.registry import HeartbeatOutcome, Registration
+from attune.liveness.sweep import Deactivation
 from attune.store.db import Database
 
 logger = logging.getLogger(__name__)
@@ -71,7 +73,7 @@ class Heartbeat:
             logger.exception("worker %s could not mark itself inactive", self.name)
             return None
         if deactivation is not None:
-            workers.announce_deactivation(deactivation, expected=True)
+            sweeps.announce_deactivation(deactivation, expected=True)
         return deactivation
 
     def _run(self) -> None:
@@ -97,7 +99,7 @@ class Heartbeat:
         with self.database.session_scope() as session:
             outcome = workers.heartbeat(session, self.name)
         if outcome is HeartbeatOutcome.REACTIVATED:
-            workers.announce_reactivation(self.name)
+            sweeps.announce_reactivation(self.name)
         elif outcome is HeartbeatOutcome.MISSING:
             logger.warning("worker %s: its row is gone; registering again", self.name)
             self._register()

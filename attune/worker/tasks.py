@@ -10,7 +10,7 @@ from celery.worker.request import Request
 
 from attune.executions import retention
 from attune.executions.runner import CancelWatcher, run_execution, settle_lost
-from attune.liveness import registry as workers
+from attune.liveness import sweep as sweeps
 from attune.worker.app import app, resources
 
 _watcher = CancelWatcher(lambda: resources.database)
@@ -35,8 +35,8 @@ class ExecutionRequest(Request):
 def sweep_workers() -> dict[str, int]:
     """Deactivate stale workers, abandon their executions, fail scheduled ones left too long."""
     with resources.database.session_scope() as session:
-        report = workers.sweep(session, resources.settings)
-    workers.announce(report)
+        report = sweeps.sweep(session, resources.settings)
+    sweeps.announce(report)
     return report.counts()
 
 

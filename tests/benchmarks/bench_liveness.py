@@ -25,6 +25,7 @@ from alembic.config import Config
 from sqlalchemy import create_engine, text
 
 from attune.liveness import registry as workers
+from attune.liveness import sweep as sweeps
 from attune.settings import Settings
 from attune.store.db import Database
 
@@ -165,7 +166,7 @@ def bench_sweep(database: Database, url: str) -> bool:
         reset()
         started = time.perf_counter()
         with database.session_scope() as session:
-            report = workers.sweep(session, SETTINGS)
+            report = sweeps.sweep(session, SETTINGS)
         sweep_times.append(time.perf_counter() - started)
         reports.append(report.counts())
 

@@ -1,0 +1,264 @@
+"""The stale-worker sweep: deactivate stale workers, settle what they held, announce it.
+
+Every function takes the caller's session and leaves the commit to it; :func:`announce` logs,
+signals and counts a sweep once it is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    any_,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from attune import metrics
+from attune.liveness.freshness import is_stale
+from attune.liveness.signals import WorkerTransition, worker_deactivated, worker_reactivated
+from attune.settings import Settings
+from attune.store.models import (
+    EXECUTION_TABLE,
+    TRANSITIONS,
+    WORKER_TABLE,
+    ExecutionStatus,
+    WorkerStatus,
+)
+from attune.store.sqltypes import cutoff, db_now, utc_text
+
+logger = logging.getLogger(__name__)
+
+HELD_STATUSES = tuple(sorted(TRANSITIONS[ExecutionStatus.ABANDONED]))
+"""The states of the executions a worker holds: what its stop abandons, what a listing counts."""
+STOPPED_HEARTBEATING = "stopped heartbeating"
+"""The cause of a deactivation by the sweep."""
+
+_NAMES_PER_STATEMENT = 500  # well under SQLite's bound-parameter limit
+# The tables themselves: heartbeats and sweeps are Core statements, without ORM bookkeeping.
+_W = WORKER_TABLE
+_E = EXECUTION_TABLE
+
+
+@dataclass(frozen=True)
+class Deactivation:
+    """A worker that went inactive, its last heartbeat, and how many executions it abandoned.
+
+    ``cause`` is :data:`STOPPED_HEARTBEATING` for a swept worker, else what the worker said
+    as it shut down.
+    """
+
+    name: str
+    last_heartbeat: datetime | None
+    abandoned: int
+    cause: str = STOPPED_HEARTBEATING
+
+    @property
+    def reason(self) -> str:
+        """Why, in words; an abandoned execution's error is "worker <name> <reason>"."""
+        if self.cause != STOPPED_HEARTBEATING:
+            return self.cause
+        return f"{STOPPED_HEARTBEATING}; last heartbeat {_when(self.last_heartbeat)}"
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one sweep changed."""
+
+    deactivated: tuple[Deactivation, ...] = ()
+    failed_scheduled: int = 0
+
+    @property
+    def abandoned(self) -> int:
+        """Executions settled as abandoned, over every deactivated worker."""
+        return sum(worker.abandoned for worker in self.deactivated)
+
+    def counts(self) -> dict[str, int]:
+        """The counts, for a task result or a log line."""
+        return {
+            "deactivated": len(self.deactivated),
+            "abandoned": self.abandoned,
+            "failed_scheduled": self.failed_scheduled,
+        }
+
+
+def sweep(session: Session, settings: Settings, now: datetime | None = None) -> SweepReport:
+    """Deactivate stale workers, abandon their executions, fail scheduled ones left too long.
+
+    Idempotent, and safe to run concurrently: every change is a conditional UPDATE whose
+    condition is re-checked on the locked row, so a second sweep finds nothing left to do and a
+    heartbeat or a finishing execution that commits first wins. Run it in one transaction (the
+    caller's). On PostgreSQL it is one statement.
+    """
+    stale = (
+        update(_W)
+        .where(_W.c.status == WorkerStatus.ACTIVE.value, is_stale(settings, now))
+        .values(status=WorkerStatus.INACTIVE.value, updated_at=db_now())
+        .returning(_W.c.name, _W.c.last_heartbeat)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        rows = _sweep_in_one_statement(session, stale)
+    else:
+        found = session.execute(stale).all()
+        abandoned = abandon(session, [row.name for row in found], _stopped_heartbeating)
+        rows = [(row.name, row.last_heartbeat, abandoned[row.name]) for row in found]
+    deactivated = tuple(
+        Deactivation(name, last_heartbeat, count) for name, last_heartbeat, count in sorted(rows)
+    )
+    return SweepReport(deactivated, _fail_unpicked(session, settings, now))
+
+
+def _sweep_in_one_statement(session: Session, stale: Any) -> list[tuple[str, datetime | None, int]]:
+    """PostgreSQL: deactivate and settle in one round trip (data-modifying CTEs)."""
+    dead = stale.cte("dead")
+    # worker = ANY(ARRAY(SELECT name FROM dead)) lets the planner probe the (worker, status)
+    # index for the dead workers' executions instead of scanning every running execution.
+    dead_names = func.array(select(dead.c.name).scalar_subquery())
+    abandoned = (
+        update(_E)
+        .where(
+            _E.c.worker == dead.c.name,
+            _E.c.worker == any_(dead_names),
+            _E.c.status.in_(HELD_STATUSES),
+        )
+        .values(
+            status=ExecutionStatus.ABANDONED.value,
+            error=_stopped_heartbeating(dead.c),
+            finished_at=db_now(),
+        )
+        .returning(_E.c.worker)
+        .cte("abandoned")
+    )
+    counts = (
+        select(abandoned.c.worker, func.count().label("abandoned"))
+        .group_by(abandoned.c.worker)
+        .subquery("counts")
+    )
+    rows = session.execute(
+        select(
+            dead.c.name, dead.c.last_heartbeat, func.coalesce(counts.c.abandoned, 0)
+        ).select_from(dead.outerjoin(counts, counts.c.worker == dead.c.name))
+    ).all()
+    return [(name, last_heartbeat, int(count)) for name, last_heartbeat, count in rows]
+
+
+def _stopped_heartbeating(columns: Any) -> ColumnElement[str]:
+    """The abandoned execution's error, from a row with the worker's name and last heartbeat."""
+    error = "worker " + columns.name + f" {STOPPED_HEARTBEATING}; last heartbeat "
+    return error + utc_text(columns.last_heartbeat)  # type: ignore[no-any-return]
+
+
+def abandon(
+    session: Session, names: Sequence[str], error: Callable[[Any], ColumnElement[str]]
+) -> Counter[str]:
+    """Settle the running and canceling executions of ``names`` as abandoned.
+
+    ``error`` builds the error from the worker table's columns (joined by name).
+    """
+    counts: Counter[str] = Counter()
+    for start in range(0, len(names), _NAMES_PER_STATEMENT):
+        rows = session.execute(
+            update(_E)
+            .where(
+                _E.c.worker == _W.c.name,
+                _W.c.name.in_(names[start : start + _NAMES_PER_STATEMENT]),
+                _E.c.status.in_(HELD_STATUSES),
+            )
+            .values(status=ExecutionStatus.ABANDONED.value, error=error(_W.c), finished_at=db_now())
+            .returning(_E.c.worker)
+        ).scalars()
+        counts.update(rows)
+    return counts
+
+
+def _fail_unpicked(session: Session, settings: Settings, now: datetime | None) -> int:
+    timeout_s = settings.scheduled_timeout_s
+    if timeout_s <= 0:
+        return 0
+    result = session.execute(
+        update(_E)
+        .where(
+            _E.c.status == ExecutionStatus.SCHEDULED.value,
+            _E.c.requested_at <= cutoff(timeout_s, now),
+        )
+        .values(
+            status=ExecutionStatus.FAILED.value,
+            error=f"not picked up by any worker within {timeout_s:g} s",
+            finished_at=db_now(),
+        )
+    )
+    return int(cast("CursorResult[Any]", result).rowcount)
+
+
+def announce(report: SweepReport) -> None:
+    """After the sweep committed: one log record, one signal and the counts per deactivation."""
+    for deactivation in report.deactivated:
+        announce_deactivation(deactivation)
+    if report.failed_scheduled:
+        logger.warning(
+            "failed %d scheduled execution(s) that no worker picked up in time",
+            report.failed_scheduled,
+            extra={"event": "scheduled_timeout", "failed": report.failed_scheduled},
+        )
+
+
+def announce_deactivation(deactivation: Deactivation, *, expected: bool = False) -> None:
+    """Log, signal and count one worker that went inactive (call it after the commit).
+
+    ``expected`` (a worker shutting itself down) logs at INFO unless executions were abandoned.
+    """
+    quiet = expected and not deactivation.abandoned
+    logger.log(
+        logging.INFO if quiet else logging.WARNING,
+        "worker %s deactivated: %s; %d execution(s) abandoned",
+        deactivation.name,
+        deactivation.reason,
+        deactivation.abandoned,
+        extra={
+            "event": "worker_deactivated",
+            "worker": deactivation.name,
+            "last_heartbeat": _when(deactivation.last_heartbeat),
+            "abandoned": deactivation.abandoned,
+        },
+    )
+    metrics.count_deactivations()
+    metrics.count_abandoned(deactivation.abandoned)
+    worker_deactivated.send(
+        WorkerTransition(
+            worker=deactivation.name,
+            status=WorkerStatus.INACTIVE.value,
+            reason=deactivation.reason,
+            last_heartbeat=deactivation.last_heartbeat,
+            abandoned_executions=deactivation.abandoned,
+        )
+    )
+
+
+def announce_reactivation(name: str) -> None:
+    """Log, signal and count a worker that heartbeats again after it was deactivated."""
+    reason = "heartbeat received while inactive"
+    logger.warning(
+        "worker %s reactivated: %s",
+        name,
+        reason,
+        extra={"event": "worker_reactivated", "worker": name},
+    )
+    metrics.count_reactivation()
+    worker_reactivated.send(
+        WorkerTransition(
+            worker=name, status=WorkerStatus.ACTIVE.value, reason=reason, last_heartbeat=None
+        )
+    )
+
+
+def _when(moment: datetime | None) -> str:
+    return "never" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S.%f UTC")
