@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 
 from attune.errors import PackError
 from attune.packs.documents import MAX_DOCUMENT_BYTES
-from attune.packs.loader import load_packs, read_pack
+from attune.packs.loader import load_packs
+from attune.packs.reader import read_pack
 from attune.store.db import Database
 from attune.store.models import Action, Pack
 from tests.pack_builder import action, header, write_pack, write_yaml

@@ -8,7 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from attune.errors import DatabaseError
-from attune.packs.loader import Change, PackReport, discover, find_action, find_actions, load_packs
+from attune.packs.loader import load_packs
+from attune.packs.reader import discover
+from attune.packs.upsert import Change, PackReport, find_action, find_actions
 from attune.store.db import Database
 from attune.store.models import Action, Execution, Pack
 from tests.conftest import ROOT

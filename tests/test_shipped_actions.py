@@ -24,7 +24,8 @@ import pytest
 import yaml
 
 from attune.executions.params import resolve
-from attune.packs.loader import ActionSpec, read_pack
+from attune.packs.reader import read_pack
+from attune.packs.specs import ActionSpec
 from tests.conftest import ROOT
 
 PACKS = {name: read_pack(ROOT / "packs" / name) for name in ("core", "examples")}

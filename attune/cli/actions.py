@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from attune.executions import params
-from attune.packs.loader import find_action, find_actions
+from attune.packs.upsert import find_action, find_actions
 from attune.store.models import MASK, Action
 from attune.worker.app import resources
 

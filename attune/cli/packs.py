@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from attune.packs.loader import PackReport, load_packs
+from attune.packs.loader import load_packs
+from attune.packs.upsert import PackReport
 from attune.worker.app import resources
 
 

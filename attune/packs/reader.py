@@ -1,0 +1,239 @@
+"""Read packs from disk: discover pack folders, read and validate their YAML into specs.
+
+A pack is a folder ``<packs_dir>/<ref>/`` holding ``pack.yaml`` and ``actions/*.yaml``, each
+action naming an entry point file under ``actions/``. :func:`read_pack` validates a whole pack
+into a :class:`~attune.packs.specs.PackSpec` or raises one :class:`~attune.errors.PackError`
+listing every problem, each naming its file and field.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from attune.errors import DocumentError, PackError
+from attune.executions import params
+from attune.packs.documents import read_mapping
+from attune.packs.fields import Fields
+from attune.packs.specs import ActionSpec, PackSpec
+from attune.store.models import (
+    ACTION_REF_REGEX,
+    PACK_REF_REGEX,
+    OutputFormat,
+    ParameterDelivery,
+    ParameterFormat,
+    RunnerType,
+)
+
+PACK_KEYS = frozenset({"ref", "label", "description", "version", "author", "email", "tags"})
+"""The keys a ``pack.yaml`` may have."""
+
+
+ACTION_KEYS = frozenset(
+    {
+        "ref",
+        "label",
+        "description",
+        "enabled",
+        "tags",
+        "runner_type",
+        "entry_point",
+        "parameters",
+        "parameter_delivery",
+        "parameter_format",
+        "output_format",
+        "timeout",
+    }
+)
+"""The keys an action file may have."""
+
+
+SEMVER_REGEX = (
+    r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+    r"(-(0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)(\.(0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*))*)?"
+    r"(\+[0-9a-zA-Z-]+(\.[0-9a-zA-Z-]+)*)?"
+)
+"""A semantic version (semver.org 2.0.0), matched against the whole string."""
+_MAX_REF_LENGTH = 255
+_MAX_VERSION_LENGTH = 64
+_PACK_REF = re.compile(PACK_REF_REGEX)
+_ACTION_REF = re.compile(ACTION_REF_REGEX)
+_SEMVER = re.compile(SEMVER_REGEX)
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+_ACTION_SUFFIXES = (".yaml", ".yml")
+
+
+def discover(packs_dir: Path, names: Sequence[str] = ()) -> list[Path]:
+    """The pack folders to load: ``packs_dir/<name>`` for each name, else every visible folder.
+
+    Raises :class:`~attune.errors.PackError` for a name that is not a pack ref, or when no
+    names are given and ``packs_dir`` is not a directory.
+    """
+    if names:
+        bad = [name for name in names if not _PACK_REF.fullmatch(name)]
+        if bad:
+            problems = [f"{name!r} is not a pack name ({PACK_REF_REGEX})" for name in bad]
+            raise PackError(", ".join(bad) or "''", problems)
+        return [packs_dir / name for name in dict.fromkeys(names)]
+    if not packs_dir.is_dir():
+        raise PackError(str(packs_dir), [f"{packs_dir}: the packs directory does not exist"])
+    return sorted(
+        entry for entry in packs_dir.iterdir() if entry.is_dir() and not entry.name.startswith(".")
+    )
+
+
+def read_pack(pack_dir: Path) -> PackSpec:
+    """The validated pack in ``pack_dir``; raises :class:`~attune.errors.PackError` listing
+    every problem of the pack (each naming its file and field) when there is any."""
+    name = pack_dir.name
+    if not _PACK_REF.fullmatch(name):
+        raise PackError(name, [f"{pack_dir}: the folder name is not a pack ref ({PACK_REF_REGEX})"])
+    if not pack_dir.is_dir():
+        raise PackError(name, [f"{pack_dir}: no such pack directory"])
+    problems: list[str] = []
+    header = _read_header(pack_dir, problems)
+    actions = _read_actions(pack_dir, problems)
+    if problems or header is None:
+        raise PackError(name, problems)
+    return PackSpec(**header, path=pack_dir, actions=actions)
+
+
+def _read_header(pack_dir: Path, problems: list[str]) -> dict[str, Any] | None:
+    path = pack_dir / "pack.yaml"
+    document = _read_document(path, problems)
+    if document is None:
+        return None
+    fields = Fields(path, document, PACK_KEYS, problems)
+    ref = fields.text("ref", required=True)
+    if ref and not _PACK_REF.fullmatch(ref):
+        fields.problem("ref", f"{ref!r} does not match {PACK_REF_REGEX}")
+    elif ref and ref != pack_dir.name:
+        fields.problem("ref", f"{ref!r} differs from the pack's folder name {pack_dir.name!r}")
+    version = fields.text("version", required=True)
+    if version and (len(version) > _MAX_VERSION_LENGTH or not _SEMVER.fullmatch(version)):
+        fields.problem("version", f"{version!r} is not a semantic version such as 1.0.0")
+    email = fields.text("email") if "email" in document else None
+    if email is not None and not _EMAIL.fullmatch(email):
+        fields.problem("email", f"{email!r} is not an e-mail address")
+    header = {
+        "ref": ref,
+        "label": fields.text("label", required=True),
+        "description": fields.text("description", required=True),
+        "version": version,
+        "author": fields.text("author") if "author" in document else None,
+        "email": email,
+        "tags": fields.tags(),
+    }
+    return None if fields.failed else header
+
+
+def _read_actions(pack_dir: Path, problems: list[str]) -> tuple[ActionSpec, ...]:
+    actions_dir = pack_dir / "actions"
+    if not actions_dir.exists():
+        return ()
+    if not actions_dir.is_dir():
+        problems.append(f"{actions_dir}: must be a directory")
+        return ()
+    roots = (os.path.realpath(pack_dir), os.path.realpath(actions_dir))
+    specs: list[ActionSpec] = []
+    first_file: dict[str, Path] = {}
+    names = sorted(name for name in os.listdir(actions_dir) if name.endswith(_ACTION_SUFFIXES))
+    for name in names:
+        path = actions_dir / name
+        spec = _read_action(path, pack_dir.name, roots, problems)
+        if spec is None:
+            continue
+        if spec.ref in first_file:
+            problems.append(
+                f"{path}: ref: {spec.ref!r} is already defined in {first_file[spec.ref]}"
+            )
+            continue
+        first_file[spec.ref] = path
+        specs.append(spec)
+    return tuple(specs)
+
+
+def _read_action(
+    path: Path, pack: str, roots: tuple[str, str], problems: list[str]
+) -> ActionSpec | None:
+    document = _read_document(path, problems)
+    if document is None:
+        return None
+    fields = Fields(path, document, ACTION_KEYS, problems)
+    ref = fields.text("ref", required=True)
+    if ref and (len(ref) > _MAX_REF_LENGTH or not _ACTION_REF.fullmatch(ref)):
+        fields.problem("ref", f"{ref!r} is not <pack>.<name> in lowercase ({ACTION_REF_REGEX})")
+    elif ref and ref.partition(".")[0] != pack:
+        fields.problem("ref", f"{ref!r} must start with the pack's ref: {pack}.<name>")
+    runner_type = fields.choice("runner_type", RunnerType, required=True)
+    entry_point = fields.text("entry_point", required=True)
+    if entry_point:
+        problem = _entry_point_problem(path.parent, roots, entry_point, runner_type)
+        if problem:
+            fields.problem("entry_point", problem)
+    # ``parameters:`` left empty means none, as an empty mapping does.
+    parameters = document.get("parameters") or {}
+    fields.extend(params.definition_problems(parameters))
+    timeout_s = fields.timeout()
+    spec = ActionSpec(
+        ref=ref,
+        runner_type=runner_type,
+        entry_point=entry_point,
+        source=path,
+        label=fields.text("label"),
+        description=fields.text("description"),
+        enabled=fields.flag("enabled", default=True),
+        tags=fields.tags(),
+        parameters=parameters,
+        parameter_delivery=fields.choice("parameter_delivery", ParameterDelivery),
+        parameter_format=fields.choice("parameter_format", ParameterFormat),
+        output_format=fields.choice("output_format", OutputFormat),
+        timeout_s=timeout_s,
+    )
+    return None if fields.failed else spec
+
+
+def _entry_point_problem(
+    actions_dir: Path, roots: tuple[str, str], entry_point: str, runner_type: str
+) -> str | None:
+    """Why ``entry_point`` is not a regular file under ``actions_dir`` that stays inside the
+    pack (``roots``: the pack's and its actions/' resolved paths), or None."""
+    pack_root, real_actions_dir = roots
+    if entry_point.startswith("/"):
+        return f"{entry_point!r} is absolute; give a path relative to the pack's actions/"
+    if ".." in entry_point.split("/") or "\0" in entry_point:
+        return f"{entry_point!r} must not contain '..': it must stay under the pack's actions/"
+    path = os.path.join(actions_dir, entry_point)
+    try:
+        info = os.lstat(path)
+        resolved = os.path.join(real_actions_dir, entry_point)
+        # A plain file name that is no symlink is inside the already resolved actions/.
+        if "/" in entry_point or stat.S_ISLNK(info.st_mode):
+            resolved = os.path.realpath(path, strict=True)
+            info = os.stat(resolved)
+    except (FileNotFoundError, NotADirectoryError):
+        return f"{entry_point!r} does not exist (looked for {path})"
+    except OSError as error:  # a symlink loop, a permission denied
+        return f"{entry_point!r} cannot be resolved: {error}"
+    if not resolved.startswith(pack_root + os.sep):
+        return f"{entry_point!r} resolves to {resolved}, outside the pack {pack_root}"
+    if stat.S_ISDIR(info.st_mode):
+        return f"{entry_point!r} is a directory, not a file"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{entry_point!r} is not a regular file"
+    if runner_type == RunnerType.NATIVE and not os.access(resolved, os.X_OK):
+        return f"{entry_point!r} is not executable, as a native action's file must be (chmod +x)"
+    return None
+
+
+def _read_document(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    """The mapping in YAML file ``path``, or None after recording why there is none."""
+    try:
+        return read_mapping(path)
+    except DocumentError as error:
+        problems.append(str(error))
+        return None

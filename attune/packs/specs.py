@@ -1,0 +1,88 @@
+"""Validated packs and actions as values: :class:`PackSpec` and :class:`ActionSpec`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from attune.store.models import (
+    OutputFormat,
+    ParameterDelivery,
+    ParameterFormat,
+)
+
+MAX_TIMEOUT_S = 2**31 - 1
+"""Largest ``timeout`` an action may declare (the column is a 32-bit integer)."""
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """A validated action file: the values of one ``action`` row."""
+
+    ref: str
+    runner_type: str
+    entry_point: str
+    source: Path
+    label: str = ""
+    description: str = ""
+    enabled: bool = True
+    tags: tuple[str, ...] = ()
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    parameter_delivery: str = ParameterDelivery.STDIN
+    parameter_format: str = ParameterFormat.JSON
+    output_format: str = OutputFormat.TEXT
+    timeout_s: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The part of the ref after the pack's."""
+        return self.ref.partition(".")[2]
+
+    def columns(self) -> dict[str, Any]:
+        """The ``action`` columns this spec sets (all but ids, pack_id and timestamps)."""
+        return {
+            "ref": self.ref,
+            "label": self.label,
+            "description": self.description,
+            "enabled": self.enabled,
+            "tags": list(self.tags),
+            "runner_type": self.runner_type,
+            "entry_point": self.entry_point,
+            "parameters": dict(self.parameters),
+            "parameter_delivery": self.parameter_delivery,
+            "parameter_format": self.parameter_format,
+            "output_format": self.output_format,
+            "timeout_s": self.timeout_s,
+        }
+
+
+ACTION_COLUMNS = tuple(ActionSpec(ref="", runner_type="", entry_point="", source=Path()).columns())
+
+
+@dataclass(frozen=True)
+class PackSpec:
+    """A validated pack: its ``pack.yaml`` values and its actions."""
+
+    ref: str
+    label: str
+    description: str
+    version: str
+    path: Path
+    author: str | None = None
+    email: str | None = None
+    tags: tuple[str, ...] = ()
+    actions: tuple[ActionSpec, ...] = ()
+
+    def columns(self) -> dict[str, Any]:
+        """The ``pack`` columns this spec sets (all but id and timestamps)."""
+        return {
+            "ref": self.ref,
+            "label": self.label,
+            "description": self.description,
+            "version": self.version,
+            "author": self.author,
+            "email": self.email,
+            "tags": list(self.tags),
+        }
