@@ -129,16 +129,37 @@ def database(request: pytest.FixtureRequest) -> Database:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    """A Redis database number of this run's own (1..15 by pid), flushed before use."""
+def redis_url() -> Iterator[str]:
+    """A Redis database number (1..15) leased to this run alone, flushed before use.
+
+    Test runs of several checkouts may share the server: each run claims a free number with
+    ``SET NX`` on database 0 and gives it back at the end (the lease expires after a day).
+    """
     require_server("Redis", REDIS_HOST, REDIS_PORT)
     import redis
 
-    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{os.getpid() % 15 + 1}"
+    leases = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=0)
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    number = next(
+        (
+            n
+            for n in range(1, 16)
+            if leases.set(f"attune-test:redis-db:{n}", owner, nx=True, ex=86400)
+        ),
+        None,
+    )
+    if number is None:
+        leases.close()
+        pytest.fail("every Redis database 1..15 is leased to another test run", pytrace=False)
+    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{number}"
     client = redis.Redis.from_url(url)
     client.flushdb()
     client.close()
-    return url
+    try:
+        yield url
+    finally:
+        leases.delete(f"attune-test:redis-db:{number}")
+        leases.close()
 
 
 @pytest.fixture
