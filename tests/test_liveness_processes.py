@@ -165,12 +165,20 @@ def test_a_worker_survives_its_database_connections_being_killed(
         " WHERE datname = current_database() AND pid <> pg_backend_pid()"
     )
 
+    def heartbeat_after(moment: object) -> bool:
+        row = worker_row(pg_database, "sturdy")
+        return row is not None and row.last_heartbeat is not None and row.last_heartbeat > moment
+
     killed = 0
     for _ in range(8):
+        previous = worker_row(pg_database, "sturdy")
+        assert previous is not None
         with pg_database.engine.connect() as connection:
             killed += connection.execute(terminate).scalar_one()
             connection.commit()
-        time.sleep(HEARTBEAT_S)
+        # The worker reconnects by itself: it heartbeats again before the next round kills.
+        moment = previous.last_heartbeat
+        wait_until(lambda moment=moment: heartbeat_after(moment), SLACK_S, "a reconnect")
         assert worker_status(pg_database, "sturdy") == "active"
 
     assert killed >= 8
