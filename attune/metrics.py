@@ -1,12 +1,13 @@
-"""Prometheus metrics: worker lifecycle and execution counters, and the worker gauge.
+"""Prometheus metrics: worker lifecycle and execution counters, and the database gauges.
 
-Counters are counted where the event happens: a sweep in whichever worker pool process ran it,
+Counters are counted where the event happens: a sweep in the process that ran it (beat, mostly),
 a reactivation in the worker's main process, an execution's end in the pool process that ran it.
 A worker that serves metrics (``ATTUNE_METRICS_PORT``) therefore switches to prometheus-client's
 multiprocess mode before its pool forks (:func:`share_with_children`): every process writes its
 counts to a file of its own in one directory per worker, and the worker's endpoint adds them up,
 so counts made in prefork children, even dead ones, are served. The sweep runs in the beat
-process, so its counts are served by a beat started with ``ATTUNE_METRICS_PORT``.
+process, so its counts are served by a beat started with ``ATTUNE_METRICS_PORT``
+(:class:`attune.worker.beat.Scheduler`).
 ``attune_workers{status}`` and ``attune_last_sweep_timestamp_seconds`` are not counted at all:
 they are read from the database at scrape time (:class:`WorkerGauge`), so every endpoint shows
 the fleet as the database sees it.
