@@ -9,8 +9,6 @@ from attune.worker.broker import TRANSPORT
 
 _settings = Settings.from_env()
 
-_purge_interval_s = 3600.0  # how often beat purges old executions (ATTUNE_RETENTION_DAYS)
-
 broker_url = _settings.broker_url
 broker_connection_retry_on_startup = True
 if broker_url.startswith("redis://"):
@@ -39,24 +37,11 @@ task_routes = {
     "attune.purge_executions": {"queue": SWEEP_QUEUE},
 }
 
-# The sweep every ATTUNE_SWEEP_INTERVAL_S; a sweep no live worker took within one interval
-# expires, so sweeps never pile up in the broker while every worker is down.
-beat_schedule = {
-    "sweep-workers": {
-        "task": "attune.sweep_workers",
-        "schedule": _settings.sweep_interval_s,
-        "options": {"queue": SWEEP_QUEUE, "expires": _settings.sweep_interval_s},
-    },
-}
-if _settings.retention_days is not None:
-    beat_schedule["purge-executions"] = {
-        "task": "attune.purge_executions",
-        "schedule": _purge_interval_s,
-        "args": (_settings.retention_days,),
-        "options": {"queue": SWEEP_QUEUE, "expires": _purge_interval_s},
-    }
-# Intervals only, nothing to remember between runs: no celerybeat-schedule file.
-beat_scheduler = "celery.beat:Scheduler"
+# attune's scheduler runs the sweep (and the retention purge) in the beat process itself, every
+# ATTUNE_SWEEP_INTERVAL_S: no worker needs to be alive or free, and no message waits in the
+# broker. Entries added to beat_schedule are sent as usual. Intervals only, nothing to
+# remember between runs: no celerybeat-schedule file.
+beat_scheduler = "attune.worker.beat:Scheduler"
 
 task_serializer = "json"
 accept_content = ["json"]

@@ -1,13 +1,16 @@
-"""Prometheus metrics: worker lifecycle and execution counters, and the worker gauge.
+"""Prometheus metrics: worker lifecycle and execution counters, and the database gauges.
 
-Counters are counted where the event happens: a sweep in whichever worker pool process ran it,
+Counters are counted where the event happens: a sweep in the process that ran it (beat, mostly),
 a reactivation in the worker's main process, an execution's end in the pool process that ran it.
 A worker that serves metrics (``ATTUNE_METRICS_PORT``) therefore switches to prometheus-client's
 multiprocess mode before its pool forks (:func:`share_with_children`): every process writes its
 counts to a file of its own in one directory per worker, and the worker's endpoint adds them up,
-so counts made in prefork children, even dead ones, are served. ``attune_workers{status}`` is not
-counted at all: it is read from the database at scrape time (:class:`WorkerGauge`), so every
-endpoint shows the fleet as the database sees it.
+so counts made in prefork children, even dead ones, are served. The sweep runs in the beat
+process, so its counts are served by a beat started with ``ATTUNE_METRICS_PORT``
+(:class:`attune.worker.beat.Scheduler`).
+``attune_workers{status}`` and ``attune_last_sweep_timestamp_seconds`` are not counted at all:
+they are read from the database at scrape time (:class:`WorkerGauge`), so every endpoint shows
+the fleet as the database sees it.
 
 Instruments are created on first use, after the process chose its mode; importing this module
 does nothing.
@@ -28,7 +31,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 
 from attune.store.db import Database
-from attune.store.models import TERMINAL_STATUSES, Worker, WorkerStatus
+from attune.store.models import SWEEP_RUN, TERMINAL_STATUSES, PeriodicRun, Worker, WorkerStatus
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 """The variable naming the directory where every process of a worker writes its counts."""
@@ -133,24 +136,37 @@ def share_with_children(directory: Path) -> None:
 
 
 class WorkerGauge:
-    """``attune_workers{status}``: the worker table's rows by status, read at scrape time."""
+    """``attune_workers{status}`` and ``attune_last_sweep_timestamp_seconds``, read at scrape time.
+
+    The worker table's rows by status, and when the last sweep ran (Unix time on the database
+    clock; 0 when no sweep ever ran).
+    """
 
     def __init__(self, database: Database) -> None:
         self.database = database
 
     def collect(self) -> Iterator[Metric]:
-        """One gauge sample per worker status (0 where none); nothing if the database fails."""
+        """One gauge sample per worker status (0 where none) and the last sweep's time;
+        nothing if the database fails."""
         try:
             with self.database.session_scope() as session:
                 rows = session.execute(select(Worker.status, func.count()).group_by(Worker.status))
                 counts = {status: count for status, count in rows}
+                last_sweep_at = session.scalar(
+                    select(PeriodicRun.last_run_at).where(PeriodicRun.name == SWEEP_RUN)
+                )
         except Exception:
-            logger.exception("attune_workers: could not read the worker table")
+            logger.exception("metrics: could not read the worker table")
             return
         gauge = GaugeMetricFamily("attune_workers", "Workers by status.", labels=["status"])
         for status in WorkerStatus:
             gauge.add_metric([status.value], counts.get(status.value, 0))
         yield gauge
+        yield GaugeMetricFamily(
+            "attune_last_sweep_timestamp_seconds",
+            "When the last stale-worker sweep ran (Unix time, database clock; 0: never).",
+            value=0.0 if last_sweep_at is None else last_sweep_at.timestamp(),
+        )
 
 
 def registry(database: Database | None) -> CollectorRegistry:
@@ -173,3 +189,19 @@ def serve(port: int, database: Database | None) -> WSGIServer:
     """Serve :func:`registry` over HTTP on ``port`` from a daemon thread; returns the server."""
     server, _thread = start_http_server(port, registry=registry(database))
     return server
+
+
+def serve_beside(port: int, database: Database) -> WSGIServer | None:
+    """:func:`serve` for a process whose work matters more: a busy port is logged, not raised."""
+    try:
+        return serve(port, database)
+    except OSError as exc:
+        logger.error("metrics: cannot serve on port %d: %s", port, exc)  # noqa: TRY400
+        return None
+
+
+def stop(server: WSGIServer | None) -> None:
+    """Stop serving (nothing when ``server`` is None)."""
+    if server is not None:
+        server.shutdown()
+        server.server_close()

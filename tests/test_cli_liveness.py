@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from sqlalchemy import select, update
 
 from attune.cli import main
@@ -17,20 +19,25 @@ from attune.liveness import registry as workers
 from attune.liveness.registry import Registration
 from attune.settings import Settings
 from attune.store.db import Database
-from attune.store.models import Execution, ExecutionStatus, Worker
+from attune.store.models import Execution, ExecutionStatus, PeriodicRun, Worker
 from attune.store.sqltypes import db_ago
 from attune.worker.app import resources
 from tests.processes import ROOT, free_port, wait_until
 
 
-def invoke(database: Database, *args: str) -> str:
+def run_cli(database: Database, *args: str, **env: str) -> Result:
     url = database.engine.url.render_as_string(hide_password=False)
     try:
-        result = CliRunner().invoke(main, list(args), env={"ATTUNE_DATABASE_URL": url})
+        result = CliRunner().invoke(main, list(args), env={"ATTUNE_DATABASE_URL": url, **env})
     finally:
         resources.configure(Settings.from_env())
     assert result.exit_code == 0, result.output
-    return result.output
+    return result
+
+
+def invoke(database: Database, *args: str) -> str:
+    """What the command printed on stdout."""
+    return run_cli(database, *args).stdout
 
 
 def add_worker(database: Database, name: str, age_s: float) -> None:
@@ -67,6 +74,67 @@ def test_workers_list_as_a_table_and_as_json(database: Database) -> None:
         ("old", True, 0),
     ]
     assert 199 < listed[1]["heartbeat_age_s"] < 300
+
+
+def test_workers_list_ends_with_the_last_sweep_and_warns_when_none_ran(
+    database: Database,
+) -> None:
+    add_worker(database, "fresh", 1)
+
+    before = run_cli(database, "workers", "list")
+    invoke(database, "workers", "sweep")
+    after = run_cli(database, "workers", "list")
+    as_json = run_cli(database, "workers", "list", "--json")
+
+    assert before.stdout.splitlines()[-1] == "last sweep: never"
+    assert "warning: no sweep within the last 3 sweep intervals (180 s" in before.stderr
+    assert re.fullmatch(r"last sweep: \d+\.\d s ago", after.stdout.splitlines()[-1])
+    assert after.stderr == ""
+    assert [w["name"] for w in json.loads(as_json.stdout)] == ["fresh"]
+    assert as_json.stderr == ""
+
+
+def test_workers_sweeper_reports_the_last_sweep_and_whether_it_is_overdue(
+    database: Database,
+) -> None:
+    never = run_cli(database, "workers", "sweeper", "--json")
+    invoke(database, "workers", "sweep")
+    fresh = run_cli(database, "workers", "sweeper", "--json")
+    with database.session_scope() as session:
+        session.execute(update(PeriodicRun).values(last_run_at=db_ago(181)))
+    late = run_cli(database, "workers", "sweeper", "--json")
+    text = run_cli(database, "workers", "sweeper")
+
+    assert json.loads(never.stdout) == {
+        "last_sweep_at": None,
+        "last_sweep_age_s": None,
+        "sweep_interval_s": 60.0,
+        "overdue": True,
+    }
+    assert "warning: no sweep" in never.stderr
+    status = json.loads(fresh.stdout)
+    assert (status["overdue"], status["sweep_interval_s"]) == (False, 60.0)
+    assert 0 <= status["last_sweep_age_s"] < 30
+    assert datetime.fromisoformat(status["last_sweep_at"]).tzinfo is not None
+    assert fresh.stderr == ""
+    assert json.loads(late.stdout)["overdue"] is True
+    assert 180 < json.loads(late.stdout)["last_sweep_age_s"] < 240
+    assert "last sweep: 18" in late.stderr
+    assert text.stdout.splitlines()[1:] == ["sweep interval: 60 s", "overdue: yes"]
+    assert text.stdout.startswith("last sweep: 18")
+
+
+def test_workers_sweeper_follows_the_sweep_interval(database: Database) -> None:
+    invoke(database, "workers", "sweep")
+    with database.session_scope() as session:
+        session.execute(update(PeriodicRun).values(last_run_at=db_ago(4)))
+
+    within = run_cli(database, "workers", "sweeper", "--json", ATTUNE_SWEEP_INTERVAL_S="2")
+    beyond = run_cli(database, "workers", "sweeper", "--json", ATTUNE_SWEEP_INTERVAL_S="1")
+
+    assert json.loads(within.stdout)["overdue"] is False
+    assert json.loads(beyond.stdout)["overdue"] is True
+    assert "(3 s; last sweep: 4." in beyond.stderr
 
 
 def test_workers_sweep_reports_what_it_did(database: Database) -> None:

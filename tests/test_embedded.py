@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster import BIN, ROOT, attune_cli, packs_copy
+from tests.processes import FAST_LIVENESS
 
 pytestmark = pytest.mark.slow
 
@@ -157,3 +158,43 @@ def test_a_refused_broker_message_fails_the_execution(
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("failed the broker refused the message")
+
+
+def test_the_embedded_worker_sweeps_in_a_thread_of_its_own_process(
+    embedded_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given an embedded worker already up, then a worker that registers and never heartbeats
+    script = (
+        "import time\n"
+        "import attune\n"
+        "from attune.liveness.registry import Registration, register\n"
+        "from attune.liveness.sweeper import sweeper_status\n"
+        "from attune.store.models import Execution\n"
+        "from attune.worker.app import resources\n"
+        "assert attune.execute('core.echo', {'message': 'up'}).wait(60).succeeded\n"
+        "database = resources.database\n"
+        "with database.session_scope() as session:\n"
+        "    register(session, Registration('ghost', ('shell',), (), 'elsewhere', 1))\n"
+        "    held = Execution(action_ref='core.sleep', worker='ghost', status='running')\n"
+        "    session.add(held)\n"
+        "    session.flush()\n"
+        "deadline = time.monotonic() + 30\n"
+        "while attune.get_execution(held.id).status != 'abandoned':\n"
+        "    assert time.monotonic() < deadline, 'not swept within 30 s'\n"
+        "    time.sleep(0.05)\n"
+        "with database.session_scope() as session:\n"
+        "    print(attune.get_execution(held.id).error)\n"
+        "    print('overdue', sweeper_status(session, resources.settings).overdue)\n"
+    )
+    env = {**embedded_env, **FAST_LIVENESS}
+
+    # When the process waits, doing nothing else
+    result = python_caller(script, env, tmp_path)
+
+    # Then its beat thread swept the stale worker, and the sweep was recorded
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("worker ghost stopped heartbeating; last heartbeat 20")
+    assert lines[1] == "overdue False"
+    listed = attune_cli(embedded_env, "workers", "list", "--json")
+    assert {w["name"]: w["status"] for w in json.loads(listed.stdout)}["ghost"] == "inactive"

@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import signal
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import text
 
 from attune.executions.queues import runtime_queue
 from attune.liveness import registry as workers
+from attune.liveness.registry import Registration
+from attune.liveness.sweeper import sweeper_status
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import ExecutionStatus
 from tests.exposition import scrape
 from tests.processes import (
     HEARTBEAT_S,
+    START_TIMEOUT_S,
     SWEEP_S,
     THRESHOLD_S,
     Processes,
@@ -36,7 +40,9 @@ from tests.rows import add_execution, execution_row, worker_row, worker_status
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
-SETTINGS = Settings(heartbeat_interval_s=HEARTBEAT_S, heartbeat_staleness_multiplier=3)
+SETTINGS = Settings(
+    heartbeat_interval_s=HEARTBEAT_S, heartbeat_staleness_multiplier=3, sweep_interval_s=SWEEP_S
+)
 SLACK_S = 3.0
 """Room for a loaded machine on top of what the rule itself allows."""
 SWEPT_WITHIN_S = THRESHOLD_S + SWEEP_S + SLACK_S
@@ -261,17 +267,41 @@ def test_cold_shutdown_settles_the_executions_it_cut_off(
     assert markers(tmp_path, "finished") == 0
 
 
-def test_expired_sweeps_are_discarded_not_run_when_a_worker_comes_back(
-    processes: Processes, pg_database: Database
+def test_beat_alone_settles_a_dead_worker_and_leaves_nothing_in_the_broker(
+    processes: Processes, pg_database: Database, redis_url: str
 ) -> None:
-    beat = processes.beat()
-    wait_until(lambda: beat.log.count("Sending due task sweep-workers") >= 5, 30, "5 sweeps")
+    with pg_database.session_scope() as session:  # registered, then never heartbeats again
+        workers.register(session, Registration("ghost", ("shell",), (), "h", 1))
+    held = add_execution(pg_database, "ghost")
 
-    worker = processes.worker("latecomer")
-    processes.wait_registered(pg_database, worker)
+    processes.beat()
 
-    discarded = "Discarding revoked task: attune.sweep_workers"
-    wait_until(lambda: worker.log.count(discarded) >= 3, 10, "the backlog to be discarded")
+    wait_until(
+        lambda: execution_row(pg_database, held).status == "abandoned",
+        START_TIMEOUT_S,
+        "beat, with no worker alive, to abandon the execution",
+    )
+    assert worker_status(pg_database, "ghost") == "inactive"
+    first = last_sweep_at(pg_database)
+    wait_until(
+        lambda: last_sweep_at(pg_database) > first + timedelta(seconds=5 * SWEEP_S),
+        5 * SWEEP_S + SLACK_S,
+        "five more sweeps",
+    )
+    client = redis.Redis.from_url(redis_url)
+    try:
+        lists = {key: client.llen(key) for key in client.scan_iter() if client.type(key) == b"list"}
+    finally:
+        client.close()
+    assert lists == {}
+
+
+def last_sweep_at(database: Database) -> datetime:
+    """When the last sweep ran (the test fails if none did)."""
+    with database.session_scope() as session:
+        status = sweeper_status(session, SETTINGS)
+    assert status.last_sweep_at is not None
+    return status.last_sweep_at
 
 
 def test_metrics_count_a_deactivation_and_a_reactivation(
@@ -283,20 +313,19 @@ def test_metrics_count_a_deactivation_and_a_reactivation(
         directory.mkdir()
         return {"ATTUNE_METRICS_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(directory)}
 
-    sweeper_port, flaky_port = free_port(), free_port()
-    sweeper = processes.worker("sweeper", env=metrics_env("sweeper", sweeper_port), concurrency=2)
+    beat_port, flaky_port = free_port(), free_port()
     flaky = processes.worker("flaky", env=metrics_env("flaky", flaky_port))
-    processes.beat()
-    processes.wait_registered(pg_database, sweeper, flaky)
+    processes.beat(env={"ATTUNE_METRICS_PORT": str(beat_port)})
+    processes.wait_registered(pg_database, flaky)
     add_execution(pg_database, "flaky")
 
     flaky.pause()
     try:
         wait_status(pg_database, "flaky", "inactive", SWEPT_WITHIN_S)
         swept = wait_until(
-            lambda: (m := scrape(sweeper_port))["attune_worker_deactivations_total"] == 1 and m,
+            lambda: (m := scrape(beat_port))["attune_worker_deactivations_total"] == 1 and m,
             SLACK_S,
-            "the sweeper's deactivation count",
+            "beat's deactivation count",
         )
     finally:
         flaky.resume()
@@ -305,6 +334,7 @@ def test_metrics_count_a_deactivation_and_a_reactivation(
 
     assert swept["attune_executions_abandoned_total"] == 1
     assert swept['attune_workers{status="inactive"}'] == 1
+    assert abs(swept["attune_last_sweep_timestamp_seconds"] - time.time()) < SLACK_S
     assert back["attune_worker_reactivations_total"] == 1
-    assert back['attune_workers{status="active"}'] == 2
+    assert back['attune_workers{status="active"}'] == 1
     assert back['attune_workers{status="inactive"}'] == 0

@@ -11,7 +11,9 @@ from attune.liveness import registry as workers
 from attune.liveness import sweep as sweeps
 from attune.liveness.registry import Registration
 from attune.liveness.sweep import Deactivation
+from attune.liveness.sweeper import record_run
 from attune.store.db import Database
+from attune.store.models import SWEEP_RUN
 from tests import exposition
 
 
@@ -59,5 +61,18 @@ def test_the_worker_gauge_is_silent_when_the_database_is_down() -> None:
     found = samples(unreachable)
 
     assert not any(name.startswith("attune_workers{") for name in found)
+    assert "attune_last_sweep_timestamp_seconds" not in found
     assert "attune_worker_deactivations_total" in found
     unreachable.dispose()
+
+
+def test_the_last_sweep_gauge_carries_the_time_of_the_last_sweep(database: Database) -> None:
+    never = samples(database)["attune_last_sweep_timestamp_seconds"]
+    swept_at = datetime(2026, 12, 1, 9, 30, 15, 250000, tzinfo=UTC)
+    with database.session_scope() as session:
+        record_run(session, SWEEP_RUN, now=swept_at)
+
+    found = samples(database)
+
+    assert never == 0
+    assert found["attune_last_sweep_timestamp_seconds"] == swept_at.timestamp()

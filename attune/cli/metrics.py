@@ -18,7 +18,8 @@ def metrics() -> None:
 @metrics.command("serve")
 @click.option("--port", type=click.IntRange(1, 65535), required=True, help="TCP port to serve on.")
 def serve(port: int) -> None:
-    """Serve attune_workers{status} from the database, and the counters, until interrupted.
+    """Serve the gauges read from the database (attune_workers{status}, the last sweep's
+    time) and the counters, until interrupted.
 
     The counters are those of this process, or of every process counting into
     PROMETHEUS_MULTIPROC_DIR when it is set; each worker serves its own with ATTUNE_METRICS_PORT.

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 SWEEP_QUEUE = "attune.sweep"
-"""The queue of the stale-worker sweep; every worker consumes it, so any live worker sweeps."""
+"""The queue of a sent ``attune.sweep_workers`` task; every worker consumes it (beat sweeps in
+its own process and sends nothing here)."""
 
 
 def runtime_queue(runtime: str) -> str:

@@ -1,4 +1,4 @@
-"""The SQL data model: packs, actions, workers and executions, with their status enums."""
+"""The SQL data model: packs, actions, workers, executions and periodic runs, with their enums."""
 
 from __future__ import annotations
 
@@ -284,7 +284,23 @@ class Execution(Base):
     duration_ms: Mapped[int | None] = mapped_column(Integer)
 
 
+class PeriodicRun(Base):
+    """When a watched periodic pass (the sweep, :data:`SWEEP_RUN`) last ran, on the database clock.
+
+    One row per pass, written by whoever ran it (beat, the embedded loop, the CLI, the task).
+    """
+
+    __tablename__ = "periodic_run"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_run_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+SWEEP_RUN = "sweep"
+"""The :class:`PeriodicRun` name of the stale-worker sweep."""
+
 ACTION_TABLE = cast(Table, Action.__table__)
 WORKER_TABLE = cast(Table, Worker.__table__)
 EXECUTION_TABLE = cast(Table, Execution.__table__)
+PERIODIC_RUN_TABLE = cast(Table, PeriodicRun.__table__)
 """The models' Core tables, for statements built once (:meth:`attune.store.db.Database.run`)."""

@@ -27,6 +27,7 @@ from attune.liveness.heartbeat import Heartbeat
 from attune.liveness.registry import Registration
 from attune.settings import Settings
 from attune.store.db import Database
+from attune.worker.beat import BeatLoop, BeatThread, beat_passes
 
 app = Celery("attune")
 app.config_from_object("celeryconfig")
@@ -84,7 +85,8 @@ class EmbeddedWorker:
     """A Celery worker inside the calling process, on Celery's in-memory transport.
 
     It is Celery's own worker machinery (a WorkController with a thread pool), registered in
-    the worker table like any other; it stops when :meth:`stop` is called or the process exits.
+    the worker table like any other, with the beat loop (the sweep, the retention purge) in a
+    thread beside it; it stops when :meth:`stop` is called or the process exits.
     """
 
     def __init__(self, concurrency: int = 4, ready_timeout_s: float = 30.0) -> None:
@@ -93,6 +95,7 @@ class EmbeddedWorker:
         self._lock = threading.Lock()
         self._controller: Any = None
         self._thread: threading.Thread | None = None
+        self._beat: BeatThread | None = None
 
     @property
     def running(self) -> bool:
@@ -126,6 +129,8 @@ class EmbeddedWorker:
                     f"the embedded worker did not start within {self._ready_timeout_s:g} s"
                 )
             self._controller, self._thread = controller, thread
+            self._beat = BeatThread(BeatLoop(beat_passes(resources.database, resources.settings)))
+            self._beat.start()
             atexit.register(self.stop)
 
     def stop(self) -> None:
@@ -137,6 +142,9 @@ class EmbeddedWorker:
         with self._lock:
             if self._controller is None:
                 return
+            if self._beat is not None:
+                self._beat.stop()
+                self._beat = None
             self._controller.stop()
             self._controller = None
 
@@ -199,23 +207,16 @@ class Liveness(bootsteps.StartStopStep):
         )
         self.heartbeat = Heartbeat(resources.database, registration, settings.heartbeat_interval_s)
         self.heartbeat.start()
-        if settings.metrics_port is not None:
-            try:
-                self.metrics_server = metrics.serve(settings.metrics_port, resources.database)
-            except OSError as exc:  # a busy port costs the metrics, not the worker
-                logger.error(  # noqa: TRY400
-                    "metrics: cannot serve on port %d: %s", settings.metrics_port, exc
-                )
+        if settings.metrics_port is not None:  # a busy port costs the metrics, not the worker
+            self.metrics_server = metrics.serve_beside(settings.metrics_port, resources.database)
 
     def shutdown(self, consumer: Any) -> None:
         """After the pool stopped: stop heartbeating, mark the row inactive, settle leftovers."""
         if self.heartbeat is not None:
             self.heartbeat.deactivate("shut down")
             self.heartbeat = None
-        if self.metrics_server is not None:
-            self.metrics_server.shutdown()
-            self.metrics_server.server_close()
-            self.metrics_server = None
+        metrics.stop(self.metrics_server)
+        self.metrics_server = None
         if self.metrics_dir is not None:
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
             self.metrics_dir = None

@@ -10,7 +10,7 @@ from celery.worker.request import Request
 
 from attune.executions import retention
 from attune.executions.runner import CancelWatcher, run_execution, settle_lost
-from attune.liveness import sweep as sweeps
+from attune.liveness.sweeper import sweep_and_record
 from attune.worker.app import app, resources
 
 _watcher = CancelWatcher(lambda: resources.database)
@@ -33,11 +33,11 @@ class ExecutionRequest(Request):
 
 @app.task(name="attune.sweep_workers")
 def sweep_workers() -> dict[str, int]:
-    """Deactivate stale workers, abandon their executions, fail scheduled ones left too long."""
-    with resources.database.session_scope() as session:
-        report = sweeps.sweep(session, resources.settings)
-    sweeps.announce(report)
-    return report.counts()
+    """Deactivate stale workers, abandon their executions, fail scheduled ones left too long.
+
+    Beat sweeps in its own process; this task is for whoever wants a sweep from a worker.
+    """
+    return sweep_and_record(resources.database, resources.settings).counts()
 
 
 @app.task(name="attune.purge_executions")
