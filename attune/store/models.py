@@ -1,4 +1,4 @@
-"""The SQL data model: packs, actions, workers and executions, with their status enums."""
+"""The SQL data model: packs, actions, workers, executions and API keys, with their enums."""
 
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ PACK_REF_REGEX = "^[a-z][a-z0-9_-]+$"
 
 ACTION_REF_REGEX = "^[a-z][a-z0-9_-]+[.][a-z0-9][a-z0-9_-]*$"
 """An action ref: ``<pack>.<name>`` with exactly one dot."""
+
+API_SCOPES = ("read", "operate", "admin")
+"""An API key's scopes, each including the ones before it."""
 
 MASK = "********"
 """What a secret value is replaced with wherever it is stored or shown."""
@@ -282,9 +285,28 @@ class Execution(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     duration_ms: Mapped[int | None] = mapped_column(Integer)
+    # Who asked: the API key's name for a request over HTTP, else None.
+    requested_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class ApiKey(Base):
+    """An API key of the HTTP API: only a SHA-256 of its secret is stored."""
+
+    __tablename__ = "api_key"
+    __table_args__ = (CheckConstraint(one_of("scope", API_SCOPES), name="scope"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 ACTION_TABLE = cast(Table, Action.__table__)
 WORKER_TABLE = cast(Table, Worker.__table__)
 EXECUTION_TABLE = cast(Table, Execution.__table__)
+API_KEY_TABLE = cast(Table, ApiKey.__table__)
 """The models' Core tables, for statements built once (:meth:`attune.store.db.Database.run`)."""
