@@ -17,7 +17,8 @@
     ├── EnqueueError             the broker refused the task message
     ├── WaitTimeoutError         an execution did not become terminal in time
     ├── InvalidTransitionError   an execution is not in a state that allows the change
-    └── ApiKeyError              an API key cannot be created or revoked as asked
+    ├── ApiKeyError              an API key cannot be created or revoked as asked
+    └── IdempotencyKeyError      an Idempotency-Key was used before with another request
 
 Each error's message says what was wrong and where (file, field, ref, value).
 """
@@ -148,3 +149,11 @@ class ApiKeyError(AttuneError):
     def __init__(self, name: str, reason: str) -> None:
         self.name = name
         super().__init__(f"API key {name!r}: {reason}")
+
+
+class IdempotencyKeyError(AttuneError):
+    """An ``Idempotency-Key`` was sent before with another request body."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"Idempotency-Key {key!r} was used before with another request")

@@ -1,7 +1,8 @@
-"""API keys of the HTTP API, and who requested each execution
+"""API keys of the HTTP API, idempotency keys, and who requested each execution
 
 ``api_key`` stores a SHA-256 of each key's secret, never the secret. ``execution.requested_by``
 holds the name of the key whose request created the execution (None for the CLI and Python).
+``idempotency_key`` maps a principal's ``Idempotency-Key`` to the execution it started.
 
 Revision ID: 20261201_0008
 Revises: 20261128_0004
@@ -39,9 +40,29 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("execution") as batch:
         batch.add_column(sa.Column("requested_by", sa.String(length=255), nullable=True))
+    op.create_table(
+        "idempotency_key",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("principal", sa.String(length=255), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("request_digest", sa.String(length=64), nullable=False),
+        sa.Column(
+            "execution_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("created_at", UTCDateTime(), server_default=db_now(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["execution_id"],
+            ["execution.id"],
+            name=op.f("fk_idempotency_key_execution_id_execution"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_idempotency_key")),
+        sa.UniqueConstraint("principal", "key", name=op.f("uq_idempotency_key_principal_key")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("idempotency_key")
     with op.batch_alter_table("execution") as batch:
         batch.drop_column("requested_by")
     op.drop_table("api_key")

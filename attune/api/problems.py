@@ -17,6 +17,7 @@ from attune.errors import (
     AttuneError,
     EnqueueError,
     ExecutionNotFoundError,
+    IdempotencyKeyError,
     InvalidTransitionError,
     NoWorkerAvailableError,
     ParameterError,
@@ -99,7 +100,7 @@ def _attune_error(_: Request, exc: Exception) -> JSONResponse:
         return problem(404, TITLES[404], detail)
     if isinstance(exc, ParameterError):
         return problem(422, TITLES[422], detail, errors=_parameter_problems(exc))
-    if isinstance(exc, InvalidTransitionError):
+    if isinstance(exc, InvalidTransitionError | IdempotencyKeyError):
         return problem(409, TITLES[409], detail)
     if isinstance(exc, NoWorkerAvailableError | EnqueueError):
         return problem(503, TITLES[503], detail, execution_id=exc.execution_id)

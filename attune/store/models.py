@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -305,8 +306,27 @@ class ApiKey(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class IdempotencyKey(Base):
+    """An ``Idempotency-Key`` a principal sent with ``POST /executions``, and what it started."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (UniqueConstraint("principal", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    principal: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(255))
+    # A digest of the request body: the same key with another body is refused.
+    request_digest: Mapped[str] = mapped_column(String(64))
+    execution_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("execution.id", ondelete="CASCADE"),
+    )
+    created_at: Mapped[datetime] = _created()
+
+
 ACTION_TABLE = cast(Table, Action.__table__)
 WORKER_TABLE = cast(Table, Worker.__table__)
 EXECUTION_TABLE = cast(Table, Execution.__table__)
 API_KEY_TABLE = cast(Table, ApiKey.__table__)
+IDEMPOTENCY_TABLE = cast(Table, IdempotencyKey.__table__)
 """The models' Core tables, for statements built once (:meth:`attune.store.db.Database.run`)."""

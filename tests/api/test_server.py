@@ -172,3 +172,20 @@ def test_catalog_and_workers(api: Api) -> None:
     assert health == {"db": True, "broker": True}
     spec = api.server.client().get("/api/v1/openapi.json").json()
     assert "/api/v1/executions/{execution_id}/cancel" in spec["paths"]
+
+
+def test_an_idempotency_key_starts_one_execution(api: Api) -> None:
+    body = {"action": "core.echo", "parameters": {"message": "once only"}}
+    headers = {"Idempotency-Key": "deploy-42"}
+    first = api.operator.post("/api/v1/executions", json=body, headers=headers)
+    second = api.operator.post("/api/v1/executions", json=body, headers=headers)
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert first.json()["id"] == second.json()["id"]
+    assert second.headers["location"] == first.headers["location"]
+    changed = {**body, "parameters": {"message": "another"}}
+    assert api.operator.post("/api/v1/executions", json=changed, headers=headers).status_code == 409
+    with api.deployment.database.session_scope() as session:
+        runs = session.scalars(
+            select(Execution.id).where(Execution.parameters["message"].as_string() == "once only")
+        ).all()
+    assert runs == [first.json()["id"]]

@@ -8,11 +8,12 @@ import contextlib
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import PlainTextResponse
 from starlette.exceptions import HTTPException
 
 from attune import client
+from attune.access import idempotency
 from attune.access.keys import Principal
 from attune.api.deps import DatabaseDep, Operator, Reader, SettingsDep
 from attune.api.problems import responses
@@ -57,9 +58,7 @@ def _out(database: Database, execution_id: int) -> ExecutionOut:
         return ExecutionOut.of(record, listing.requester(session, execution_id))
 
 
-def _start(
-    database: Database, principal: Principal, response: Response, request: RunRequest
-) -> ExecutionOut:
+def _launch(principal: Principal, request: RunRequest) -> int:
     handle = client.execute(
         request.action,
         request.parameters,
@@ -67,8 +66,12 @@ def _start(
         timeout_s=request.timeout_s,
         requested_by=principal.name,
     )
-    response.headers["Location"] = f"{PREFIX}{router.prefix}/{handle.id}"
-    return _out(database, handle.id)
+    return handle.id
+
+
+def _located(database: Database, response: Response, execution_id: int) -> ExecutionOut:
+    response.headers["Location"] = f"{PREFIX}{router.prefix}/{execution_id}"
+    return _out(database, execution_id)
 
 
 @router.post(
@@ -76,13 +79,38 @@ def _start(
     status_code=201,
     operation_id="start_execution",
     summary="Start an execution",
-    responses={**_RUN_RESPONSES, 201: {"links": _LINKS}},
+    responses={
+        **_RUN_RESPONSES,
+        200: {"model": ExecutionOut, "description": "Started before with this Idempotency-Key"},
+        201: {"links": _LINKS},
+    },
 )
 def start(
-    body: RunRequest, response: Response, database: DatabaseDep, principal: Operator
+    body: RunRequest,
+    response: Response,
+    database: DatabaseDep,
+    principal: Operator,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> ExecutionOut:
-    """Validate, record and enqueue an execution; 201 with its record and ``Location``."""
-    return _start(database, principal, response, body)
+    """Validate, record and enqueue an execution; 201 with its record and ``Location``.
+
+    With an ``Idempotency-Key`` the same key and body within 24 h answer 200 with the execution
+    the first request started; the same key with another body is a 409.
+    """
+    if idempotency_key is None:
+        return _located(database, response, _launch(principal, body))
+    execution_id, started = idempotency.once(
+        database,
+        principal.name,
+        idempotency_key,
+        body.model_dump(),
+        lambda: _launch(principal, body),
+    )
+    if execution_id is None:
+        raise HTTPException(409, "a request with this Idempotency-Key is still being started")
+    if not started:
+        response.status_code = 200
+    return _located(database, response, execution_id)
 
 
 def _cursor(text: str | None, fingerprint: str) -> int | None:
@@ -200,7 +228,8 @@ def rerun(
     overrides = {} if body is None else body.parameters
     with database.session_scope() as session:
         ref, parameters = rerun_request(session, settings, execution_id, overrides)
-    return _start(database, principal, response, RunRequest(action=ref, parameters=parameters))
+    again = RunRequest(action=ref, parameters=parameters)
+    return _located(database, response, _launch(principal, again))
 
 
 @router.get(
