@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from attune.errors import (
     ActionDisabledError,
@@ -48,15 +50,18 @@ class Problem(BaseModel):
     execution_id: int | None = None
 
 
-def problem(status: int, title: str, detail: str = "", **extra: Any) -> JSONResponse:
+def problem(
+    status: int,
+    title: str,
+    detail: str = "",
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     """A problem+json response; ``extra`` holds ``errors`` or ``execution_id``."""
     body = Problem(title=title, status=status, detail=detail, **extra)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    sent = {**(headers or {}), **({"WWW-Authenticate": "Bearer"} if status == 401 else {})}
     return JSONResponse(
-        body.model_dump(exclude_none=True),
-        status_code=status,
-        media_type=MEDIA_TYPE,
-        headers=headers,
+        body.model_dump(exclude_none=True), status_code=status, media_type=MEDIA_TYPE, headers=sent
     )
 
 
@@ -73,6 +78,7 @@ TITLES = {
     401: "Authentication required",
     403: "Forbidden",
     404: "Not found",
+    405: "Method not allowed",
     409: "Conflict",
     411: "Length required",
     413: "Request body too large",
@@ -121,13 +127,55 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return problem(422, TITLES[422], "the request does not match its schema", errors=errors)
 
 
-def _http_error(_: Request, exc: Exception) -> JSONResponse:
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    return problem(exc.status_code, TITLES.get(exc.status_code, "Error"), str(exc.detail))
+    title = TITLES.get(exc.status_code, "Error")
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:  # Starlette names only the first route of the path
+        headers["Allow"] = ", ".join(_methods_of(request))
+    return problem(exc.status_code, title, str(exc.detail), headers=headers)
+
+
+def _methods_of(request: Request) -> list[str]:
+    """Every method the routes of the request's path accept."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def install(app: FastAPI) -> None:
-    """Answer attune's errors, validation errors and HTTP errors with problem documents."""
+    """Answer attune's errors, validation errors and HTTP errors with problem documents, and
+    document them so in the OpenAPI (FastAPI's own 422 says ``application/json``)."""
     app.add_exception_handler(AttuneError, _attune_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _problems_documented(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _problems_documented(spec: dict[str, Any]) -> dict[str, Any]:
+    """Every error response as problem+json; a 400 wherever a body may fail to parse."""
+    problem_schema = {"$ref": "#/components/schemas/Problem"}
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for model in (Problem, FieldProblem):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schema.pop("$defs", None)
+        schemas[model.__name__] = schema
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            answers = operation.setdefault("responses", {})
+            if "requestBody" in operation:
+                answers.setdefault("400", {"description": TITLES[400]})
+            for status, answer in answers.items():
+                if status[0] in "45":
+                    answer["content"] = {MEDIA_TYPE: {"schema": problem_schema}}
+    return spec

@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import PlainTextResponse
+from pydantic import BeforeValidator
 from starlette.exceptions import HTTPException
 
 from attune import client
@@ -39,6 +40,19 @@ MAX_PAGE = 200
 MAX_WAIT_S = 300.0
 """The longest ``/wait`` holds a request open."""
 _RUN_RESPONSES = responses(404, 409, 422, 503)
+
+
+def _iso(value: object) -> object:
+    if isinstance(value, str):
+        moment = datetime.fromisoformat(value)
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return value
+
+
+ExecutionId = Annotated[int, Path(ge=1, le=2**63 - 1, description="An execution's id")]
+"""An execution id in a path: a positive 64-bit integer."""
+Moment = Annotated[datetime | None, BeforeValidator(_iso)]
+"""An ISO 8601 timestamp in a query (UTC unless it says; a number is refused, not an epoch)."""
 _LINKS = {
     "get": {"operationId": "get_execution", "parameters": {"execution_id": "$response.body#/id"}},
     "cancel": {
@@ -114,7 +128,7 @@ def start(
 
 
 def _cursor(text: str | None, fingerprint: str) -> int | None:
-    if text is None:
+    if not text:
         return None
     try:
         last, _, seen = base64.urlsafe_b64decode(text.encode()).decode().partition(".")
@@ -136,8 +150,8 @@ def list_executions(
     pack: str | None = None,
     worker: str | None = None,
     requested_by: str | None = None,
-    requested_after: datetime | None = None,
-    requested_before: datetime | None = None,
+    requested_after: Moment = None,
+    requested_before: Moment = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> ExecutionPage:
@@ -164,7 +178,7 @@ def list_executions(
     summary="Show one execution",
     responses=responses(404),
 )
-def get(execution_id: int, database: DatabaseDep, _: Reader) -> ExecutionOut:
+def get(execution_id: ExecutionId, database: DatabaseDep, _: Reader) -> ExecutionOut:
     """The execution's record, without its output bodies."""
     return _out(database, execution_id)
 
@@ -177,7 +191,7 @@ def get(execution_id: int, database: DatabaseDep, _: Reader) -> ExecutionOut:
     responses={**responses(404), 200: {"content": {"text/plain": {}}}},
 )
 def output(
-    execution_id: int,
+    execution_id: ExecutionId,
     stream: Literal["stdout", "stderr"],
     database: DatabaseDep,
     _: Reader,
@@ -204,7 +218,7 @@ def output(
     summary="Cancel an execution",
     responses=responses(404, 409),
 )
-def cancel(execution_id: int, database: DatabaseDep, _: Operator) -> CancelOut:
+def cancel(execution_id: ExecutionId, database: DatabaseDep, _: Operator) -> CancelOut:
     """Cancel at once if it has not started, else through ``canceling``; 409 once it is over."""
     return CancelOut(id=execution_id, status=records.request_cancel(database, execution_id))
 
@@ -217,7 +231,7 @@ def cancel(execution_id: int, database: DatabaseDep, _: Operator) -> CancelOut:
     responses={**_RUN_RESPONSES, 201: {"links": _LINKS}},
 )
 def rerun(
-    execution_id: int,
+    execution_id: ExecutionId,
     response: Response,
     database: DatabaseDep,
     settings: SettingsDep,
@@ -239,7 +253,7 @@ def rerun(
     responses=responses(404, 422),
 )
 def wait(
-    execution_id: int,
+    execution_id: ExecutionId,
     database: DatabaseDep,
     _: Reader,
     timeout_s: Annotated[float, Query(gt=0, le=MAX_WAIT_S)] = 30.0,
