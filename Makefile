@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export ATTUNE_DATABASE_URL ?= sqlite:///attune.db
 
-.PHONY: help demo install test lint migrate revision load-packs load-pack worker beat bench
+.PHONY: help demo install test lint migrate revision load-packs load-pack worker beat serve bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ worker: $(VENV)/.installed  ## a Celery worker for ATTUNE_WORKER_RUNTIMES (set A
 
 beat: $(VENV)/.installed  ## Celery beat: the stale-worker sweep every ATTUNE_SWEEP_INTERVAL_S (and retention)
 	$(VENV)/bin/celery -A attune beat -l info
+
+serve: $(VENV)/.installed  ## the HTTP API on 127.0.0.1:8000 (attune serve; on the embedded default with its worker)
+	$(VENV)/bin/attune serve
 
 bench: $(VENV)/.installed  ## benchmarks: attune beside its baselines, printing ratios
 	@for script in tests/benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

@@ -32,12 +32,13 @@ def execute(
     *,
     worker: str | None = None,
     timeout_s: float | None = None,
+    requested_by: str | None = None,
 ) -> ExecutionHandle:
     """Validate, record and enqueue one execution of action ``ref``.
 
     Raises ActionNotFoundError or ParameterError (nothing stored), NoWorkerAvailableError
     (stored ``failed``) or EnqueueError (stored ``failed``). On the embedded default the
-    first call starts an in-process worker.
+    first call starts an in-process worker. ``requested_by`` is recorded with the execution.
     """
     settings = resources.settings
     if settings.is_embedded:
@@ -46,7 +47,13 @@ def execute(
     epoch = None if database.is_sqlite else hub.listen_postgres(database.engine.url)
     routed = _reconnecting(
         lambda database: schedule(
-            database, settings, ref, params or {}, worker=worker, timeout_s=timeout_s
+            database,
+            settings,
+            ref,
+            params or {},
+            worker=worker,
+            timeout_s=timeout_s,
+            requested_by=requested_by,
         )
     )
     if isinstance(routed, Unroutable):

@@ -8,6 +8,7 @@
     ├── PackError                a pack (or several of its files) failed validation
     ├── DocumentError            a YAML file is unreadable, hostile or not a single mapping
     ├── ActionNotFoundError      no enabled action has that ref
+    │   └── ActionDisabledError  the action is loaded but disabled
     ├── ParameterError           parameters do not satisfy the action's schema
     ├── SecretKeyError           secrets cannot be encrypted or decrypted with the key at hand
     ├── RuntimeLaunchError       an action's process could not be started
@@ -15,7 +16,9 @@
     ├── NoWorkerAvailableError   no active, fresh worker can run the action
     ├── EnqueueError             the broker refused the task message
     ├── WaitTimeoutError         an execution did not become terminal in time
-    └── InvalidTransitionError   an execution is not in a state that allows the change
+    ├── InvalidTransitionError   an execution is not in a state that allows the change
+    ├── ApiKeyError              an API key cannot be created or revoked as asked
+    └── IdempotencyKeyError      an Idempotency-Key was used before with another request
 
 Each error's message says what was wrong and where (file, field, ref, value).
 """
@@ -131,3 +134,26 @@ class InvalidTransitionError(AttuneError):
         self.status = status
         self.wanted = wanted
         super().__init__(f"execution {execution_id} is {status}; cannot move it to {wanted}")
+
+
+class ActionDisabledError(ActionNotFoundError):
+    """The action is loaded but disabled, so it cannot be executed."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(ref, "the action is disabled")
+
+
+class ApiKeyError(AttuneError):
+    """An API key cannot be created or revoked as asked (a bad or taken name, no such key)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        super().__init__(f"API key {name!r}: {reason}")
+
+
+class IdempotencyKeyError(AttuneError):
+    """An ``Idempotency-Key`` was sent before with another request body."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"Idempotency-Key {key!r} was used before with another request")

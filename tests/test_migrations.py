@@ -12,6 +12,7 @@ from alembic import command
 from sqlalchemy import inspect
 
 from attune.store.db import Database
+from attune.store.models import Base
 from tests.conftest import ROOT, alembic_config
 
 
@@ -69,7 +70,8 @@ def test_upgrade_downgrade_upgrade_round_trips_and_check_is_clean(fresh_url: str
     for step in (("upgrade", "head"), ("check",)):
         result = alembic(fresh_url, *step)
         assert result.returncode == 0, result.stderr
-    assert tables(fresh_url) == {"pack", "action", "worker", "execution", "periodic_run"}
+    assert tables(fresh_url) == set(Base.metadata.tables)
+    assert {"pack", "action", "worker", "execution", "api_key", "periodic_run"} <= tables(fresh_url)
 
 
 def test_check_reports_drift_when_the_schema_lags(fresh_url: str) -> None:

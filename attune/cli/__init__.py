@@ -39,13 +39,15 @@ def main() -> None:
 
 def _register() -> None:
     from attune.cli.actions import actions
+    from attune.cli.apikey import apikey
     from attune.cli.executions import executions
     from attune.cli.metrics import metrics
     from attune.cli.packs import packs
     from attune.cli.run import run
+    from attune.cli.serve import serve
     from attune.cli.workers import workers
 
-    for command in (packs, actions, run, executions, workers, metrics):
+    for command in (packs, actions, run, executions, workers, metrics, apikey, serve):
         main.add_command(command)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Insert, Select, String, bindparam, case, insert, null, select
 
-from attune.errors import ActionNotFoundError, ParameterError
+from attune.errors import ActionDisabledError, ActionNotFoundError, ParameterError
 from attune.executions.params import mask, resolve, secret_names
 from attune.executions.queues import runtime_queue, worker_queue
 from attune.executions.secretbox import SecretBox
@@ -21,7 +21,14 @@ from attune.store.models import ACTION_TABLE, EXECUTION_TABLE, ExecutionStatus
 from attune.store.sqltypes import UTCDateTime, db_now
 
 _ACTION = ACTION_TABLE.c
-_REQUEST_COLUMNS = ("action_ref", "parameters", "secrets", "target_worker", "timeout_s")
+_REQUEST_COLUMNS = (
+    "action_ref",
+    "parameters",
+    "secrets",
+    "target_worker",
+    "timeout_s",
+    "requested_by",
+)
 
 
 def _insert(**fixed: Any) -> Insert:
@@ -113,18 +120,20 @@ def schedule(
     *,
     worker: str | None = None,
     timeout_s: float | None = None,
+    requested_by: str | None = None,
 ) -> Routed | Unroutable:
     """Validate ``values`` for action ``ref`` and record its execution (committed at once).
 
     Raises :class:`ActionNotFoundError` or :class:`ParameterError` before anything is stored.
     Secret values are stored encrypted, masked in ``parameters``, and never routed anywhere.
+    ``requested_by`` names who asked (an API key), recorded with the execution.
     """
     if timeout_s is not None and not timeout_s > 0:
         raise ParameterError(ref, [f"timeout_s: {timeout_s!r} is not a positive number of seconds"])
     key = (str(database.engine.url), ref)
     known = _KNOWN.get(key)
     if known is not None and worker is None:
-        recorded = _schedule_known(database, settings, ref, known, values, timeout_s)
+        recorded = _schedule_known(database, settings, ref, known, values, timeout_s, requested_by)
         if recorded is not None:
             return recorded
     found = database.run(_lookup(settings.staleness_threshold_s), {"ref": ref})
@@ -132,9 +141,9 @@ def schedule(
         raise ActionNotFoundError(ref)
     action = found[0]
     if not action.enabled:
-        raise ActionNotFoundError(ref, "the action is disabled")
+        raise ActionDisabledError(ref)
     _KNOWN[key] = _Known(action.runner_type, action.parameters, action.updated_at)
-    row = _row(settings, ref, action.parameters, values, worker, timeout_s)
+    row = _row(settings, ref, action.parameters, values, worker, timeout_s, requested_by)
     if worker is not None:
         with database.session_scope() as session:
             reason = unavailable_reason(session, settings, action.runner_type, worker)
@@ -154,10 +163,11 @@ def _schedule_known(
     known: _Known,
     values: Mapping[str, Any],
     timeout_s: float | None,
+    requested_by: str | None,
 ) -> Routed | Unroutable | None:
     """Record in one statement, trusting ``known``; None when a fresh read must decide."""
     try:
-        row = _row(settings, ref, known.parameters, values, None, timeout_s)
+        row = _row(settings, ref, known.parameters, values, None, timeout_s, requested_by)
     except ParameterError:
         return None  # the action may have changed since: judge on its current schema
     reason = no_worker_reason(known.runner_type)
@@ -179,6 +189,7 @@ def _row(
     values: Mapping[str, Any],
     worker: str | None,
     timeout_s: float | None,
+    requested_by: str | None,
 ) -> dict[str, Any]:
     """The execution's columns: parameters validated, defaults filled, secrets sealed apart."""
     resolved = resolve(ref, schema, values)
@@ -189,4 +200,5 @@ def _row(
         "secrets": SecretBox.for_settings(settings).encrypt(secrets) if secrets else None,
         "target_worker": worker,
         "timeout_s": timeout_s,
+        "requested_by": requested_by,
     }

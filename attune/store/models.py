@@ -1,4 +1,4 @@
-"""The SQL data model: packs, actions, workers, executions and periodic runs, with their enums."""
+"""The SQL data model: packs, actions, workers, executions, API keys and periodic runs."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -34,6 +35,9 @@ PACK_REF_REGEX = "^[a-z][a-z0-9_-]+$"
 
 ACTION_REF_REGEX = "^[a-z][a-z0-9_-]+[.][a-z0-9][a-z0-9_-]*$"
 """An action ref: ``<pack>.<name>`` with exactly one dot."""
+
+API_SCOPES = ("read", "operate", "admin")
+"""An API key's scopes, each including the ones before it."""
 
 MASK = "********"
 """What a secret value is replaced with wherever it is stored or shown."""
@@ -282,6 +286,42 @@ class Execution(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     duration_ms: Mapped[int | None] = mapped_column(Integer)
+    # Who asked: the API key's name for a request over HTTP, else None.
+    requested_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class ApiKey(Base):
+    """An API key of the HTTP API: only a SHA-256 of its secret is stored."""
+
+    __tablename__ = "api_key"
+    __table_args__ = (CheckConstraint(one_of("scope", API_SCOPES), name="scope"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class IdempotencyKey(Base):
+    """An ``Idempotency-Key`` a principal sent with ``POST /executions``, and what it started."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (UniqueConstraint("principal", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    principal: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(255))
+    # A digest of the request body: the same key with another body is refused.
+    request_digest: Mapped[str] = mapped_column(String(64))
+    execution_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("execution.id", ondelete="CASCADE"),
+    )
+    created_at: Mapped[datetime] = _created()
 
 
 class PeriodicRun(Base):
@@ -303,4 +343,6 @@ ACTION_TABLE = cast(Table, Action.__table__)
 WORKER_TABLE = cast(Table, Worker.__table__)
 EXECUTION_TABLE = cast(Table, Execution.__table__)
 PERIODIC_RUN_TABLE = cast(Table, PeriodicRun.__table__)
+API_KEY_TABLE = cast(Table, ApiKey.__table__)
+IDEMPOTENCY_TABLE = cast(Table, IdempotencyKey.__table__)
 """The models' Core tables, for statements built once (:meth:`attune.store.db.Database.run`)."""

@@ -115,6 +115,8 @@ def one_of(column: str, values: tuple[str, ...]) -> str:
 class db_ago(FunctionElement[datetime]):  # noqa: N801 - reads like the SQL expression it renders
     """The database clock minus ``seconds``: the cutoff a timestamp is compared with.
 
+    A negative ``seconds`` is a moment ahead of the clock (an expiry).
+
     ``now() - make_interval(secs => N)`` on PostgreSQL; on SQLite the same microsecond text as
     :class:`db_now`, ``N`` seconds earlier, so it compares with stored timestamps as text.
     """
@@ -134,7 +136,8 @@ def _db_ago_default(element: db_ago, compiler: SQLCompiler, **kw: Any) -> str:
 @compiles(db_ago, "sqlite")
 def _db_ago_sqlite(element: db_ago, compiler: SQLCompiler, **kw: Any) -> str:
     seconds = compiler.process(element.clauses, **kw)
-    return f"(strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%.6f seconds', {seconds})) || '000')"
+    # '%+' keeps a negative ``seconds`` (a moment ahead) a valid modifier: '+N seconds'.
+    return f"(strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.6f seconds', -({seconds}))) || '000')"
 
 
 class seconds_since(FunctionElement[float]):  # noqa: N801 - reads like the SQL expression it renders

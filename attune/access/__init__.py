@@ -1,0 +1,1 @@
+"""Access to the HTTP API: API keys and their scopes."""

@@ -1,0 +1,51 @@
+"""``create_app(settings)``: the FastAPI app serving ``/api/v1``; nothing happens at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from attune import __version__
+from attune.api import problems
+from attune.api.auth import Access
+from attune.api.guard import Guard
+from attune.api.routes import PREFIX, catalog, executions, health, workers
+from attune.settings import Settings
+from attune.worker.app import embedded_worker, resources
+
+
+def create_app(settings: Settings | None = None, *, loopback: bool = False) -> FastAPI:
+    """The API app on ``settings`` (default: from the environment).
+
+    ``loopback``: the server listens on a loopback address only; then only loopback Host
+    names are served, and on the embedded default requests need no key while none exists.
+    On the embedded default the app runs the in-process worker while it serves.
+    """
+    settings = settings or Settings.from_env()
+    resources.configure(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.is_embedded:
+            embedded_worker.start()
+        yield
+
+    app = FastAPI(
+        title="attune",
+        version=__version__,
+        summary="Run pack actions on Celery workers; every execution recorded in SQL.",
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=None,  # Swagger UI would load from a CDN; the spec is served instead
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = resources.database
+    app.state.access = Access(resources.database, settings.is_embedded and loopback)
+    problems.install(app)
+    app.add_middleware(Guard, loopback=loopback)
+    for module in (health, catalog, executions, workers):
+        app.include_router(module.router, prefix=PREFIX)
+    return app

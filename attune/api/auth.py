@@ -1,0 +1,61 @@
+"""Who a request acts as, and whether it may: API keys by Bearer header, scopes per route.
+
+Without any usable key, only an app serving the embedded default on a loopback address answers
+unauthenticated requests (as ``operate``, never ``admin``); creating the first key switches
+authentication on. Keys travel only in ``Authorization: Bearer``, never in a query string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException
+
+from attune.access.keys import Principal, Scope, any_usable_key, authenticate
+from attune.store.db import Database
+
+ANONYMOUS = Principal("anonymous", Scope.OPERATE)
+"""The principal of an unauthenticated request where that is allowed."""
+
+_BEARER = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer atk_…`")
+
+
+@dataclass(frozen=True)
+class Access:
+    """How this app authenticates: its database, and whether it may answer without a key."""
+
+    database: Database
+    open_without_keys: bool
+
+    def principal(self, token: str | None) -> Principal | None:
+        """The principal of a request carrying ``token`` (or none); None when unauthenticated."""
+        with self.database.session_scope() as session:
+            if token is not None:
+                return authenticate(session, token)
+            if self.open_without_keys and not any_usable_key(session):
+                return ANONYMOUS
+        return None
+
+
+def require(scope: Scope) -> Callable[[Request, HTTPAuthorizationCredentials | None], Principal]:
+    """A route dependency: the request's principal, which must hold ``scope`` (401, 403)."""
+
+    def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+    ) -> Principal:
+        access: Access = request.app.state.access
+        principal = access.principal(None if credentials is None else credentials.credentials)
+        if principal is None:
+            raise HTTPException(401, "a valid API key is required: Authorization: Bearer atk_…")
+        if not principal.scope.allows(scope):
+            raise HTTPException(
+                403, f"key {principal.name!r} has scope {principal.scope}; this needs {scope}"
+            )
+        return principal
+
+    return dependency

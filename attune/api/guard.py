@@ -1,0 +1,75 @@
+"""Checks every request passes before routing: Host allowlist, Origin, body size and type.
+
+On a loopback address only loopback Host names are served (against DNS rebinding); a request
+that changes something is refused when a browser says it comes from another origin (CSRF);
+bodies must declare their length, stay within :data:`MAX_BODY_BYTES` and be JSON.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from attune.api.problems import TITLES, problem
+
+MAX_BODY_BYTES = 1024 * 1024
+"""The largest request body accepted (1 MiB)."""
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+"""Host names a loopback-bound server answers to."""
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class Guard:
+    """ASGI middleware applying the checks above; ``loopback`` turns the Host allowlist on."""
+
+    def __init__(self, app: ASGIApp, *, loopback: bool) -> None:
+        self.app = app
+        self.loopback = loopback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse the request with a problem document, or pass it on."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self._refusal(scope["method"], Headers(scope=scope))
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        status, detail = refusal
+        await problem(status, TITLES[status], detail)(scope, receive, send)
+
+    def _refusal(self, method: str, headers: Headers) -> tuple[int, str] | None:
+        host = headers.get("host", "")
+        if self.loopback and _hostname(host) not in LOOPBACK_HOSTS:
+            return 400, f"this server answers only to loopback host names, not {host!r}"
+        if method in _SAFE_METHODS:
+            return None
+        origin = headers.get("origin")
+        if origin is not None and urlsplit(origin).netloc != host:
+            return 403, f"cross-origin request from {origin!r} refused"
+        if headers.get("sec-fetch-site") == "cross-site":
+            return 403, "cross-site request refused"
+        length = headers.get("content-length")
+        if length is None:
+            if "transfer-encoding" in headers:
+                return 411, "a request body must declare its Content-Length"
+            return None
+        if not length.isdigit():
+            return 400, f"Content-Length {length!r} is not a number"
+        if int(length) > MAX_BODY_BYTES:
+            return 413, f"the body is {length} bytes; at most {MAX_BODY_BYTES} are accepted"
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if int(length) and content_type != "application/json":
+            return 415, "a request body must be JSON (Content-Type: application/json)"
+        return None
+
+
+def _hostname(host: str) -> str:
+    """The name part of a Host header (``[::1]:8000`` → ``::1``)."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
