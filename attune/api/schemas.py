@@ -127,3 +127,19 @@ class WorkerOut(BaseModel):
     heartbeat_age_s: float | None
     stale: bool
     running: int
+
+
+class SweeperOut(BaseModel):
+    """When the stale-worker sweep last ran; ``overdue``: none within 3 sweep intervals."""
+
+    last_sweep_at: datetime | None
+    last_sweep_age_s: float | None
+    sweep_interval_s: float
+    overdue: bool
+
+
+class WorkersOut(BaseModel):
+    """Every worker, and the state of the sweep that settles the stale ones."""
+
+    items: list[WorkerOut]
+    sweeper: SweeperOut

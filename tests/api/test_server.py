@@ -165,7 +165,15 @@ def test_catalog_and_workers(api: Api) -> None:
     assert "core.echo" in packs["core"]["actions"]
     assert api.reader.get("/api/v1/packs/nope").status_code == 404
     workers = api.reader.get("/api/v1/workers").json()
-    assert [(w["name"], w["status"], w["stale"]) for w in workers] == [("w-api", "active", False)]
+    assert [(w["name"], w["status"], w["stale"]) for w in workers["items"]] == [
+        ("w-api", "active", False)
+    ]
+    assert set(workers["sweeper"]) == {
+        "last_sweep_at",
+        "last_sweep_age_s",
+        "sweep_interval_s",
+        "overdue",
+    }
     assert api.reader.get("/api/v1/workers/w-api").json()["heartbeat_age_s"] < 5
     assert api.reader.get("/api/v1/workers/ghost").status_code == 404
     health = api.server.client().get("/api/v1/health").json()

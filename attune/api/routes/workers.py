@@ -7,8 +7,9 @@ from starlette.exceptions import HTTPException
 
 from attune.api.deps import DatabaseDep, Reader, SettingsDep
 from attune.api.problems import responses
-from attune.api.schemas import WorkerOut
+from attune.api.schemas import SweeperOut, WorkerOut, WorkersOut
 from attune.liveness.registry import WorkerView, list_workers
+from attune.liveness.sweeper import sweeper_status
 
 router = APIRouter(prefix="/workers", tags=["workers"], responses=responses(401, 403))
 
@@ -18,10 +19,13 @@ def _out(view: WorkerView) -> WorkerOut:
 
 
 @router.get("", operation_id="list_workers", summary="List workers")
-def workers(database: DatabaseDep, settings: SettingsDep, _: Reader) -> list[WorkerOut]:
-    """Every registered worker by name; ``stale``: active, but its heartbeat is too old."""
+def workers(database: DatabaseDep, settings: SettingsDep, _: Reader) -> WorkersOut:
+    """Every registered worker by name (``stale``: active, but its heartbeat is too old), and
+    when the sweep last ran."""
     with database.session_scope() as session:
-        return [_out(view) for view in list_workers(session, settings)]
+        views = list_workers(session, settings)
+        sweeper = sweeper_status(session, settings)
+    return WorkersOut(items=[_out(view) for view in views], sweeper=SweeperOut(**sweeper.to_json()))
 
 
 @router.get(
