@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,9 @@ TOKEN_PREFIX = "atk_"
 """Every API key starts with this, so a leaked one is easy to recognise and scan for."""
 
 _MAX_NAME_LENGTH = 255
+
+USE_RECORD_S = 60.0
+"""A key's ``last_used_at`` is at most this much older than its last use."""
 
 
 class Scope(enum.StrEnum):
@@ -134,19 +137,29 @@ def _usable() -> tuple[ColumnElement[bool], ...]:
     )
 
 
+_recent = and_(ApiKey.last_used_at.is_not(None), ApiKey.last_used_at > db_ago(USE_RECORD_S))
+
+
 def any_usable_key(session: Session) -> bool:
     """True when at least one key is neither revoked nor expired (auth is then required)."""
     return session.scalar(select(ApiKey.id).where(*_usable()).limit(1)) is not None
 
 
 def authenticate(session: Session, token: str) -> Principal | None:
-    """The principal of a usable key with this token, its use recorded; None for any other."""
+    """The principal of a usable key with this token; None for any other.
+
+    One indexed read per request; ``last_used_at`` is written at most once a
+    :data:`USE_RECORD_S` per key, so reading the API costs no write per request.
+    """
     if not token.startswith(TOKEN_PREFIX):
         return None
     row = session.execute(
-        update(ApiKey)
-        .where(ApiKey.digest == digest_of(token), *_usable())
-        .values(last_used_at=db_now())
-        .returning(ApiKey.name, ApiKey.scope)
+        select(ApiKey.id, ApiKey.name, ApiKey.scope, _recent.label("recent")).where(
+            ApiKey.digest == digest_of(token), *_usable()
+        )
     ).first()
-    return None if row is None else Principal(row.name, Scope(row.scope))
+    if row is None:
+        return None
+    if not row.recent:
+        session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=db_now()))
+    return Principal(row.name, Scope(row.scope))

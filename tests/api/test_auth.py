@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from attune.access.keys import Scope, create_key, revoke_key
+from attune.access.keys import Scope, create_key, list_keys, revoke_key
 from attune.errors import ApiKeyError
 from attune.store.db import Database
 from attune.store.models import ApiKey, Execution
@@ -38,6 +38,8 @@ def test_without_a_key_every_route_but_health_answers_401(pg_app: TestClient) ->
 def test_a_read_key_reads_but_may_not_operate(pg_app: TestClient, pg_database: Database) -> None:
     headers = new_key(pg_database, "viewer", Scope.READ)
     assert pg_app.get("/api/v1/executions", headers=headers).status_code == 200
+    with pg_database.session_scope() as session:
+        assert [key.last_used_at is not None for key in list_keys(session)] == [True]
     denied = pg_app.post(
         "/api/v1/executions", headers=headers, json={"action": "core.echo", "parameters": {}}
     )
