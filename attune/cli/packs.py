@@ -35,6 +35,8 @@ def load(names: tuple[str, ...], packs_dir: Path | None) -> None:
     result = load_packs(resources.database, packs_dir or resources.settings.packs_dir, names)
     for report in result.reports:
         click.echo(_summary(report))
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     for refused in result.errors:
         click.echo(f"error: {refused}", err=True)
     if not result.reports and not result.errors:
