@@ -13,7 +13,7 @@ from attune.worker.app import resources
 
 @click.group()
 def packs() -> None:
-    """Load packs of actions into the database."""
+    """Load packs of actions into the database; build and show their Python environments."""
 
 
 @packs.command("load")
@@ -43,6 +43,16 @@ def load(names: tuple[str, ...], packs_dir: Path | None) -> None:
         click.echo("no packs found", err=True)
     if result.errors:
         raise click.ClickException(f"{len(result.errors)} pack(s) not loaded")
+
+
+def _register() -> None:
+    from attune.cli.environments import envs, prepare
+
+    packs.add_command(envs)
+    packs.add_command(prepare)
+
+
+_register()
 
 
 def _summary(report: PackReport) -> str:

@@ -8,7 +8,7 @@ host sees it, until the key changes or ``attune packs prepare --force``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select
@@ -24,7 +24,7 @@ from attune.store.models import (
     ExecutionEnvironment,
     PackEnvironment,
 )
-from attune.store.sqltypes import db_ago, db_now
+from attune.store.sqltypes import db_now
 
 FIRST_BACKOFF_S = 60.0
 """How long a host fails fast after a pack's environment failed to build the first time."""
@@ -100,6 +100,8 @@ def record_failure(database: Database, host: str, spec: EnvironmentSpec, error: 
             select(PackEnvironment.status, PackEnvironment.failures).where(*_where(host, spec))
         ).one_or_none()
         failures = 1 + (previous.failures if previous is not None else 0)
+        now = session.scalar(select(db_now()))  # the database's clock, as every host reads it
+        assert now is not None
         _upsert(
             session,
             host,
@@ -107,7 +109,7 @@ def record_failure(database: Database, host: str, spec: EnvironmentSpec, error: 
             status=EnvironmentStatus.FAILED,
             error=error,
             failures=failures,
-            retry_at=db_ago(-backoff_s(failures)),
+            retry_at=now + timedelta(seconds=backoff_s(failures)),
         )
 
 
@@ -158,6 +160,11 @@ def record_use(
 def execution_use(session: Session, execution_id: int) -> ExecutionEnvironment | None:
     """The environment recorded for an execution, if it needed one."""
     return session.get(ExecutionEnvironment, execution_id)
+
+
+def use_json(use: ExecutionEnvironment) -> dict[str, Any]:
+    """An execution's environment as JSON: key, host, and whether it waited for or built it."""
+    return {"key": use.key, "host": use.host, "waited": use.waited, "built": use.built}
 
 
 def environments(session: Session, pack: str | None = None) -> list[EnvironmentRow]:
