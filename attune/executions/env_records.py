@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -140,12 +140,16 @@ def record_ready(database: Database, host: str, spec: EnvironmentSpec, built: Bu
         )
 
 
-_USE = insert(ExecutionEnvironment).values(
-    execution_id=bindparam("execution_id"),
-    host=bindparam("host"),
-    key=bindparam("key"),
-    waited=bindparam("waited"),
-    built=bindparam("built"),
+_USE_COLUMNS = ("execution_id", "host", "key", "waited", "built")
+_USE = insert(ExecutionEnvironment).values({name: bindparam(name) for name in _USE_COLUMNS})
+# On PostgreSQL the record commits without waiting for its WAL flush (a few ms on a busy disk,
+# on the path of every run): a server crash may lose the last such records, never an
+# execution's own row.
+_USE_ASYNC = insert(ExecutionEnvironment).from_select(
+    list(_USE_COLUMNS),
+    select(
+        *(bindparam(name, type_=getattr(ExecutionEnvironment, name).type) for name in _USE_COLUMNS)
+    ).where(func.set_config("synchronous_commit", "off", True).is_not(None)),
 )
 
 
@@ -154,7 +158,8 @@ def record_use(
 ) -> None:
     """Record the environment an execution got (or failed to get), and whether it waited."""
     values = {"execution_id": execution_id, "host": host, "key": key}
-    database.run(_USE, {**values, "waited": waited, "built": built})
+    statement = _USE if database.is_sqlite else _USE_ASYNC
+    database.run(statement, {**values, "waited": waited, "built": built})
 
 
 def execution_use(session: Session, execution_id: int) -> ExecutionEnvironment | None:
