@@ -82,3 +82,18 @@ def load(database: Database, packs_dir: Path, *names: str) -> None:
     """Load the packs ``names``; fail the test on any problem."""
     result = load_packs(database, packs_dir, names)
     assert result.ok, result.errors
+
+
+def loaded_env_pack(
+    database: Database,
+    dirs: tuple[Path, Path, Path],
+    ref: str,
+    requirements: str,
+    **options: str,
+) -> Settings:
+    """Write and load pack ``ref`` (see :func:`env_pack`); ``dirs`` are the packs directory,
+    ATTUNE_ENVS_DIR and the wheelhouse. The settings of an offline host that runs it."""
+    packs_dir, envs_dir, wheelhouse = dirs
+    env_pack(packs_dir, ref, requirements, **options)
+    load(database, packs_dir, ref)
+    return env_settings(packs_dir, envs_dir, wheelhouse)

@@ -19,7 +19,7 @@ from attune.executions.runner import CancelWatcher, run_execution
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import Execution, ExecutionEnvironment, PackEnvironment
-from tests.environments.conftest import IMPORTER, env_pack, env_settings, load
+from tests.environments.conftest import IMPORTER, env_pack, env_settings, load, loaded_env_pack
 from tests.processes import wait_until
 from tests.rows import execution_row
 from tests.wheelhouse import build_wheel
@@ -83,9 +83,9 @@ def test_a_python_action_imports_a_library_only_its_environment_has(
     wheelhouse: Path,
     request: pytest.FixtureRequest,
 ) -> None:
-    env_pack(packs_dir, "imports", "demo-lib==1.0\n" + unique(request))
-    load(database, packs_dir, "imports")
-    settings = env_settings(packs_dir, envs_dir, wheelhouse)
+    settings = loaded_env_pack(
+        database, (packs_dir, envs_dir, wheelhouse), "imports", "demo-lib==1.0\n" + unique(request)
+    )
 
     first = run(database, settings, "imports.show")
     second = run(database, settings, "imports.show")
@@ -218,9 +218,9 @@ def test_a_failed_build_is_recorded_with_its_backoff(
     wheelhouse: Path,
     request: pytest.FixtureRequest,
 ) -> None:
-    env_pack(packs_dir, "missing", "not-there==1.0\n" + unique(request))
-    load(database, packs_dir, "missing")
-    settings = env_settings(packs_dir, envs_dir, wheelhouse)
+    settings = loaded_env_pack(
+        database, (packs_dir, envs_dir, wheelhouse), "missing", "not-there==1.0\n" + unique(request)
+    )
 
     (result,) = environments.prepare(database, settings, ["missing"])
     (again,) = environments.prepare(database, settings, ["missing"], force=True)
@@ -285,9 +285,9 @@ def test_ten_concurrent_first_executions_build_once(
     wheelhouse: Path,
     request: pytest.FixtureRequest,
 ) -> None:
-    env_pack(packs_dir, "crowd", "demo-lib==1.0\n" + unique(request))
-    load(pg_database, packs_dir, "crowd")
-    settings = env_settings(packs_dir, envs_dir, wheelhouse)
+    settings = loaded_env_pack(
+        pg_database, (packs_dir, envs_dir, wheelhouse), "crowd", "demo-lib==1.0\n" + unique(request)
+    )
     ids = [scheduled(pg_database, "crowd.show") for _ in range(10)]
     watcher = CancelWatcher(lambda: pg_database)
     threads = [
