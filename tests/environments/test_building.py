@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from attune.environments import builder
 from attune.environments.builder import is_ready
 from attune.executions import env_records, environments
 from attune.executions.env_records import backoff_s
@@ -304,3 +305,31 @@ def test_ten_concurrent_first_executions_build_once(
     uses = [use_of(pg_database, i) for i in ids]
     assert sum(use.built for use in uses) == 1
     assert len({use.key for use in uses}) == 1
+
+
+def test_prepare_force_rebuilds_beside_a_running_execution_which_keeps_its_files(
+    sqlite_database: Database, packs_dir: Path, tmp_path: Path, wheelhouse: Path
+) -> None:
+    envs_dir = tmp_path / "envs"
+    settings = loaded_env_pack(
+        sqlite_database, (packs_dir, envs_dir, wheelhouse), "forced", "demo-lib==1.0\n"
+    )
+    (first,) = environments.prepare(sqlite_database, settings, ["forced"])
+    assert first.path is not None
+    marker_before = (first.path / ".attune-ready").read_text()
+
+    with builder.in_use(first.path):  # an execution runs in it
+        (forced,) = environments.prepare(sqlite_database, settings, ["forced"], force=True)
+        aside = list((envs_dir / "forced").glob("*.old-*"))
+        removed_while_used = environments.prune(sqlite_database, settings)
+        kept = [(path / "bin" / "python").exists() for path in aside]
+    removed_after = environments.prune(sqlite_database, settings)
+
+    assert forced.built
+    assert forced.path == first.path
+    assert (first.path / ".attune-ready").read_text() != marker_before
+    assert len(aside) == 1
+    assert kept == [True]  # the running execution's files stay while it runs
+    assert removed_while_used == []
+    assert removed_after == aside
+    assert is_ready(first.path)
