@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -38,6 +39,10 @@ class Requirements:
     files: tuple[str, ...]
     digest: str
     warnings: tuple[str, ...] = ()
+
+    def declared(self) -> dict[str, Any]:
+        """What a pack's spec keeps of them: the digest and the warnings."""
+        return {"requirements_digest": self.digest, "warnings": self.warnings}
 
 
 @dataclass

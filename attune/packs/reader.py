@@ -105,15 +105,8 @@ def read_pack(pack_dir: Path) -> PackSpec:
     problems.extend(requirement_problems)
     if problems or header is None:
         raise PackError(name, problems)
-    if requirements is None:
-        return PackSpec(**header, path=pack_dir, actions=actions)
-    return PackSpec(
-        **header,
-        path=pack_dir,
-        actions=actions,
-        requirements_digest=requirements.digest,
-        warnings=requirements.warnings,
-    )
+    environment = {} if requirements is None else requirements.declared()
+    return PackSpec(**header, path=pack_dir, actions=actions, **environment)
 
 
 def _read_header(pack_dir: Path, problems: list[str]) -> dict[str, Any] | None:
