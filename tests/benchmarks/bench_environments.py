@@ -4,7 +4,8 @@
   pack's declaration read from the database, the requirements hashed into the key, the ready
   check, the use recorded, the environment held in use) plus the runtime — vs a bare
   ``subprocess.run`` of ``<env>/bin/python`` on the same script: medians and their ratio
-  (goal: <= 1.1), on SQLite and, when it is reachable, PostgreSQL;
+  (goal: <= 1.1), on SQLite and, when it is reachable, PostgreSQL; and the median of the
+  environment step alone (the ratio's part that is attune's, free of the machine's noise);
 - building an environment of one small wheel from a local wheelhouse, offline: uv and
   venv + pip side by side (median of a few builds each, each a new key), and their ratio.
 """
@@ -87,12 +88,26 @@ def ready_env(name: str, url: str, scratch: Path) -> None:
     def bare() -> None:
         subprocess.run([str(python), str(script)], input=b"{}", capture_output=True, check=True)
 
+    def step() -> None:
+        with environment_of(database, settings, dataclasses.replace(base, execution_id=next(ids))):
+            pass
+
     attune_ms, bare_ms = side_by_side(attune, bare)
+    ids = iter(executions(database, ROUNDS))
+    step_ms = statistics.median(timed(step) for _ in range(ROUNDS)) * 1000
     print(
         f"python action, ready environment ({name:<10}) attune {attune_ms:6.2f} ms   "
-        f"subprocess.run {bare_ms:6.2f} ms   ratio {attune_ms / bare_ms:.3f} (goal <= 1.1)"
+        f"subprocess.run {bare_ms:6.2f} ms   ratio {attune_ms / bare_ms:.3f} (goal <= 1.1); "
+        f"the environment step alone {step_ms:.2f} ms"
     )
     database.dispose()
+
+
+def timed(call: object) -> float:
+    """Seconds one call takes."""
+    started = time.perf_counter()
+    call()  # type: ignore[operator]
+    return time.perf_counter() - started
 
 
 def side_by_side(attune: object, bare: object) -> tuple[float, float]:
@@ -101,10 +116,9 @@ def side_by_side(attune: object, bare: object) -> tuple[float, float]:
     samples: dict[str, list[float]] = {"attune": [], "bare": []}
     for round_number in range(ROUNDS + 20):
         for key, call in calls.items():
-            started = time.perf_counter()
-            call()  # type: ignore[operator]
+            seconds = timed(call)
             if round_number >= 20:  # the first rounds warm caches up
-                samples[key].append(time.perf_counter() - started)
+                samples[key].append(seconds)
     return statistics.median(samples["attune"]) * 1000, statistics.median(samples["bare"]) * 1000
 
 
