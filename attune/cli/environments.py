@@ -45,11 +45,18 @@ def envs(pack: str | None, as_json: bool, prune: bool) -> None:
 
 def _line(row: EnvironmentRow) -> str:
     built_at = "-" if row.built_at is None else f"{row.built_at:%Y-%m-%d %H:%M:%S}"
-    size = "-" if row.size_bytes is None else f"{row.size_bytes / 1e6:.1f} MB"
+    size = "-" if row.size_bytes is None else _size(row.size_bytes)
     return (
         f"{row.host:<20} {row.pack:<16} {row.key[:16]:<16}  {row.status:<8} {row.python:<8} "
         f"{row.installer:<12} {built_at:<19} {size:>9}"
     )
+
+
+def _size(size_bytes: int) -> str:
+    """``12 kB``, ``3.4 MB``: a size readable at a glance."""
+    if size_bytes < 1_000_000:
+        return f"{size_bytes / 1000:.0f} kB"
+    return f"{size_bytes / 1_000_000:.1f} MB"
 
 
 @click.command("prepare")
