@@ -12,6 +12,7 @@
     ├── ParameterError           parameters do not satisfy the action's schema
     ├── SecretKeyError           secrets cannot be encrypted or decrypted with the key at hand
     ├── RuntimeLaunchError       an action's process could not be started
+    ├── PackEnvironmentError     a pack's Python environment cannot be built or used here
     ├── ExecutionNotFoundError   no execution has that id
     ├── NoWorkerAvailableError   no active, fresh worker can run the action
     ├── EnqueueError             the broker refused the task message
@@ -88,6 +89,15 @@ class SecretKeyError(AttuneError):
 
 class RuntimeLaunchError(AttuneError):
     """The process of an action could not be started (missing file, not executable, …)."""
+
+
+class PackEnvironmentError(AttuneError):
+    """A pack's Python environment cannot be built or used on this host (the message says why,
+    with the host, key, installer and Python); ``canceled`` when the build was canceled."""
+
+    def __init__(self, message: str, *, canceled: bool = False) -> None:
+        self.canceled = canceled
+        super().__init__(message)
 
 
 class ExecutionNotFoundError(AttuneError):

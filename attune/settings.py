@@ -18,7 +18,36 @@ RUNTIMES: tuple[str, ...] = ("shell", "python", "native")
 INHERITED_ENV: tuple[str, ...] = ("PATH", "HOME", "LANG", "TZ", "TMPDIR")
 """Variables of the worker's environment that an action's process inherits (plus ``LC_*``)."""
 
+INSTALLER_ENV: tuple[str, ...] = (
+    *(f"{proxy}_PROXY" for proxy in ("HTTP", "HTTPS", "ALL", "NO")),
+    *(f"{proxy}_proxy" for proxy in ("http", "https", "all", "no")),
+    *("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE"),
+)
+"""Proxy and CA variables an environment installer inherits besides :data:`INHERITED_ENV`."""
+
+ENV_INSTALLERS: tuple[str, ...] = ("auto", "uv", "pip")
+"""The values of ``ATTUNE_ENV_INSTALLER``: ``auto`` takes uv when importable, else pip."""
+
 _T = TypeVar("_T")
+
+
+def _default_envs_dir() -> Path:
+    home = os.path.expanduser("~")
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(home, ".local", "state")
+    return Path(state) / "attune" / "envs"
+
+
+@dataclass(frozen=True)
+class EnvSettings:
+    """How per-pack Python environments are built on this host (the ``ATTUNE_ENV*`` variables)."""
+
+    envs_dir: Path = field(default_factory=_default_envs_dir)
+    timeout_s: float = 600.0
+    installer: str = "auto"
+    offline: bool = False
+    find_links: tuple[str, ...] = ()
+    index_url: str | None = None
+    installer_env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -42,6 +71,7 @@ class Settings:
     metrics_port: int | None = None
     retention_days: float | None = None
     inherited_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    envs: EnvSettings = field(default_factory=EnvSettings)
 
     @property
     def staleness_threshold_s(self) -> float:
@@ -101,6 +131,19 @@ class Settings:
             metrics_port=get("ATTUNE_METRICS_PORT", _port, None),
             retention_days=get("ATTUNE_RETENTION_DAYS", _positive_or_none, None),
             inherited_env=inherited,
+            envs=EnvSettings(
+                envs_dir=get("ATTUNE_ENVS_DIR", lambda _n, v: Path(v), defaults.envs.envs_dir),
+                timeout_s=get("ATTUNE_ENV_TIMEOUT_S", _positive, defaults.envs.timeout_s),
+                installer=get("ATTUNE_ENV_INSTALLER", _installer, defaults.envs.installer),
+                offline=get("ATTUNE_ENV_OFFLINE", _flag, False),
+                find_links=get("ATTUNE_ENV_FIND_LINKS", _locations, ()),
+                index_url=get("ATTUNE_ENV_INDEX_URL", lambda _n, v: v, None),
+                installer_env={
+                    key: value
+                    for key, value in env.items()
+                    if key in INSTALLER_ENV or key in inherited
+                },
+            ),
         )
 
 
@@ -162,6 +205,26 @@ def _names(name: str, raw: str) -> tuple[str, ...]:
         if not item.replace("_", "a").isalnum():
             raise SettingsError(name, raw, f"{item!r} is not an environment variable name")
     return names
+
+
+def _flag(name: str, raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(name, raw, "not a flag (1/0, true/false, yes/no, on/off)")
+
+
+def _installer(name: str, raw: str) -> str:
+    if raw not in ENV_INSTALLERS:
+        raise SettingsError(name, raw, f"choose from {', '.join(ENV_INSTALLERS)}")
+    return raw
+
+
+def _locations(_name: str, raw: str) -> tuple[str, ...]:
+    """Directories or URLs separated by spaces or commas (pip's own separator is a space)."""
+    return tuple(part for part in raw.replace(",", " ").split() if part)
 
 
 def _runtimes(name: str, raw: str) -> tuple[str, ...]:

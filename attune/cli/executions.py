@@ -6,7 +6,7 @@ import click
 
 import attune.executions.records as store
 from attune.cli.output import show_record, show_table
-from attune.executions import retention
+from attune.executions import env_records, retention
 from attune.store.models import ExecutionStatus
 from attune.worker.app import resources
 
@@ -22,7 +22,10 @@ def executions() -> None:
 def get(execution_id: int, as_json: bool) -> None:
     """Show one execution."""
     record = store.get(resources.database, execution_id)
-    show_record(record, as_json=as_json)
+    with resources.database.session_scope() as session:
+        use = env_records.execution_use(session, execution_id)
+        environment = None if use is None else env_records.use_json(use)
+    show_record(record, as_json=as_json, environment=environment)
 
 
 @executions.command("list")

@@ -4,21 +4,32 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
 from attune.executions.records import ExecutionRecord
 
 
-def show_record(record: ExecutionRecord, *, as_json: bool) -> None:
-    """Print one execution: as one JSON object, or status, result/stdout and stderr."""
+def show_record(
+    record: ExecutionRecord, *, as_json: bool, environment: dict[str, Any] | None = None
+) -> None:
+    """Print one execution: as one JSON object, or status, result/stdout and stderr (and the
+    pack environment it ran in, when given)."""
     if as_json:
-        click.echo(json.dumps(record.to_json()))
+        extra = {} if environment is None else {"environment": environment}
+        click.echo(json.dumps({**record.to_json(), **extra}))
         return
     duration = "-" if record.duration_ms is None else f"{record.duration_ms} ms"
     exit_code = "-" if record.exit_code is None else str(record.exit_code)
     click.echo(f"execution {record.id}  {record.action_ref}  {record.status.value}")
     click.echo(f"exit code: {exit_code}  duration: {duration}  worker: {record.worker or '-'}")
+    if environment is not None:
+        waited = "waited for a build" if environment["waited"] else "was ready"
+        built = ", built by this run" if environment["built"] else ""
+        click.echo(
+            f"environment: {environment['key'][:16]} on {environment['host']} ({waited}{built})"
+        )
     if record.error:
         click.echo(f"error: {record.error}")
     if record.result is not None:

@@ -13,7 +13,7 @@ from attune.worker.app import resources
 
 @click.group()
 def packs() -> None:
-    """Load packs of actions into the database."""
+    """Load packs of actions into the database; build and show their Python environments."""
 
 
 @packs.command("load")
@@ -35,12 +35,24 @@ def load(names: tuple[str, ...], packs_dir: Path | None) -> None:
     result = load_packs(resources.database, packs_dir or resources.settings.packs_dir, names)
     for report in result.reports:
         click.echo(_summary(report))
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     for refused in result.errors:
         click.echo(f"error: {refused}", err=True)
     if not result.reports and not result.errors:
         click.echo("no packs found", err=True)
     if result.errors:
         raise click.ClickException(f"{len(result.errors)} pack(s) not loaded")
+
+
+def _register() -> None:
+    from attune.cli.environments import envs, prepare
+
+    packs.add_command(envs)
+    packs.add_command(prepare)
+
+
+_register()
 
 
 def _summary(report: PackReport) -> str:

@@ -7,16 +7,17 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from attune import metrics
-from attune.errors import AttuneError
+from attune.errors import AttuneError, PackEnvironmentError
 from attune.executions import records as executions
 from attune.executions.completion import hub
+from attune.executions.environments import environment_of
 from attune.executions.secretbox import SecretBox
 from attune.runtimes import Invocation, Outcome, RunResult, run
 from attune.settings import Settings
@@ -126,9 +127,15 @@ def run_execution(
     if claimed is None:
         log.info("execution %s is no longer scheduled; not running it", execution_id)
         return None
-    with watcher.watch(execution_id) as cancel:
+    with watcher.watch(execution_id) as cancel, ExitStack() as held:
         try:
             invocation = _invocation(settings, execution_id, claimed, action, cancel)
+            # A python action of a pack with requirements gets its environment (built if
+            # need be), held in use until the run ends.
+            invocation = held.enter_context(environment_of(database, settings, invocation))
+        except PackEnvironmentError as exc:
+            outcome = Outcome.CANCELED if exc.canceled else Outcome.FAILED
+            result = RunResult.not_started(outcome, str(exc))
         except AttuneError as exc:
             result = RunResult.not_started(Outcome.FAILED, str(exc))
         else:

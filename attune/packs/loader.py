@@ -20,6 +20,8 @@ class LoadResult:
 
     reports: tuple[PackReport, ...]
     errors: tuple[PackError, ...]
+    warnings: tuple[str, ...] = ()
+    """Things that loaded but deserve a look (unpinned requirements), each naming its file."""
 
     @property
     def ok(self) -> bool:
@@ -37,9 +39,11 @@ def load_packs(database: Database, packs_dir: Path, names: Sequence[str] = ()) -
     database.require_schema()
     reports: list[PackReport] = []
     errors: list[PackError] = []
+    warnings: list[str] = []
     for pack_dir in discover(packs_dir, names):
         try:
             spec = read_pack(pack_dir)
+            warnings.extend(spec.warnings)
             with database.session_scope() as session:
                 reports.append(upsert_pack(session, spec))
         except PackError as error:
@@ -50,4 +54,4 @@ def load_packs(database: Database, packs_dir: Path, names: Sequence[str] = ()) -
             )
         except SQLAlchemyError as error:
             raise DatabaseError(f"loading pack {pack_dir.name!r} failed: {error}") from error
-    return LoadResult(tuple(reports), tuple(errors))
+    return LoadResult(tuple(reports), tuple(errors), tuple(warnings))

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from attune.environments.interpreter import range_problem
+from attune.environments.requirements import read_requirements
 from attune.errors import DocumentError, PackError
 from attune.executions import params
 from attune.packs.documents import read_mapping
@@ -29,7 +31,9 @@ from attune.store.models import (
     RunnerType,
 )
 
-PACK_KEYS = frozenset({"ref", "label", "description", "version", "author", "email", "tags"})
+PACK_KEYS = frozenset(
+    {"ref", "label", "description", "version", "author", "email", "tags", "python"}
+)
 """The keys a ``pack.yaml`` may have."""
 
 
@@ -97,9 +101,12 @@ def read_pack(pack_dir: Path) -> PackSpec:
     problems: list[str] = []
     header = _read_header(pack_dir, problems)
     actions = _read_actions(pack_dir, problems)
+    requirements, requirement_problems = read_requirements(pack_dir)
+    problems.extend(requirement_problems)
     if problems or header is None:
         raise PackError(name, problems)
-    return PackSpec(**header, path=pack_dir, actions=actions)
+    environment = {} if requirements is None else requirements.declared()
+    return PackSpec(**header, path=pack_dir, actions=actions, **environment)
 
 
 def _read_header(pack_dir: Path, problems: list[str]) -> dict[str, Any] | None:
@@ -127,8 +134,18 @@ def _read_header(pack_dir: Path, problems: list[str]) -> dict[str, Any] | None:
         "author": fields.text("author") if "author" in document else None,
         "email": email,
         "tags": fields.tags(),
+        "python": _python_range(fields) if "python" in document else None,
     }
     return None if fields.failed else header
+
+
+def _python_range(fields: Fields) -> str | None:
+    """The ``python:`` field: a PEP 440 version range such as ``>=3.11,<3.14``."""
+    value = fields.text("python")  # a non-string is a problem recorded here
+    problem = range_problem(value) if isinstance(fields.document["python"], str) else None
+    if problem:
+        fields.problem("python", problem)
+    return value if value and not problem else None
 
 
 def _read_actions(pack_dir: Path, problems: list[str]) -> tuple[ActionSpec, ...]:

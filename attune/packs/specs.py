@@ -74,6 +74,12 @@ class PackSpec:
     email: str | None = None
     tags: tuple[str, ...] = ()
     actions: tuple[ActionSpec, ...] = ()
+    requirements_digest: str | None = None
+    """sha256 of ``requirements.txt`` and the files it includes; None without one."""
+    python: str | None = None
+    """The ``python:`` version range of ``pack.yaml`` (PEP 440), if any."""
+    warnings: tuple[str, ...] = ()
+    """What loads but deserves a look (requirements not pinned with ``==``)."""
 
     def columns(self) -> dict[str, Any]:
         """The ``pack`` columns this spec sets (all but id and timestamps)."""
@@ -85,4 +91,6 @@ class PackSpec:
             "author": self.author,
             "email": self.email,
             "tags": list(self.tags),
+            "requirements_digest": self.requirements_digest,
+            "python": self.python,
         }

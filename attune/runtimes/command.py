@@ -52,13 +52,18 @@ def _shell(invocation: Invocation, env: dict[str, str]) -> tuple[str, ...]:
 
 
 def _python(invocation: Invocation, env: dict[str, str]) -> tuple[str, ...]:
-    venv_python = invocation.pack_dir / ".venv" / "bin" / "python"
-    # The venv's own path (not its target) is what makes Python pick up the venv.
-    interpreter = str(venv_python) if os.path.lexists(venv_python) else _worker_python()
+    interpreter = invocation.python or _default_python(invocation.pack_dir)
     lib = str(invocation.pack_dir / "lib")
     inherited = env.get("PYTHONPATH")
     env["PYTHONPATH"] = f"{lib}{os.pathsep}{inherited}" if inherited else lib
     return (interpreter, str(invocation.entry_point))
+
+
+def _default_python(pack_dir: Path) -> str:
+    """A hand-made ``<pack>/.venv`` (unmanaged), else the worker's interpreter."""
+    venv_python = pack_dir / ".venv" / "bin" / "python"
+    # The venv's own path (not its target) is what makes Python pick up the venv.
+    return str(venv_python) if os.path.lexists(venv_python) else _worker_python()
 
 
 def _native(invocation: Invocation, env: dict[str, str]) -> tuple[str, ...]:

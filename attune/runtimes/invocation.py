@@ -31,6 +31,8 @@ class Invocation:
     action_ref: str
     base_env: Mapping[str, str] = field(repr=False)
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
+    python: str | None = None
+    """The interpreter of a python action (its pack's environment); None: the default."""
 
     @property
     def pack_ref(self) -> str:

@@ -171,6 +171,9 @@ class Pack(Base):
     author: Mapped[str | None] = mapped_column(Text)
     email: Mapped[str | None] = mapped_column(Text)
     tags: Mapped[list[str]] = mapped_column(default=list)
+    # Per-pack Python environment: sha256 of requirements.txt (+ included files), python: range.
+    requirements_digest: Mapped[str | None] = mapped_column(String(64))
+    python: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
 
@@ -338,6 +341,58 @@ class PeriodicRun(Base):
 
 SWEEP_RUN = "sweep"
 """The :class:`PeriodicRun` name of the stale-worker sweep."""
+
+
+class EnvironmentStatus(enum.StrEnum):
+    """Where a pack's environment stands on one host."""
+
+    BUILDING = "building"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class PackEnvironment(Base):
+    """A pack's Python environment on one host: its key, status, and the failure backoff."""
+
+    __tablename__ = "pack_environment"
+    __table_args__ = (
+        CheckConstraint(one_of("status", _values(EnvironmentStatus)), name="status"),
+        Index("uq_pack_environment_host_pack_key", "host", "pack", "key", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pack: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    python: Mapped[str] = mapped_column(String(64))
+    installer: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    built_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+
+class ExecutionEnvironment(Base):
+    """The environment an execution ran in (or failed to get), and whether it waited."""
+
+    __tablename__ = "execution_environment"
+
+    execution_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("execution.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    host: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(64))
+    waited: Mapped[bool] = mapped_column()
+    built: Mapped[bool] = mapped_column()
+
 
 ACTION_TABLE = cast(Table, Action.__table__)
 WORKER_TABLE = cast(Table, Worker.__table__)

@@ -22,6 +22,7 @@ from celery.signals import worker_process_init
 
 from attune import __version__, metrics
 from attune.errors import AttuneError
+from attune.executions import environments
 from attune.executions.queues import worker_queues
 from attune.liveness.heartbeat import Heartbeat
 from attune.liveness.registry import Registration
@@ -163,6 +164,8 @@ class Liveness(bootsteps.StartStopStep):
     prometheus-client's multiprocess mode first, so its pool processes' counts are served too).
     At shutdown — called by the worker after its pool stopped, so after a warm shutdown's running
     tasks finished — it marks the row inactive and settles any execution a cold shutdown cut off.
+    A worker serving python (not the embedded one) also builds the loaded packs' environments
+    at start, in a thread of its own.
 
     It is a bootstep, not a set of signal handlers, so a bare ``app.WorkController`` (the
     embedded worker) gets it too.
@@ -207,6 +210,8 @@ class Liveness(bootsteps.StartStopStep):
         )
         self.heartbeat = Heartbeat(resources.database, registration, settings.heartbeat_interval_s)
         self.heartbeat.start()
+        if "python" in settings.worker_runtimes and not settings.is_embedded:
+            environments.warm_up(resources.database, settings)  # in a thread of its own
         if settings.metrics_port is not None:  # a busy port costs the metrics, not the worker
             self.metrics_server = metrics.serve_beside(settings.metrics_port, resources.database)
 
