@@ -15,7 +15,10 @@
     ├── NoWorkerAvailableError   no active, fresh worker can run the action
     ├── EnqueueError             the broker refused the task message
     ├── WaitTimeoutError         an execution did not become terminal in time
-    └── InvalidTransitionError   an execution is not in a state that allows the change
+    ├── InvalidTransitionError   an execution is not in a state that allows the change
+    ├── ExpressionError          a template does not parse, names an unknown root, or fails
+    ├── RuleNotFoundError        no loaded rule has that ref
+    └── TriggerError             an unknown trigger type, or a payload its schema refuses
 
 Each error's message says what was wrong and where (file, field, ref, value).
 """
@@ -131,3 +134,29 @@ class InvalidTransitionError(AttuneError):
         self.status = status
         self.wanted = wanted
         super().__init__(f"execution {execution_id} is {status}; cannot move it to {wanted}")
+
+
+class ExpressionError(AttuneError):
+    """A template (``field``) does not parse, uses a name it may not, or fails to render."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}" if field else problem)
+
+
+class RuleNotFoundError(AttuneError):
+    """No loaded rule has the given ref."""
+
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+        super().__init__(f"rule {ref!r} is not loaded (run `attune packs load`)")
+
+
+class TriggerError(AttuneError):
+    """The trigger type is unknown, or a payload does not satisfy the type's schema."""
+
+    def __init__(self, trigger_type: str, problem: str) -> None:
+        self.trigger_type = trigger_type
+        self.problem = problem
+        super().__init__(f"trigger {trigger_type!r}: {problem}")
