@@ -11,29 +11,7 @@ from sqlalchemy import select
 from attune.packs.loader import load_packs
 from attune.store.db import Database
 from attune.store.models import Rule, RuleTimer
-from tests.pack_builder import write_pack, write_yaml
-
-
-def rule(ref: str = "demo.greet", **changes: Any) -> dict[str, Any]:
-    """A valid interval-timer rule running ``demo.hello``, with ``changes`` applied."""
-    return {
-        "ref": ref,
-        "description": "Greet every minute.",
-        "trigger": {"type": "core.intervaltimer", "params": {"interval": 1, "unit": "minutes"}},
-        "action": {"ref": "demo.hello", "parameters": {"who": "{{ trigger.scheduled_at }}"}},
-        **changes,
-    }
-
-
-def write_rules(packs_dir: Path, rules: dict[str, dict[str, Any]]) -> Path:
-    pack_dir = write_pack(packs_dir)
-    rules_dir = pack_dir / "rules"
-    rules_dir.mkdir(exist_ok=True)
-    for path in rules_dir.iterdir():
-        path.unlink()
-    for stem, document in rules.items():
-        write_yaml(rules_dir / f"{stem}.yaml", document)
-    return pack_dir
+from tests.pack_builder import rule, write_rules
 
 
 def refs(database: Database) -> list[str]:

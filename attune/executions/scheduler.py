@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Insert, Select, String, bindparam, case, insert, null, select
+from sqlalchemy.orm import Session
 
 from attune.errors import ActionNotFoundError, ParameterError
 from attune.executions.params import mask, resolve, secret_names
@@ -145,6 +146,41 @@ def schedule(
     execution_id: int = database.run(_SCHEDULED, row)[0].id
     queue = worker_queue(worker) if worker else runtime_queue(action.runner_type)
     return Routed(execution_id, queue)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A request validated against the action as read in the caller's transaction."""
+
+    row: dict[str, Any]
+    runner_type: str
+    available: bool
+
+
+def prepare(session: Session, settings: Settings, ref: str, values: Mapping[str, Any]) -> Prepared:
+    """Validate ``values`` for action ``ref`` in the caller's transaction (rules enforce there).
+
+    Raises :class:`ActionNotFoundError` or :class:`ParameterError`, as :func:`schedule` does.
+    """
+    found = session.execute(_lookup(settings.staleness_threshold_s), {"ref": ref}).first()
+    if found is None:
+        raise ActionNotFoundError(ref)
+    if not found.enabled:
+        raise ActionNotFoundError(ref, "the action is disabled")
+    row = _row(settings, ref, found.parameters, values, None, None)
+    return Prepared(row, found.runner_type, bool(found.available))
+
+
+def record(session: Session, prepared: Prepared, **columns: Any) -> Routed | Unroutable:
+    """Insert a prepared execution in the caller's transaction, with extra ``columns``
+    (``enforcement_id``, ``trigger_depth``); it goes ``failed`` when no live worker serves it."""
+    if not prepared.available:
+        reason = no_worker_reason(prepared.runner_type)
+        values = {**prepared.row, "error": reason}
+        execution_id = session.execute(_FAILED.values(**columns), values).scalar_one()
+        return Unroutable(execution_id, reason)
+    execution_id = session.execute(_SCHEDULED.values(**columns), prepared.row).scalar_one()
+    return Routed(execution_id, runtime_queue(prepared.runner_type))
 
 
 def _schedule_known(

@@ -73,10 +73,7 @@ class RuleSpec:
 
     def templates(self) -> dict[str, Template]:
         """The action parameters, compiled (they were checked when the file was read)."""
-        return {
-            name: compile_value(value, TEMPLATE_ROOTS, f"action.parameters.{name}")
-            for name, value in self.parameters.items()
-        }
+        return compile_parameters(self.parameters)
 
     def columns(self) -> dict[str, Any]:
         """The ``rule`` columns this spec sets (all but ids, pack_id and timestamps)."""
@@ -94,6 +91,15 @@ class RuleSpec:
             "action_parameters": dict(self.parameters),
             "file": str(self.source),
         }
+
+
+def compile_parameters(parameters: Mapping[str, Any]) -> dict[str, Template]:
+    """A rule's action parameters compiled, each named ``action.parameters.<name>``; raises
+    :class:`~attune.errors.ExpressionError` for the first that does not compile."""
+    return {
+        name: compile_value(value, TEMPLATE_ROOTS, f"action.parameters.{name}")
+        for name, value in parameters.items()
+    }
 
 
 def trigger_hash(trigger_type: str, params: Mapping[str, Any]) -> str:
