@@ -94,11 +94,11 @@ _DUE = (
 _MOVE = (
     update(RULE_TIMER_TABLE)
     .where(
-        _C.rule_id == bindparam("rule_id"),
-        _C.last_fire_time == bindparam("old"),
-        _C.params_hash == bindparam("params_hash"),
+        _C.rule_id == bindparam("b_rule_id"),
+        _C.last_fire_time == bindparam("b_old"),
+        _C.params_hash == bindparam("b_params_hash"),
     )
-    .values(last_fire_time=bindparam("new"), next_fire_time=bindparam("next"))
+    .values(last_fire_time=bindparam("b_new"), next_fire_time=bindparam("b_next"))
 )
 
 
@@ -136,11 +136,11 @@ def _fire(
     moved = session.execute(
         _MOVE,
         {
-            "rule_id": row.id,
-            "old": row.last_fire_time,
-            "params_hash": row.params_hash,
-            "new": new_last,
-            "next": schedule.next_after(new_last),
+            "b_rule_id": row.id,
+            "b_old": row.last_fire_time,
+            "b_params_hash": row.params_hash,
+            "b_new": new_last,
+            "b_next": schedule.next_after(new_last),
         },
     )
     if not moved.rowcount:  # type: ignore[attr-defined]
