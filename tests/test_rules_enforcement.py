@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from attune.errors import TriggerError
+from attune.executions.retention import purge
 from attune.packs.loader import load_packs
 from attune.rules.emission import emit
 from attune.settings import Settings
@@ -164,3 +166,28 @@ def test_an_execution_finished_event_past_the_depth_limit_is_chain_limit(
     assert [row.status for row in rows] == ["scheduled", "chain_limit"]
     assert "ATTUNE_MAX_TRIGGER_DEPTH (2)" in rows[1].reason
     assert [execution.trigger_depth for execution in executions(database)] == [2]
+
+
+def test_events_and_enforcements_are_purged_with_their_executions(
+    database: Database, tmp_path: Path
+) -> None:
+    load(database, tmp_path, hook=on_hook())
+    payload = {"body": {"branch": "main", "size": 12}}
+    kept = emit(database, Settings(), "core.webhook", payload).enforcements[0].execution_id
+    emit(database, Settings(), "core.webhook", {"body": {"branch": "dev"}})  # no_match: no run
+    later = datetime.now(UTC) + timedelta(days=2)
+    with database.session_scope() as session:  # no worker here: it was stored failed
+        session.execute(update(Execution).where(Execution.id == kept).values(status="running"))
+
+    with database.session_scope() as session:
+        purge(session, 1, now=later)  # the running execution stays, and so does its event
+    with database.session_scope() as session:
+        remaining = session.scalars(select(TriggerEvent.id)).all()
+        session.execute(update(Execution).where(Execution.id == kept).values(status="succeeded"))
+    with database.session_scope() as session:
+        purge(session, 1, now=later)
+
+    assert len(remaining) == 1
+    assert enforcements(database) == []
+    with database.session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(TriggerEvent)) == 0
