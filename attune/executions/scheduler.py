@@ -157,12 +157,23 @@ class Prepared:
     available: bool
 
 
-def prepare(session: Session, settings: Settings, ref: str, values: Mapping[str, Any]) -> Prepared:
-    """Validate ``values`` for action ``ref`` in the caller's transaction (rules enforce there).
+def prepare(
+    session: Session,
+    settings: Settings,
+    ref: str,
+    values: Mapping[str, Any],
+    seen: dict[str, Any] | None = None,
+) -> Prepared:
+    """Validate ``values`` for action ``ref`` in the caller's transaction (rules enforce there);
+    ``seen`` keeps the actions already read in that transaction, by ref.
 
     Raises :class:`ActionNotFoundError` or :class:`ParameterError`, as :func:`schedule` does.
     """
-    found = session.execute(_lookup(settings.staleness_threshold_s), {"ref": ref}).first()
+    seen = {} if seen is None else seen
+    if ref not in seen:
+        lookup = _lookup(settings.staleness_threshold_s)
+        seen[ref] = session.execute(lookup, {"ref": ref}).first()
+    found = seen[ref]
     if found is None:
         raise ActionNotFoundError(ref)
     if not found.enabled:

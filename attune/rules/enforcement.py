@@ -1,8 +1,9 @@
 """Enforcement: for one event, each selected rule's verdict, recorded with its reason and trace.
 
-Whoever records an event enforces it in the same transaction (a savepoint per rule): the
-event, its enforcements and their executions commit together; the caller sends the routed
-executions' tasks after the commit.
+Whoever records an event enforces it in the same transaction: the event, its enforcements and
+their executions commit together; the caller sends the routed executions' tasks after the
+commit. A rule's verdict is reached before anything of it is written (criteria, templates and
+parameter validation raise nothing into the transaction), so one rule cannot spoil another's.
 """
 
 from __future__ import annotations
@@ -150,19 +151,29 @@ def enforce(
     rules: Sequence[RuleRow],
     *,
     depth: int = -1,
+    actions: dict[str, Any] | None = None,
 ) -> list[Enforced]:
     """Record the verdict of each rule that selects ``event`` (an execution per match).
 
     ``depth`` is the trigger depth of the execution that finished (execution-finished events):
     a follow-up gets ``depth + 1`` and past ``settings.max_trigger_depth`` it is ``chain_limit``.
+    ``actions`` keeps the actions read in this transaction (a timer pass reads each once).
     """
+    actions = {} if actions is None else actions
     return [
-        _enforce_one(session, settings, event, rule, depth) for rule in rules if rule.selects(event)
+        _enforce_one(session, settings, event, rule, depth, actions)
+        for rule in rules
+        if rule.selects(event)
     ]
 
 
 def _enforce_one(
-    session: Session, settings: Settings, event: Event, rule: RuleRow, depth: int
+    session: Session,
+    settings: Settings,
+    event: Event,
+    rule: RuleRow,
+    depth: int,
+    actions: dict[str, Any],
 ) -> Enforced:
     verdict, values = judge(rule, event)
     prepared = None
@@ -174,36 +185,35 @@ def _enforce_one(
         verdict = Verdict(EnforcementStatus.CHAIN_LIMIT, reason, verdict.trace, {})
     elif values is not None:
         try:
-            prepared = prepare(session, settings, rule.action_ref, values)
+            prepared = prepare(session, settings, rule.action_ref, values, actions)
         except ActionNotFoundError as error:
             verdict = Verdict(EnforcementStatus.ACTION_MISSING, str(error), verdict.trace, {})
         except ParameterError as error:
             reason = "; ".join(error.problems)
             verdict = Verdict(EnforcementStatus.PARAMS_INVALID, reason, verdict.trace, {})
-    with session.begin_nested():
-        enforcement_id = session.execute(
-            ENFORCEMENT_TABLE.insert()
-            .values(
-                event_id=event.id,
-                rule_id=rule.id,
-                rule_ref=rule.ref,
-                status=verdict.status.value,
-                reason=verdict.reason,
-                criteria_trace=[check.to_json() for check in verdict.trace],
-                parameters=prepared.row["parameters"] if prepared else {},
-            )
-            .returning(_E.id)
-        ).scalar_one()
-        if prepared is None:
-            return Enforced(enforcement_id, rule.ref, verdict.status, verdict.reason)
-        recorded = record(
-            session, prepared, enforcement_id=enforcement_id, trigger_depth=max(depth + 1, 0)
+    enforcement_id = session.execute(
+        ENFORCEMENT_TABLE.insert()
+        .values(
+            event_id=event.id,
+            rule_id=rule.id,
+            rule_ref=rule.ref,
+            status=verdict.status.value,
+            reason=verdict.reason,
+            criteria_trace=[check.to_json() for check in verdict.trace],
+            parameters=prepared.row["parameters"] if prepared else {},
         )
-        session.execute(
-            update(ENFORCEMENT_TABLE)
-            .where(_E.id == enforcement_id)
-            .values(execution_id=recorded.execution_id)
-        )
+        .returning(_E.id)
+    ).scalar_one()
+    if prepared is None:
+        return Enforced(enforcement_id, rule.ref, verdict.status, verdict.reason)
+    recorded = record(
+        session, prepared, enforcement_id=enforcement_id, trigger_depth=max(depth + 1, 0)
+    )
+    session.execute(
+        update(ENFORCEMENT_TABLE)
+        .where(_E.id == enforcement_id)
+        .values(execution_id=recorded.execution_id)
+    )
     queue = recorded.queue if isinstance(recorded, Routed) else None
     return Enforced(
         enforcement_id, rule.ref, verdict.status, verdict.reason, recorded.execution_id, queue

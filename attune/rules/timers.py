@@ -25,7 +25,7 @@ from attune.rules.spec import MAX_CATCHUP, MisfirePolicy
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import RULE_TABLE, RULE_TIMER_TABLE, EventStatus
-from attune.store.sqltypes import db_now
+from attune.store.sqltypes import UTCDateTime, db_now
 
 _R = RULE_TABLE.c
 _C = RULE_TIMER_TABLE.c
@@ -85,12 +85,20 @@ _DUE_COLUMNS = (
     _R.misfire_policy,
     _R.misfire_grace_s,
 )
-_DUE = (
-    select(*_DUE_COLUMNS)
-    .join(RULE_TABLE, _R.id == _C.rule_id)
-    .where(_C.next_fire_time <= bindparam("now"), _R.enabled.is_(True))
-    .order_by(_C.rule_id)  # one lock order for every beat: no deadlock between two
-)
+
+
+def _due(now: Any) -> Any:
+    return (
+        select(*_DUE_COLUMNS, now.label("pass_at"))
+        .join(RULE_TABLE, _R.id == _C.rule_id)
+        .where(_C.next_fire_time <= now, _R.enabled.is_(True))
+        .order_by(_C.rule_id)  # one lock order for every beat: no deadlock between two
+    )
+
+
+# With nothing due, a pass is this one indexed query (the database clock is read in it).
+_DUE_NOW = _due(db_now())
+_DUE_AT = _due(bindparam("now", type_=UTCDateTime()))
 _MOVE = (
     update(RULE_TIMER_TABLE)
     .where(
@@ -108,15 +116,15 @@ def tick(database: Database, settings: Settings, now: datetime | None = None) ->
     Safe with any number of concurrent passes: each tick is fired by exactly one of them.
     """
     with database.session_scope() as session:
-        moment = now or session.scalar(select(db_now()))
-        assert moment is not None
-        due = session.execute(_DUE, {"now": moment}).all()
+        due = session.execute(_DUE_NOW if now is None else _DUE_AT, {"now": now}).all()
         if not due:
             return TickReport()
+        moment = due[0].pass_at
         fired = missed = raced = 0
         enforced: list[Enforced] = []
+        actions: dict[str, Any] = {}
         for row in due:
-            outcome = _fire(session, settings, row, moment)
+            outcome = _fire(session, settings, row, moment, actions)
             if outcome is None:
                 raced += 1
                 continue
@@ -127,7 +135,7 @@ def tick(database: Database, settings: Settings, now: datetime | None = None) ->
 
 
 def _fire(
-    session: Session, settings: Settings, row: Any, now: datetime
+    session: Session, settings: Settings, row: Any, now: datetime, actions: dict[str, Any]
 ) -> tuple[int, int, list[Enforced]] | None:
     """Move one cursor and record its ticks; None when another pass moved it first."""
     schedule = schedule_of(row.trigger_type, row.trigger_params)
@@ -164,7 +172,7 @@ def _fire(
     for moment in decided.fire:
         last = moment == decided.fire[-1]
         payload = _payload(row, schedule, moment, now, decided.missed_count if last else 0)
-        enforced += _fire_tick(session, settings, rule, moment, payload, now)
+        enforced += _fire_tick(session, settings, rule, (moment, now), payload, actions)
     return len(decided.fire), len(decided.missed), enforced
 
 
@@ -172,16 +180,17 @@ def _fire_tick(
     session: Session,
     settings: Settings,
     rule: RuleRow,
-    moment: datetime,
+    when: tuple[datetime, datetime],
     payload: dict[str, Any],
-    now: datetime,
+    actions: dict[str, Any],
 ) -> list[Enforced]:
+    moment, now = when
     event = events.record(
         session, rule.trigger_type, payload, source="timer", rule_id=rule.id, fire_time=moment
     )
     if event is None:  # the unique (rule, fire_time) kept a manual or earlier copy
         return []
-    done = enforce(session, settings, event, [rule])
+    done = enforce(session, settings, event, [rule], actions=actions)
     lag_s = (now - moment).total_seconds()
     metrics.record_event(rule.trigger_type, EventStatus.FIRED, [e.status for e in done], lag_s)
     return done
