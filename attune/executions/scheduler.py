@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -182,16 +182,38 @@ def prepare(
     return Prepared(row, found.runner_type, bool(found.available))
 
 
-def record(session: Session, prepared: Prepared, **columns: Any) -> Routed | Unroutable:
-    """Insert a prepared execution in the caller's transaction, with extra ``columns``
-    (``enforcement_id``, ``trigger_depth``); it goes ``failed`` when no live worker serves it."""
-    if not prepared.available:
-        reason = no_worker_reason(prepared.runner_type)
-        values = {**prepared.row, "error": reason}
-        execution_id = session.execute(_FAILED.values(**columns), values).scalar_one()
-        return Unroutable(execution_id, reason)
-    execution_id = session.execute(_SCHEDULED.values(**columns), prepared.row).scalar_one()
-    return Routed(execution_id, runtime_queue(prepared.runner_type))
+_RECORD_MANY = insert(EXECUTION_TABLE).returning(EXECUTION_TABLE.c.id, sort_by_parameter_order=True)
+_RECORD_MANY_FAILED = _RECORD_MANY.values(finished_at=db_now())
+
+
+def record_many(
+    session: Session, requests: Sequence[tuple[Prepared, Mapping[str, Any]]]
+) -> list[Routed | Unroutable]:
+    """Insert prepared executions, each with its extra columns (``enforcement_id``,
+    ``trigger_depth``), in the caller's transaction: at most two statements, results in order.
+    One that no live worker serves goes ``failed``, with the reason."""
+    results: dict[int, Routed | Unroutable] = {}
+    for available in (True, False):
+        chosen = [(n, p, c) for n, (p, c) in enumerate(requests) if p.available is available]
+        if not chosen:
+            continue
+        if available:
+            status = {"status": ExecutionStatus.SCHEDULED.value}
+            rows = [{**p.row, **c, **status} for _, p, c in chosen]
+            ids = session.execute(_RECORD_MANY, rows).scalars().all()
+            for (n, p, _), execution_id in zip(chosen, ids, strict=True):
+                results[n] = Routed(execution_id, runtime_queue(p.runner_type))
+            continue
+        reasons = [no_worker_reason(p.runner_type) for _, p, _ in chosen]
+        failed = {"status": ExecutionStatus.FAILED.value}
+        rows = [
+            {**p.row, **c, **failed, "error": reason}
+            for (_, p, c), reason in zip(chosen, reasons, strict=True)
+        ]
+        ids = session.execute(_RECORD_MANY_FAILED, rows).scalars().all()
+        for (n, _, _), execution_id, reason in zip(chosen, ids, reasons, strict=True):
+            results[n] = Unroutable(execution_id, reason)
+    return [results[n] for n in range(len(requests))]
 
 
 def _schedule_known(

@@ -15,11 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from attune.errors import ActionNotFoundError, ExpressionError, ParameterError
-from attune.executions.scheduler import Routed, prepare, record
+from attune.executions.scheduler import Prepared, Routed, Unroutable, prepare, record_many
 from attune.expressions import Template
 from attune.rules import triggers
 from attune.rules.criteria import Check, Criterion, evaluate
@@ -157,64 +157,97 @@ def enforce(
 
     ``depth`` is the trigger depth of the execution that finished (execution-finished events):
     a follow-up gets ``depth + 1`` and past ``settings.max_trigger_depth`` it is ``chain_limit``.
+    """
+    pairs = [(event, rule) for rule in rules if rule.selects(event)]
+    return enforce_all(session, settings, pairs, depth=depth, actions=actions)
+
+
+def enforce_all(
+    session: Session,
+    settings: Settings,
+    pairs: Sequence[tuple[Event, RuleRow]],
+    *,
+    depth: int = -1,
+    actions: dict[str, Any] | None = None,
+) -> list[Enforced]:
+    """Record the verdict of each (event, rule) pair in a few statements, whatever their number.
+
+    Each verdict is reached before anything is written (criteria, templates and parameter
+    validation raise nothing into the transaction), so one rule cannot spoil another's.
     ``actions`` keeps the actions read in this transaction (a timer pass reads each once).
     """
+    if not pairs:
+        return []
     actions = {} if actions is None else actions
+    decided = [_decide(session, settings, rule, event, depth, actions) for event, rule in pairs]
+    rows = [
+        {
+            "event_id": event.id,
+            "rule_id": rule.id,
+            "rule_ref": rule.ref,
+            "status": verdict.status.value,
+            "reason": verdict.reason,
+            "criteria_trace": [check.to_json() for check in verdict.trace],
+            "parameters": prepared.row["parameters"] if prepared else {},
+        }
+        for (event, rule), (verdict, prepared) in zip(pairs, decided, strict=True)
+    ]
+    ids = session.execute(_INSERT_MANY, rows).scalars().all()
+    runs = [(n, prepared) for n, (_, prepared) in enumerate(decided) if prepared is not None]
+    extra = {"trigger_depth": max(depth + 1, 0)}
+    requests = [(prepared, {**extra, "enforcement_id": ids[n]}) for n, prepared in runs]
+    recorded = record_many(session, requests)
+    if recorded:
+        links = [
+            {"b_id": ids[n], "b_execution_id": r.execution_id}
+            for (n, _), r in zip(runs, recorded, strict=True)
+        ]
+        session.execute(_LINK, links)
+    executions = {n: r for (n, _), r in zip(runs, recorded, strict=True)}
     return [
-        _enforce_one(session, settings, event, rule, depth, actions)
-        for rule in rules
-        if rule.selects(event)
+        _enforced(ids[n], rule.ref, verdict, executions.get(n))
+        for n, ((_, rule), (verdict, _)) in enumerate(zip(pairs, decided, strict=True))
     ]
 
 
-def _enforce_one(
+_INSERT_MANY = insert(ENFORCEMENT_TABLE).returning(_E.id, sort_by_parameter_order=True)
+_LINK = (
+    update(ENFORCEMENT_TABLE)
+    .where(_E.id == bindparam("b_id"))
+    .values(execution_id=bindparam("b_execution_id"))
+)
+
+
+def _enforced(
+    enforcement_id: int, rule_ref: str, verdict: Verdict, recorded: Routed | Unroutable | None
+) -> Enforced:
+    if recorded is None:
+        return Enforced(enforcement_id, rule_ref, verdict.status, verdict.reason)
+    queue = recorded.queue if isinstance(recorded, Routed) else None
+    execution_id = recorded.execution_id
+    return Enforced(enforcement_id, rule_ref, verdict.status, verdict.reason, execution_id, queue)
+
+
+def _decide(
     session: Session,
     settings: Settings,
-    event: Event,
     rule: RuleRow,
+    event: Event,
     depth: int,
     actions: dict[str, Any],
-) -> Enforced:
+) -> tuple[Verdict, Prepared | None]:
+    """A rule's verdict on an event, and the validated execution when it is to run."""
     verdict, values = judge(rule, event)
-    prepared = None
-    if values is not None and depth + 1 > settings.max_trigger_depth:
-        reason = (
-            f"trigger depth {depth + 1} exceeds ATTUNE_MAX_TRIGGER_DEPTH"
-            f" ({settings.max_trigger_depth})"
-        )
-        verdict = Verdict(EnforcementStatus.CHAIN_LIMIT, reason, verdict.trace, {})
-    elif values is not None:
-        try:
-            prepared = prepare(session, settings, rule.action_ref, values, actions)
-        except ActionNotFoundError as error:
-            verdict = Verdict(EnforcementStatus.ACTION_MISSING, str(error), verdict.trace, {})
-        except ParameterError as error:
-            reason = "; ".join(error.problems)
-            verdict = Verdict(EnforcementStatus.PARAMS_INVALID, reason, verdict.trace, {})
-    enforcement_id = session.execute(
-        ENFORCEMENT_TABLE.insert()
-        .values(
-            event_id=event.id,
-            rule_id=rule.id,
-            rule_ref=rule.ref,
-            status=verdict.status.value,
-            reason=verdict.reason,
-            criteria_trace=[check.to_json() for check in verdict.trace],
-            parameters=prepared.row["parameters"] if prepared else {},
-        )
-        .returning(_E.id)
-    ).scalar_one()
-    if prepared is None:
-        return Enforced(enforcement_id, rule.ref, verdict.status, verdict.reason)
-    recorded = record(
-        session, prepared, enforcement_id=enforcement_id, trigger_depth=max(depth + 1, 0)
-    )
-    session.execute(
-        update(ENFORCEMENT_TABLE)
-        .where(_E.id == enforcement_id)
-        .values(execution_id=recorded.execution_id)
-    )
-    queue = recorded.queue if isinstance(recorded, Routed) else None
-    return Enforced(
-        enforcement_id, rule.ref, verdict.status, verdict.reason, recorded.execution_id, queue
-    )
+    if values is None:
+        return verdict, None
+    if depth + 1 > settings.max_trigger_depth:
+        limit = settings.max_trigger_depth
+        reason = f"trigger depth {depth + 1} exceeds ATTUNE_MAX_TRIGGER_DEPTH ({limit})"
+        return Verdict(EnforcementStatus.CHAIN_LIMIT, reason, verdict.trace, {}), None
+    try:
+        return verdict, prepare(session, settings, rule.action_ref, values, actions)
+    except ActionNotFoundError as error:
+        return Verdict(EnforcementStatus.ACTION_MISSING, str(error), verdict.trace, {}), None
+    except ParameterError as error:
+        reason = "; ".join(error.problems)
+        return Verdict(EnforcementStatus.PARAMS_INVALID, reason, verdict.trace, {}), None

@@ -19,16 +19,18 @@ from sqlalchemy.orm import Session
 
 from attune import metrics
 from attune.rules import events, triggers
-from attune.rules.enforcement import Enforced, RuleRow, enforce, rule_row
+from attune.rules.enforcement import Enforced, enforce_all, rule_row
+from attune.rules.events import Event
 from attune.rules.schedules import Schedule, schedule_of
 from attune.rules.spec import MAX_CATCHUP, MisfirePolicy
 from attune.settings import Settings
 from attune.store.db import Database
-from attune.store.models import RULE_TABLE, RULE_TIMER_TABLE, EventStatus
+from attune.store.models import RULE_TABLE, RULE_TIMER_TABLE, TRIGGER_EVENT_TABLE, EventStatus
 from attune.store.sqltypes import UTCDateTime, db_now
 
 _R = RULE_TABLE.c
 _C = RULE_TIMER_TABLE.c
+_T = TRIGGER_EVENT_TABLE.c
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ def _due(now: Any) -> Any:
         .join(RULE_TABLE, _R.id == _C.rule_id)
         .where(_C.next_fire_time <= now, _R.enabled.is_(True))
         .order_by(_C.rule_id)  # one lock order for every beat: no deadlock between two
+        .with_for_update(of=RULE_TIMER_TABLE, skip_locked=True)
     )
 
 
@@ -114,86 +117,124 @@ def tick(database: Database, settings: Settings, now: datetime | None = None) ->
     """One pass over the due timer cursors, at ``now`` (default: the database clock).
 
     Safe with any number of concurrent passes: each tick is fired by exactly one of them.
+    PostgreSQL locks the due cursors it reads (``FOR UPDATE SKIP LOCKED``: a second pass skips
+    them rather than wait); on both databases the cursors move by conditional UPDATE.
     """
     with database.session_scope() as session:
         due = session.execute(_DUE_NOW if now is None else _DUE_AT, {"now": now}).all()
         if not due:
             return TickReport()
         moment = due[0].pass_at
-        fired = missed = raced = 0
-        enforced: list[Enforced] = []
-        actions: dict[str, Any] = {}
-        for row in due:
-            outcome = _fire(session, settings, row, moment, actions)
-            if outcome is None:
-                raced += 1
-                continue
-            fired += outcome[0]
-            missed += outcome[1]
-            enforced += outcome[2]
-    return TickReport(fired, missed, raced, tuple(enforced))
+        moves = [_Move.of(row, moment) for row in due]
+        won = _move(session, moves)
+        events_rows: list[dict[str, Any]] = []
+        for move in moves:
+            if move.row.id in won:
+                events_rows += move.event_rows(moment)
+        recorded = _record_events(session, events_rows)
+        pairs = [
+            (event, rule_row(move.row))
+            for move in moves
+            for event in recorded.get(move.row.id, ())
+            if event.status == EventStatus.FIRED
+        ]
+        enforced = enforce_all(session, settings, pairs)
+    missed = 0
+    for found in recorded.values():
+        for event in found:
+            if event.status == EventStatus.MISSED:
+                missed += 1
+                metrics.record_event(event.type, EventStatus.MISSED)
+    # A timer event selects its own rule alone: one enforcement per pair, in order.
+    for (event, _), outcome in zip(pairs, enforced, strict=True):
+        lag_s = (moment - event.fire_time).total_seconds() if event.fire_time else None
+        metrics.record_event(event.type, EventStatus.FIRED, [outcome.status], lag_s)
+    return TickReport(len(pairs), missed, len(due) - len(won), tuple(enforced))
 
 
-def _fire(
-    session: Session, settings: Settings, row: Any, now: datetime, actions: dict[str, Any]
-) -> tuple[int, int, list[Enforced]] | None:
-    """Move one cursor and record its ticks; None when another pass moved it first."""
-    schedule = schedule_of(row.trigger_type, row.trigger_params)
-    ticks = schedule.due(row.last_fire_time, now)
-    new_last = ticks[-1] if ticks else row.last_fire_time
-    moved = session.execute(
-        _MOVE,
-        {
-            "b_rule_id": row.id,
-            "b_old": row.last_fire_time,
-            "b_params_hash": row.params_hash,
-            "b_new": new_last,
-            "b_next": schedule.next_after(new_last),
-        },
+@dataclass(frozen=True)
+class _Move:
+    """One due cursor: its ticks, the plan for them, and where the cursor goes."""
+
+    row: Any
+    schedule: Schedule
+    decided: Plan
+    new_last: datetime
+    next_at: datetime | None
+
+    @classmethod
+    def of(cls, row: Any, now: datetime) -> _Move:
+        schedule = schedule_of(row.trigger_type, row.trigger_params)
+        ticks = schedule.due(row.last_fire_time, now)
+        new_last = ticks[-1] if ticks else row.last_fire_time
+        decided = plan(ticks, now, row.misfire_policy, row.misfire_grace_s)
+        return cls(row, schedule, decided, new_last, schedule.next_after(new_last))
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "b_rule_id": self.row.id,
+            "b_old": self.row.last_fire_time,
+            "b_params_hash": self.row.params_hash,
+            "b_new": self.new_last,
+            "b_next": self.next_at,
+        }
+
+    def event_rows(self, now: datetime) -> list[dict[str, Any]]:
+        """The trigger_event rows of this cursor's ticks: missed ones, then fired ones."""
+        common = {"type": self.row.trigger_type, "source": "timer", "rule_id": self.row.id}
+        rows = [
+            {
+                **common,
+                "fire_time": moment,
+                "status": EventStatus.MISSED.value,
+                "payload": {"scheduled_at": moment.isoformat()},
+            }
+            for moment in self.decided.missed
+        ]
+        for moment in self.decided.fire:
+            missed = self.decided.missed_count if moment == self.decided.fire[-1] else 0
+            payload = _payload(self.row, self.schedule, moment, now, missed)
+            rows.append(
+                {
+                    **common,
+                    "fire_time": moment,
+                    "status": EventStatus.FIRED.value,
+                    "payload": payload,
+                }
+            )
+        return rows
+
+
+def _move(session: Session, moves: Sequence[_Move]) -> set[int]:
+    """Move the cursors by conditional UPDATE; the rule ids whose cursor this pass moved."""
+    if session.get_bind().dialect.name == "postgresql":
+        # The due SELECT locked the cursors, re-read at their latest committed values: every
+        # conditional UPDATE holds, so they go in one executemany.
+        session.execute(_MOVE, [move.params() for move in moves])
+        return {move.row.id for move in moves}
+    won = set()
+    for move in moves:  # SQLite: another process may have moved one since it was read
+        if session.execute(_MOVE, move.params()).rowcount:  # type: ignore[attr-defined]
+            won.add(move.row.id)
+    return won
+
+
+def _record_events(session: Session, rows: Sequence[dict[str, Any]]) -> dict[int, list[Event]]:
+    """Insert the tick events, ignoring any already there; the inserted ones, by rule."""
+    if not rows:
+        return {}
+    statement = events.insert_ignoring(session, TRIGGER_EVENT_TABLE).returning(
+        _T.id, _T.rule_id, _T.fire_time, _T.received_at
     )
-    if not moved.rowcount:  # type: ignore[attr-defined]
-        return None
-    decided = plan(ticks, now, row.misfire_policy, row.misfire_grace_s)
-    for moment in decided.missed:
-        payload = {"scheduled_at": moment.isoformat()}
-        recorded = events.record(
-            session,
-            row.trigger_type,
-            payload,
-            status=EventStatus.MISSED,
-            source="timer",
-            rule_id=row.id,
-            fire_time=moment,
-        )
-        if recorded is not None:
-            metrics.record_event(row.trigger_type, EventStatus.MISSED)
-    rule = rule_row(row)
-    enforced: list[Enforced] = []
-    for moment in decided.fire:
-        last = moment == decided.fire[-1]
-        payload = _payload(row, schedule, moment, now, decided.missed_count if last else 0)
-        enforced += _fire_tick(session, settings, rule, (moment, now), payload, actions)
-    return len(decided.fire), len(decided.missed), enforced
-
-
-def _fire_tick(
-    session: Session,
-    settings: Settings,
-    rule: RuleRow,
-    when: tuple[datetime, datetime],
-    payload: dict[str, Any],
-    actions: dict[str, Any],
-) -> list[Enforced]:
-    moment, now = when
-    event = events.record(
-        session, rule.trigger_type, payload, source="timer", rule_id=rule.id, fire_time=moment
-    )
-    if event is None:  # the unique (rule, fire_time) kept a manual or earlier copy
-        return []
-    done = enforce(session, settings, event, [rule], actions=actions)
-    lag_s = (now - moment).total_seconds()
-    metrics.record_event(rule.trigger_type, EventStatus.FIRED, [e.status for e in done], lag_s)
-    return done
+    inserted = {(row.rule_id, row.fire_time): row for row in session.execute(statement, list(rows))}
+    found: dict[int, list[Event]] = {}
+    for values in rows:
+        row = inserted.get((values["rule_id"], values["fire_time"]))
+        if row is None:  # the unique (rule, fire_time) kept an earlier copy
+            continue
+        event = Event(id=row.id, received_at=row.received_at, dedup_key=None, **values)
+        found.setdefault(values["rule_id"], []).append(event)
+    return found
 
 
 def _payload(
