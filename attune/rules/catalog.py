@@ -55,7 +55,7 @@ def list_rules(session: Session, ref: str | None = None) -> list[RuleView]:
     )
     if ref is not None:
         query = query.where(Rule.ref == ref)
-    return [RuleView(*row) for row in session.execute(query).tuples()]
+    return [RuleView(row[0], row[1], row[2]) for row in session.execute(query)]
 
 
 def find_rule(session: Session, ref: str) -> RuleView:
