@@ -15,7 +15,7 @@ from attune.packs.loader import load_packs
 from attune.rules.emission import emit
 from attune.settings import Settings
 from attune.store.db import Database
-from attune.store.models import Enforcement, Execution, TriggerEvent
+from attune.store.models import Action, Enforcement, Execution, TriggerEvent
 from tests.pack_builder import rule, write_rules
 
 HOOK = {"type": "core.webhook", "params": {"path": "deploys"}}
@@ -191,3 +191,20 @@ def test_events_and_enforcements_are_purged_with_their_executions(
     assert enforcements(database) == []
     with database.session_scope() as session:
         assert session.scalar(select(func.count()).select_from(TriggerEvent)) == 0
+
+
+def test_a_rule_whose_action_was_disabled_is_action_missing(
+    sqlite_database: Database, tmp_path: Path
+) -> None:
+    load(sqlite_database, tmp_path, hook=on_hook())
+    with sqlite_database.session_scope() as session:
+        session.execute(update(Action).values(enabled=False))
+
+    emit(sqlite_database, Settings(), "core.webhook", {"body": {"branch": "main", "size": 12}})
+
+    [row] = enforcements(sqlite_database)
+    assert (row.status, row.reason) == (
+        "action_missing",
+        "action 'demo.hello': the action is disabled",
+    )
+    assert executions(sqlite_database) == []

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from attune import metrics
 from attune.rules import events, triggers
-from attune.rules.enforcement import Enforced, enabled_rules, enforce
+from attune.rules.enforcement import Enforced, enforce, selected_rules
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import TRIGGER_EVENT_TABLE, EventStatus
@@ -51,6 +51,8 @@ def emit(
                 select(_T.id).where(_T.type == kind.ref, _T.dedup_key == dedup_key)
             )
             return Emitted(int(earlier or 0), duplicate=True)
-        enforced = enforce(session, settings, event, enabled_rules(session, kind.ref), depth=depth)
+        actions: dict[str, Any] = {}
+        rules = selected_rules(session, settings, kind.ref, actions)
+        enforced = enforce(session, settings, event, rules, depth=depth, actions=actions)
     metrics.record_event(kind.ref, EventStatus.FIRED, [item.status for item in enforced])
     return Emitted(event.id, enforcements=tuple(enforced))

@@ -13,7 +13,7 @@ import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
@@ -21,15 +21,17 @@ from sqlalchemy.orm import Session
 from attune.errors import ActionNotFoundError, ExpressionError, ParameterError
 from attune.executions.scheduler import Prepared, Routed, Unroutable, prepare, record_many
 from attune.expressions import Template
+from attune.liveness.freshness import serving
 from attune.rules import triggers
 from attune.rules.criteria import Check, Criterion, evaluate
 from attune.rules.events import Event
 from attune.rules.spec import compile_parameters
 from attune.settings import Settings
-from attune.store.models import ENFORCEMENT_TABLE, RULE_TABLE, EnforcementStatus
+from attune.store.models import ACTION_TABLE, ENFORCEMENT_TABLE, RULE_TABLE, EnforcementStatus
 
 _R = RULE_TABLE.c
 _E = ENFORCEMENT_TABLE.c
+_A = ACTION_TABLE.c
 
 
 @dataclass(frozen=True)
@@ -85,10 +87,43 @@ def rule_row(row: Any) -> RuleRow:
     )
 
 
-def enabled_rules(session: Session, trigger_type: str) -> list[RuleRow]:
-    """The enabled rules of a trigger type (one indexed query)."""
-    query = select(*_RULE_COLUMNS).where(_R.trigger_type == trigger_type, _R.enabled.is_(True))
-    return [rule_row(row) for row in session.execute(query)]
+class _Action(NamedTuple):
+    """An action as :func:`attune.executions.scheduler.prepare` reads it."""
+
+    runner_type: str
+    parameters: dict[str, Any]
+    enabled: bool
+    available: bool
+
+
+def selected_rules(
+    session: Session, settings: Settings, trigger_type: str, actions: dict[str, Any]
+) -> list[RuleRow]:
+    """The enabled rules of a trigger type, each with its action as ``prepare`` reads it (put
+    in ``actions`` by ref; None when it is not loaded), in one query."""
+    available = serving(settings.staleness_threshold_s, _A.runner_type)
+    query = (
+        select(
+            *_RULE_COLUMNS,
+            _A.ref.label("loaded_ref"),
+            _A.runner_type,
+            _A.parameters.label("action_schema"),
+            _A.enabled.label("action_enabled"),
+            available.label("available"),
+        )
+        .outerjoin(ACTION_TABLE, _A.ref == _R.action_ref)
+        .where(_R.trigger_type == trigger_type, _R.enabled.is_(True))
+    )
+    rules = []
+    for row in session.execute(query):
+        loaded = row.loaded_ref is not None
+        actions[row.action_ref] = (
+            _Action(row.runner_type, row.action_schema, row.action_enabled, row.available)
+            if loaded
+            else None
+        )
+        rules.append(rule_row(row))
+    return rules
 
 
 def rules_by_id(session: Session, ids: Sequence[int]) -> dict[int, RuleRow]:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from attune import metrics
 from attune.rules import events, triggers
-from attune.rules.enforcement import Enforced, enabled_rules, enforce
+from attune.rules.enforcement import Enforced, enforce, selected_rules
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import EXECUTION_TABLE, RULE_TABLE, EventStatus
@@ -78,8 +78,9 @@ def record_finished(session: Session, settings: Settings, execution_id: int) -> 
     )
     if event is None:
         return []
-    rules = enabled_rules(session, triggers.EXECUTION_FINISHED)
-    enforced = enforce(session, settings, event, rules, depth=row.trigger_depth)
+    actions: dict[str, Any] = {}
+    rules = selected_rules(session, settings, triggers.EXECUTION_FINISHED, actions)
+    enforced = enforce(session, settings, event, rules, depth=row.trigger_depth, actions=actions)
     statuses = [item.status for item in enforced]
     metrics.record_event(triggers.EXECUTION_FINISHED, EventStatus.FIRED, statuses)
     return enforced
