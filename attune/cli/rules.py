@@ -10,6 +10,7 @@ from itertools import islice
 import click
 from sqlalchemy import select
 
+from attune.cli.triggers import parse_payload
 from attune.rules import catalog, tester, triggers
 from attune.rules.schedules import schedule_of
 from attune.store.models import EnforcementStatus
@@ -119,14 +120,8 @@ def schedule(ref: str, count: int, as_json: bool) -> None:
 def test(ref: str, payload: str, as_json: bool) -> None:
     """What rule REF would do with a payload; creates nothing. Exit 0 match, 1 no match,
     2 error (render failed, invalid parameters, action missing)."""
-    try:
-        document = json.loads(payload)
-    except json.JSONDecodeError as error:
-        raise click.BadParameter(f"not JSON: {error}", param_hint="--payload") from None
-    if not isinstance(document, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="--payload")
     with resources.database.session_scope() as session:
-        verdict = tester.trial(session, ref, document)
+        verdict = tester.trial(session, ref, parse_payload(payload))
     if as_json:
         click.echo(json.dumps(verdict.to_json(), indent=2))
     else:

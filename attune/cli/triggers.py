@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -14,6 +15,17 @@ from attune.rules.triggers import TRIGGER_TYPES
 from attune.store.models import EnforcementStatus, EventStatus
 from attune.worker.app import embedded_worker, resources
 from attune.worker.dispatch import timer_pass
+
+
+def parse_payload(text: str) -> dict[str, Any]:
+    """The ``--payload`` option's JSON object; a usage error naming the option otherwise."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint="--payload") from None
+    if not isinstance(document, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--payload")
+    return document
 
 
 @click.group("triggers")
@@ -57,13 +69,7 @@ def _show(enforced: Sequence[Enforced]) -> None:
 @click.option("--dedup-key", help="A repeated key records nothing new and fires nothing.")
 def emit_(trigger_type: str, payload: str, dedup_key: str | None) -> None:
     """Record an event of TRIGGER_TYPE and enforce the rules it selects."""
-    try:
-        document = json.loads(payload)
-    except json.JSONDecodeError as error:
-        raise click.BadParameter(f"not JSON: {error}", param_hint="--payload") from None
-    if not isinstance(document, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="--payload")
-    emitted = emit(trigger_type, document, dedup_key=dedup_key)
+    emitted = emit(trigger_type, parse_payload(payload), dedup_key=dedup_key)
     if emitted.duplicate:
         embedded_worker.stop()
         click.echo(f"duplicate of event {emitted.event_id}: nothing recorded, nothing fired")

@@ -62,7 +62,7 @@ class RuleRow:
         return True
 
 
-_RULE_COLUMNS = (
+RULE_COLUMNS = (
     _R.id,
     _R.ref,
     _R.trigger_type,
@@ -71,6 +71,7 @@ _RULE_COLUMNS = (
     _R.action_ref,
     _R.action_parameters,
 )
+"""The rule columns a :class:`RuleRow` is built from (:func:`rule_row`)."""
 
 
 def rule_row(row: Any) -> RuleRow:
@@ -104,7 +105,7 @@ def selected_rules(
     available = serving(settings.staleness_threshold_s, _A.runner_type)
     query = (
         select(
-            *_RULE_COLUMNS,
+            *RULE_COLUMNS,
             _A.ref.label("loaded_ref"),
             _A.runner_type,
             _A.parameters.label("action_schema"),
@@ -128,7 +129,7 @@ def selected_rules(
 
 def rules_by_id(session: Session, ids: Sequence[int]) -> dict[int, RuleRow]:
     """The rules with these ids."""
-    query = select(*_RULE_COLUMNS).where(_R.id.in_(ids))
+    query = select(*RULE_COLUMNS).where(_R.id.in_(ids))
     return {row.id: rule_row(row) for row in session.execute(query)}
 
 

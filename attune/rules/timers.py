@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from attune import metrics
 from attune.rules import events, triggers
-from attune.rules.enforcement import Enforced, enforce_all, rule_row
+from attune.rules.enforcement import RULE_COLUMNS, Enforced, enforce_all, rule_row
 from attune.rules.events import Event
 from attune.rules.schedules import Schedule, schedule_of
 from attune.rules.spec import MAX_CATCHUP, MisfirePolicy
@@ -77,13 +77,7 @@ class TickReport:
 _DUE_COLUMNS = (
     _C.last_fire_time,
     _C.params_hash,
-    _R.id,
-    _R.ref,
-    _R.trigger_type,
-    _R.trigger_params,
-    _R.criteria,
-    _R.action_ref,
-    _R.action_parameters,
+    *RULE_COLUMNS,
     _R.misfire_policy,
     _R.misfire_grace_s,
 )
