@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from attune.client import ExecutionHandle, execute, get_execution
+    from attune.client import ExecutionHandle, emit, execute, get_execution
     from attune.executions.records import ExecutionRecord
     from attune.worker.app import app
 
 _LAZY = {
     "app": "attune.worker.app",
     "execute": "attune.client",
+    "emit": "attune.client",
     "get_execution": "attune.client",
     "ExecutionHandle": "attune.client",
     "ExecutionRecord": "attune.executions.records",
@@ -29,6 +30,7 @@ __all__ = [
     "ExecutionRecord",
     "__version__",
     "app",
+    "emit",
     "execute",
     "get_execution",
 ]

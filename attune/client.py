@@ -8,15 +8,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from attune.errors import EnqueueError, NoWorkerAvailableError, WaitTimeoutError
+from attune.errors import NoWorkerAvailableError, WaitTimeoutError
 from attune.executions import records as executions
 from attune.executions.completion import hub
 from attune.executions.records import ExecutionRecord
 from attune.executions.scheduler import Unroutable, schedule
+from attune.rules import emission
+from attune.rules.emission import Emitted
 from attune.store.db import Database
 from attune.store.models import ExecutionStatus
 from attune.worker.app import embedded_worker, resources
-from attune.worker.tasks import execute_action
+from attune.worker.dispatch import send_enforced, send_task
 
 _T = TypeVar("_T")
 
@@ -62,17 +64,27 @@ def execute(
     if epoch is not None:  # before the task is sent, so its notification cannot be missed
         hub.await_record(handle.id)
         weakref.finalize(handle, hub.forget, handle.id)
-    try:
-        execute_action.apply_async((routed.execution_id,), queue=routed.queue)
-    except Exception as exc:  # kombu and redis raise several families; all mean "not sent"
-        reason = f"the broker refused the message: {exc}"
-        _reconnecting(
-            lambda database: executions.transition(
-                database, routed.execution_id, ExecutionStatus.FAILED, error=reason
-            )
-        )
-        raise EnqueueError(routed.execution_id, str(exc)) from exc
+    send_task(database, routed.execution_id, routed.queue)
     return handle
+
+
+def emit(trigger_type: str, payload: Mapping[str, Any], *, dedup_key: str | None = None) -> Emitted:
+    """Record an event of a known trigger type and enforce the rules it selects.
+
+    The payload is validated against the type (TriggerError); a repeated ``dedup_key`` records
+    nothing new and fires nothing (``Emitted.duplicate``). Matched rules' executions are sent
+    after the event, its enforcements and the executions committed together.
+    """
+    settings = resources.settings
+    if settings.is_embedded:
+        embedded_worker.start()
+    emitted = _reconnecting(
+        lambda database: emission.emit(
+            database, settings, trigger_type, payload, dedup_key=dedup_key
+        )
+    )
+    send_enforced(resources.database, emitted.enforcements)
+    return emitted
 
 
 def get_execution(execution_id: int) -> ExecutionRecord:

@@ -19,7 +19,10 @@
     ├── WaitTimeoutError         an execution did not become terminal in time
     ├── InvalidTransitionError   an execution is not in a state that allows the change
     ├── ApiKeyError              an API key cannot be created or revoked as asked
-    └── IdempotencyKeyError      an Idempotency-Key was used before with another request
+    ├── IdempotencyKeyError      an Idempotency-Key was used before with another request
+    ├── ExpressionError          a template does not parse, names an unknown root, or fails
+    ├── RuleNotFoundError        no loaded rule has that ref
+    └── TriggerError             an unknown trigger type, or a payload its schema refuses
 
 Each error's message says what was wrong and where (file, field, ref, value).
 """
@@ -167,3 +170,29 @@ class IdempotencyKeyError(AttuneError):
     def __init__(self, key: str) -> None:
         self.key = key
         super().__init__(f"Idempotency-Key {key!r} was used before with another request")
+
+
+class ExpressionError(AttuneError):
+    """A template (``field``) does not parse, uses a name it may not, or fails to render."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}" if field else problem)
+
+
+class RuleNotFoundError(AttuneError):
+    """No loaded rule has the given ref."""
+
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+        super().__init__(f"rule {ref!r} is not loaded (run `attune packs load`)")
+
+
+class TriggerError(AttuneError):
+    """The trigger type is unknown, or a payload does not satisfy the type's schema."""
+
+    def __init__(self, trigger_type: str, problem: str) -> None:
+        self.trigger_type = trigger_type
+        self.problem = problem
+        super().__init__(f"trigger {trigger_type!r}: {problem}")

@@ -1,4 +1,4 @@
-"""Prometheus metrics: worker lifecycle and execution counters, and the database gauges.
+"""Prometheus metrics: worker lifecycle, execution, event and enforcement counters, the gauge.
 
 Counters are counted where the event happens: a sweep in the process that ran it (beat, mostly),
 a reactivation in the worker's main process, an execution's end in the pool process that ran it.
@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
@@ -38,6 +38,9 @@ MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 DURATION_BUCKETS_S: tuple[float, ...] = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 """Buckets of ``attune_execution_duration_seconds``: actions run from sub-second to an hour."""
+
+TIMER_LAG_BUCKETS_S: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 1.2, 2, 5, 30, 60, 300)
+"""Buckets of ``attune_timer_lag_seconds``: beat ticks about every second."""
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +78,24 @@ class _Instruments:
             buckets=DURATION_BUCKETS_S,
             registry=None,
         )
+        self.events = Counter(
+            "attune_trigger_events",
+            "Trigger events recorded, by type and status (fired, missed).",
+            ["type", "status"],
+            registry=None,
+        )
+        self.enforcements = Counter(
+            "attune_enforcements",
+            "Rule enforcements recorded, by status (scheduled, no_match, …).",
+            ["status"],
+            registry=None,
+        )
+        self.timer_lag = Histogram(
+            "attune_timer_lag_seconds",
+            "How late a timer tick fired: the pass's time minus the tick's scheduled time.",
+            buckets=TIMER_LAG_BUCKETS_S,
+            registry=None,
+        )
 
     def all(self) -> tuple[Counter | Histogram, ...]:
         """Every instrument, for registering them on a registry."""
@@ -84,6 +105,9 @@ class _Instruments:
             self.executions,
             self.abandoned,
             self.duration,
+            self.events,
+            self.enforcements,
+            self.timer_lag,
         )
 
 
@@ -123,6 +147,18 @@ def record_execution(status: str, duration_s: float | None) -> None:
     instruments.executions.labels(status=status).inc()
     if duration_s is not None:
         instruments.duration.observe(duration_s)
+
+
+def record_event(
+    trigger_type: str, status: str, enforcements: Iterable[str] = (), lag_s: float | None = None
+) -> None:
+    """Count an event of ``status`` and its enforcements' statuses; observe a timer's lag."""
+    instruments = _get()
+    instruments.events.labels(type=trigger_type, status=status).inc()
+    for enforcement in enforcements:
+        instruments.enforcements.labels(status=enforcement).inc()
+    if lag_s is not None:
+        instruments.timer_lag.observe(max(lag_s, 0.0))
 
 
 def share_with_children(directory: Path) -> None:

@@ -70,6 +70,7 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)
     metrics_port: int | None = None
     retention_days: float | None = None
+    max_trigger_depth: int = 8
     inherited_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     envs: EnvSettings = field(default_factory=EnvSettings)
 
@@ -130,6 +131,9 @@ class Settings:
             secret_key=get("ATTUNE_SECRET_KEY", lambda _n, v: v, None),
             metrics_port=get("ATTUNE_METRICS_PORT", _port, None),
             retention_days=get("ATTUNE_RETENTION_DAYS", _positive_or_none, None),
+            max_trigger_depth=get(
+                "ATTUNE_MAX_TRIGGER_DEPTH", _positive_int, defaults.max_trigger_depth
+            ),
             inherited_env=inherited,
             envs=EnvSettings(
                 envs_dir=get("ATTUNE_ENVS_DIR", lambda _n, v: Path(v), defaults.envs.envs_dir),

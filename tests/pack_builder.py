@@ -68,3 +68,26 @@ def write_pack(
                 script.write_text(SCRIPT, encoding="utf-8")
                 script.chmod(0o755)
     return pack_dir
+
+
+def rule(ref: str = "demo.greet", **changes: Any) -> dict[str, Any]:
+    """A valid interval-timer rule running ``demo.hello``, with ``changes`` applied."""
+    return {
+        "ref": ref,
+        "description": "Greet every minute.",
+        "trigger": {"type": "core.intervaltimer", "params": {"interval": 1, "unit": "minutes"}},
+        "action": {"ref": "demo.hello", "parameters": {"who": "{{ trigger.scheduled_at }}"}},
+        **changes,
+    }
+
+
+def write_rules(packs_dir: Path, rules: dict[str, dict[str, Any]]) -> Path:
+    """Write pack ``demo`` (action ``hello``) with exactly ``rules`` (file stem → rule)."""
+    pack_dir = write_pack(packs_dir)
+    rules_dir = pack_dir / "rules"
+    rules_dir.mkdir(exist_ok=True)
+    for path in rules_dir.iterdir():
+        path.unlink()
+    for stem, document in rules.items():
+        write_yaml(rules_dir / f"{stem}.yaml", document)
+    return pack_dir

@@ -18,6 +18,7 @@ from attune.store.sqltypes import db_ago
 from attune.worker.app import app
 from attune.worker.beat import (
     PURGE_INTERVAL_S,
+    TIMER_INTERVAL_S,
     BeatLoop,
     BeatThread,
     PeriodicPass,
@@ -145,12 +146,19 @@ def test_a_failing_pass_is_logged_the_others_run_and_it_is_tried_again(
     assert "database down" in caplog.text
 
 
-def test_the_passes_are_the_sweep_and_with_retention_the_purge(sqlite_database: Database) -> None:
+def test_the_passes_are_the_sweep_the_timers_and_with_retention_the_purge(
+    sqlite_database: Database,
+) -> None:
     plain = beat_passes(sqlite_database, Settings(sweep_interval_s=7))
     retained = beat_passes(sqlite_database, Settings(sweep_interval_s=7, retention_days=30))
 
-    assert [(p.name, p.interval_s) for p in plain] == [("sweep", 7)]
-    assert [(p.name, p.interval_s) for p in retained] == [("sweep", 7), ("purge", PURGE_INTERVAL_S)]
+    timers = ("timers", TIMER_INTERVAL_S)
+    assert [(p.name, p.interval_s) for p in plain] == [("sweep", 7), timers]
+    assert [(p.name, p.interval_s) for p in retained] == [
+        ("sweep", 7),
+        timers,
+        ("purge", PURGE_INTERVAL_S),
+    ]
 
 
 def test_the_sweep_pass_settles_stale_workers_and_records_itself(database: Database) -> None:
@@ -160,7 +168,7 @@ def test_the_sweep_pass_settles_stale_workers_and_records_itself(database: Datab
             update(Worker).where(Worker.name == "gone").values(last_heartbeat=db_ago(100))
         )
     held = add_execution(database, "gone")
-    (sweep,) = beat_passes(database, Settings())
+    sweep = beat_passes(database, Settings())[0]
 
     sweep.run()
 

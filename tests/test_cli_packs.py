@@ -35,11 +35,13 @@ def test_packs_load_prints_the_counts_per_pack(database: Database) -> None:
     assert first.exit_code == 0, first.output
     assert first.stdout.splitlines() == [
         "core: 5 created, 0 updated, 0 unchanged, 0 removed (pack created)",
-        "examples: 5 created, 0 updated, 0 unchanged, 0 removed (pack created)",
+        "examples: 5 created, 0 updated, 0 unchanged, 0 removed (pack created);"
+        " rules: 2 created, 0 updated, 0 unchanged, 0 removed",
     ]
     assert second.stdout.splitlines() == [
         "core: 0 created, 0 updated, 5 unchanged, 0 removed (pack unchanged)",
-        "examples: 0 created, 0 updated, 5 unchanged, 0 removed (pack unchanged)",
+        "examples: 0 created, 0 updated, 5 unchanged, 0 removed (pack unchanged);"
+        " rules: 0 created, 0 updated, 2 unchanged, 0 removed",
     ]
 
 

@@ -43,11 +43,14 @@ def _register() -> None:
     from attune.cli.executions import executions
     from attune.cli.metrics import metrics
     from attune.cli.packs import packs
+    from attune.cli.rules import rules
     from attune.cli.run import run
     from attune.cli.serve import serve
+    from attune.cli.triggers import enforcements, events_, timers, triggers
     from attune.cli.workers import workers
 
-    for command in (packs, actions, run, executions, workers, metrics, apikey, serve):
+    commands = (packs, actions, run, executions, workers, metrics, apikey, serve)
+    for command in (*commands, rules, triggers, events_, enforcements, timers):
         main.add_command(command)
 
 

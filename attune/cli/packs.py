@@ -56,7 +56,15 @@ _register()
 
 
 def _summary(report: PackReport) -> str:
+    rules = report.rules
+    counted = rules.created + rules.updated + rules.unchanged + rules.removed
+    rule_part = (
+        f"; rules: {rules.created} created, {rules.updated} updated, "
+        f"{rules.unchanged} unchanged, {rules.removed} removed"
+        if counted
+        else ""
+    )
     return (
         f"{report.ref}: {report.created} created, {report.updated} updated, "
-        f"{report.unchanged} unchanged, {report.removed} removed (pack {report.pack})"
+        f"{report.unchanged} unchanged, {report.removed} removed (pack {report.pack}){rule_part}"
     )

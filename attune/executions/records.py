@@ -154,6 +154,16 @@ def transition(
     return bool(database.run(statement, bound))
 
 
+def transition_in(
+    session: Session, execution_id: int, target: ExecutionStatus, **values: Any
+) -> bool:
+    """:func:`transition` in the caller's transaction (rules record the execution-finished
+    event in the transaction that made it terminal); True when it moved."""
+    statement = _transition_statement(target, TRANSITIONS[target], tuple(sorted(values)), False)
+    bound = {"execution_id": execution_id, "held_by": None, **values}
+    return session.execute(statement, bound).first() is not None
+
+
 @functools.cache
 def _transition_statement(
     target: ExecutionStatus,

@@ -8,10 +8,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session
 
 from attune import metrics
 from attune.errors import AttuneError, PackEnvironmentError
@@ -108,12 +109,24 @@ class CancelWatcher:
                 watched[execution_id].set()
 
 
+class Finishing(Protocol):
+    """What else happens in the transaction that makes an execution terminal (rules record
+    its execution-finished event there)."""
+
+    def active(self, database: Database) -> bool:
+        """True when anything listens, so the transition needs a transaction of its own."""
+
+    def record(self, session: Session, execution_id: int) -> Callable[[], object]:
+        """Record, in ``session``, that the execution ended; returns what to do after commit."""
+
+
 def run_execution(
     database: Database,
     settings: Settings,
     worker_name: str,
     execution_id: int,
     watcher: CancelWatcher,
+    finishing: Finishing | None = None,
 ) -> ExecutionStatus | None:
     """Run the execution if it is still ``scheduled``; the status it ended in, else None.
 
@@ -142,7 +155,7 @@ def run_execution(
             result = run(invocation)
     return _retrying(
         f"storing the result of execution {execution_id}",
-        lambda: _store(database, execution_id, result),
+        lambda: _store(database, execution_id, result, finishing),
     )
 
 
@@ -255,7 +268,27 @@ def _invocation(
     )
 
 
-def _store(database: Database, execution_id: int, result: RunResult) -> ExecutionStatus:
+def _finish(
+    database: Database,
+    execution_id: int,
+    status: ExecutionStatus,
+    finishing: Finishing | None,
+    **values: Any,
+) -> bool:
+    """Make the execution terminal; with an active ``finishing``, in one transaction with it."""
+    if finishing is None or not finishing.active(database):
+        return executions.transition(database, execution_id, status, **values)
+    with database.session_scope() as session:
+        moved = executions.transition_in(session, execution_id, status, **values)
+        after = finishing.record(session, execution_id) if moved else None
+    if after is not None:
+        after()
+    return moved
+
+
+def _store(
+    database: Database, execution_id: int, result: RunResult, finishing: Finishing | None
+) -> ExecutionStatus:
     status = OUTCOME_STATUS[result.outcome]
     fields: dict[str, Any] = {
         "exit_code": result.exit_code,
@@ -266,7 +299,7 @@ def _store(database: Database, execution_id: int, result: RunResult) -> Executio
         "stderr_truncated": result.stderr_truncated,
         "duration_ms": result.duration_ms,
     }
-    if executions.transition(database, execution_id, status, error=result.error, **fields):
+    if _finish(database, execution_id, status, finishing, error=result.error, **fields):
         hub.notify()
         metrics.record_execution(status, result.duration_ms / 1000)
         return status

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Insert, Select, String, bindparam, case, insert, null, select
+from sqlalchemy.orm import Session
 
 from attune.errors import ActionDisabledError, ActionNotFoundError, ParameterError
 from attune.executions.params import mask, resolve, secret_names
@@ -154,6 +155,74 @@ def schedule(
     execution_id: int = database.run(_SCHEDULED, row)[0].id
     queue = worker_queue(worker) if worker else runtime_queue(action.runner_type)
     return Routed(execution_id, queue)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A request validated against the action as read in the caller's transaction."""
+
+    row: dict[str, Any]
+    runner_type: str
+    available: bool
+
+
+def prepare(
+    session: Session,
+    settings: Settings,
+    ref: str,
+    values: Mapping[str, Any],
+    seen: dict[str, Any] | None = None,
+) -> Prepared:
+    """Validate ``values`` for action ``ref`` in the caller's transaction (rules enforce there);
+    ``seen`` keeps the actions already read in that transaction, by ref.
+
+    Raises :class:`ActionNotFoundError` or :class:`ParameterError`, as :func:`schedule` does.
+    """
+    seen = {} if seen is None else seen
+    if ref not in seen:
+        lookup = _lookup(settings.staleness_threshold_s)
+        seen[ref] = session.execute(lookup, {"ref": ref}).first()
+    found = seen[ref]
+    if found is None:
+        raise ActionNotFoundError(ref)
+    if not found.enabled:
+        raise ActionDisabledError(ref)
+    row = _row(settings, ref, found.parameters, values, None, None, None)
+    return Prepared(row, found.runner_type, bool(found.available))
+
+
+_RECORD_MANY = insert(EXECUTION_TABLE).returning(EXECUTION_TABLE.c.id, sort_by_parameter_order=True)
+_RECORD_MANY_FAILED = _RECORD_MANY.values(finished_at=db_now())
+
+
+def record_many(
+    session: Session, requests: Sequence[tuple[Prepared, Mapping[str, Any]]]
+) -> list[Routed | Unroutable]:
+    """Insert prepared executions, each with its extra columns (``enforcement_id``,
+    ``trigger_depth``), in the caller's transaction: at most two statements, results in order.
+    One that no live worker serves goes ``failed``, with the reason."""
+    results: dict[int, Routed | Unroutable] = {}
+    for available in (True, False):
+        chosen = [(n, p, c) for n, (p, c) in enumerate(requests) if p.available is available]
+        if not chosen:
+            continue
+        if available:
+            status = {"status": ExecutionStatus.SCHEDULED.value}
+            rows = [{**p.row, **c, **status} for _, p, c in chosen]
+            ids = session.execute(_RECORD_MANY, rows).scalars().all()
+            for (n, p, _), execution_id in zip(chosen, ids, strict=True):
+                results[n] = Routed(execution_id, runtime_queue(p.runner_type))
+            continue
+        reasons = [no_worker_reason(p.runner_type) for _, p, _ in chosen]
+        failed = {"status": ExecutionStatus.FAILED.value}
+        rows = [
+            {**p.row, **c, **failed, "error": reason}
+            for (_, p, c), reason in zip(chosen, reasons, strict=True)
+        ]
+        ids = session.execute(_RECORD_MANY_FAILED, rows).scalars().all()
+        for (n, _, _), execution_id, reason in zip(chosen, ids, reasons, strict=True):
+            results[n] = Unroutable(execution_id, reason)
+    return [results[n] for n in range(len(requests))]
 
 
 def _schedule_known(

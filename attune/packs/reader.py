@@ -1,7 +1,8 @@
 """Read packs from disk: discover pack folders, read and validate their YAML into specs.
 
 A pack is a folder ``<packs_dir>/<ref>/`` holding ``pack.yaml`` and ``actions/*.yaml``, each
-action naming an entry point file under ``actions/``. :func:`read_pack` validates a whole pack
+action naming an entry point file under ``actions/``, and optionally ``rules/*.yaml``
+(:mod:`attune.rules.spec`). :func:`read_pack` validates a whole pack
 into a :class:`~attune.packs.specs.PackSpec` or raises one :class:`~attune.errors.PackError`
 listing every problem, each naming its file and field.
 """
@@ -22,6 +23,7 @@ from attune.executions import params
 from attune.packs.documents import read_mapping
 from attune.packs.fields import Fields
 from attune.packs.specs import ActionSpec, PackSpec
+from attune.rules.spec import read_rules
 from attune.store.models import (
     ACTION_REF_REGEX,
     PACK_REF_REGEX,
@@ -103,10 +105,11 @@ def read_pack(pack_dir: Path) -> PackSpec:
     actions = _read_actions(pack_dir, problems)
     requirements, requirement_problems = read_requirements(pack_dir)
     problems.extend(requirement_problems)
+    rules = read_rules(pack_dir, problems)
     if problems or header is None:
         raise PackError(name, problems)
     environment = {} if requirements is None else requirements.declared()
-    return PackSpec(**header, path=pack_dir, actions=actions, **environment)
+    return PackSpec(**header, path=pack_dir, actions=actions, rules=rules, **environment)
 
 
 def _read_header(pack_dir: Path, problems: list[str]) -> dict[str, Any] | None:

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attune.store.models import (
     OutputFormat,
     ParameterDelivery,
     ParameterFormat,
 )
+
+if TYPE_CHECKING:
+    from attune.rules.spec import RuleSpec
 
 MAX_TIMEOUT_S = 2**31 - 1
 """Largest ``timeout`` an action may declare (the column is a 32-bit integer)."""
@@ -74,6 +77,7 @@ class PackSpec:
     email: str | None = None
     tags: tuple[str, ...] = ()
     actions: tuple[ActionSpec, ...] = ()
+    rules: tuple[RuleSpec, ...] = ()
     requirements_digest: str | None = None
     """sha256 of ``requirements.txt`` and the files it includes; None without one."""
     python: str | None = None

@@ -5,14 +5,15 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from attune.errors import ActionNotFoundError
+from attune.errors import ActionNotFoundError, PackError
 from attune.packs.specs import ACTION_COLUMNS, PackSpec
+from attune.rules.upsert import RuleReport, action_problems, upsert_rules
 from attune.store.models import (
     Action,
     Pack,
@@ -38,11 +39,13 @@ class PackReport:
     updated: int = 0
     unchanged: int = 0
     removed: int = 0
+    rules: RuleReport = field(default_factory=RuleReport)
 
     @property
     def wrote(self) -> bool:
         """True when the load changed any row."""
-        return self.pack is not Change.UNCHANGED or bool(self.created + self.updated + self.removed)
+        changed = self.created + self.updated + self.removed
+        return self.pack is not Change.UNCHANGED or bool(changed) or self.rules.wrote
 
 
 def upsert_pack(session: Session, spec: PackSpec) -> PackReport:
@@ -88,6 +91,11 @@ def upsert_pack(session: Session, spec: PackSpec) -> PackReport:
         session.execute(insert(Action), created)
     if stored:
         session.execute(delete(Action).where(Action.id.in_([row.id for row in stored.values()])))
+    # Rules last: their actions (of this pack or another) must be loaded, else nothing is.
+    problems = action_problems(session, spec.rules)
+    if problems:
+        raise PackError(spec.ref, problems)
+    rules = upsert_rules(session, pack.id, spec.rules)
     return PackReport(
         ref=spec.ref,
         pack=pack_change,
@@ -95,6 +103,7 @@ def upsert_pack(session: Session, spec: PackSpec) -> PackReport:
         updated=updated,
         unchanged=len(spec.actions) - len(created) - updated,
         removed=len(stored),
+        rules=rules,
     )
 
 

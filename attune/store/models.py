@@ -291,6 +291,10 @@ class Execution(Base):
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     # Who asked: the API key's name for a request over HTTP, else None.
     requested_by: Mapped[str | None] = mapped_column(String(255))
+    # Rules (migration 20261201_0007): the enforcement that started it, and how many
+    # execution-finished firings led to it (0 for a caller's execution).
+    enforcement_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    trigger_depth: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiKey(Base):
@@ -394,10 +398,120 @@ class ExecutionEnvironment(Base):
     built: Mapped[bool] = mapped_column()
 
 
+# --- rules, triggers and timers (attune/rules/, migration 20261201_0007) ---------------------
+
+
+class EventStatus(enum.StrEnum):
+    """What became of a trigger event."""
+
+    FIRED = "fired"
+    MISSED = "missed"
+    DUPLICATE = "duplicate"
+
+
+class EnforcementStatus(enum.StrEnum):
+    """Whether a rule ran its action for an event, and if not, why."""
+
+    SCHEDULED = "scheduled"
+    NO_MATCH = "no_match"
+    RENDER_FAILED = "render_failed"
+    PARAMS_INVALID = "params_invalid"
+    ACTION_MISSING = "action_missing"
+    CHAIN_LIMIT = "chain_limit"
+
+
+class Rule(Base):
+    """A pack's rule: when its trigger fires and its criteria hold, run its action."""
+
+    __tablename__ = "rule"
+    __table_args__ = (Index("ix_rule_trigger_type_enabled", "trigger_type", "enabled"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pack_id: Mapped[int] = mapped_column(ForeignKey("pack.id", ondelete="CASCADE"), index=True)
+    ref: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    enabled: Mapped[bool] = mapped_column(default=True)
+    trigger_type: Mapped[str] = mapped_column(String(255))
+    trigger_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    params_hash: Mapped[str] = mapped_column(String(64))
+    misfire_policy: Mapped[str] = mapped_column(String(16), default="once")
+    misfire_grace_s: Mapped[float] = mapped_column(default=60.0)
+    criteria: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    action_ref: Mapped[str] = mapped_column(String(255))
+    action_parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    file: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+
+class RuleTimer(Base):
+    """A timer rule's cursor: the last tick handled and the next one due (moved by CAS)."""
+
+    __tablename__ = "rule_timer"
+
+    rule_id: Mapped[int] = mapped_column(
+        ForeignKey("rule.id", ondelete="CASCADE"), primary_key=True
+    )
+    params_hash: Mapped[str] = mapped_column(String(64))
+    last_fire_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_fire_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+
+
+class TriggerEvent(Base):
+    """Something that happened: a timer tick, a finished execution, an emitted payload."""
+
+    __tablename__ = "trigger_event"
+    __table_args__ = (
+        CheckConstraint(one_of("status", _values(EventStatus)), name="status"),
+        UniqueConstraint("rule_id", "fire_time"),
+        UniqueConstraint("type", "dedup_key"),
+        Index("ix_trigger_event_received_at", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    type: Mapped[str] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(Text, default="")
+    rule_id: Mapped[int | None] = mapped_column(Integer)
+    fire_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    dedup_key: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=EventStatus.FIRED)
+    received_at: Mapped[datetime] = _created()
+
+
+class Enforcement(Base):
+    """One rule's verdict on one event: scheduled (with its execution) or why not."""
+
+    __tablename__ = "enforcement"
+    __table_args__ = (
+        CheckConstraint(one_of("status", _values(EnforcementStatus)), name="status"),
+        UniqueConstraint("event_id", "rule_id"),
+        Index("ix_enforcement_rule_ref_id", "rule_ref", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    event_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("trigger_event.id", ondelete="CASCADE"),
+    )
+    rule_id: Mapped[int | None] = mapped_column(Integer)
+    rule_ref: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    criteria_trace: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    execution_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    created_at: Mapped[datetime] = _created()
+
+
 ACTION_TABLE = cast(Table, Action.__table__)
 WORKER_TABLE = cast(Table, Worker.__table__)
 EXECUTION_TABLE = cast(Table, Execution.__table__)
 PERIODIC_RUN_TABLE = cast(Table, PeriodicRun.__table__)
 API_KEY_TABLE = cast(Table, ApiKey.__table__)
 IDEMPOTENCY_TABLE = cast(Table, IdempotencyKey.__table__)
+RULE_TABLE = cast(Table, Rule.__table__)
+RULE_TIMER_TABLE = cast(Table, RuleTimer.__table__)
+TRIGGER_EVENT_TABLE = cast(Table, TriggerEvent.__table__)
+ENFORCEMENT_TABLE = cast(Table, Enforcement.__table__)
 """The models' Core tables, for statements built once (:meth:`attune.store.db.Database.run`)."""

@@ -33,6 +33,9 @@ from attune.store.db import Database
 
 PURGE_INTERVAL_S = 3600.0
 """How often the beat loop purges old executions (with ``ATTUNE_RETENTION_DAYS``)."""
+TIMER_INTERVAL_S = 1.0
+"""How often the rules' timers are looked at: a tick fires at most this late, plus the pass."""
+
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +51,15 @@ class PeriodicPass:
 
 def beat_passes(database: Database, settings: Settings) -> tuple[PeriodicPass, ...]:
     """Every pass of the beat loop, on this process's ``database`` (a pass is one line here)."""
+    from attune.worker.dispatch import (
+        timer_pass,
+    )  # dispatch sends through the app, which imports us
+
     sweep = partial(sweep_and_record, database, settings)
-    passes = [PeriodicPass("sweep", settings.sweep_interval_s, sweep)]
+    passes = [
+        PeriodicPass("sweep", settings.sweep_interval_s, sweep),
+        PeriodicPass("timers", TIMER_INTERVAL_S, partial(timer_pass, database, settings)),
+    ]
     if (days := settings.retention_days) is not None:
         passes.append(PeriodicPass("purge", PURGE_INTERVAL_S, partial(purge, database, days)))
     return tuple(passes)

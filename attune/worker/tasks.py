@@ -12,6 +12,7 @@ from attune.executions import retention
 from attune.executions.runner import CancelWatcher, run_execution, settle_lost
 from attune.liveness.sweeper import sweep_and_record
 from attune.worker.app import app, resources
+from attune.worker.dispatch import RuleFinishing
 
 _watcher = CancelWatcher(lambda: resources.database)
 log = logging.getLogger(__name__)
@@ -50,11 +51,9 @@ def purge_executions(older_than_days: float) -> int:
 @app.task(name="attune.execute_action", Request=ExecutionRequest)
 def execute_action(execution_id: int) -> str | None:
     """Run one scheduled execution on this worker (at most once, whatever is redelivered)."""
+    settings = resources.settings
+    database, worker = resources.database, resources.worker_name
     status = run_execution(
-        resources.database,
-        resources.settings,
-        resources.worker_name,
-        execution_id,
-        _watcher,
+        database, settings, worker, execution_id, _watcher, RuleFinishing(settings)
     )
     return None if status is None else status.value

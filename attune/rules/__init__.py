@@ -1,0 +1,1 @@
+"""Rules, triggers and timers: when this happens, run that; every firing recorded."""
