@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -260,6 +261,13 @@ class Execution(Base):
         Index("ix_execution_status_id", "status", "id"),
         Index("ix_execution_worker_status", "worker", "status"),
         Index("ix_execution_action_ref_id", "action_ref", "id"),
+        # Only the few rows whose action group may still be alive (migration 20261201_0002).
+        Index(
+            "ix_execution_worker_pgid",
+            "worker",
+            postgresql_where=text("pgid IS NOT NULL"),
+            sqlite_where=text("pgid IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -282,6 +290,11 @@ class Execution(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     duration_ms: Mapped[int | None] = mapped_column(Integer)
+    # The action's process group while it may be alive: its id, its leader's start time (clock
+    # ticks since boot) and the host it runs on ("<host name> <boot id>"); cleared with the result.
+    pgid: Mapped[int | None] = mapped_column(Integer)
+    pgid_start_ticks: Mapped[int | None] = mapped_column(BigInteger)
+    pgid_host: Mapped[str | None] = mapped_column(Text)
 
 
 ACTION_TABLE = cast(Table, Action.__table__)
