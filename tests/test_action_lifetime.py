@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -67,15 +68,15 @@ def running(pid: int) -> bool:
 
 
 def group_members(pgid: int) -> list[int]:
-    """Every live (non-zombie) process whose process group is ``pgid``."""
-    return [
+    """Every live (non-zombie) process whose process group is ``pgid``, by pid."""
+    return sorted(
         int(entry)
         for entry in os.listdir("/proc")
         if entry.isdigit()
         and (fields := stat(int(entry)))
         and fields[0] != "Z"
         and int(fields[2]) == pgid
-    ]
+    )
 
 
 def children(pid: int) -> list[int]:
@@ -85,18 +86,6 @@ def children(pid: int) -> list[int]:
         for entry in os.listdir("/proc")
         if entry.isdigit() and (fields := stat(int(entry))) and int(fields[1]) == pid
     ]
-
-
-def start_action(worker: str, pid_file: Path) -> tuple[int, int, int]:
-    """Run the action on ``worker``; its execution id, its group id and its grandchild's pid."""
-    cmd = f"sleep 120 & echo $$ $! > {pid_file}.tmp; mv {pid_file}.tmp {pid_file}; wait"
-    handle = attune.execute("core.local", {"cmd": cmd}, worker=worker)
-    wait_until(pid_file.exists, 30, "the action writing its pids")
-    leader, grandchild = (int(pid) for pid in pid_file.read_text().split())
-    assert running(leader)
-    assert running(grandchild)
-    assert group_members(leader) == sorted([leader, grandchild])
-    return handle.id, leader, grandchild
 
 
 def group_gone(pgid: int) -> bool:
@@ -128,119 +117,126 @@ def start_worker(deployment: Cluster, name: str) -> CeleryProcess:
     return process
 
 
-def pool_process(worker: CeleryProcess) -> int:
-    """The worker's only pool process (the one that runs its actions)."""
-    pool = wait_until(lambda: children(worker.pid), 10, "the pool process")
-    assert len(pool) == 1
-    return pool[0]
+@dataclass(frozen=True)
+class Busy:
+    """A worker running the action: its pool process, the execution, the group, the grandchild."""
+
+    worker: CeleryProcess
+    pool: int
+    execution_id: int
+    leader: int
+    grandchild: int
+
+
+def busy_worker(deployment: Cluster, name: str, pid_file: Path, *, recorded: bool = False) -> Busy:
+    """Start worker ``name`` and the action on it; with ``recorded``, wait until the worker
+    recorded the action's group in the execution row."""
+    worker = start_worker(deployment, name)
+    (pool,) = wait_until(lambda: children(worker.pid), 10, "the pool process")
+    cmd = f"sleep 120 & echo $$ $! > {pid_file}.tmp; mv {pid_file}.tmp {pid_file}; wait"
+    handle = attune.execute("core.local", {"cmd": cmd}, worker=name)
+    wait_until(pid_file.exists, 30, "the action writing its pids")
+    leader, grandchild = (int(pid) for pid in pid_file.read_text().split())
+    assert group_members(leader) == sorted([leader, grandchild])
+    if recorded:
+        wait_until(
+            lambda: execution_row(deployment.database, handle.id).pgid == leader,
+            SLACK_S,
+            "the action's group recorded",
+        )
+    return Busy(worker, pool, handle.id, leader, grandchild)
 
 
 def test_kill_9_of_the_main_process_kills_the_action_group(
     deployment: Cluster, tmp_path: Path
 ) -> None:
     # Given a worker running an action that has a grandchild
-    worker = start_worker(deployment, "lifetime-main")
-    pool = pool_process(worker)
-    _execution, leader, grandchild = start_action("lifetime-main", tmp_path / "pids")
+    busy = busy_worker(deployment, "lifetime-main", tmp_path / "pids")
 
     # When its main process is killed with SIGKILL
-    worker.kill()
+    busy.worker.kill()
 
     # Then the pool process and the whole action group are gone
-    assert_group_gone(leader, grandchild, "after kill -9 of the main process")
-    assert not running(pool)
+    assert_group_gone(busy.leader, busy.grandchild, "after kill -9 of the main process")
+    assert not running(busy.pool)
 
 
 def test_kill_9_of_the_pool_process_kills_the_action_group(
     deployment: Cluster, tmp_path: Path
 ) -> None:
     # Given a worker running an action that has a grandchild
-    worker = start_worker(deployment, "lifetime-pool")
-    pool = pool_process(worker)
-    execution_id, leader, grandchild = start_action("lifetime-pool", tmp_path / "pids")
+    busy = busy_worker(deployment, "lifetime-pool", tmp_path / "pids")
 
     # When the pool process supervising the action is killed with SIGKILL
-    os.kill(pool, signal.SIGKILL)
+    os.kill(busy.pool, signal.SIGKILL)
 
     # Then the whole action group is gone, and the worker abandoned the execution (once
     # Celery noticed the lost process: its pool maintenance runs every 5 s)
-    assert_group_gone(leader, grandchild, "after kill -9 of the pool process")
+    assert_group_gone(busy.leader, busy.grandchild, "after kill -9 of the pool process")
     wait_until(
-        lambda: execution_row(deployment.database, execution_id).status == "abandoned",
+        lambda: execution_row(deployment.database, busy.execution_id).status == "abandoned",
         POOL_MAINTENANCE_S + SLACK_S,
         "the execution abandoned",
     )
-    assert worker.alive()
+    assert busy.worker.alive()
 
 
 @pytest.mark.parametrize("frozen", ["main process", "whole worker"])
 def test_a_worker_frozen_past_the_sweep_kills_the_action_once_resumed(
     deployment: Cluster, tmp_path: Path, frozen: str
 ) -> None:
-    # Given a worker running an action, a second worker and beat (they sweep)
+    # Given a worker running an action, its group recorded; a second worker and beat sweep
     name = f"lifetime-frozen-{frozen.split()[0]}"
-    worker, _sweeper = start_worker(deployment, name), start_worker(deployment, "lifetime-sweeper")
+    busy = busy_worker(deployment, name, tmp_path / "pids", recorded=True)
+    start_worker(deployment, "lifetime-sweeper")
     deployment.fleet.beat()
-    execution_id, leader, grandchild = start_action(name, tmp_path / "pids")
-    wait_until(
-        lambda: execution_row(deployment.database, execution_id).pgid == leader,
-        SLACK_S,
-        "the action's group recorded",
-    )
 
     # When the worker is frozen (SIGSTOP) until the sweep abandoned the execution, then resumed
     if frozen == "main process":
-        worker.pause()
+        busy.worker.pause()
     else:
-        os.killpg(worker.pid, signal.SIGSTOP)
+        os.killpg(busy.worker.pid, signal.SIGSTOP)
     try:
         wait_until(
-            lambda: execution_row(deployment.database, execution_id).status == "abandoned",
+            lambda: execution_row(deployment.database, busy.execution_id).status == "abandoned",
             THRESHOLD_S + SWEEP_S + SLACK_S,
             "the sweep abandoning the execution",
         )
     finally:
-        os.killpg(worker.pid, signal.SIGCONT)
+        os.killpg(busy.worker.pid, signal.SIGCONT)
 
     # Then the action's group is gone (within a heartbeat and the grace) and the execution,
     # its late result stored, stays abandoned
-    assert_group_gone(leader, grandchild, "after the frozen worker resumed")
+    assert_group_gone(busy.leader, busy.grandchild, "after the frozen worker resumed")
     wait_until(
-        lambda: late_note(execution_row(deployment.database, execution_id).error),
+        lambda: late_note(execution_row(deployment.database, busy.execution_id).error),
         HEARTBEAT_S + SLACK_S,
         "the worker's late note on the execution",
     )
-    row = execution_row(deployment.database, execution_id)
+    row = execution_row(deployment.database, busy.execution_id)
     assert row.status == ExecutionStatus.ABANDONED
     assert row.error is not None
     assert row.error.startswith(f"worker {name} stopped heartbeating")
     assert row.pgid is None
-    assert worker.alive()
+    assert busy.worker.alive()
 
 
 def test_a_restarted_worker_kills_the_live_group_its_dead_predecessor_recorded(
     deployment: Cluster, tmp_path: Path
 ) -> None:
     # Given a worker whose action's group is recorded, killed with its reaper (kill -9 of all)
-    first = start_worker(deployment, "lifetime-phoenix")
-    pool = pool_process(first)
-    execution_id, leader, grandchild = start_action("lifetime-phoenix", tmp_path / "pids")
-    wait_until(
-        lambda: execution_row(deployment.database, execution_id).pgid == leader,
-        SLACK_S,
-        "the action's group recorded",
-    )
-    (reaper,) = [pid for pid in children(pool) if pid != leader]
+    busy = busy_worker(deployment, "lifetime-phoenix", tmp_path / "pids", recorded=True)
+    (reaper,) = [pid for pid in children(busy.pool) if pid != busy.leader]
     os.kill(reaper, signal.SIGKILL)
-    first.destroy()  # SIGKILL to the worker's process group: main and pool process
-    assert not first.alive()
-    assert sorted(group_members(leader)) == sorted([leader, grandchild])  # left behind
+    busy.worker.destroy()  # SIGKILL to the worker's process group: main and pool process
+    assert not busy.worker.alive()
+    assert group_members(busy.leader) == sorted([busy.leader, busy.grandchild])  # left behind
 
     # When a worker starts again under the same name
     start_worker(deployment, "lifetime-phoenix")
 
     # Then the recorded group is killed and the execution its predecessor held abandoned
-    assert_group_gone(leader, grandchild, "after the worker restarted")
-    row = execution_row(deployment.database, execution_id)
+    assert_group_gone(busy.leader, busy.grandchild, "after the worker restarted")
+    row = execution_row(deployment.database, busy.execution_id)
     assert (row.status, row.error) == ("abandoned", "worker lifetime-phoenix restarted")
     assert row.pgid is None

@@ -1,16 +1,18 @@
 """Reaper: a tiny process that kills a worker process's action groups when that process dies.
 
-Each worker process that runs actions starts one reaper (once, not per action) and keeps the
-write end of a pipe to it; the reaper holds the read end and nothing else. Before an action runs
-its process runs ``+pgid start_ticks grace_s``, after its group is killed and reaped ``-pgid``:
-one small write each. When the worker process dies, by any means, SIGKILL included, the kernel
-closes its end of the pipe, the reaper reads end-of-file and stops every group still listed
-(SIGTERM, the grace, SIGKILL). End-of-file needs no signal to be delivered, no thread to be alive
-and no code to run in the dying process, so it holds where ``PR_SET_PDEATHSIG`` towards the action
-itself would not (it signals the direct child only, and fires when the forking *thread* ends).
+Each worker process that runs actions starts one reaper (once, not per action). The two share
+a table of the process's live action groups in shared memory (a ``memfd``): before an action
+runs its process writes the group into a slot, after the group is killed and reaped it clears
+the slot — a memory write each, no system call, nothing the reaper wakes up for. The reaper
+only blocks reading a pipe whose write end the worker process alone holds. When that process
+dies, by any means, SIGKILL included, the kernel closes its end: the reaper reads end-of-file,
+reads the table, and stops every group still in it (SIGTERM, the grace, SIGKILL). End-of-file
+needs no signal delivered, no thread alive and no code run in the dying process, so it holds
+where ``PR_SET_PDEATHSIG`` on the action itself would not (it signals the direct child only, not
+the group, and fires when the forking *thread* ends).
 
-Run as a script (``python -I -S reaper.py``), this module is the reaper process: it imports only
-the standard library, so it starts in milliseconds and holds no copy of the worker's memory.
+Run as a script (``python -I -S reaper.py FD``), this module is the reaper process: it imports
+only the standard library, so it starts in milliseconds and holds no copy of the worker.
 
 A pid is not an identity: a group is named by its leader's pid *and* start time (clock ticks
 since boot, from ``/proc/<pid>/stat``), so a number reused by an unrelated process is never
@@ -19,13 +21,14 @@ signalled.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import logging
+import mmap
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -72,10 +75,15 @@ class ProcessGroup:
 def start_ticks(pid: int) -> int | None:
     """When ``pid`` started (clock ticks since boot), or None when there is no such process."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rpartition(b")")[2].split()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
     except OSError:
         return None
+    try:
+        fields = os.read(fd, 4096).rpartition(b")")[2].split()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     return int(fields[19])  # field 22 of proc(5); fields[0] is field 3, after "(comm)"
 
 
@@ -134,36 +142,43 @@ def die_with_parent(parent_pid: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+SLOTS = 1024
+"""How many action groups one worker process's table holds at once."""
+
+_SLOT = struct.Struct("qqd")  # pgid (0: a free slot), leader start ticks, grace in seconds
+
+
 class Reaper:
-    """This process's handle on its reaper, started on first use (again after a fork)."""
+    """This process's handle on its reaper and their shared table, started on first use (and
+    again in a forked child, which must not write to its parent's table)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._owner = 0  # the pid of the process the reaper watches
-        self._fd = -1
         self._process: subprocess.Popen[bytes] | None = None
-        self._failing = False
-        self._live: dict[int, str] = {}  # pgid → its "+" line, for a reaper started anew
+        self._pipe = -1  # the write end: never written, closed by the kernel when we die
+        self._table_fd = -1
+        self._table: mmap.mmap | None = None
+        self._free: list[int] = []
+        self._slots: dict[int, int] = {}  # pgid → its slot
 
     def start(self) -> None:
-        """Start this process's reaper unless it runs already (telling it the live groups)."""
+        """Start this process's reaper unless it runs already (a new one keeps the table)."""
         with self._lock:
-            if self._owner == os.getpid() and self._process and self._process.poll() is None:
-                return
             if self._owner != os.getpid():
-                self._process = None  # a parent's reaper: not ours to reap or to write to
-                self._live.clear()
-            elif self._process is not None:
-                self._process.wait()
-            if self._fd >= 0:
-                os.close(self._fd)
-            self._owner, self._fd = os.getpid(), -1
+                self._new_table()
+            elif self._process is not None and self._process.poll() is None:
+                return
+            if self._pipe >= 0:
+                os.close(self._pipe)
+                self._pipe = -1
             read_end, write_end = os.pipe()
             try:
                 self._process = subprocess.Popen(
-                    [sys.executable, "-I", "-S", __file__],
+                    [sys.executable, "-I", "-S", __file__, str(self._table_fd)],
                     stdin=read_end,
                     stdout=subprocess.DEVNULL,
+                    pass_fds=(self._table_fd,),
                     start_new_session=True,  # a signal to the worker's group spares it
                 )
             except BaseException:
@@ -171,62 +186,58 @@ class Reaper:
                 raise
             finally:
                 os.close(read_end)
-            os.set_blocking(write_end, False)  # a stuck reaper must never block an action
-            self._fd = write_end
-            if self._live:
-                os.write(write_end, "".join(self._live.values()).encode())
+            self._pipe = write_end
 
     def track(self, pid: int, grace_s: float) -> ProcessGroup:
-        """Tell the reaper about the group ``pid`` leads; returns that group."""
+        """Put the group ``pid`` leads in the table (the reaper kills it if we die first)."""
         group = group_of(pid)
-        line = f"+{group.pgid} {group.start_ticks} {grace_s:g}\n"
-        self._live[group.pgid] = line
-        self._send(line)
+        if self._owner != os.getpid() or self._process is None or self._process.poll() is not None:
+            try:
+                self.start()
+            except (OSError, subprocess.SubprocessError) as exc:  # the action runs, unguarded
+                log.warning("cannot start the reaper: %s", exc)
+        if self._table is not None and self._free:
+            slot = self._free.pop()
+            self._slots[group.pgid] = slot
+            _SLOT.pack_into(self._table, slot * _SLOT.size, group.pgid, group.start_ticks, grace_s)
         return group
 
     def untrack(self, group: ProcessGroup) -> None:
-        """Tell the reaper the group is over (killed and its leader reaped)."""
-        self._live.pop(group.pgid, None)
-        self._send(f"-{group.pgid}\n")
+        """Take the group out of the table: it was killed and its leader reaped."""
+        slot = self._slots.pop(group.pgid, None)
+        if slot is not None and self._table is not None:
+            _SLOT.pack_into(self._table, slot * _SLOT.size, 0, 0, 0.0)
+            self._free.append(slot)
 
-    def _send(self, line: str) -> None:
-        try:
-            if self._owner != os.getpid() or self._fd < 0:
-                self.start()
-            os.write(self._fd, line.encode())
-        except (OSError, subprocess.SubprocessError) as exc:  # the action runs on, unguarded
-            if not self._failing:
-                log.warning("the reaper is unavailable (%s); starting a new one", exc)
-            self._failing = True
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
-                self.start()  # a new reaper is told every live group, this one included
-                self._failing = False
-        else:
-            self._failing = False
+    def _new_table(self) -> None:
+        """A table of this process's own; what a parent left open here is closed, not reused."""
+        self._process = None  # a parent's reaper: not ours to reap
+        for fd in (self._pipe, self._table_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._pipe = -1
+        self._table_fd = os.memfd_create("attune-reaper", os.MFD_CLOEXEC)
+        os.ftruncate(self._table_fd, SLOTS * _SLOT.size)
+        self._table = mmap.mmap(self._table_fd, SLOTS * _SLOT.size)
+        self._free, self._slots = list(range(SLOTS)), {}
+        self._owner = os.getpid()
 
 
 reaper = Reaper()
 """This process's reaper."""
 
 
-def _reap() -> None:
-    """The reaper process: keep the list from stdin; at end-of-file stop every listed group."""
+def _reap(table_fd: int) -> None:
+    """The reaper process: wait for end-of-file on stdin, then stop every group in the table."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    groups: dict[int, tuple[ProcessGroup, float]] = {}
-    pending = b""
-    while chunk := os.read(0, 65536):
-        *lines, pending = (pending + chunk).split(b"\n")
-        for line in lines:
-            fields = line[1:].split()
-            if line.startswith(b"+") and len(fields) == 3:
-                group = ProcessGroup(int(fields[0]), int(fields[1]))
-                groups[group.pgid] = (group, float(fields[2]))
-            elif line.startswith(b"-") and fields:
-                groups.pop(int(fields[0]), None)
-    if groups:
-        grace_s = max(grace for _group, grace in groups.values())
-        stopped = stop_groups([group for group, _grace in groups.values()], grace_s)
-        for group in stopped:
+    while os.read(0, 4096):
+        pass
+    with mmap.mmap(table_fd, SLOTS * _SLOT.size, access=mmap.ACCESS_READ) as table:
+        slots = [_SLOT.unpack_from(table, slot * _SLOT.size) for slot in range(SLOTS)]
+    listed = [(ProcessGroup(pgid, ticks), grace) for pgid, ticks, grace in slots if pgid > 0]
+    if listed:
+        grace_s = max(grace for _group, grace in listed)
+        for group in stop_groups([group for group, _grace in listed], grace_s):
             print(
                 f"attune reaper: its worker process died; stopped group {group.pgid}",
                 file=sys.stderr,
@@ -234,4 +245,4 @@ def _reap() -> None:
 
 
 if __name__ == "__main__":
-    _reap()
+    _reap(int(sys.argv[1]))
