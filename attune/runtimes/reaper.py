@@ -238,10 +238,7 @@ def _reap(table_fd: int) -> None:
     if listed:
         grace_s = max(grace for _group, grace in listed)
         for group in stop_groups([group for group, _grace in listed], grace_s):
-            print(
-                f"attune reaper: its worker process died; stopped group {group.pgid}",
-                file=sys.stderr,
-            )
+            log.warning("attune reaper: its worker process died; stopped group %d", group.pgid)
 
 
 if __name__ == "__main__":
