@@ -114,7 +114,10 @@ class Heartbeat:
             outcome = workers.heartbeat(session, self.name)
         if outcome is HeartbeatOutcome.REACTIVATED:
             sweeps.announce_reactivation(self.name)
-            orphans.stop_orphans(self.database, self.name, self.kill_grace_s)
+            try:
+                orphans.stop_orphans(self.database, self.name, self.kill_grace_s)
+            except Exception:  # the beat itself went through; the pool stops its actions too
+                logger.exception("worker %s could not stop the actions it lost", self.name)
         elif outcome is HeartbeatOutcome.MISSING:
             logger.warning("worker %s: its row is gone; registering again", self.name)
             self._register()
