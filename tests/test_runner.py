@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, update
 
-from attune.executions.runner import CancelWatcher, run_execution
+from attune.executions.runner import run_execution
+from attune.executions.supervision import CancelWatcher
 from attune.packs.loader import load_packs
 from attune.settings import Settings
 from attune.store.db import Database
@@ -118,7 +119,9 @@ def test_a_result_that_arrives_after_the_sweep_is_kept_but_stays_abandoned(
     execution_id = scheduled(
         loaded, "core.local", {"cmd": f"while [ ! -e {gate} ]; do sleep 0.02; done; echo done"}
     )
-    thread, outcome = in_thread(loaded, settings, execution_id, CancelWatcher(lambda: loaded))
+    # A watcher that never looks: the action ends before its worker sees it abandoned.
+    blind = CancelWatcher(lambda: loaded, interval_s=3600)
+    thread, outcome = in_thread(loaded, settings, execution_id, blind)
     wait_until(lambda: execution_row(loaded, execution_id).status == "running", 10, "running")
 
     set_status(loaded, execution_id, "abandoned", error="worker w1 stopped heartbeating")
@@ -132,6 +135,36 @@ def test_a_result_that_arrives_after_the_sweep_is_kept_but_stays_abandoned(
     assert row.error is not None
     assert row.error.startswith("worker w1 stopped heartbeating")
     assert "arrived late" in row.error
+
+
+def test_an_action_abandoned_while_it_runs_is_stopped_and_stays_abandoned(
+    loaded: Database, settings: Settings, tmp_path: Path
+) -> None:
+    # Given a running action whose process group the watcher recorded
+    pid_file = tmp_path / "pid"
+    execution_id = scheduled(loaded, "core.local", {"cmd": f"echo $$ > {pid_file}; sleep 60"})
+    watcher = CancelWatcher(lambda: loaded, interval_s=0.05)
+    thread, outcome = in_thread(loaded, settings, execution_id, watcher)
+    wait_until(lambda: execution_row(loaded, execution_id).pgid is not None, 10, "recorded")
+    row = execution_row(loaded, execution_id)
+    assert row.pgid == int(pid_file.read_text())
+    assert row.pgid_start_ticks is not None
+    assert row.pgid_host is not None
+
+    # When the sweep abandons the execution
+    set_status(loaded, execution_id, "abandoned", error="worker w1 stopped heartbeating")
+    thread.join(10)
+
+    # Then the worker stops the action, and the execution stays abandoned, its record cleared
+    row = execution_row(loaded, execution_id)
+    assert not thread.is_alive()
+    assert outcome == [ExecutionStatus.ABANDONED]
+    assert row.status == "abandoned"
+    assert row.error == (
+        "worker w1 stopped heartbeating; its worker stopped the action once it saw it abandoned"
+    )
+    assert (row.pgid, row.pgid_start_ticks, row.pgid_host) == (None, None, None)
+    assert not os.path.exists(f"/proc/{int(pid_file.read_text())}")
 
 
 def test_an_action_removed_after_scheduling_fails_the_execution(

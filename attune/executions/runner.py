@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import bindparam, func, select, update
@@ -20,6 +18,7 @@ from attune.executions import records as executions
 from attune.executions.completion import hub
 from attune.executions.environments import environment_of
 from attune.executions.secretbox import SecretBox
+from attune.executions.supervision import CancelWatcher, Supervised
 from attune.runtimes import Invocation, Outcome, RunResult, run
 from attune.settings import Settings
 from attune.store.db import Database
@@ -49,64 +48,6 @@ OUTCOME_STATUS = {
 
 DB_RETRY_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 """Pauses between attempts when the database is unreachable while claiming or storing."""
-
-CANCEL_POLL_S = 0.5
-"""How often a worker process looks for executions being canceled (well under a second)."""
-
-
-class CancelWatcher:
-    """One thread per process that notices ``canceling`` executions and sets their events."""
-
-    def __init__(self, database: Callable[[], Database], interval_s: float = CANCEL_POLL_S):
-        self._database = database
-        self._interval_s = interval_s
-        self._watched: dict[int, threading.Event] = {}
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-
-    @contextmanager
-    def watch(self, execution_id: int) -> Iterator[threading.Event]:
-        """An event set when the execution is asked to cancel, while the block runs."""
-        event = threading.Event()
-        with self._lock:
-            self._watched[execution_id] = event
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                self._pid = os.getpid()
-                self._thread = threading.Thread(
-                    target=self._loop, name="attune-cancel-watcher", daemon=True
-                )
-                self._thread.start()
-        try:
-            yield event
-        finally:
-            with self._lock:
-                self._watched.pop(execution_id, None)
-
-    def _loop(self) -> None:
-        idle = threading.Event()
-        failing = False
-        while not idle.wait(self._interval_s):
-            with self._lock:
-                watched = dict(self._watched)
-            if not watched:
-                continue
-            try:
-                with self._database().session_scope() as session:
-                    canceling = session.scalars(
-                        select(Execution.id).where(
-                            Execution.id.in_(watched),
-                            Execution.status == ExecutionStatus.CANCELING,
-                        )
-                    ).all()
-                failing = False
-            except Exception as exc:  # a database hiccup must not end the watcher
-                if not failing:
-                    log.warning("cancel watcher cannot read the database: %s", exc)
-                failing = True
-                continue
-            for execution_id in canceling:
-                watched[execution_id].set()
 
 
 class Finishing(Protocol):
@@ -140,9 +81,9 @@ def run_execution(
     if claimed is None:
         log.info("execution %s is no longer scheduled; not running it", execution_id)
         return None
-    with watcher.watch(execution_id) as cancel, ExitStack() as held:
+    with watcher.watch(execution_id, worker_name) as supervised, ExitStack() as held:
         try:
-            invocation = _invocation(settings, execution_id, claimed, action, cancel)
+            invocation = _invocation(settings, execution_id, claimed, action, supervised)
             # A python action of a pack with requirements gets its environment (built if
             # need be), held in use until the run ends.
             invocation = held.enter_context(environment_of(database, settings, invocation))
@@ -155,7 +96,7 @@ def run_execution(
             result = run(invocation)
     return _retrying(
         f"storing the result of execution {execution_id}",
-        lambda: _store(database, execution_id, result, finishing),
+        lambda: _store(database, execution_id, result, supervised.lost, finishing),
     )
 
 
@@ -242,7 +183,7 @@ def _invocation(
     execution_id: int,
     claimed: Any,
     action: Any,
-    cancel: threading.Event,
+    supervised: Supervised,
 ) -> Invocation:
     if action is None:
         raise AttuneError(f"action {claimed.action_ref!r} no longer exists; load its pack")
@@ -264,7 +205,8 @@ def _invocation(
         execution_id=execution_id,
         action_ref=claimed.action_ref,
         base_env=settings.inherited_env,
-        cancel=cancel,
+        cancel=supervised.cancel,
+        on_start=supervised.started,
     )
 
 
@@ -287,10 +229,18 @@ def _finish(
 
 
 def _store(
-    database: Database, execution_id: int, result: RunResult, finishing: Finishing | None
+    database: Database,
+    execution_id: int,
+    result: RunResult,
+    lost: bool,
+    finishing: Finishing | None,
 ) -> ExecutionStatus:
+    """Store the result; an execution settled meanwhile (``lost``: and seen so) keeps its status."""
     status = OUTCOME_STATUS[result.outcome]
     fields: dict[str, Any] = {
+        "pgid": None,  # the group is gone: nothing is left to kill
+        "pgid_start_ticks": None,
+        "pgid_host": None,
         "exit_code": result.exit_code,
         "stdout": result.stdout,
         "stderr": result.stderr,
@@ -305,7 +255,11 @@ def _store(
         return status
     with database.session_scope(autocommit=True) as session:
         # The sweep settled it meanwhile: keep its verdict, keep the output too.
-        late = f"; the result arrived late: the action ended {status.value}"
+        late = (
+            "; its worker stopped the action once it saw it abandoned"
+            if lost
+            else f"; the result arrived late: the action ended {status.value}"
+        )
         session.execute(
             update(Execution)
             .where(Execution.id == execution_id, Execution.status == ExecutionStatus.ABANDONED)

@@ -3,7 +3,8 @@
 It runs beside Celery's pool, never in it, so a worker whose every slot runs a long CPU-bound
 action still heartbeats on time. A database outage does not stop it: the failure is logged once
 per outage and the next tick tries again; a missing row is registered again; a row the sweep made
-inactive is made active again (and announced).
+inactive is made active again (and announced), and the action groups of the executions the
+sweep abandoned meanwhile are killed (:mod:`attune.liveness.orphans`).
 """
 
 from __future__ import annotations
@@ -13,22 +14,35 @@ import threading
 import time
 from collections.abc import Callable
 
+from attune.liveness import orphans
 from attune.liveness import registry as workers
 from attune.liveness import sweep as sweeps
 from attune.liveness.registry import HeartbeatOutcome, Registration
 from attune.liveness.sweep import Deactivation
+from attune.settings import Settings
 from attune.store.db import Database
 
 logger = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    """Registers one worker, heartbeats it every ``interval_s``, and deactivates it at the end."""
+    """Registers one worker, heartbeats it every ``interval_s``, and deactivates it at the end.
 
-    def __init__(self, database: Database, registration: Registration, interval_s: float) -> None:
+    ``kill_grace_s`` is the grace between SIGTERM and SIGKILL for the groups left behind by
+    executions abandoned while this worker could not heartbeat.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        registration: Registration,
+        interval_s: float,
+        kill_grace_s: float = Settings.kill_grace_s,
+    ) -> None:
         self.database = database
         self.registration = registration
         self.interval_s = interval_s
+        self.kill_grace_s = kill_grace_s
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
@@ -100,6 +114,10 @@ class Heartbeat:
             outcome = workers.heartbeat(session, self.name)
         if outcome is HeartbeatOutcome.REACTIVATED:
             sweeps.announce_reactivation(self.name)
+            try:
+                orphans.stop_orphans(self.database, self.name, self.kill_grace_s)
+            except Exception:  # the beat itself went through; the pool stops its actions too
+                logger.exception("worker %s could not stop the actions it lost", self.name)
         elif outcome is HeartbeatOutcome.MISSING:
             logger.warning("worker %s: its row is gone; registering again", self.name)
             self._register()

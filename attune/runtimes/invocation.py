@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attune.runtimes.reaper import ProcessGroup
 from attune.store.models import OutputFormat, ParameterDelivery, ParameterFormat, RunnerType
 
 
@@ -33,6 +34,8 @@ class Invocation:
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
     python: str | None = None
     """The interpreter of a python action (its pack's environment); None: the default."""
+    on_start: Callable[[ProcessGroup], None] | None = field(default=None, compare=False, repr=False)
+    """Called with the action's process group once its process started."""
 
     @property
     def pack_ref(self) -> str:

@@ -16,11 +16,12 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from attune.runtimes.capture import Capture, Captured
+from attune.runtimes.reaper import ProcessGroup, reaper
 
 CANCEL_POLL_S = 0.05
 """How often the loop looks at the cancel event (and, where there is no pidfd, at the child)."""
@@ -67,11 +68,14 @@ def run_process(
     spawn: Spawn,
     cancel: threading.Event,
     use_pidfd: bool = True,
+    on_start: Callable[[ProcessGroup], None] | None = None,
 ) -> Finished:
     """Run ``spawn`` to its end; raises ``OSError``/``SubprocessError`` if it cannot start.
 
-    ``use_pidfd=False`` watches the child by polling ``waitid`` instead, as on kernels
-    without ``pidfd_open`` (before Linux 5.3, or where a seccomp profile forbids it).
+    The process's group is listed with this process's reaper while it runs (so it dies with
+    this process) and handed to ``on_start`` once started. ``use_pidfd=False`` watches the
+    child by polling ``waitid`` instead, as on kernels without ``pidfd_open`` (before Linux
+    5.3, or where a seccomp profile forbids it).
     """
     started = time.monotonic()
     # Pipes of our own, not PIPE: Popen would wrap each end in a file object we never use.
@@ -94,12 +98,16 @@ def run_process(
     finally:
         for child_end in (stdout[1], stderr[1], -1 if stdin is None else stdin[0]):
             _close(child_end)
+    group = reaper.track(process.pid, spawn.kill_grace_s)
     stdin_fd = None if stdin is None else stdin[1]
     watch = _Watch(process, spawn, cancel, (stdout[0], stderr[0], stdin_fd), use_pidfd)
     try:
+        if on_start is not None:
+            on_start(group)
         stop = watch.run()
     finally:
         watch.close()
+        reaper.untrack(group)
     return Finished(
         returncode=process.returncode,
         stdout=watch.stdout.finish(),

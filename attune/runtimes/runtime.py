@@ -47,6 +47,7 @@ def run(invocation: Invocation) -> RunResult:
                 max_output_bytes=invocation.max_output_bytes,
             ),
             invocation.cancel,
+            on_start=invocation.on_start,
         )
     except RuntimeLaunchError as exc:
         return _unstarted(Outcome.FAILED, redact(str(exc), secrets), started)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -267,6 +268,13 @@ class Execution(Base):
         Index("ix_execution_status_id", "status", "id"),
         Index("ix_execution_worker_status", "worker", "status"),
         Index("ix_execution_action_ref_id", "action_ref", "id"),
+        # Only the few rows whose action group may still be alive (migration 20261201_0002).
+        Index(
+            "ix_execution_worker_pgid",
+            "worker",
+            postgresql_where=text("pgid IS NOT NULL"),
+            sqlite_where=text("pgid IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -295,6 +303,11 @@ class Execution(Base):
     # execution-finished firings led to it (0 for a caller's execution).
     enforcement_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     trigger_depth: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The action's process group while it may be alive: its id, its leader's start time (clock
+    # ticks since boot) and the host it runs on ("<host name> <boot id>"); cleared with the result.
+    pgid: Mapped[int | None] = mapped_column(Integer)
+    pgid_start_ticks: Mapped[int | None] = mapped_column(BigInteger)
+    pgid_host: Mapped[str | None] = mapped_column(Text)
 
 
 class ApiKey(Base):

@@ -25,7 +25,9 @@ from attune.errors import AttuneError
 from attune.executions import environments
 from attune.executions.queues import worker_queues
 from attune.liveness.heartbeat import Heartbeat
+from attune.liveness.orphans import settle_predecessor
 from attune.liveness.registry import Registration
+from attune.runtimes.reaper import die_with_parent, reaper
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.worker.beat import BeatLoop, BeatThread, beat_passes
@@ -44,6 +46,8 @@ class ProcessResources:
         self._database: Database | None = None
         self.worker_name: str = socket.gethostname()
         """This process's worker name (set when a worker starts; inherited by its pool)."""
+        self.main_pid: int = os.getpid()
+        """The pid of the worker's main process (set when a worker starts; inherited)."""
 
     @property
     def settings(self) -> Settings:
@@ -79,6 +83,10 @@ resources = ProcessResources()
 
 @worker_process_init.connect
 def _after_fork(**_: Any) -> None:
+    # A pool process dies with the worker's main process, and its reaper with it: no action
+    # outlives the worker (attune.runtimes.reaper).
+    die_with_parent(resources.main_pid)
+    reaper.start()
     resources.forget_database()
 
 
@@ -162,6 +170,8 @@ class Liveness(bootsteps.StartStopStep):
     else the Celery node name. Once its task consumer is up it registers and starts the heartbeat
     thread (and, with ``ATTUNE_METRICS_PORT``, the metrics endpoint; a prefork worker switches to
     prometheus-client's multiprocess mode first, so its pool processes' counts are served too).
+    Before anything runs (the pool is not forked yet) it settles what an earlier process of
+    its name left: the executions it held are abandoned, their live action groups killed.
     At shutdown — called by the worker after its pool stopped, so after a warm shutdown's running
     tasks finished — it marks the row inactive and settles any execution a cold shutdown cut off.
     A worker serving python (not the embedded one) also builds the loaded packs' environments
@@ -179,7 +189,11 @@ class Liveness(bootsteps.StartStopStep):
         self.name: str = settings.worker_name or consumer.hostname
         for queue in worker_queues(self.name, settings.worker_runtimes):
             consumer.app.amqp.queues.select_add(queue)
-        resources.worker_name = self.name
+        resources.worker_name, resources.main_pid = self.name, os.getpid()
+        try:
+            settle_predecessor(resources.database, self.name, settings.kill_grace_s)
+        except Exception:  # the worker still starts; the sweep settles what it could not
+            logger.exception("worker %s could not settle its previous process", self.name)
         self.heartbeat: Heartbeat | None = None
         self.metrics_server: WSGIServer | None = None
         self.metrics_dir: Path | None = None
@@ -208,7 +222,12 @@ class Liveness(bootsteps.StartStopStep):
                 "attune_version": __version__,
             },
         )
-        self.heartbeat = Heartbeat(resources.database, registration, settings.heartbeat_interval_s)
+        self.heartbeat = Heartbeat(
+            resources.database,
+            registration,
+            settings.heartbeat_interval_s,
+            kill_grace_s=settings.kill_grace_s,
+        )
         self.heartbeat.start()
         if "python" in settings.worker_runtimes and not settings.is_embedded:
             environments.warm_up(resources.database, settings)  # in a thread of its own
