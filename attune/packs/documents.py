@@ -49,8 +49,12 @@ _NAMED_TAGS = {"tag:yaml.org,2002:timestamp": "date", "tag:yaml.org,2002:binary"
 
 def read_mapping(path: Path) -> dict[str, Any]:
     """The mapping held by YAML file ``path``; raises :class:`DocumentError` naming the file."""
-    source = str(path)
-    data = _read_bytes(path, source)
+    return mapping_of(read_bytes(path), str(path))
+
+
+def mapping_of(data: bytes, source: str) -> dict[str, Any]:
+    """The mapping held by the bytes ``data`` of YAML file ``source``; raises
+    :class:`DocumentError` naming the file."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -66,8 +70,10 @@ def read_mapping(path: Path) -> dict[str, Any]:
     return document
 
 
-def _read_bytes(path: Path, source: str) -> bytes:
-    """The bytes of regular file ``path``, at most MAX_DOCUMENT_BYTES, read without blocking."""
+def read_bytes(path: Path) -> bytes:
+    """The bytes of regular file ``path``, at most MAX_DOCUMENT_BYTES, read without blocking;
+    raises :class:`DocumentError` naming the file."""
+    source = str(path)
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)

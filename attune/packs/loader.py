@@ -9,8 +9,9 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from attune.errors import DatabaseError, PackError
+from attune.packs.fingerprint import read_files
 from attune.packs.reader import discover, read_pack
-from attune.packs.upsert import PackReport, upsert_pack
+from attune.packs.upsert import PackReport, unchanged_report, upsert_pack
 from attune.store.db import Database
 
 
@@ -31,7 +32,9 @@ def load_packs(database: Database, packs_dir: Path, names: Sequence[str] = ()) -
     """Load the packs ``names`` (every pack when empty) from ``packs_dir``.
 
     Each pack is validated whole and written in its own transaction; a pack with any problem
-    writes nothing and is reported in ``errors`` while the others still load. Raises
+    writes nothing and is reported in ``errors`` while the others still load. A pack whose
+    files hash as when it was last loaded (:mod:`attune.packs.fingerprint`) is reported
+    unchanged without parsing any of them. Raises
     :class:`~attune.errors.DatabaseError` when the database is unreachable or not migrated.
     """
     database.require_schema()
@@ -39,9 +42,14 @@ def load_packs(database: Database, packs_dir: Path, names: Sequence[str] = ()) -
     errors: list[PackError] = []
     for pack_dir in discover(packs_dir, names):
         try:
-            spec = read_pack(pack_dir)
+            files = read_files(pack_dir)
             with database.session_scope() as session:
-                reports.append(upsert_pack(session, spec))
+                report = unchanged_report(session, files)
+            if report is None:
+                spec = read_pack(pack_dir, files)
+                with database.session_scope() as session:
+                    report = upsert_pack(session, spec)
+            reports.append(report)
         except PackError as error:
             errors.append(error)
         except IntegrityError as error:  # another loader wrote the same pack meanwhile

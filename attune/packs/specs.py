@@ -34,6 +34,8 @@ class ActionSpec:
     parameter_format: str = ParameterFormat.JSON
     output_format: str = OutputFormat.TEXT
     timeout_s: int | None = None
+    source_hash: str | None = None
+    """The content hash of the action file (:func:`attune.packs.fingerprint.content_hash`)."""
 
     @property
     def name(self) -> str:
@@ -55,6 +57,7 @@ class ActionSpec:
             "parameter_format": self.parameter_format,
             "output_format": self.output_format,
             "timeout_s": self.timeout_s,
+            "source_hash": self.source_hash,
         }
 
 
@@ -74,6 +77,8 @@ class PackSpec:
     email: str | None = None
     tags: tuple[str, ...] = ()
     actions: tuple[ActionSpec, ...] = ()
+    source_hash: str | None = None
+    """The content hash of ``pack.yaml``."""
 
     def columns(self) -> dict[str, Any]:
         """The ``pack`` columns this spec sets (all but id and timestamps)."""
@@ -85,4 +90,5 @@ class PackSpec:
             "author": self.author,
             "email": self.email,
             "tags": list(self.tags),
+            "source_hash": self.source_hash,
         }

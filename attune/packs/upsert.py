@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,8 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from attune.errors import ActionNotFoundError
+from attune.packs.entrypoints import entry_point_problem
+from attune.packs.fingerprint import PackFiles
 from attune.packs.specs import ACTION_COLUMNS, PackSpec
 from attune.store.models import (
     Action,
@@ -41,8 +44,34 @@ class PackReport:
 
     @property
     def wrote(self) -> bool:
-        """True when the load changed any row."""
+        """True when the load changed what any row says (a refreshed hash alone does not count)."""
         return self.pack is not Change.UNCHANGED or bool(self.created + self.updated + self.removed)
+
+
+def unchanged_report(session: Session, files: PackFiles) -> PackReport | None:
+    """The report of a pack whose stored rows were loaded from exactly ``files`` (their
+    hashes match, none missing or extra) and whose entry points still pass their check, or
+    None when the pack must be parsed and upserted. Reads two narrow SELECTs; writes nothing.
+    """
+    if not files.complete:
+        return None
+    ref = files.pack_dir.name
+    pack = session.execute(select(Pack.id, Pack.source_hash).where(Pack.ref == ref)).one_or_none()
+    if pack is None or pack.source_hash != files.header_hash:
+        return None
+    actions = session.execute(
+        select(Action.source_hash, Action.entry_point, Action.runner_type).where(
+            Action.pack_id == pack.id
+        )
+    ).all()
+    if sorted(row.source_hash or "" for row in actions) != files.action_hashes:
+        return None
+    actions_dir = files.pack_dir / "actions"
+    roots = (os.path.realpath(files.pack_dir), os.path.realpath(actions_dir))
+    for row in actions:
+        if entry_point_problem(actions_dir, roots, row.entry_point, row.runner_type):
+            return None
+    return PackReport(ref=ref, pack=Change.UNCHANGED, unchanged=len(actions))
 
 
 def upsert_pack(session: Session, spec: PackSpec) -> PackReport:
@@ -59,7 +88,11 @@ def upsert_pack(session: Session, spec: PackSpec) -> PackReport:
         session.flush()
         pack_change = Change.CREATED
     else:
-        pack_change = Change.UPDATED if _assign(pack, spec.columns()) else Change.UNCHANGED
+        columns = spec.columns()
+        changed = _changes({key: getattr(pack, key) for key in columns}, columns)
+        for key, value in changed.items():
+            setattr(pack, key, value)
+        pack_change = Change.UPDATED if "updated_at" in changed else Change.UNCHANGED
     stored = {
         row.ref: row
         for row in session.execute(
@@ -76,14 +109,10 @@ def upsert_pack(session: Session, spec: PackSpec) -> PackReport:
         if row is None:
             created.append({"pack_id": pack.id, **columns})
             continue
-        changed = {
-            key: value for key, value in columns.items() if _differs(row._mapping[key], value)
-        }
+        changed = _changes(row._mapping, columns)
         if changed:
-            session.execute(
-                update(Action).where(Action.id == row.id).values(**changed, updated_at=db_now())
-            )
-            updated += 1
+            session.execute(update(Action).where(Action.id == row.id).values(**changed))
+            updated += "updated_at" in changed
     if created:
         session.execute(insert(Action), created)
     if stored:
@@ -108,14 +137,14 @@ def _differs(stored: object, value: object) -> bool:
     return False
 
 
-def _assign(row: Pack, columns: Mapping[str, Any]) -> bool:
-    """Set the columns whose value differs (as JSON: ``1`` is not ``true``); True if any did."""
-    changed = {key: value for key, value in columns.items() if _differs(getattr(row, key), value)}
-    for key, value in changed.items():
-        setattr(row, key, value)
-    if changed:
-        row.updated_at = db_now()
-    return bool(changed)
+def _changes(stored: Mapping[Any, Any], columns: Mapping[str, Any]) -> dict[str, Any]:
+    """The columns whose value differs from ``stored`` (as JSON: ``1`` is not ``true``), plus
+    ``updated_at`` when any does but the bookkeeping ``source_hash`` (a file whose bytes changed
+    but not what they say gets its new hash written, and counts as unchanged)."""
+    changed = {key: value for key, value in columns.items() if _differs(stored[key], value)}
+    if changed.keys() - {"source_hash"}:
+        changed["updated_at"] = db_now()
+    return changed
 
 
 def find_actions(session: Session, pack: str | None = None) -> list[Action]:

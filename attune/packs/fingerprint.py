@@ -1,0 +1,82 @@
+"""Fingerprints: a pack's YAML files read once, with the content hash of each.
+
+A loaded pack keeps the hash of its ``pack.yaml`` and of each action file (``source_hash``).
+A reload whose files hash the same as the rows it loaded before, and whose entry points still
+pass their check, parses none of them. The hash covers a file's bytes and
+:data:`LOADER_VERSION`, so a loader that reads files differently parses every pack once more.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from attune.errors import DocumentError
+from attune.packs.documents import read_bytes
+
+LOADER_VERSION = 1
+"""Bump whenever what the loader makes of a file changes: a key, a check, a column written."""
+
+ACTION_SUFFIXES = (".yaml", ".yml")
+"""The files of a pack's ``actions/`` that are action files."""
+
+_PREFIX = f"attune-packs/{LOADER_VERSION}\0".encode()
+
+
+def content_hash(data: bytes) -> str:
+    """The hash stored for a file holding ``data`` (hex SHA-256, loader version included)."""
+    return hashlib.sha256(_PREFIX + data).hexdigest()
+
+
+def action_file_names(actions_dir: Path) -> list[str]:
+    """The action files of ``actions_dir``, sorted; raises OSError when it is no directory."""
+    return sorted(name for name in os.listdir(actions_dir) if name.endswith(ACTION_SUFFIXES))
+
+
+@dataclass(frozen=True)
+class PackFiles:
+    """The YAML files of one pack folder as read once: their bytes and hashes, by path."""
+
+    pack_dir: Path
+    contents: Mapping[Path, bytes]
+    hashes: Mapping[Path, str]
+    complete: bool
+    """True when ``pack.yaml`` and every action file were listed and read without a problem."""
+
+    @property
+    def header_hash(self) -> str | None:
+        """The hash of ``pack.yaml`` (None when it could not be read)."""
+        return self.hashes.get(self.pack_dir / "pack.yaml")
+
+    @property
+    def action_hashes(self) -> list[str]:
+        """The hashes of the action files, sorted."""
+        header = self.pack_dir / "pack.yaml"
+        return sorted(digest for path, digest in self.hashes.items() if path != header)
+
+
+def read_files(pack_dir: Path) -> PackFiles:
+    """Read ``pack_dir``'s ``pack.yaml`` and action files (never raises: a file that cannot be
+    read leaves the result incomplete, for :func:`~attune.packs.reader.read_pack` to report)."""
+    paths = [pack_dir / "pack.yaml"]
+    complete = True
+    actions_dir = pack_dir / "actions"
+    try:
+        paths += [actions_dir / name for name in action_file_names(actions_dir)]
+    except FileNotFoundError:
+        pass  # a pack without actions
+    except OSError:
+        complete = False
+    contents: dict[Path, bytes] = {}
+    hashes: dict[Path, str] = {}
+    for path in paths:
+        try:
+            contents[path] = data = read_bytes(path)
+        except DocumentError:
+            complete = False
+            continue
+        hashes[path] = content_hash(data)
+    return PackFiles(pack_dir, contents, hashes, complete)
