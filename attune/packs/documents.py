@@ -14,9 +14,11 @@ the values itself, in one walk that:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,8 @@ from attune.errors import DocumentError
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
 """Largest YAML file read; a bigger one is refused without reading it."""
+
+_READ_CHUNK_BYTES = 64 * 1024
 
 MAX_VALUES = 100_000
 """Most values one document may hold, counting each use of an alias in full."""
@@ -90,11 +94,15 @@ def read_bytes(path: Path) -> bytes:
             raise DocumentError(source, problem)
         chunks: list[bytes] = []
         size = 0
-        while chunk := os.read(fd, MAX_DOCUMENT_BYTES + 1 - size):
+        # The size fstat saw, then small reads: a file that grew meanwhile is still bounded,
+        # and no read allocates a whole limit's worth of buffer.
+        request = info.st_size + 1
+        while chunk := os.read(fd, request):
             chunks.append(chunk)
             size += len(chunk)
             if size > MAX_DOCUMENT_BYTES:
                 raise DocumentError(source, f"over the {MAX_DOCUMENT_BYTES} byte limit")
+            request = min(_READ_CHUNK_BYTES, MAX_DOCUMENT_BYTES + 1 - size)
         return b"".join(chunks)
     finally:
         os.close(fd)
@@ -126,11 +134,43 @@ def _libyaml_version() -> tuple[int, ...]:
     return tuple(int(part) for part in _yaml.get_version_string().split(".")[:3])
 
 
+_CACHED_SCALAR_LENGTH = 64
+_BASE_RESOLVE: Callable[..., Any] = yaml.resolver.BaseResolver.resolve
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_tag(value: str) -> str:
+    """The tag YAML 1.1 gives plain scalar ``value`` (its regexes run once per value)."""
+    return str(_BASE_RESOLVE(_RESOLVER, ScalarNode, value, (True, False)))
+
+
+def _resolve(self: yaml.resolver.BaseResolver, kind: type[Node], value: Any, implicit: Any) -> Any:
+    """A loader's ``resolve``, with the tags of short plain scalars (keys, types, numbers)
+    cached: the safe loaders have no path resolvers, so such a tag depends on the value only."""
+    if kind is ScalarNode and implicit[0] and len(value) <= _CACHED_SCALAR_LENGTH:
+        return _plain_tag(value)
+    return _BASE_RESOLVE(self, kind, value, implicit)
+
+
+class _CLoader(yaml.CSafeLoader):
+    """libyaml's safe loader, caching tags (:func:`_resolve`)."""
+
+    resolve = _resolve
+
+
+class _PyLoader(yaml.SafeLoader):
+    """PyYAML's own safe loader, caching tags (:func:`_resolve`)."""
+
+    resolve = _resolve
+
+
+_RESOLVER = yaml.resolver.Resolver()
+
 # libyaml 0.2.6 caps nesting; an older one can overflow the C stack on a deeply nested file.
 _Loader: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = (
-    yaml.CSafeLoader
+    _CLoader
     if getattr(yaml, "__with_libyaml__", False) and _libyaml_version() >= (0, 2, 6)
-    else yaml.SafeLoader
+    else _PyLoader
 )
 
 

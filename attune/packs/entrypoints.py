@@ -19,10 +19,12 @@ def entry_point_problem(
         return f"{entry_point!r} is absolute; give a path relative to the pack's actions/"
     if ".." in entry_point.split("/") or "\0" in entry_point:
         return f"{entry_point!r} must not contain '..': it must stay under the pack's actions/"
-    path = os.path.join(actions_dir, entry_point)
+    # Plain concatenation: entry_point is relative (checked above), and this runs per action
+    # on every reload.
+    path = f"{actions_dir}{os.sep}{entry_point}"
     try:
         info = os.lstat(path)
-        resolved = os.path.join(real_actions_dir, entry_point)
+        resolved = f"{real_actions_dir}{os.sep}{entry_point}"
         # A plain file name that is no symlink is inside the already resolved actions/.
         if "/" in entry_point or stat.S_ISLNK(info.st_mode):
             resolved = os.path.realpath(path, strict=True)

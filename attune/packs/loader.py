@@ -43,7 +43,7 @@ def load_packs(database: Database, packs_dir: Path, names: Sequence[str] = ()) -
     for pack_dir in discover(packs_dir, names):
         try:
             files = read_files(pack_dir)
-            with database.session_scope() as session:
+            with database.session_scope(autocommit=True) as session:
                 report = unchanged_report(session, files)
             if report is None:
                 spec = read_pack(pack_dir, files)

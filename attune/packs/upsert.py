@@ -9,17 +9,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from attune.errors import ActionNotFoundError
 from attune.packs.entrypoints import entry_point_problem
 from attune.packs.fingerprint import PackFiles
 from attune.packs.specs import ACTION_COLUMNS, PackSpec
-from attune.store.models import (
-    Action,
-    Pack,
-)
+from attune.store.models import ACTION_TABLE, Action, Pack
 from attune.store.sqltypes import db_now
 
 
@@ -48,22 +45,33 @@ class PackReport:
         return self.pack is not Change.UNCHANGED or bool(self.created + self.updated + self.removed)
 
 
+# What a reload compares with its files, in one statement (an outer join: a pack may have
+# no actions). Built once.
+_STORED_SOURCES = (
+    select(
+        Pack.source_hash.label("pack_hash"),
+        Action.source_hash,
+        Action.entry_point,
+        Action.runner_type,
+    )
+    .select_from(Pack)
+    .outerjoin(Action, Action.pack_id == Pack.id)
+    .where(Pack.ref == bindparam("ref"))
+)
+
+
 def unchanged_report(session: Session, files: PackFiles) -> PackReport | None:
     """The report of a pack whose stored rows were loaded from exactly ``files`` (their
     hashes match, none missing or extra) and whose entry points still pass their check, or
-    None when the pack must be parsed and upserted. Reads two narrow SELECTs; writes nothing.
+    None when the pack must be parsed and upserted. One SELECT; writes nothing.
     """
     if not files.complete:
         return None
     ref = files.pack_dir.name
-    pack = session.execute(select(Pack.id, Pack.source_hash).where(Pack.ref == ref)).one_or_none()
-    if pack is None or pack.source_hash != files.header_hash:
+    rows = session.connection().execute(_STORED_SOURCES, {"ref": ref}).all()
+    if not rows or rows[0].pack_hash != files.header_hash:
         return None
-    actions = session.execute(
-        select(Action.source_hash, Action.entry_point, Action.runner_type).where(
-            Action.pack_id == pack.id
-        )
-    ).all()
+    actions = [row for row in rows if row.entry_point is not None]
     if sorted(row.source_hash or "" for row in actions) != files.action_hashes:
         return None
     actions_dir = files.pack_dir / "actions"
@@ -114,7 +122,7 @@ def upsert_pack(session: Session, spec: PackSpec) -> PackReport:
             session.execute(update(Action).where(Action.id == row.id).values(**changed))
             updated += "updated_at" in changed
     if created:
-        session.execute(insert(Action), created)
+        session.connection().execute(insert(ACTION_TABLE), created)
     if stored:
         session.execute(delete(Action).where(Action.id.in_([row.id for row in stored.values()])))
     return PackReport(
