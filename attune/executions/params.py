@@ -181,12 +181,29 @@ def _property_problems(name: object, spec: object) -> list[str]:
         return [*problems, f"{where}: not a JSON value ({error})"]
     schema_problems = _schema_problems(canonical)
     problems += [f"{where}{problem}" for problem in schema_problems]
-    if "default" in spec and not schema_problems:
+    if "default" in spec and not schema_problems and not _plainly_valid(shape, spec["default"]):
         problems += [
             f"{where}.default: {error.message}"
             for error in _shape_validator(canonical).iter_errors(spec["default"])
         ]
     return problems
+
+
+_PLAIN_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "boolean": bool,
+    "object": dict,
+    "array": list,
+}
+
+
+def _plainly_valid(shape: Mapping[str, Any], default: Any) -> bool:
+    """True when ``default`` obviously satisfies a property that only names its type (the
+    common ``{type: string, default: …}``), sparing a validator run; False: validate it."""
+    if shape.keys() != {"type"}:
+        return False
+    kind = _PLAIN_TYPES.get(shape["type"]) if isinstance(shape["type"], str) else None
+    return kind is not None and isinstance(default, kind)
 
 
 @lru_cache(maxsize=4096)
@@ -279,8 +296,11 @@ def _article(types: Iterable[str]) -> list[str]:
     return named or ["valid"]
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, allow_nan=False)
+
+
 def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, allow_nan=False)
+    return _CANONICAL.encode(value)
 
 
 def _dotted(path: Iterable[object], prefix: str = "") -> str:

@@ -188,11 +188,13 @@ class _Builder:
             raise self.refuse(node, path, f"expands to more than {MAX_VALUES} values (alias bomb?)")
         if depth > MAX_DEPTH:
             raise self.refuse(node, path, f"nested deeper than {MAX_DEPTH} levels")
-        if isinstance(node, ScalarNode):
+        if type(node) is ScalarNode:
+            if node.tag == _STR and "\0" not in node.value:  # the common case, inline
+                return node.value
             return self.scalar(node, path)
-        if isinstance(node, SequenceNode) and node.tag == _SEQ:
+        if type(node) is SequenceNode and node.tag == _SEQ:
             return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
-        if isinstance(node, MappingNode) and node.tag == _MAP:
+        if type(node) is MappingNode and node.tag == _MAP:
             return self.mapping(node, path, depth)
         raise self.refuse(node, path, f"the YAML tag {node.tag} is not supported")
 
@@ -203,7 +205,11 @@ class _Builder:
                 raise self.refuse(node, path, "a NUL character cannot be stored")
             return node.value
         if node.tag in _SCALAR_TAGS:
-            value = _CONSTRUCTOR.yaml_constructors[node.tag](_CONSTRUCTOR, node)
+            value = (
+                _scalar_value(node.tag, node.value)
+                if len(node.value) <= _CACHED_SCALAR_LENGTH
+                else _construct(node.tag, node.value)
+            )
             if isinstance(value, float) and not math.isfinite(value):
                 raise self.refuse(node, path, f"{node.value} is not a JSON number")
             return value
@@ -246,6 +252,15 @@ class _Builder:
 
 
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
+
+
+def _construct(tag: str, value: str) -> Any:
+    """The int, float, bool or None that YAML 1.1 makes of scalar ``value`` tagged ``tag``."""
+    return _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, ScalarNode(tag, value))
+
+
+_scalar_value = functools.lru_cache(maxsize=4096)(_construct)
+""":func:`_construct`, once per short value (counts, bounds and flags repeat across files)."""
 
 
 def _yaml_problem(error: yaml.MarkedYAMLError) -> str:
