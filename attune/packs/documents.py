@@ -1,9 +1,9 @@
 """Documents: YAML files read safely into JSON-like values, hostile input refused cheaply.
 
-A file is refused unread when it is not a regular file or is over :data:`MAX_DOCUMENT_BYTES`;
-then it must be UTF-8 and hold one YAML document. libyaml composes the node graph (capping
-nesting at 1,000 levels; an older libyaml, which does not, is not used) and this module builds
-the values itself, in one walk that:
+A file is refused unread when it is not a regular file or is over :data:`MAX_DOCUMENT_BYTES`
+(:func:`attune.packs.fingerprint.read_bytes`); then it must be UTF-8 and hold one YAML
+document. libyaml composes the node graph (capping nesting at 1,000 levels; an older libyaml,
+which does not, is not used) and this module builds the values itself, in one walk that:
 
 - allows only JSON-like values: strings, integers, finite floats, booleans, null, lists and
   string-keyed mappings (a YAML date, a binary or any other tag is refused with its line);
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,11 +24,8 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from attune.errors import DocumentError
-
-MAX_DOCUMENT_BYTES = 1024 * 1024
-"""Largest YAML file read; a bigger one is refused without reading it."""
-
-_READ_CHUNK_BYTES = 64 * 1024
+from attune.packs.fingerprint import MAX_DOCUMENT_BYTES as MAX_DOCUMENT_BYTES
+from attune.packs.fingerprint import read_bytes
 
 MAX_VALUES = 100_000
 """Most values one document may hold, counting each use of an alias in full."""
@@ -72,40 +67,6 @@ def mapping_of(data: bytes, source: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise DocumentError(source, f"the document must be a mapping, got {kind_of(document)}")
     return document
-
-
-def read_bytes(path: Path) -> bytes:
-    """The bytes of regular file ``path``, at most MAX_DOCUMENT_BYTES, read without blocking;
-    raises :class:`DocumentError` naming the file."""
-    source = str(path)
-    try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise DocumentError(source, "missing") from None
-    except OSError as error:
-        raise DocumentError(source, f"cannot be read: {error.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise DocumentError(source, "not a regular file")
-        if info.st_size > MAX_DOCUMENT_BYTES:
-            problem = f"{info.st_size} bytes, over the {MAX_DOCUMENT_BYTES} byte limit"
-            raise DocumentError(source, problem)
-        chunks: list[bytes] = []
-        size = 0
-        # The size fstat saw, then small reads: a file that grew meanwhile is still bounded,
-        # and no read allocates a whole limit's worth of buffer.
-        request = info.st_size + 1
-        while chunk := os.read(fd, request):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_DOCUMENT_BYTES:
-                raise DocumentError(source, f"over the {MAX_DOCUMENT_BYTES} byte limit")
-            request = min(_READ_CHUNK_BYTES, MAX_DOCUMENT_BYTES + 1 - size)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def parse(text: str, source: str = "<string>") -> Any:

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from attune.errors import DocumentError
-from attune.packs.documents import read_bytes
+
+MAX_DOCUMENT_BYTES = 1024 * 1024
+"""Largest YAML file read; a bigger one is refused without reading it."""
+
+_READ_CHUNK_BYTES = 64 * 1024
 
 LOADER_VERSION = 1
 """Bump whenever what the loader makes of a file changes: a key, a check, a column written."""
@@ -29,6 +34,40 @@ _PREFIX = f"attune-packs/{LOADER_VERSION}\0".encode()
 def content_hash(data: bytes) -> str:
     """The hash stored for a file holding ``data`` (hex SHA-256, loader version included)."""
     return hashlib.sha256(_PREFIX + data).hexdigest()
+
+
+def read_bytes(path: Path) -> bytes:
+    """The bytes of regular file ``path``, at most MAX_DOCUMENT_BYTES, read without blocking;
+    raises :class:`DocumentError` naming the file."""
+    source = str(path)
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise DocumentError(source, "missing") from None
+    except OSError as error:
+        raise DocumentError(source, f"cannot be read: {error.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise DocumentError(source, "not a regular file")
+        if info.st_size > MAX_DOCUMENT_BYTES:
+            problem = f"{info.st_size} bytes, over the {MAX_DOCUMENT_BYTES} byte limit"
+            raise DocumentError(source, problem)
+        chunks: list[bytes] = []
+        size = 0
+        # The size fstat saw, then small reads: a file that grew meanwhile is still bounded,
+        # and no read allocates a whole limit's worth of buffer.
+        request = info.st_size + 1
+        while chunk := os.read(fd, request):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_DOCUMENT_BYTES:
+                raise DocumentError(source, f"over the {MAX_DOCUMENT_BYTES} byte limit")
+            request = min(_READ_CHUNK_BYTES, MAX_DOCUMENT_BYTES + 1 - size)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def action_file_names(actions_dir: Path) -> list[str]:

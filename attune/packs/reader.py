@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from attune.errors import DocumentError, PackError
-from attune.executions import params
-from attune.packs.documents import mapping_of, read_bytes
+from attune.packs.documents import mapping_of
 from attune.packs.entrypoints import entry_point_problem
 from attune.packs.fields import Fields
-from attune.packs.fingerprint import PackFiles, action_file_names, content_hash
+from attune.packs.fingerprint import PackFiles, action_file_names, content_hash, read_bytes
 from attune.packs.specs import ActionSpec, PackSpec
 from attune.store.models import (
     ACTION_REF_REGEX,
@@ -181,9 +180,12 @@ def _read_action(
         problem = entry_point_problem(path.parent, roots, entry_point, runner_type)
         if problem:
             fields.problem("entry_point", problem)
+    # Imported here: jsonschema costs a reload that parses nothing a fifth of its time.
+    from attune.executions.params import definition_problems
+
     # ``parameters:`` left empty means none, as an empty mapping does.
     parameters = document.get("parameters") or {}
-    fields.extend(params.definition_problems(parameters))
+    fields.extend(definition_problems(parameters))
     timeout_s = fields.timeout()
     spec = ActionSpec(
         ref=ref,
