@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select, update
 
 from attune.errors import PackError
-from attune.packs import reader
+from attune.packs import fingerprint, reader
 from attune.packs.fingerprint import content_hash
 from attune.packs.loader import LoadResult, load_packs
 from attune.packs.reader import read_pack
@@ -259,3 +259,19 @@ def test_a_pack_yaml_that_became_unreadable_is_reported(tmp_path: Path, database
     (pack_dir / "pack.yaml").unlink()
 
     assert refused(tmp_path, database) == [f"{pack_dir / 'pack.yaml'}: missing"]
+
+
+def test_a_new_loader_version_parses_every_pack_once_more(
+    tmp_path: Path, database: Database, parsed: Parsed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    three_actions(tmp_path)
+    load(database, tmp_path)
+    parsed()
+    monkeypatch.setattr(fingerprint, "LOADER_VERSION", fingerprint.LOADER_VERSION + 1)
+
+    result = load(database, tmp_path)
+
+    assert parsed() == ALL_FILES
+    assert result.reports == (PackReport("demo", Change.UNCHANGED, unchanged=3),)
+    load(database, tmp_path)
+    assert parsed() == []

@@ -28,12 +28,12 @@ LOADER_VERSION = 1
 ACTION_SUFFIXES = (".yaml", ".yml")
 """The files of a pack's ``actions/`` that are action files."""
 
-_PREFIX = f"attune-packs/{LOADER_VERSION}\0".encode()
-
 
 def content_hash(data: bytes) -> str:
     """The hash stored for a file holding ``data`` (hex SHA-256, loader version included)."""
-    return hashlib.sha256(_PREFIX + data).hexdigest()
+    digest = hashlib.sha256(f"attune-packs/{LOADER_VERSION}\0".encode())
+    digest.update(data)
+    return digest.hexdigest()
 
 
 def read_bytes(path: Path) -> bytes:
