@@ -37,10 +37,12 @@ def load_packs(database: Database, packs_dir: Path, names: Sequence[str] = ()) -
     unchanged without parsing any of them. Raises
     :class:`~attune.errors.DatabaseError` when the database is unreachable or not migrated.
     """
-    database.require_schema()
     reports: list[PackReport] = []
     errors: list[PackError] = []
-    for pack_dir in discover(packs_dir, names):
+    pack_dirs = discover(packs_dir, names)
+    if not pack_dirs:
+        database.require_schema()
+    for pack_dir in pack_dirs:
         try:
             files = read_files(pack_dir)
             with database.session_scope(autocommit=True) as session:
@@ -57,5 +59,7 @@ def load_packs(database: Database, packs_dir: Path, names: Sequence[str] = ()) -
                 PackError(pack_dir.name, [f"{pack_dir}: the database refused it: {error.orig}"])
             )
         except SQLAlchemyError as error:
+            # Checked only now: a reload that parses nothing is a few round trips, not one more.
+            database.require_schema()  # says so when the database is unreachable or unmigrated
             raise DatabaseError(f"loading pack {pack_dir.name!r} failed: {error}") from error
     return LoadResult(tuple(reports), tuple(errors))
