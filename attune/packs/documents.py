@@ -59,7 +59,7 @@ def mapping_of(data: bytes, source: str) -> dict[str, Any]:
     except UnicodeDecodeError as error:
         problem = f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})"
         raise DocumentError(source, problem) from None
-    if not text.strip():
+    if not text or text.isspace():
         raise DocumentError(source, "the file is empty")
     document = parse(text, source)
     if document is None:
@@ -106,9 +106,13 @@ def _plain_tag(value: str) -> str:
 
 
 def _resolve(self: yaml.resolver.BaseResolver, kind: type[Node], value: Any, implicit: Any) -> Any:
-    """A loader's ``resolve``, with the tags of short plain scalars (keys, types, numbers)
-    cached: the safe loaders have no path resolvers, so such a tag depends on the value only."""
-    if kind is ScalarNode and implicit[0] and len(value) <= _CACHED_SCALAR_LENGTH:
+    """A loader's ``resolve``, short-cut: the safe loaders have no path resolvers, so a node's
+    tag depends on its kind and, for a plain scalar, on its value only (cached when short)."""
+    if kind is not ScalarNode:
+        return _MAP if kind is MappingNode else _SEQ
+    if not implicit[0]:  # quoted: a string
+        return _STR
+    if len(value) <= _CACHED_SCALAR_LENGTH:
         return _plain_tag(value)
     return _BASE_RESOLVE(self, kind, value, implicit)
 
