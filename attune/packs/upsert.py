@@ -101,14 +101,18 @@ def upsert_pack(session: Session, spec: PackSpec) -> PackReport:
         for key, value in changed.items():
             setattr(pack, key, value)
         pack_change = Change.UPDATED if "updated_at" in changed else Change.UNCHANGED
-    stored = {
-        row.ref: row
-        for row in session.execute(
-            select(Action.id, *(getattr(Action, name) for name in ACTION_COLUMNS)).where(
-                Action.pack_id == pack.id
+    stored = (
+        {}  # a pack created just now has no actions yet
+        if pack_change is Change.CREATED
+        else {
+            row.ref: row
+            for row in session.execute(
+                select(Action.id, *(getattr(Action, name) for name in ACTION_COLUMNS)).where(
+                    Action.pack_id == pack.id
+                )
             )
-        )
-    }
+        }
+    )
     created: list[dict[str, Any]] = []
     updated = 0
     for action in spec.actions:
