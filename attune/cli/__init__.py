@@ -1,7 +1,12 @@
-"""The ``attune`` command line: the only place that prints or exits."""
+"""The ``attune`` command line: the only place that prints or exits.
+
+Each command group is imported when it runs, not before: ``attune packs load`` never imports
+Celery, the client or the metrics (a command line pays for the imports of what it runs only).
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
@@ -10,11 +15,41 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from attune import __version__
 from attune.errors import AttuneError
 from attune.settings import Settings
-from attune.worker.app import resources
+from attune.store.resources import resources
+
+_COMMANDS = {
+    "packs": "attune.cli.packs",
+    "actions": "attune.cli.actions",
+    "run": "attune.cli.run",
+    "executions": "attune.cli.executions",
+    "workers": "attune.cli.workers",
+    "metrics": "attune.cli.metrics",
+    "apikey": "attune.cli.apikey",
+    "serve": "attune.cli.serve",
+    "rules": "attune.cli.rules",
+    "triggers": "attune.cli.triggers",
+    "events": "attune.cli.triggers",
+    "enforcements": "attune.cli.triggers",
+    "timers": "attune.cli.triggers",
+}
+"""Each command's name and its module, which defines it under the same name."""
 
 
 class AttuneGroup(click.Group):
-    """A click group that turns attune's errors into one clear line and exit status 1."""
+    """A click group that turns attune's errors into one clear line and exit status 1, and
+    imports a command's module only when the command is wanted."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command's name, sorted."""
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command ``cmd_name``, its module imported now (None when there is none)."""
+        module = _COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        command: click.Command = getattr(importlib.import_module(module), cmd_name)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command; report an AttuneError or an unreachable/unmigrated database."""
@@ -35,23 +70,3 @@ class AttuneGroup(click.Group):
 def main() -> None:
     """attune: run pack actions on Celery workers and record every execution in SQL."""
     resources.configure(Settings.from_env())
-
-
-def _register() -> None:
-    from attune.cli.actions import actions
-    from attune.cli.apikey import apikey
-    from attune.cli.executions import executions
-    from attune.cli.metrics import metrics
-    from attune.cli.packs import packs
-    from attune.cli.rules import rules
-    from attune.cli.run import run
-    from attune.cli.serve import serve
-    from attune.cli.triggers import enforcements, events_, timers, triggers
-    from attune.cli.workers import workers
-
-    commands = (packs, actions, run, executions, workers, metrics, apikey, serve)
-    for command in (*commands, rules, triggers, events_, enforcements, timers):
-        main.add_command(command)
-
-
-_register()

@@ -8,7 +8,7 @@ import click
 
 from attune.packs.loader import load_packs
 from attune.packs.upsert import PackReport
-from attune.worker.app import resources
+from attune.store.resources import resources
 
 
 @click.group()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 from sqlalchemy import select
 
 from attune.cli.output import show_record
-from attune.client import execute
+from attune.client import execute, get_execution
 from attune.errors import ActionNotFoundError, ParameterError
 from attune.executions.params import parse_cli_value
 from attune.store.models import Action
@@ -20,7 +19,11 @@ from attune.worker.app import embedded_worker, resources
 @click.argument("ref")
 @click.argument("assignments", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--json", "as_json", is_flag=True, help="Print the execution as one JSON object.")
-@click.option("--no-wait", is_flag=True, help="Enqueue, print the execution id, and return.")
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="Enqueue, print the execution id (with --json: its record), and return.",
+)
 @click.option("--worker", help="Run on this worker only (its own queue).")
 @click.option("--timeout-s", type=float, help="Timeout of this execution, in seconds.")
 def run(
@@ -42,7 +45,10 @@ def run(
     try:
         handle = execute(ref, values, worker=worker, timeout_s=timeout_s)
         if no_wait:
-            click.echo(json.dumps({"id": handle.id}) if as_json else str(handle.id))
+            if as_json:  # read right after the enqueue: ``scheduled`` until a worker starts it
+                show_record(get_execution(handle.id), as_json=True)
+            else:
+                click.echo(str(handle.id))
             return
         record = handle.wait()
     finally:

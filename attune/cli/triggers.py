@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from attune.client import ExecutionHandle, emit
-from attune.rules import catalog, events
+from attune.rules import catalog
+from attune.rules import events as recorded
 from attune.rules.enforcement import Enforced
 from attune.rules.triggers import TRIGGER_TYPES
 from attune.store.models import EnforcementStatus, EventStatus
@@ -79,11 +80,11 @@ def emit_(trigger_type: str, payload: str, dedup_key: str | None) -> None:
 
 
 @click.group("events")
-def events_() -> None:
+def events() -> None:
     """List recorded trigger events."""
 
 
-@events_.command("list")
+@events.command("list")
 @click.option("--rule", "rule_ref", help="Only the events of this (timer) rule.")
 @click.option("--type", "trigger_type", help="Only events of this trigger type.")
 @click.option("--status", type=click.Choice([s.value for s in EventStatus]))
@@ -95,7 +96,7 @@ def list_events(
     """The newest events first."""
     with resources.database.session_scope() as session:
         rule_id = catalog.find_rule(session, rule_ref).rule.id if rule_ref else None
-        found = events.recent(
+        found = recorded.recent(
             session, rule_id=rule_id, trigger_type=trigger_type, status=status, limit=limit
         )
     if as_json:

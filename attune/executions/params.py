@@ -175,18 +175,50 @@ def _property_problems(name: object, spec: object) -> list[str]:
     shape.pop("default", None)
     try:
         canonical = _canonical(shape)
-        if not isinstance(spec.get("default"), str | int | None):
-            _canonical(spec["default"])
+        default = _canonical(spec["default"]) if "default" in spec else None
     except (TypeError, ValueError) as error:
         return [*problems, f"{where}: not a JSON value ({error})"]
     schema_problems = _schema_problems(canonical)
     problems += [f"{where}{problem}" for problem in schema_problems]
-    if "default" in spec and not schema_problems:
-        problems += [
-            f"{where}.default: {error.message}"
-            for error in _shape_validator(canonical).iter_errors(spec["default"])
-        ]
+    if default is not None and not schema_problems and not _plainly_valid(shape, spec["default"]):
+        messages = (
+            _default_problems(canonical, default)
+            if len(default) <= _CACHED_DEFAULT_LENGTH
+            else _validate_default(canonical, default)
+        )
+        problems += [f"{where}.default: {message}" for message in messages]
     return problems
+
+
+_CACHED_DEFAULT_LENGTH = 256
+
+
+def _validate_default(canonical: str, default: str) -> tuple[str, ...]:
+    """What is wrong with the default ``default`` (canonical JSON) of property ``canonical``."""
+    return tuple(
+        error.message for error in _shape_validator(canonical).iter_errors(json.loads(default))
+    )
+
+
+_default_problems = lru_cache(maxsize=4096)(_validate_default)
+""":func:`_validate_default` once per (property, short default): both repeat across actions."""
+
+
+_PLAIN_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "boolean": bool,
+    "object": dict,
+    "array": list,
+}
+
+
+def _plainly_valid(shape: Mapping[str, Any], default: Any) -> bool:
+    """True when ``default`` obviously satisfies a property that only names its type (the
+    common ``{type: string, default: …}``), sparing a validator run; False: validate it."""
+    if shape.keys() != {"type"}:
+        return False
+    kind = _PLAIN_TYPES.get(shape["type"]) if isinstance(shape["type"], str) else None
+    return kind is not None and isinstance(default, kind)
 
 
 @lru_cache(maxsize=4096)
@@ -279,8 +311,11 @@ def _article(types: Iterable[str]) -> list[str]:
     return named or ["valid"]
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, allow_nan=False)
+
+
 def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, allow_nan=False)
+    return _CANONICAL.encode(value)
 
 
 def _dotted(path: Iterable[object], prefix: str = "") -> str:

@@ -1,9 +1,9 @@
 """Documents: YAML files read safely into JSON-like values, hostile input refused cheaply.
 
-A file is refused unread when it is not a regular file or is over :data:`MAX_DOCUMENT_BYTES`;
-then it must be UTF-8 and hold one YAML document. libyaml composes the node graph (capping
-nesting at 1,000 levels; an older libyaml, which does not, is not used) and this module builds
-the values itself, in one walk that:
+A file is refused unread when it is not a regular file or is over :data:`MAX_DOCUMENT_BYTES`
+(:func:`attune.packs.fingerprint.read_bytes`); then it must be UTF-8 and hold one YAML
+document. libyaml composes the node graph (capping nesting at 1,000 levels; an older libyaml,
+which does not, is not used) and this module builds the values itself, in one walk that:
 
 - allows only JSON-like values: strings, integers, finite floats, booleans, null, lists and
   string-keyed mappings (a YAML date, a binary or any other tag is refused with its line);
@@ -14,9 +14,9 @@ the values itself, in one walk that:
 
 from __future__ import annotations
 
+import functools
 import math
-import os
-import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,8 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from attune.errors import DocumentError
-
-MAX_DOCUMENT_BYTES = 1024 * 1024
-"""Largest YAML file read; a bigger one is refused without reading it."""
+from attune.packs.fingerprint import MAX_DOCUMENT_BYTES as MAX_DOCUMENT_BYTES
+from attune.packs.fingerprint import read_bytes
 
 MAX_VALUES = 100_000
 """Most values one document may hold, counting each use of an alias in full."""
@@ -49,14 +48,18 @@ _NAMED_TAGS = {"tag:yaml.org,2002:timestamp": "date", "tag:yaml.org,2002:binary"
 
 def read_mapping(path: Path) -> dict[str, Any]:
     """The mapping held by YAML file ``path``; raises :class:`DocumentError` naming the file."""
-    source = str(path)
-    data = _read_bytes(path, source)
+    return mapping_of(read_bytes(path), str(path))
+
+
+def mapping_of(data: bytes, source: str) -> dict[str, Any]:
+    """The mapping held by the bytes ``data`` of YAML file ``source``; raises
+    :class:`DocumentError` naming the file."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         problem = f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})"
         raise DocumentError(source, problem) from None
-    if not text.strip():
+    if not text or text.isspace():
         raise DocumentError(source, "the file is empty")
     document = parse(text, source)
     if document is None:
@@ -64,34 +67,6 @@ def read_mapping(path: Path) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise DocumentError(source, f"the document must be a mapping, got {kind_of(document)}")
     return document
-
-
-def _read_bytes(path: Path, source: str) -> bytes:
-    """The bytes of regular file ``path``, at most MAX_DOCUMENT_BYTES, read without blocking."""
-    try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise DocumentError(source, "missing") from None
-    except OSError as error:
-        raise DocumentError(source, f"cannot be read: {error.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise DocumentError(source, "not a regular file")
-        if info.st_size > MAX_DOCUMENT_BYTES:
-            problem = f"{info.st_size} bytes, over the {MAX_DOCUMENT_BYTES} byte limit"
-            raise DocumentError(source, problem)
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := os.read(fd, MAX_DOCUMENT_BYTES + 1 - size):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_DOCUMENT_BYTES:
-                raise DocumentError(source, f"over the {MAX_DOCUMENT_BYTES} byte limit")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def parse(text: str, source: str = "<string>") -> Any:
@@ -120,11 +95,47 @@ def _libyaml_version() -> tuple[int, ...]:
     return tuple(int(part) for part in _yaml.get_version_string().split(".")[:3])
 
 
+_CACHED_SCALAR_LENGTH = 64
+_BASE_RESOLVE: Callable[..., Any] = yaml.resolver.BaseResolver.resolve
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_tag(value: str) -> str:
+    """The tag YAML 1.1 gives plain scalar ``value`` (its regexes run once per value)."""
+    return str(_BASE_RESOLVE(_RESOLVER, ScalarNode, value, (True, False)))
+
+
+def _resolve(self: yaml.resolver.BaseResolver, kind: type[Node], value: Any, implicit: Any) -> Any:
+    """A loader's ``resolve``, short-cut: the safe loaders have no path resolvers, so a node's
+    tag depends on its kind and, for a plain scalar, on its value only (cached when short)."""
+    if kind is not ScalarNode:
+        return _MAP if kind is MappingNode else _SEQ
+    if not implicit[0]:  # quoted: a string
+        return _STR
+    if len(value) <= _CACHED_SCALAR_LENGTH:
+        return _plain_tag(value)
+    return _BASE_RESOLVE(self, kind, value, implicit)
+
+
+class _CLoader(yaml.CSafeLoader):
+    """libyaml's safe loader, caching tags (:func:`_resolve`)."""
+
+    resolve = _resolve
+
+
+class _PyLoader(yaml.SafeLoader):
+    """PyYAML's own safe loader, caching tags (:func:`_resolve`)."""
+
+    resolve = _resolve
+
+
+_RESOLVER = yaml.resolver.Resolver()
+
 # libyaml 0.2.6 caps nesting; an older one can overflow the C stack on a deeply nested file.
 _Loader: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = (
-    yaml.CSafeLoader
+    _CLoader
     if getattr(yaml, "__with_libyaml__", False) and _libyaml_version() >= (0, 2, 6)
-    else yaml.SafeLoader
+    else _PyLoader
 )
 
 
@@ -142,11 +153,13 @@ class _Builder:
             raise self.refuse(node, path, f"expands to more than {MAX_VALUES} values (alias bomb?)")
         if depth > MAX_DEPTH:
             raise self.refuse(node, path, f"nested deeper than {MAX_DEPTH} levels")
-        if isinstance(node, ScalarNode):
+        if type(node) is ScalarNode:
+            if node.tag == _STR and "\0" not in node.value:  # the common case, inline
+                return node.value
             return self.scalar(node, path)
-        if isinstance(node, SequenceNode) and node.tag == _SEQ:
+        if type(node) is SequenceNode and node.tag == _SEQ:
             return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
-        if isinstance(node, MappingNode) and node.tag == _MAP:
+        if type(node) is MappingNode and node.tag == _MAP:
             return self.mapping(node, path, depth)
         raise self.refuse(node, path, f"the YAML tag {node.tag} is not supported")
 
@@ -157,7 +170,11 @@ class _Builder:
                 raise self.refuse(node, path, "a NUL character cannot be stored")
             return node.value
         if node.tag in _SCALAR_TAGS:
-            value = _CONSTRUCTOR.yaml_constructors[node.tag](_CONSTRUCTOR, node)
+            value = (
+                _scalar_value(node.tag, node.value)
+                if len(node.value) <= _CACHED_SCALAR_LENGTH
+                else _construct(node.tag, node.value)
+            )
             if isinstance(value, float) and not math.isfinite(value):
                 raise self.refuse(node, path, f"{node.value} is not a JSON number")
             return value
@@ -200,6 +217,15 @@ class _Builder:
 
 
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
+
+
+def _construct(tag: str, value: str) -> Any:
+    """The int, float, bool or None that YAML 1.1 makes of scalar ``value`` tagged ``tag``."""
+    return _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, ScalarNode(tag, value))
+
+
+_scalar_value = functools.lru_cache(maxsize=4096)(_construct)
+""":func:`_construct`, once per short value (counts, bounds and flags repeat across files)."""
 
 
 def _yaml_problem(error: yaml.MarkedYAMLError) -> str:

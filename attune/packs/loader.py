@@ -9,8 +9,9 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from attune.errors import DatabaseError, PackError
+from attune.packs.fingerprint import read_files
 from attune.packs.reader import discover, read_pack
-from attune.packs.upsert import PackReport, upsert_pack
+from attune.packs.upsert import PackReport, unchanged_report, upsert_pack
 from attune.store.db import Database
 
 
@@ -33,19 +34,28 @@ def load_packs(database: Database, packs_dir: Path, names: Sequence[str] = ()) -
     """Load the packs ``names`` (every pack when empty) from ``packs_dir``.
 
     Each pack is validated whole and written in its own transaction; a pack with any problem
-    writes nothing and is reported in ``errors`` while the others still load. Raises
+    writes nothing and is reported in ``errors`` while the others still load. A pack whose
+    files hash as when it was last loaded (:mod:`attune.packs.fingerprint`) is reported
+    unchanged without parsing any of them. Raises
     :class:`~attune.errors.DatabaseError` when the database is unreachable or not migrated.
     """
-    database.require_schema()
     reports: list[PackReport] = []
     errors: list[PackError] = []
     warnings: list[str] = []
-    for pack_dir in discover(packs_dir, names):
+    pack_dirs = discover(packs_dir, names)
+    if not pack_dirs:
+        database.require_schema()
+    for pack_dir in pack_dirs:
         try:
-            spec = read_pack(pack_dir)
-            warnings.extend(spec.warnings)
-            with database.session_scope() as session:
-                reports.append(upsert_pack(session, spec))
+            files = read_files(pack_dir)
+            with database.session_scope(autocommit=True) as session:
+                report = unchanged_report(session, files)
+            if report is None:
+                spec = read_pack(pack_dir, files)
+                warnings.extend(spec.warnings)
+                with database.session_scope() as session:
+                    report = upsert_pack(session, spec)
+            reports.append(report)
         except PackError as error:
             errors.append(error)
         except IntegrityError as error:  # another loader wrote the same pack meanwhile
@@ -53,5 +63,7 @@ def load_packs(database: Database, packs_dir: Path, names: Sequence[str] = ()) -
                 PackError(pack_dir.name, [f"{pack_dir}: the database refused it: {error.orig}"])
             )
         except SQLAlchemyError as error:
+            # Checked only now: a reload that parses nothing is a few round trips, not one more.
+            database.require_schema()  # says so when the database is unreachable or unmigrated
             raise DatabaseError(f"loading pack {pack_dir.name!r} failed: {error}") from error
     return LoadResult(tuple(reports), tuple(errors), tuple(warnings))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,10 @@ from typing import Any
 from attune.environments.interpreter import range_problem
 from attune.environments.requirements import read_requirements
 from attune.errors import DocumentError, PackError
-from attune.executions import params
-from attune.packs.documents import read_mapping
+from attune.packs.documents import mapping_of
+from attune.packs.entrypoints import entry_point_problem
 from attune.packs.fields import Fields
+from attune.packs.fingerprint import PackFiles, action_file_names, content_hash, read_bytes
 from attune.packs.specs import ActionSpec, PackSpec
 from attune.rules.spec import read_rules
 from attune.store.models import (
@@ -70,7 +70,6 @@ _PACK_REF = re.compile(PACK_REF_REGEX)
 _ACTION_REF = re.compile(ACTION_REF_REGEX)
 _SEMVER = re.compile(SEMVER_REGEX)
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
-_ACTION_SUFFIXES = (".yaml", ".yml")
 
 
 def discover(packs_dir: Path, names: Sequence[str] = ()) -> list[Path]:
@@ -92,31 +91,38 @@ def discover(packs_dir: Path, names: Sequence[str] = ()) -> list[Path]:
     )
 
 
-def read_pack(pack_dir: Path) -> PackSpec:
+def read_pack(pack_dir: Path, files: PackFiles | None = None) -> PackSpec:
     """The validated pack in ``pack_dir``; raises :class:`~attune.errors.PackError` listing
-    every problem of the pack (each naming its file and field) when there is any."""
+    every problem of the pack (each naming its file and field) when there is any.
+
+    ``files``: the pack's files as already read (and hashed), parsed as they were read.
+    """
     name = pack_dir.name
     if not _PACK_REF.fullmatch(name):
         raise PackError(name, [f"{pack_dir}: the folder name is not a pack ref ({PACK_REF_REGEX})"])
     if not pack_dir.is_dir():
         raise PackError(name, [f"{pack_dir}: no such pack directory"])
     problems: list[str] = []
-    header = _read_header(pack_dir, problems)
-    actions = _read_actions(pack_dir, problems)
+    read = files or PackFiles(pack_dir, {}, {}, complete=False)
+    header = _read_header(pack_dir, problems, read)
+    actions = _read_actions(pack_dir, problems, read)
     requirements, requirement_problems = read_requirements(pack_dir)
     problems.extend(requirement_problems)
     rules = read_rules(pack_dir, problems)
     if problems or header is None:
         raise PackError(name, problems)
+    if files is not None:  # the pack's hash covers its rules and requirements too
+        header["source_hash"] = files.header_hash
     environment = {} if requirements is None else requirements.declared()
     return PackSpec(**header, path=pack_dir, actions=actions, rules=rules, **environment)
 
 
-def _read_header(pack_dir: Path, problems: list[str]) -> dict[str, Any] | None:
+def _read_header(pack_dir: Path, problems: list[str], files: PackFiles) -> dict[str, Any] | None:
     path = pack_dir / "pack.yaml"
-    document = _read_document(path, problems)
-    if document is None:
+    read = _read_document(path, problems, files)
+    if read is None:
         return None
+    document, source_hash = read
     fields = Fields(path, document, PACK_KEYS, problems)
     ref = fields.text("ref", required=True)
     if ref and not _PACK_REF.fullmatch(ref):
@@ -138,6 +144,7 @@ def _read_header(pack_dir: Path, problems: list[str]) -> dict[str, Any] | None:
         "email": email,
         "tags": fields.tags(),
         "python": _python_range(fields) if "python" in document else None,
+        "source_hash": source_hash,
     }
     return None if fields.failed else header
 
@@ -151,7 +158,7 @@ def _python_range(fields: Fields) -> str | None:
     return value if value and not problem else None
 
 
-def _read_actions(pack_dir: Path, problems: list[str]) -> tuple[ActionSpec, ...]:
+def _read_actions(pack_dir: Path, problems: list[str], files: PackFiles) -> tuple[ActionSpec, ...]:
     actions_dir = pack_dir / "actions"
     if not actions_dir.exists():
         return ()
@@ -161,10 +168,9 @@ def _read_actions(pack_dir: Path, problems: list[str]) -> tuple[ActionSpec, ...]
     roots = (os.path.realpath(pack_dir), os.path.realpath(actions_dir))
     specs: list[ActionSpec] = []
     first_file: dict[str, Path] = {}
-    names = sorted(name for name in os.listdir(actions_dir) if name.endswith(_ACTION_SUFFIXES))
-    for name in names:
+    for name in action_file_names(actions_dir):
         path = actions_dir / name
-        spec = _read_action(path, pack_dir.name, roots, problems)
+        spec = _read_action(path, pack_dir.name, roots, problems, files)
         if spec is None:
             continue
         if spec.ref in first_file:
@@ -178,11 +184,12 @@ def _read_actions(pack_dir: Path, problems: list[str]) -> tuple[ActionSpec, ...]
 
 
 def _read_action(
-    path: Path, pack: str, roots: tuple[str, str], problems: list[str]
+    path: Path, pack: str, roots: tuple[str, str], problems: list[str], files: PackFiles
 ) -> ActionSpec | None:
-    document = _read_document(path, problems)
-    if document is None:
+    read = _read_document(path, problems, files)
+    if read is None:
         return None
+    document, source_hash = read
     fields = Fields(path, document, ACTION_KEYS, problems)
     ref = fields.text("ref", required=True)
     if ref and (len(ref) > _MAX_REF_LENGTH or not _ACTION_REF.fullmatch(ref)):
@@ -192,12 +199,15 @@ def _read_action(
     runner_type = fields.choice("runner_type", RunnerType, required=True)
     entry_point = fields.text("entry_point", required=True)
     if entry_point:
-        problem = _entry_point_problem(path.parent, roots, entry_point, runner_type)
+        problem = entry_point_problem(path.parent, roots, entry_point, runner_type)
         if problem:
             fields.problem("entry_point", problem)
+    # Imported here: jsonschema costs a reload that parses nothing a fifth of its time.
+    from attune.executions.params import definition_problems
+
     # ``parameters:`` left empty means none, as an empty mapping does.
     parameters = document.get("parameters") or {}
-    fields.extend(params.definition_problems(parameters))
+    fields.extend(definition_problems(parameters))
     timeout_s = fields.timeout()
     spec = ActionSpec(
         ref=ref,
@@ -213,47 +223,24 @@ def _read_action(
         parameter_format=fields.choice("parameter_format", ParameterFormat),
         output_format=fields.choice("output_format", OutputFormat),
         timeout_s=timeout_s,
+        source_hash=source_hash,
     )
     return None if fields.failed else spec
 
 
-def _entry_point_problem(
-    actions_dir: Path, roots: tuple[str, str], entry_point: str, runner_type: str
-) -> str | None:
-    """Why ``entry_point`` is not a regular file under ``actions_dir`` that stays inside the
-    pack (``roots``: the pack's and its actions/' resolved paths), or None."""
-    pack_root, real_actions_dir = roots
-    if entry_point.startswith("/"):
-        return f"{entry_point!r} is absolute; give a path relative to the pack's actions/"
-    if ".." in entry_point.split("/") or "\0" in entry_point:
-        return f"{entry_point!r} must not contain '..': it must stay under the pack's actions/"
-    path = os.path.join(actions_dir, entry_point)
+def _read_document(
+    path: Path, problems: list[str], files: PackFiles
+) -> tuple[dict[str, Any], str] | None:
+    """The mapping in YAML file ``path`` and the hash of its bytes (as in ``files`` when read
+    there), or None after recording why there is none."""
     try:
-        info = os.lstat(path)
-        resolved = os.path.join(real_actions_dir, entry_point)
-        # A plain file name that is no symlink is inside the already resolved actions/.
-        if "/" in entry_point or stat.S_ISLNK(info.st_mode):
-            resolved = os.path.realpath(path, strict=True)
-            info = os.stat(resolved)
-    except (FileNotFoundError, NotADirectoryError):
-        return f"{entry_point!r} does not exist (looked for {path})"
-    except OSError as error:  # a symlink loop, a permission denied
-        return f"{entry_point!r} cannot be resolved: {error}"
-    if not resolved.startswith(pack_root + os.sep):
-        return f"{entry_point!r} resolves to {resolved}, outside the pack {pack_root}"
-    if stat.S_ISDIR(info.st_mode):
-        return f"{entry_point!r} is a directory, not a file"
-    if not stat.S_ISREG(info.st_mode):
-        return f"{entry_point!r} is not a regular file"
-    if runner_type == RunnerType.NATIVE and not os.access(resolved, os.X_OK):
-        return f"{entry_point!r} is not executable, as a native action's file must be (chmod +x)"
-    return None
-
-
-def _read_document(path: Path, problems: list[str]) -> dict[str, Any] | None:
-    """The mapping in YAML file ``path``, or None after recording why there is none."""
-    try:
-        return read_mapping(path)
+        data = files.contents.get(path)
+        if data is None:
+            data = read_bytes(path)
+            source_hash = content_hash(data)
+        else:
+            source_hash = files.hashes[path]
+        return mapping_of(data, str(path)), source_hash
     except DocumentError as error:
         problems.append(str(error))
         return None

@@ -37,6 +37,8 @@ class ActionSpec:
     parameter_format: str = ParameterFormat.JSON
     output_format: str = OutputFormat.TEXT
     timeout_s: int | None = None
+    source_hash: str | None = None
+    """The content hash of the action file (:func:`attune.packs.fingerprint.content_hash`)."""
 
     @property
     def name(self) -> str:
@@ -58,6 +60,7 @@ class ActionSpec:
             "parameter_format": self.parameter_format,
             "output_format": self.output_format,
             "timeout_s": self.timeout_s,
+            "source_hash": self.source_hash,
         }
 
 
@@ -84,6 +87,8 @@ class PackSpec:
     """The ``python:`` version range of ``pack.yaml`` (PEP 440), if any."""
     warnings: tuple[str, ...] = ()
     """What loads but deserves a look (requirements not pinned with ``==``)."""
+    source_hash: str | None = None
+    """The content hash of ``pack.yaml`` with the pack's rules and requirements."""
 
     def columns(self) -> dict[str, Any]:
         """The ``pack`` columns this spec sets (all but id and timestamps)."""
@@ -97,4 +102,5 @@ class PackSpec:
             "tags": list(self.tags),
             "requirements_digest": self.requirements_digest,
             "python": self.python,
+            "source_hash": self.source_hash,
         }

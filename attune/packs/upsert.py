@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from attune.errors import ActionNotFoundError, PackError
+from attune.packs.entrypoints import entry_point_problem
+from attune.packs.fingerprint import PackFiles
 from attune.packs.specs import ACTION_COLUMNS, PackSpec
 from attune.rules.upsert import RuleReport, action_problems, upsert_rules
-from attune.store.models import (
-    Action,
-    Pack,
-)
+from attune.store.models import ACTION_TABLE, Action, Pack, Rule
 from attune.store.sqltypes import db_now
 
 
@@ -43,9 +43,49 @@ class PackReport:
 
     @property
     def wrote(self) -> bool:
-        """True when the load changed any row."""
+        """True when the load changed what any row says (a refreshed hash alone does not count)."""
         changed = self.created + self.updated + self.removed
         return self.pack is not Change.UNCHANGED or bool(changed) or self.rules.wrote
+
+
+# What a reload compares with its files, in one statement (an outer join: a pack may have
+# no actions). Built once.
+_RULES_OF_PACK = select(func.count()).where(Rule.pack_id == Pack.id).scalar_subquery()
+_STORED_SOURCES = (
+    select(
+        Pack.source_hash.label("pack_hash"),
+        _RULES_OF_PACK.label("rules"),
+        Action.source_hash,
+        Action.entry_point,
+        Action.runner_type,
+    )
+    .select_from(Pack)
+    .outerjoin(Action, Action.pack_id == Pack.id)
+    .where(Pack.ref == bindparam("ref"))
+)
+
+
+def unchanged_report(session: Session, files: PackFiles) -> PackReport | None:
+    """The report of a pack whose stored rows were loaded from exactly ``files`` (their
+    hashes match, none missing or extra) and whose entry points still pass their check, or
+    None when the pack must be parsed and upserted. One SELECT; writes nothing.
+    """
+    if not files.complete:
+        return None
+    ref = files.pack_dir.name
+    rows = session.connection().execute(_STORED_SOURCES, {"ref": ref}).all()
+    if not rows or rows[0].pack_hash != files.header_hash:
+        return None
+    actions = [row for row in rows if row.entry_point is not None]
+    if sorted(row.source_hash or "" for row in actions) != files.action_hashes:
+        return None
+    actions_dir = files.pack_dir / "actions"
+    roots = (os.path.realpath(files.pack_dir), os.path.realpath(actions_dir))
+    for row in actions:
+        if entry_point_problem(actions_dir, roots, row.entry_point, row.runner_type):
+            return None
+    rules = RuleReport(unchanged=rows[0].rules)
+    return PackReport(ref=ref, pack=Change.UNCHANGED, unchanged=len(actions), rules=rules)
 
 
 def upsert_pack(session: Session, spec: PackSpec) -> PackReport:
@@ -62,15 +102,23 @@ def upsert_pack(session: Session, spec: PackSpec) -> PackReport:
         session.flush()
         pack_change = Change.CREATED
     else:
-        pack_change = Change.UPDATED if _assign(pack, spec.columns()) else Change.UNCHANGED
-    stored = {
-        row.ref: row
-        for row in session.execute(
-            select(Action.id, *(getattr(Action, name) for name in ACTION_COLUMNS)).where(
-                Action.pack_id == pack.id
+        columns = spec.columns()
+        changed = _changes({key: getattr(pack, key) for key in columns}, columns)
+        for key, value in changed.items():
+            setattr(pack, key, value)
+        pack_change = Change.UPDATED if "updated_at" in changed else Change.UNCHANGED
+    stored = (
+        {}  # a pack created just now has no actions yet
+        if pack_change is Change.CREATED
+        else {
+            row.ref: row
+            for row in session.execute(
+                select(Action.id, *(getattr(Action, name) for name in ACTION_COLUMNS)).where(
+                    Action.pack_id == pack.id
+                )
             )
-        )
-    }
+        }
+    )
     created: list[dict[str, Any]] = []
     updated = 0
     for action in spec.actions:
@@ -79,16 +127,12 @@ def upsert_pack(session: Session, spec: PackSpec) -> PackReport:
         if row is None:
             created.append({"pack_id": pack.id, **columns})
             continue
-        changed = {
-            key: value for key, value in columns.items() if _differs(row._mapping[key], value)
-        }
+        changed = _changes(row._mapping, columns)
         if changed:
-            session.execute(
-                update(Action).where(Action.id == row.id).values(**changed, updated_at=db_now())
-            )
-            updated += 1
+            session.execute(update(Action).where(Action.id == row.id).values(**changed))
+            updated += "updated_at" in changed
     if created:
-        session.execute(insert(Action), created)
+        session.connection().execute(insert(ACTION_TABLE), created)
     if stored:
         session.execute(delete(Action).where(Action.id.in_([row.id for row in stored.values()])))
     # Rules last: their actions (of this pack or another) must be loaded, else nothing is.
@@ -117,14 +161,14 @@ def _differs(stored: object, value: object) -> bool:
     return False
 
 
-def _assign(row: Pack, columns: Mapping[str, Any]) -> bool:
-    """Set the columns whose value differs (as JSON: ``1`` is not ``true``); True if any did."""
-    changed = {key: value for key, value in columns.items() if _differs(getattr(row, key), value)}
-    for key, value in changed.items():
-        setattr(row, key, value)
-    if changed:
-        row.updated_at = db_now()
-    return bool(changed)
+def _changes(stored: Mapping[Any, Any], columns: Mapping[str, Any]) -> dict[str, Any]:
+    """The columns whose value differs from ``stored`` (as JSON: ``1`` is not ``true``), plus
+    ``updated_at`` when any does but the bookkeeping ``source_hash`` (a file whose bytes changed
+    but not what they say gets its new hash written, and counts as unchanged)."""
+    changed = {key: value for key, value in columns.items() if _differs(stored[key], value)}
+    if changed.keys() - {"source_hash"}:
+        changed["updated_at"] = db_now()
+    return changed
 
 
 def find_actions(session: Session, pack: str | None = None) -> list[Action]:

@@ -175,6 +175,9 @@ class Pack(Base):
     # Per-pack Python environment: sha256 of requirements.txt (+ included files), python: range.
     requirements_digest: Mapped[str | None] = mapped_column(String(64))
     python: Mapped[str | None] = mapped_column(String(255))
+    # Content hash of the pack.yaml loaded; cleared by any edit but the loader's (migration
+    # 20261201_0003), so a reload whose files hash the same may skip parsing them.
+    source_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
 
@@ -227,6 +230,8 @@ class Action(Base):
     parameter_format: Mapped[str] = mapped_column(String(16), default=ParameterFormat.JSON)
     output_format: Mapped[str] = mapped_column(String(16), default=OutputFormat.TEXT)
     timeout_s: Mapped[int | None] = mapped_column(Integer)
+    # Content hash of the action file loaded, cleared as the pack's is.
+    source_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
 

@@ -28,57 +28,15 @@ from attune.liveness.heartbeat import Heartbeat
 from attune.liveness.orphans import settle_predecessor
 from attune.liveness.registry import Registration
 from attune.runtimes.reaper import die_with_parent, reaper
-from attune.settings import Settings
-from attune.store.db import Database
+
+# Re-exported: callers and tasks import ``resources`` from here too.
+from attune.store.resources import resources as resources
 from attune.worker.beat import BeatLoop, BeatThread, beat_passes
 
 app = Celery("attune")
 app.config_from_object("celeryconfig")
 
 logger = logging.getLogger(__name__)
-
-
-class ProcessResources:
-    """Settings and database of the current process, created lazily and reset after fork."""
-
-    def __init__(self) -> None:
-        self._settings: Settings | None = None
-        self._database: Database | None = None
-        self.worker_name: str = socket.gethostname()
-        """This process's worker name (set when a worker starts; inherited by its pool)."""
-        self.main_pid: int = os.getpid()
-        """The pid of the worker's main process (set when a worker starts; inherited)."""
-
-    @property
-    def settings(self) -> Settings:
-        """This process's settings, read from the environment once."""
-        if self._settings is None:
-            self._settings = Settings.from_env()
-        return self._settings
-
-    @property
-    def database(self) -> Database:
-        """This process's database, connected on first use."""
-        if self._database is None:
-            self._database = Database.from_settings(self.settings)
-        return self._database
-
-    def configure(self, settings: Settings) -> None:
-        """Use ``settings`` from now on (for callers that build Settings themselves)."""
-        if self._database is not None:
-            self._database.dispose()
-            self._database = None
-        self._settings = settings
-
-    def forget_database(self) -> None:
-        """Drop the engine inherited through fork without closing the parent's connections."""
-        if self._database is not None:
-            self._database.engine.dispose(close=False)
-            self._database = None
-
-
-resources = ProcessResources()
-"""The resources of this process (one per worker process, one per caller process)."""
 
 
 @worker_process_init.connect
