@@ -45,10 +45,12 @@ def _register() -> None:
     from attune.cli.packs import packs
     from attune.cli.run import run
     from attune.cli.serve import serve
+    from attune.cli.tail import tail
     from attune.cli.workers import workers
 
     for command in (packs, actions, run, executions, workers, metrics, apikey, serve):
         main.add_command(command)
+    executions.add_command(tail)
 
 
 _register()

@@ -15,6 +15,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from attune import metrics
 from attune.errors import AttuneError
+from attune.executions import liveoutput
 from attune.executions import records as executions
 from attune.executions.completion import hub
 from attune.executions.secretbox import SecretBox
@@ -126,17 +127,22 @@ def run_execution(
     if claimed is None:
         log.info("execution %s is no longer scheduled; not running it", execution_id)
         return None
+    live = liveoutput.backend(settings)
+    sink = None if live is None else live.sink(execution_id)
     with watcher.watch(execution_id) as cancel:
         try:
-            invocation = _invocation(settings, execution_id, claimed, action, cancel)
+            invocation = _invocation(settings, execution_id, claimed, action, cancel, sink)
         except AttuneError as exc:
             result = RunResult.not_started(Outcome.FAILED, str(exc))
         else:
             result = run(invocation)
-    return _retrying(
+    status = _retrying(
         f"storing the result of execution {execution_id}",
         lambda: _store(database, execution_id, result),
     )
+    if sink is not None:
+        sink.end()
+    return status
 
 
 def _retrying(what: str, attempt: Callable[[], _T]) -> _T:
@@ -223,6 +229,7 @@ def _invocation(
     claimed: Any,
     action: Any,
     cancel: threading.Event,
+    sink: liveoutput.Sink | None,
 ) -> Invocation:
     if action is None:
         raise AttuneError(f"action {claimed.action_ref!r} no longer exists; load its pack")
@@ -245,6 +252,7 @@ def _invocation(
         action_ref=claimed.action_ref,
         base_env=settings.inherited_env,
         cancel=cancel,
+        live=sink,
     )
 
 

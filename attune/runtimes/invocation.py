@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attune.runtimes.livefeed import LiveSink
 from attune.store.models import OutputFormat, ParameterDelivery, ParameterFormat, RunnerType
 
 
@@ -31,6 +32,8 @@ class Invocation:
     action_ref: str
     base_env: Mapping[str, str] = field(repr=False)
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
+    live: LiveSink | None = field(default=None, compare=False, repr=False)
+    """Where output goes while the action runs (after redaction and the cap); None: nowhere."""
 
     @property
     def pack_ref(self) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attune.runtimes.capture import Capture, Captured
+from attune.runtimes.livefeed import LiveFeed
 
 CANCEL_POLL_S = 0.05
 """How often the loop looks at the cancel event (and, where there is no pidfd, at the child)."""
@@ -50,6 +51,7 @@ class Spawn:
     timeout_s: float
     kill_grace_s: float
     max_output_bytes: int
+    feed: LiveFeed | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ def run_process(
         stop = watch.run()
     finally:
         watch.close()
+    if spawn.feed is not None:
+        spawn.feed.finish()
     return Finished(
         returncode=process.returncode,
         stdout=watch.stdout.finish(),
@@ -124,8 +128,8 @@ class _Watch:
         self.process = process
         self.spawn = spawn
         self.cancel = cancel
-        self.stdout = Capture("stdout", spawn.max_output_bytes)
-        self.stderr = Capture("stderr", spawn.max_output_bytes)
+        self.stdout = Capture("stdout", spawn.max_output_bytes, spawn.feed)
+        self.stderr = Capture("stderr", spawn.max_output_bytes, spawn.feed)
         self.poller = select.poll()
         self.readers: dict[int, Capture] = {stdout_fd: self.stdout, stderr_fd: self.stderr}
         for fd in self.readers:
@@ -149,6 +153,8 @@ class _Watch:
         linger_until = math.inf
         while True:
             now = time.monotonic()
+            if self.spawn.feed is not None:
+                self.spawn.feed.tick()
             if stop is None and (self.cancel.is_set() or now >= deadline):
                 stop = Stop.CANCELED if self.cancel.is_set() else Stop.TIMEOUT
                 self._signal(signal.SIGTERM)

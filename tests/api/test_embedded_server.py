@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.api.conftest import serve
-from tests.cluster import BIN, ROOT, attune_cli, packs_copy
+from tests.cluster import attune_cli, embedded_environment
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def embedded_env(tmp_path: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ATTUNE_")}
-    env.update(
-        ATTUNE_DATABASE_URL=f"sqlite:///{tmp_path / 'attune.db'}",
-        ATTUNE_PACKS_DIR=str(packs_copy(tmp_path)),
-        ATTUNE_BROKER_URL="memory://",
-    )
-    migrated = subprocess.run(
-        [str(BIN / "alembic"), "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert migrated.returncode == 0, migrated.stderr
-    assert attune_cli(env, "packs", "load").returncode == 0
-    return env
+    return embedded_environment(tmp_path)
 
 
 def test_without_keys_the_embedded_server_runs_actions_unauthenticated(
