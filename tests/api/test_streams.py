@@ -13,8 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from httpx_sse import ServerSentEvent, connect_sse
 
+from attune.executions.liveoutput import ENDED_EXPIRE_S, stream_key
 from attune.store.models import MASK
 from tests.api.conftest import Server, serve
 from tests.cluster import Cluster, attune_cli, cluster, embedded_environment
@@ -266,3 +268,46 @@ def test_worker_registration_and_deactivation_are_events(served: Served) -> None
         events.close()
     changes = [(e.json()["name"], e.json()["change"], e.json()["status"]) for e in events.items]
     assert changes == [("w-extra", "register", "active"), ("w-extra", "deactivate", "inactive")]
+
+
+def test_without_live_output_a_running_execution_says_so_then_ends_with_the_stored_output(
+    tmp_path: Path,
+) -> None:
+    env = embedded_environment(tmp_path, ATTUNE_LIVE_OUTPUT="off")
+    served = Served(serve(env, tmp_path), env, {}, {}, tmp_path)
+    gate = tmp_path / "gate"
+    try:
+        command = f"echo one; while [ ! -e {gate} ]; do sleep 0.05; done; echo two"
+        execution_id = start(served, "core.local", cmd=command)
+        output = Events(served, f"/api/v1/executions/{execution_id}/output/stream")
+        try:
+            output.wait_for(lambda events: bool(events), "the unavailable notice")
+            gate.touch()
+            output.wait_for(ended, "the end of the output")
+        finally:
+            output.close()
+    finally:
+        served.server.stop()
+    assert [event.event for event in output.items] == ["live output unavailable", "stdout", "end"]
+    assert joined(output.items, "stdout") == "one\ntwo\n"
+
+
+@pytest.mark.parametrize("served", ["postgres"], indirect=True)  # the Redis backend
+def test_the_redis_stream_expires_after_the_end_and_silence_writes_none(served: Served) -> None:
+    client = redis.Redis.from_url(served.env["ATTUNE_BROKER_URL"])
+    try:
+        printing = start(served, "core.echo", message="kept a while")
+        silent = start(served, "core.noop")
+        for execution_id in (printing, silent):
+            output = Events(served, f"/api/v1/executions/{execution_id}/output/stream")
+            try:
+                output.wait_for(ended, "the end of the output")
+            finally:
+                output.close()
+        key = stream_key(printing)
+        wait_until(lambda: 0 < client.ttl(key) <= ENDED_EXPIRE_S, 30, "the stream's expiry")
+        kinds = [fields[b"k"] for _id, fields in client.xrange(key)]
+        assert kinds == [b"stdout", b"end"]
+        assert not client.exists(stream_key(silent))
+    finally:
+        client.close()
