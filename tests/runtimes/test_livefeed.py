@@ -108,3 +108,29 @@ def test_a_real_process_publishes_a_line_before_it_exits(tmp_path: Path) -> None
     )
     assert finished.stop is None, "the action timed out: its first line was not published live"
     assert finished.stdout.text == "one\ntwo\n" == sink.text("stdout")
+
+
+def test_a_flood_publishes_only_what_the_cap_keeps(tmp_path: Path) -> None:
+    sink = Recorder()
+    limit = 300_000  # past SMALL_BYTES: the capture reads into its mapping
+    finished = run_process(
+        Spawn(
+            argv=["bash", "-c", "head -c 2000000 /dev/zero | tr '\\0' 'a'"],
+            cwd=tmp_path,
+            env=dict(os.environ),
+            stdin=None,
+            timeout_s=30,
+            kill_grace_s=1,
+            max_output_bytes=limit,
+            feed=LiveFeed(sink, []),
+        ),
+        threading.Event(),
+    )
+    assert finished.stdout.truncated
+    assert (
+        sink.text("stdout")
+        == "a" * limit
+        == finished.stdout.text.removesuffix(finished.stdout.notice)
+    )
+    assert sink.truncated == ["stdout"]
+    assert max(len(text) for _stream, _offset, text in sink.published) <= FLUSH_BYTES * 5
