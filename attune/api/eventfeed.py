@@ -29,33 +29,40 @@ STOP_CHECK_S = 0.5
 
 log = logging.getLogger(__name__)
 
-_EXECUTION_JSON = """json_object(
+
+def _iso(column: str) -> str:
+    """SQLite's text timestamp as ISO 8601 in UTC, as the REST routes send it."""
+    return f"strftime('%Y-%m-%dT%H:%M:%fZ', NEW.{column})"
+
+
+def _execution_json(previous: str) -> str:
+    return f"""json_object(
     'id', NEW.id, 'action_ref', NEW.action_ref, 'status', NEW.status,
     'previous_status', {previous}, 'worker', NEW.worker, 'exit_code', NEW.exit_code,
     'error', substr(NEW.error, 1, 1000), 'requested_by', NEW.requested_by,
-    'requested_at', NEW.requested_at, 'started_at', NEW.started_at,
-    'finished_at', NEW.finished_at, 'duration_ms', NEW.duration_ms)"""
-_WORKER_JSON = """json_object(
-    'name', NEW.name, 'status', NEW.status, 'last_heartbeat', NEW.last_heartbeat,
-    'change', {change})"""
+    'requested_at', {_iso("requested_at")}, 'started_at', {_iso("started_at")},
+    'finished_at', {_iso("finished_at")}, 'duration_ms', NEW.duration_ms)"""
+
+
+def _worker_json(change: str) -> str:
+    return f"""json_object('name', NEW.name, 'status', NEW.status,
+    'last_heartbeat', {_iso("last_heartbeat")}, 'change', {change})"""
+
+
+_WORKER_CHANGE = """CASE WHEN OLD.pid IS NOT NEW.pid THEN 'register'
+    WHEN NEW.status = 'inactive' THEN 'deactivate' ELSE 'reactivate' END"""
 _SQLITE_TRIGGERS = (
     f"""CREATE TEMP TRIGGER IF NOT EXISTS attune_execution_insert AFTER INSERT ON main.execution
-    BEGIN SELECT attune_event('execution', {_EXECUTION_JSON.format(previous="NULL")}); END""",
+    BEGIN SELECT attune_event('execution', {_execution_json("NULL")}); END""",
     f"""CREATE TEMP TRIGGER IF NOT EXISTS attune_execution_update
     AFTER UPDATE OF status ON main.execution WHEN OLD.status IS NOT NEW.status
-    BEGIN SELECT attune_event('execution', {_EXECUTION_JSON.format(previous="OLD.status")}); END""",
+    BEGIN SELECT attune_event('execution', {_execution_json("OLD.status")}); END""",
     f"""CREATE TEMP TRIGGER IF NOT EXISTS attune_worker_insert AFTER INSERT ON main.worker
-    BEGIN SELECT attune_event('worker', {_WORKER_JSON.format(change="'register'")}); END""",
+    BEGIN SELECT attune_event('worker', {_worker_json("'register'")}); END""",
     f"""CREATE TEMP TRIGGER IF NOT EXISTS attune_worker_update
     AFTER UPDATE OF status, pid ON main.worker
     WHEN OLD.status IS NOT NEW.status OR OLD.pid IS NOT NEW.pid
-    BEGIN SELECT attune_event('worker', {
-        _WORKER_JSON.format(
-            change='''CASE
-        WHEN OLD.pid IS NOT NEW.pid THEN 'register'
-        WHEN NEW.status = 'inactive' THEN 'deactivate' ELSE 'reactivate' END'''
-        )
-    }); END""",
+    BEGIN SELECT attune_event('worker', {_worker_json(_WORKER_CHANGE)}); END""",
 )
 
 

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -52,7 +53,8 @@ def served(
             postgres_url = request.getfixturevalue("postgres_url")
             redis_url = request.getfixturevalue("redis_url")
             deployment = stack.enter_context(cluster(postgres_url, redis_url, workdir))
-            stack.callback(clear, deployment.database)
+            stack.callback(clear, deployment.database)  # once the workers stopped (LIFO)
+            stack.callback(deployment.stop_all)
             deployment.start_worker("w-streams", ["shell"])
             env = deployment.fleet.environment()
             headers = []
@@ -168,6 +170,8 @@ def test_transitions_arrive_in_order_exactly_once_and_resume_from_last_event_id(
     sequence = [int(event.id.split(".")[1]) for event in events.items]
     assert sequence == sorted(set(sequence))
     assert mine[-1].json()["exit_code"] == 0
+    for stamp in ("requested_at", "started_at", "finished_at"):
+        assert datetime.fromisoformat(mine[-1].json()[stamp]).utcoffset() == timedelta(0)
 
     resumed = Events(
         served, "/api/v1/stream", {"execution_id": execution_id}, **{"Last-Event-ID": mine[0].id}
