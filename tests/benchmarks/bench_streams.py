@@ -84,8 +84,8 @@ def _measure() -> None:
             for worker in WORKERS:
                 call(action, worker)
         times: dict[str, list[float]] = {worker: [] for worker in WORKERS}
-        for _ in range(ROUND_TRIPS):
-            for worker in WORKERS:
+        for turn in range(ROUND_TRIPS):  # alternate which worker goes first
+            for worker in list(WORKERS)[:: 1 if turn % 2 else -1]:
                 times[worker].append(_timed(functools.partial(call, action, worker)))
         on, off = (statistics.median(times[worker]) * 1e3 for worker in WORKERS)
         print(
