@@ -71,6 +71,9 @@ class Settings:
     metrics_port: int | None = None
     retention_days: float | None = None
     max_trigger_depth: int = 8
+    live_output: str = "auto"
+    api_url: str = "http://127.0.0.1:8000"
+    api_key: str | None = field(default=None, repr=False)
     inherited_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     envs: EnvSettings = field(default_factory=EnvSettings)
 
@@ -134,6 +137,9 @@ class Settings:
             max_trigger_depth=get(
                 "ATTUNE_MAX_TRIGGER_DEPTH", _positive_int, defaults.max_trigger_depth
             ),
+            live_output=get("ATTUNE_LIVE_OUTPUT", _live_output, defaults.live_output),
+            api_url=get("ATTUNE_API_URL", _http_url, defaults.api_url),
+            api_key=get("ATTUNE_API_KEY", lambda _n, v: v, None),
             inherited_env=inherited,
             envs=EnvSettings(
                 envs_dir=get("ATTUNE_ENVS_DIR", lambda _n, v: Path(v), defaults.envs.envs_dir),
@@ -265,3 +271,16 @@ def _broker_url(name: str, raw: str) -> str:
     if not parts.scheme or "://" not in raw:
         raise SettingsError(name, raw, "not a broker URL (transport://…)")
     return raw
+
+
+def _live_output(name: str, raw: str) -> str:
+    if raw in ("auto", "off") or urlsplit(raw).scheme in ("redis", "rediss"):
+        return raw
+    raise SettingsError(name, raw, "expected auto, off or a redis:// URL")
+
+
+def _http_url(name: str, raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(name, raw, "not an http:// or https:// URL")
+    return raw.rstrip("/")

@@ -37,6 +37,28 @@ def attune_cli(env: Mapping[str, str], *args: str) -> subprocess.CompletedProces
     )
 
 
+def embedded_environment(workdir: Path, **extra: str) -> dict[str, str]:
+    """The embedded default in ``workdir``: SQLite migrated, the packs (``testing`` too) loaded."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ATTUNE_")}
+    env.update(
+        ATTUNE_DATABASE_URL=f"sqlite:///{workdir / 'attune.db'}",
+        ATTUNE_PACKS_DIR=str(packs_copy(workdir)),
+        ATTUNE_BROKER_URL="memory://",
+        **extra,
+    )
+    migrated = subprocess.run(
+        [str(BIN / "alembic"), "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    loaded = attune_cli(env, "packs", "load")
+    assert loaded.returncode == 0, loaded.stderr
+    return env
+
+
 @dataclass
 class Cluster:
     """Named worker processes sharing one database, broker and packs directory."""

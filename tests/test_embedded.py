@@ -7,7 +7,6 @@ Python caller with no setup beyond a migrated database and loaded packs.
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import BIN, ROOT, attune_cli, packs_copy
+from tests.cluster import ROOT, attune_cli, embedded_environment
 from tests.processes import FAST_LIVENESS
 
 pytestmark = pytest.mark.slow
@@ -25,23 +24,7 @@ pytestmark = pytest.mark.slow
 def embedded_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A working directory with a migrated SQLite database and the packs loaded."""
     workdir = tmp_path_factory.mktemp("embedded")
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ATTUNE_")}
-    env.update(
-        ATTUNE_DATABASE_URL=f"sqlite:///{workdir / 'attune.db'}",
-        ATTUNE_PACKS_DIR=str(packs_copy(workdir)),
-        ATTUNE_KILL_GRACE_S="1",
-    )
-    migrated = subprocess.run(
-        [str(BIN / "alembic"), "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert migrated.returncode == 0, migrated.stderr
-    loaded = attune_cli(env, "packs", "load")
-    assert loaded.returncode == 0, loaded.stderr
-    return env
+    return embedded_environment(workdir, ATTUNE_KILL_GRACE_S="1")
 
 
 def python_caller(script: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -10,8 +10,10 @@ from fastapi import FastAPI
 from attune import __version__
 from attune.api import problems
 from attune.api.auth import Access
+from attune.api.eventfeed import EventFeed
+from attune.api.events import hub
 from attune.api.guard import Guard
-from attune.api.routes import PREFIX, catalog, executions, health, workers
+from attune.api.routes import PREFIX, catalog, executions, health, streams, workers
 from attune.settings import Settings
 from attune.worker.app import embedded_worker, resources
 
@@ -28,9 +30,12 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        feed = EventFeed(hub, resources.database)
+        feed.start()  # before the embedded worker opens connections of its own
         if settings.is_embedded:
             embedded_worker.start()
         yield
+        feed.stop()
 
     app = FastAPI(
         title="attune",
@@ -46,6 +51,7 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
     app.state.access = Access(resources.database, settings.is_embedded and loopback)
     problems.install(app)
     app.add_middleware(Guard, loopback=loopback)
-    for module in (health, catalog, executions, workers):
+    # streams before executions: /executions/{id}/output/stream is not an /output/{name}
+    for module in (health, catalog, streams, executions, workers):
         app.include_router(module.router, prefix=PREFIX)
     return app

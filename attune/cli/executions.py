@@ -1,4 +1,4 @@
-"""``attune executions``: read, list, cancel and purge executions."""
+"""``attune executions``: read, list, cancel, purge and tail executions."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import click
 
 import attune.executions.records as store
 from attune.cli.output import show_record, show_table
+from attune.cli.tail import tail
 from attune.executions import env_records, retention
 from attune.store.models import ExecutionStatus
 from attune.worker.app import resources
@@ -13,7 +14,10 @@ from attune.worker.app import resources
 
 @click.group("executions")
 def executions() -> None:
-    """Read, list, cancel and purge executions."""
+    """Read, list, cancel, purge and tail executions."""
+
+
+executions.add_command(tail)
 
 
 @executions.command("get")

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from attune import metrics
 from attune.errors import AttuneError, PackEnvironmentError
+from attune.executions import liveoutput
 from attune.executions import records as executions
 from attune.executions.completion import hub
 from attune.executions.environments import environment_of
@@ -81,9 +82,11 @@ def run_execution(
     if claimed is None:
         log.info("execution %s is no longer scheduled; not running it", execution_id)
         return None
+    live = liveoutput.backend(settings)
+    sink = None if live is None else live.sink(execution_id)
     with watcher.watch(execution_id, worker_name) as supervised, ExitStack() as held:
         try:
-            invocation = _invocation(settings, execution_id, claimed, action, supervised)
+            invocation = _invocation(settings, execution_id, claimed, action, supervised, sink)
             # A python action of a pack with requirements gets its environment (built if
             # need be), held in use until the run ends.
             invocation = held.enter_context(environment_of(database, settings, invocation))
@@ -94,10 +97,13 @@ def run_execution(
             result = RunResult.not_started(Outcome.FAILED, str(exc))
         else:
             result = run(invocation)
-    return _retrying(
+    status = _retrying(
         f"storing the result of execution {execution_id}",
         lambda: _store(database, execution_id, result, supervised.lost, finishing),
     )
+    if sink is not None:
+        sink.end()
+    return status
 
 
 def _retrying(what: str, attempt: Callable[[], _T]) -> _T:
@@ -184,6 +190,7 @@ def _invocation(
     claimed: Any,
     action: Any,
     supervised: Supervised,
+    sink: liveoutput.Sink | None,
 ) -> Invocation:
     if action is None:
         raise AttuneError(f"action {claimed.action_ref!r} no longer exists; load its pack")
@@ -207,6 +214,7 @@ def _invocation(
         base_env=settings.inherited_env,
         cancel=supervised.cancel,
         on_start=supervised.started,
+        live=sink,
     )
 
 

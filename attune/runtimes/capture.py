@@ -6,6 +6,8 @@ import mmap
 import os
 from dataclasses import dataclass
 
+from attune.runtimes.livefeed import LiveFeed
+
 CHUNK_BYTES = 1024 * 1024
 """The most one read takes from a pipe."""
 
@@ -40,8 +42,9 @@ class Capture:
     a flood holds the limit and no more, and a small output pays no mapping.
     """
 
-    def __init__(self, name: str, limit_bytes: int) -> None:
+    def __init__(self, name: str, limit_bytes: int, feed: LiveFeed | None = None) -> None:
         self.name = name
+        self.feed = feed
         self.limit_bytes = limit_bytes
         self.size = 0
         self.dropped_bytes = 0
@@ -58,9 +61,13 @@ class Capture:
                 self._scratch = bytearray(_SCRATCH_BYTES)
             count = os.readv(fd, [self._scratch])
             self.dropped_bytes += count
+            if count and self.feed is not None:
+                self.feed.dropped(self.name)
         elif self._view is not None:
             count = os.readv(fd, [self._view[self.size : self.size + min(room, CHUNK_BYTES)]])
             self.size += count
+            if count and self.feed is not None:
+                self.feed.kept(self.name, self._view[self.size - count : self.size])
         else:
             chunk = os.read(fd, min(room, CHUNK_BYTES))
             count = len(chunk)
@@ -69,6 +76,8 @@ class Capture:
                 self._small += chunk
             else:
                 self._map(chunk)
+            if count and self.feed is not None:
+                self.feed.kept(self.name, chunk)
         return count > 0
 
     def finish(self) -> Captured:

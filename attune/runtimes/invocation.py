@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attune.runtimes.livefeed import LiveSink
 from attune.runtimes.reaper import ProcessGroup
 from attune.store.models import OutputFormat, ParameterDelivery, ParameterFormat, RunnerType
 
@@ -36,6 +37,8 @@ class Invocation:
     """The interpreter of a python action (its pack's environment); None: the default."""
     on_start: Callable[[ProcessGroup], None] | None = field(default=None, compare=False, repr=False)
     """Called with the action's process group once its process started."""
+    live: LiveSink | None = field(default=None, compare=False, repr=False)
+    """Where output goes while the action runs (after redaction and the cap); None: nowhere."""
 
     @property
     def pack_ref(self) -> str:

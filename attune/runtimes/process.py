@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attune.runtimes.capture import Capture, Captured
+from attune.runtimes.livefeed import LiveFeed
 from attune.runtimes.reaper import ProcessGroup, reaper
 
 CANCEL_POLL_S = 0.05
@@ -51,6 +52,7 @@ class Spawn:
     timeout_s: float
     kill_grace_s: float
     max_output_bytes: int
+    feed: LiveFeed | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,8 @@ def run_process(
     finally:
         watch.close()
         reaper.untrack(group)
+    if spawn.feed is not None:
+        spawn.feed.finish()
     return Finished(
         returncode=process.returncode,
         stdout=watch.stdout.finish(),
@@ -132,8 +136,8 @@ class _Watch:
         self.process = process
         self.spawn = spawn
         self.cancel = cancel
-        self.stdout = Capture("stdout", spawn.max_output_bytes)
-        self.stderr = Capture("stderr", spawn.max_output_bytes)
+        self.stdout = Capture("stdout", spawn.max_output_bytes, spawn.feed)
+        self.stderr = Capture("stderr", spawn.max_output_bytes, spawn.feed)
         self.poller = select.poll()
         self.readers: dict[int, Capture] = {stdout_fd: self.stdout, stderr_fd: self.stderr}
         for fd in self.readers:
@@ -157,6 +161,8 @@ class _Watch:
         linger_until = math.inf
         while True:
             now = time.monotonic()
+            if self.spawn.feed is not None:
+                self.spawn.feed.tick()
             if stop is None and (self.cancel.is_set() or now >= deadline):
                 stop = Stop.CANCELED if self.cancel.is_set() else Stop.TIMEOUT
                 self._signal(signal.SIGTERM)

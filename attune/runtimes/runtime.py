@@ -16,6 +16,7 @@ from attune.runtimes.capture import Captured
 from attune.runtimes.command import command
 from attune.runtimes.document import render
 from attune.runtimes.invocation import Invocation, Outcome, RunResult
+from attune.runtimes.livefeed import LiveFeed
 from attune.runtimes.output import parse, redact, redact_cut, secrets_to_redact
 from attune.runtimes.process import Finished, Spawn, Stop, run_process
 from attune.store.models import ParameterDelivery
@@ -45,6 +46,7 @@ def run(invocation: Invocation) -> RunResult:
                 timeout_s=invocation.timeout_s,
                 kill_grace_s=invocation.kill_grace_s,
                 max_output_bytes=invocation.max_output_bytes,
+                feed=None if invocation.live is None else LiveFeed(invocation.live, secrets),
             ),
             invocation.cancel,
             on_start=invocation.on_start,

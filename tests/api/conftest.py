@@ -17,7 +17,7 @@ from attune.api import create_app
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.worker.app import resources
-from tests.cluster import BIN, ROOT, attune_cli, packs_copy
+from tests.cluster import BIN, embedded_environment
 from tests.processes import free_port, wait_until
 
 LOOPBACK = "http://127.0.0.1"
@@ -95,19 +95,4 @@ def serve(env: Mapping[str, str], workdir: Path, *args: str) -> Server:
 @pytest.fixture
 def embedded_env(tmp_path: Path) -> dict[str, str]:
     """A migrated SQLite database with the packs loaded, on the embedded default (memory://)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ATTUNE_")}
-    env.update(
-        ATTUNE_DATABASE_URL=f"sqlite:///{tmp_path / 'attune.db'}",
-        ATTUNE_PACKS_DIR=str(packs_copy(tmp_path)),
-        ATTUNE_BROKER_URL="memory://",
-    )
-    migrated = subprocess.run(
-        [str(BIN / "alembic"), "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert migrated.returncode == 0, migrated.stderr
-    assert attune_cli(env, "packs", "load").returncode == 0
-    return env
+    return embedded_environment(tmp_path)

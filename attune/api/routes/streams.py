@@ -1,0 +1,187 @@
+"""Server-sent events: ``/stream`` (transitions) and ``/executions/{id}/output/stream``.
+
+Both are async and hold no database connection while streaming: the first reads the event
+hub, the second the live output backend, with short SQL reads at the start, now and then while
+the live output is quiet, and at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.exceptions import HTTPException
+
+from attune.api.deps import DatabaseDep, Reader, SettingsDep
+from attune.api.events import Event, hub
+from attune.api.problems import responses
+from attune.executions import liveoutput, records
+from attune.executions.liveoutput import LiveOutput
+from attune.executions.records import ExecutionRecord
+from attune.store.db import Database
+from attune.store.models import ExecutionStatus
+
+router = APIRouter(tags=["streams"], responses=responses(401, 403))
+
+RETRY_MS = 2000
+"""How long a client waits before reconnecting (SSE ``retry:``)."""
+PING_S = 15
+"""How often a quiet stream sends a keep-alive comment."""
+QUIET_S = 1.0
+"""How long the output stream waits for live output before it looks at the execution in SQL."""
+PIECE_CHARS = 64 * 1024
+"""Stored output is streamed in events of at most this many characters."""
+UNAVAILABLE = "live output unavailable"
+"""The event sent for a running execution whose output cannot be followed live."""
+EVENT_KINDS = ("execution", "worker")
+_SSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "A stream of events"}
+}
+
+
+@router.get(
+    "/stream",
+    operation_id="stream_events",
+    summary="Follow execution transitions and worker status changes",
+    response_class=EventSourceResponse,
+    responses={**_SSE, **responses(422)},
+)
+async def stream_events(
+    _: Reader,
+    events: Annotated[str, Query(description="Comma-separated: execution, worker")] = (
+        "execution,worker"
+    ),
+    execution_id: int | None = None,
+    action: str | None = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> EventSourceResponse:
+    """Every transition as it happens; ``reset`` when this subscriber missed events."""
+    kinds = {kind.strip() for kind in events.split(",") if kind.strip()}
+    if not kinds or not kinds <= set(EVENT_KINDS):
+        raise HTTPException(422, f"events={events!r}: expected a list of {', '.join(EVENT_KINDS)}")
+
+    def wanted(event: Event) -> bool:
+        if event.kind not in kinds:
+            return False
+        if event.kind != "execution":
+            return execution_id is None and action is None
+        data = event.data
+        return (execution_id is None or data["id"] == execution_id) and (
+            action is None or data["action_ref"] == action
+        )
+
+    subscription = hub.subscribe(wanted, last_event_id)
+
+    async def sent() -> AsyncIterator[ServerSentEvent]:
+        try:
+            yield ServerSentEvent(comment="attune events", retry=RETRY_MS)
+            while True:
+                for event in await subscription.next(PING_S):
+                    data = json.dumps(event.data)
+                    yield ServerSentEvent(data=data, event=event.kind, id=hub.event_id(event))
+        finally:
+            hub.unsubscribe(subscription)
+
+    return EventSourceResponse(sent(), ping=PING_S)
+
+
+@router.get(
+    "/executions/{execution_id}/output/stream",
+    operation_id="stream_execution_output",
+    summary="Follow an execution's stdout and stderr while it runs",
+    tags=["executions"],
+    response_class=EventSourceResponse,
+    responses={**_SSE, **responses(404)},
+)
+async def stream_output(
+    execution_id: int, _: Reader, database: DatabaseDep, settings: SettingsDep
+) -> EventSourceResponse:
+    """``stdout``/``stderr`` ``{offset, text}``, then ``truncated`` if capped, then ``end``."""
+    record = await asyncio.to_thread(records.get, database, execution_id)
+    follower = _Follower(database, liveoutput.backend(settings), record)
+    return EventSourceResponse(follower.events(), ping=PING_S)
+
+
+class _Follower:
+    """One output stream: live chunks first, then the stored output past what was sent."""
+
+    def __init__(self, database: Database, live: LiveOutput | None, record: ExecutionRecord):
+        self.database = database
+        self.live = live
+        self.record = record
+        self.sent = {"stdout": 0, "stderr": 0}
+
+    async def events(self) -> AsyncIterator[ServerSentEvent]:
+        """The stream's events, to its ``end``."""
+        yield ServerSentEvent(comment="attune output", retry=RETRY_MS)
+        if not self.record.is_terminal:
+            async for event in self._live():
+                yield event
+        record = self.record
+        for stream, stored in (("stdout", record.stdout), ("stderr", record.stderr)):
+            for start in range(self.sent[stream], len(stored), PIECE_CHARS):
+                yield self._text(stream, start, stored[start : start + PIECE_CHARS])
+        for stream, truncated in (
+            ("stdout", record.stdout_truncated),
+            ("stderr", record.stderr_truncated),
+        ):
+            if truncated:
+                yield ServerSentEvent(data=json.dumps({"stream": stream}), event="truncated")
+        end = {"status": record.status.value, "exit_code": record.exit_code}
+        yield ServerSentEvent(data=json.dumps(end), event="end")
+
+    async def _live(self) -> AsyncIterator[ServerSentEvent]:
+        """Live chunks until the execution is terminal (then ``record`` is its final state)."""
+        cursor, told = "0", False
+        while True:
+            if self.live is None or told:
+                batch = None
+                await asyncio.sleep(QUIET_S)
+            else:
+                batch = await self.live.read(self.record.id, cursor, QUIET_S)
+                cursor = batch.cursor
+                for chunk in batch.chunks:
+                    if chunk.kind == "end":
+                        self.record = await asyncio.to_thread(records.get, *self._key)
+                        return
+                    if chunk.kind in self.sent:
+                        event = self._new(chunk)
+                        if event is not None:
+                            yield event
+                if batch.chunks:
+                    continue
+            status = await asyncio.to_thread(records.status_of, *self._key)
+            if status.is_terminal:
+                self.record = await asyncio.to_thread(records.get, *self._key)
+                return
+            unavailable = self.live is None or (batch is not None and not batch.available)
+            if unavailable and not told and status is ExecutionStatus.RUNNING:
+                told = True
+                detail = {"reason": _why(self.live), "status": status.value}
+                yield ServerSentEvent(data=json.dumps(detail), event=UNAVAILABLE)
+
+    def _new(self, chunk: liveoutput.Chunk) -> ServerSentEvent | None:
+        """The part of ``chunk`` not sent yet (deduplicated by offset), if any."""
+        seen = self.sent[chunk.kind]
+        if chunk.offset + len(chunk.text) <= seen:
+            return None
+        skip = max(0, seen - chunk.offset)
+        return self._text(chunk.kind, chunk.offset + skip, chunk.text[skip:])
+
+    def _text(self, stream: str, offset: int, text: str) -> ServerSentEvent:
+        self.sent[stream] = offset + len(text)
+        return ServerSentEvent(data=json.dumps({"offset": offset, "text": text}), event=stream)
+
+    @property
+    def _key(self) -> tuple[Database, int]:
+        return self.database, self.record.id
+
+
+def _why(live: Any) -> str:
+    if live is None:
+        return "no live output backend (ATTUNE_LIVE_OUTPUT, or a Redis broker)"
+    return "this server cannot see the process running it"
