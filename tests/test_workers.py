@@ -93,8 +93,7 @@ def test_heartbeat_of_an_active_worker_moves_only_the_heartbeat(database: Databa
     age_heartbeat(database, "w1", 10)
     before = worker_row(database, "w1")
 
-    with database.session_scope() as session:
-        outcome = workers.heartbeat(session, "w1")
+    outcome = workers.heartbeat(database, "w1")
 
     after = worker_row(database, "w1")
     assert outcome is HeartbeatOutcome.ALIVE
@@ -110,18 +109,15 @@ def test_heartbeat_of_a_swept_worker_reactivates_it(database: Database) -> None:
     with database.session_scope() as session:
         session.execute(update(Worker).values(status="inactive"))
 
-    with database.session_scope() as session:
-        first = workers.heartbeat(session, "w1")
-    with database.session_scope() as session:
-        second = workers.heartbeat(session, "w1")
+    first = workers.heartbeat(database, "w1")
+    second = workers.heartbeat(database, "w1")
 
     assert (first, second) == (HeartbeatOutcome.REACTIVATED, HeartbeatOutcome.ALIVE)
     assert worker_row(database, "w1").status == "active"
 
 
 def test_heartbeat_of_a_missing_row_says_so(database: Database) -> None:
-    with database.session_scope() as session:
-        assert workers.heartbeat(session, "ghost") is HeartbeatOutcome.MISSING
+    assert workers.heartbeat(database, "ghost") is HeartbeatOutcome.MISSING
 
 
 @pytest.mark.parametrize(

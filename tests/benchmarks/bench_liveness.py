@@ -39,6 +39,8 @@ FLEET = 100_000
 STALE = 1_000
 NEVER = 100
 SWEEP_RUNS = 9
+WARM = 200
+BARE_BEAT = "UPDATE worker SET last_heartbeat = now() WHERE name = %s AND status = 'active'"
 
 
 def main() -> int:
@@ -83,34 +85,53 @@ def bench_heartbeat(database: Database, url: str) -> None:
     names = [f"hb{index % HEARTBEAT_WORKERS}" for index in range(HEARTBEAT_ROUNDS)]
 
     def attune_beat(name: str) -> None:
-        with database.session_scope() as session:
-            workers.heartbeat(session, name)
+        workers.heartbeat(database, name)
 
-    with psycopg.connect(_libpq(url)) as bare:
+    # The bare baseline does the same durable work at the driver's own cost: the UPDATE of the
+    # row, committed. Autocommit commits it in the same round trip (what the heartbeat does);
+    # the transaction form (BEGIN, UPDATE, COMMIT: three round trips) is shown beside it.
+    with (
+        psycopg.connect(_libpq(url), autocommit=True) as bare,
+        psycopg.connect(_libpq(url)) as bare_transaction,
+    ):
 
         def bare_beat(name: str) -> None:
-            bare.execute("UPDATE worker SET last_heartbeat = now() WHERE name = %s", (name,))
-            bare.commit()
+            bare.execute(BARE_BEAT, (name,))
 
-        for name in names[
-            : int(os.environ.get("WARM", "200"))
-        ]:  # warm both paths: pools, statement caches
+        def bare_transaction_beat(name: str) -> None:
+            bare_transaction.execute(BARE_BEAT, (name,))
+            bare_transaction.commit()
+
+        for name in names[:WARM]:  # warm every path: connections, prepared statements
             attune_beat(name)
             bare_beat(name)
+            bare_transaction_beat(name)
+        # Interleaved beat by beat: a checkpoint or a neighbour's burst hits all three alike.
         before = _update_counts(database)
-        attune_times = _timed(attune_beat, names)
+        attune_times, bare_times, transaction_times = _interleaved(
+            (attune_beat, bare_beat, bare_transaction_beat), names
+        )
         after = _update_counts(database)
-        bare_times = _timed(bare_beat, names)
 
+    # Every UPDATE of the worker table in the window counts: the three paths' alike.
     updates, hot = after[0] - before[0], after[1] - before[1]
     attune_ms = statistics.median(attune_times) * 1000
     bare_ms = statistics.median(bare_times) * 1000
+    transaction_ms = statistics.median(transaction_times) * 1000
     hot_ratio = hot / updates if updates else 0.0
     print(f"heartbeat over {HEARTBEAT_ROUNDS} beats of {HEARTBEAT_WORKERS} workers")
-    print(f"  attune heartbeat   median {attune_ms:6.3f} ms  p95 {_p95(attune_times):6.3f} ms")
-    print(f"  bare UPDATE+commit median {bare_ms:6.3f} ms  p95 {_p95(bare_times):6.3f} ms")
+    print(
+        f"  attune heartbeat          median {attune_ms:6.3f} ms  p95 {_p95(attune_times):6.3f} ms"
+    )
+    print(f"  bare autocommit UPDATE    median {bare_ms:6.3f} ms  p95 {_p95(bare_times):6.3f} ms")
+    print(
+        f"  bare UPDATE; COMMIT       median {transaction_ms:6.3f} ms"
+        f"  p95 {_p95(transaction_times):6.3f} ms  (for reference)"
+    )
     ratio = attune_ms / bare_ms
-    print(f"  ratio attune/bare  {ratio:.2f}x   goal: median <= 1 ms {_met(attune_ms <= 1)}")
+    print(
+        f"  ratio attune/bare autocommit UPDATE  {ratio:.2f}x   goal: <= 1.3 {_met(ratio <= 1.3)}"
+    )
     hot_line = f"{hot}/{updates} = {hot_ratio:.1%}"
     print(f"  HOT updates        {hot_line}   goal: >= 90 % {_met(hot_ratio >= 0.9)}")
 
@@ -226,12 +247,16 @@ def _update_counts(database: Database) -> tuple[int, int]:
         time.sleep(1.1)  # idle backends flush pending stats at most once a second
 
 
-def _timed(step: Callable[[str], None], names: list[str]) -> list[float]:
-    times = []
+def _interleaved(
+    steps: tuple[Callable[[str], None], ...], names: list[str]
+) -> tuple[list[float], ...]:
+    """Each step's times over ``names``, the steps taking turns name by name."""
+    times: tuple[list[float], ...] = tuple([] for _ in steps)
     for name in names:
-        started = time.perf_counter()
-        step(name)
-        times.append(time.perf_counter() - started)
+        for step, taken in zip(steps, times, strict=True):
+            started = time.perf_counter()
+            step(name)
+            taken.append(time.perf_counter() - started)
     return times
 
 
