@@ -23,16 +23,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from attune.liveness.freshness import is_stale
-from attune.liveness.sweep import HELD_STATUSES, Deactivation, abandon
+from attune.liveness.sweep import Deactivation, abandon
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import (
+    EXECUTION_TABLE,
+    HELD_STATUSES,
     WORKER_TABLE,
     Execution,
     Worker,
     WorkerStatus,
 )
-from attune.store.sqltypes import db_now, seconds_since
+from attune.store.sqltypes import db_now, in_literals, seconds_since
 
 # The tables themselves: heartbeats and sweeps are Core statements, without ORM bookkeeping.
 _W = WORKER_TABLE
@@ -172,7 +174,9 @@ def list_workers(session: Session, settings: Settings) -> list[WorkerView]:
     """Every worker by name, with its heartbeat age, staleness and running executions."""
     running = (
         select(func.count())
-        .where(Execution.worker == Worker.name, Execution.status.in_(HELD_STATUSES))
+        .where(
+            Execution.worker == Worker.name, in_literals(EXECUTION_TABLE.c.status, HELD_STATUSES)
+        )
         .scalar_subquery()
     )
     rows = session.execute(

@@ -1,13 +1,14 @@
 """Benchmark: heartbeat and sweep on PostgreSQL, each beside a bare psycopg baseline.
 
 Run by ``make bench``. It creates its own database ``attune_bench_live_<pid>``, migrates it with
-alembic, and drops it afterwards. Goals (issue 6):
+alembic, and drops it afterwards. Goals (issue 11), each a ratio to its bare baseline measured
+in the same run, the two taking turns:
 
-- one heartbeat (session, UPDATE, commit — what the heartbeat thread does each tick):
-  median ≤ 1 ms, beside a bare psycopg ``UPDATE`` + commit of the same row;
+- one heartbeat (what the heartbeat thread does each tick) ≤ 1.3 × a bare psycopg autocommit
+  ``UPDATE`` of the same row (the UPDATE and its commit in one round trip);
 - ≥ 90 % of heartbeat updates are HOT (``n_tup_hot_upd / n_tup_upd``);
 - the sweep over 100,000 workers with 1,000 stale (100 never heartbeated), settling their
-  executions: ≤ 50 ms, beside a bare ``UPDATE`` of the stale rows.
+  executions, ≤ 2 × a bare psycopg ``UPDATE`` + commit of the stale worker rows alone.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ NEVER = 100
 SWEEP_RUNS = 9
 WARM = 200
 BARE_BEAT = "UPDATE worker SET last_heartbeat = now() WHERE name = %s AND status = 'active'"
+BARE_SWEEP = (
+    "UPDATE worker SET status = 'inactive' WHERE status = 'active'"
+    " AND (last_heartbeat IS NULL OR last_heartbeat <= now() - interval '90 seconds')"
+)
 
 
 def main() -> int:
@@ -182,24 +187,19 @@ def bench_sweep(database: Database, url: str) -> bool:
             connection.execute("VACUUM ANALYZE worker")
             connection.execute("VACUUM ANALYZE execution")
 
-    sweep_times, reports = [], []
-    for _ in range(SWEEP_RUNS):
-        reset()
-        started = time.perf_counter()
-        with database.session_scope() as session:
-            report = sweeps.sweep(session, SETTINGS)
-        sweep_times.append(time.perf_counter() - started)
-        reports.append(report.counts())
-
-    bare_times = []
+    # Attune's sweep and the bare UPDATE take turns, so a neighbour's burst hits both alike.
+    sweep_times, bare_times, reports = [], [], []
     with psycopg.connect(_libpq(url)) as bare:
         for _ in range(SWEEP_RUNS):
             reset()
             started = time.perf_counter()
-            bare.execute(
-                "UPDATE worker SET status = 'inactive' WHERE status = 'active'"
-                " AND (last_heartbeat IS NULL OR last_heartbeat <= now() - interval '90 seconds')"
-            )
+            with database.session_scope() as session:
+                report = sweeps.sweep(session, SETTINGS)
+            sweep_times.append(time.perf_counter() - started)
+            reports.append(report.counts())
+            reset()
+            started = time.perf_counter()
+            bare.execute(BARE_SWEEP)
             bare.commit()
             bare_times.append(time.perf_counter() - started)
 
@@ -212,9 +212,12 @@ def bench_sweep(database: Database, url: str) -> bool:
         f" {FLEET:,} running executions, {SWEEP_RUNS} runs"
     )
     print(f"  attune sweep       median {sweep_ms:6.1f} ms  (settles {reports[0]})")
-    print(f"  bare UPDATE+commit median {bare_ms:6.1f} ms  (workers only)")
+    print(
+        f"  bare UPDATE+commit median {bare_ms:6.1f} ms  (psycopg: the {STALE:,} stale worker"
+        " rows found by the same rule and marked inactive, committed; no execution settled)"
+    )
     ratio = sweep_ms / bare_ms
-    print(f"  ratio attune/bare  {ratio:.2f}x   goal: <= 50 ms {_met(sweep_ms <= 50)}")
+    print(f"  ratio attune/bare  {ratio:.2f}x   goal: <= 2 {_met(ratio <= 2)}")
     if not correct:
         print(f"  WRONG COUNTS: {reports}")
     return correct
