@@ -6,11 +6,11 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from attune import metrics
@@ -32,7 +32,7 @@ from attune.store.models import (
     ParameterFormat,
     RunnerType,
 )
-from attune.store.sqltypes import db_now, in_literals
+from attune.store.sqltypes import db_now, in_constants, in_literals
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -91,12 +91,7 @@ class CancelWatcher:
                 continue
             try:
                 with self._database().session_scope() as session:
-                    canceling = session.scalars(
-                        select(Execution.id).where(
-                            Execution.id.in_(watched),
-                            Execution.status == ExecutionStatus.CANCELING,
-                        )
-                    ).all()
+                    canceling = session.scalars(canceling_among(watched)).all()
                 failing = False
             except Exception as exc:  # a database hiccup must not end the watcher
                 if not failing:
@@ -105,6 +100,13 @@ class CancelWatcher:
                 continue
             for execution_id in canceling:
                 watched[execution_id].set()
+
+
+def canceling_among(ids: Collection[int]) -> Select[int]:
+    """The executions among ``ids`` asked to cancel: the cancel watcher's poll (by primary key)."""
+    return select(_EXECUTION.id).where(
+        _EXECUTION.id.in_(ids), in_constants(_EXECUTION.status, (ExecutionStatus.CANCELING,))
+    )
 
 
 def run_execution(

@@ -34,7 +34,7 @@ from attune.store.models import (
     Worker,
     WorkerStatus,
 )
-from attune.store.sqltypes import db_now, in_literals, seconds_since
+from attune.store.sqltypes import db_now, in_constants, seconds_since
 
 # The tables themselves: heartbeats and sweeps are Core statements, without ORM bookkeeping.
 _W = WORKER_TABLE
@@ -175,7 +175,7 @@ def list_workers(session: Session, settings: Settings) -> list[WorkerView]:
     running = (
         select(func.count())
         .where(
-            Execution.worker == Worker.name, in_literals(EXECUTION_TABLE.c.status, HELD_STATUSES)
+            Execution.worker == Worker.name, in_constants(EXECUTION_TABLE.c.status, HELD_STATUSES)
         )
         .scalar_subquery()
     )

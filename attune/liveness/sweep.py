@@ -35,7 +35,7 @@ from attune.store.models import (
     ExecutionStatus,
     WorkerStatus,
 )
-from attune.store.sqltypes import cutoff, db_now, in_literals, utc_text
+from attune.store.sqltypes import cutoff, db_now, in_constants, utc_text
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def _sweep_in_one_statement(
         .where(
             _E.c.worker == dead.c.name,
             _E.c.worker == any_(dead_names),
-            in_literals(_E.c.status, HELD_STATUSES),
+            in_constants(_E.c.status, HELD_STATUSES),
         )
         .values(
             status=ExecutionStatus.ABANDONED.value,
@@ -187,7 +187,7 @@ def abandon(
             .where(
                 _E.c.worker == _W.c.name,
                 _W.c.name.in_(names[start : start + _NAMES_PER_STATEMENT]),
-                in_literals(_E.c.status, HELD_STATUSES),
+                in_constants(_E.c.status, HELD_STATUSES),
             )
             .values(status=ExecutionStatus.ABANDONED.value, error=error(_W.c), finished_at=db_now())
             .returning(_E.c.worker)
@@ -204,7 +204,7 @@ def _fail_unpicked(settings: Settings, now: datetime | None) -> Any:
     return (
         update(_E)
         .where(
-            in_literals(_E.c.status, (ExecutionStatus.SCHEDULED,)),
+            in_constants(_E.c.status, (ExecutionStatus.SCHEDULED,)),
             _E.c.requested_at <= cutoff(timeout_s, now),
         )
         .values(

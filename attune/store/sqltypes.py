@@ -107,16 +107,25 @@ def _matches_sqlite(element: matches, compiler: SQLCompiler, **kw: Any) -> str:
 
 
 def in_literals(column: ColumnElement[str], values: Iterable[str]) -> ColumnElement[bool]:
-    """``column IN ('a', 'b')`` over fixed values written into the SQL (no bound parameter).
+    """``column IN (...)`` over fixed values, each its own bound literal (not one expanding list).
 
     Statements for :meth:`attune.store.db.Database.run` are compiled once, before any value is
-    known; constants in the SQL also let PostgreSQL match a partial index on them (the live
-    execution indexes), whatever plan it caches for a prepared statement.
+    known. Bound, the values keep a prepared statement's generic plan off the partial indexes:
+    a statement by primary key stays on the primary key however few rows those hold.
+    """
+    return column.in_([literal(value, String()) for value in sorted(values)])
+
+
+def in_constants(column: ColumnElement[str], values: Iterable[str]) -> ColumnElement[bool]:
+    """``column IN ('a', 'b')`` over fixed words written into the SQL (no bound parameter).
+
+    For the statements that should use a partial index on those values (the indexes of live
+    executions): PostgreSQL matches an index predicate only with constants, in any plan.
     """
     words = sorted(values)
     for word in words:
         if not word.replace("_", "").isalnum():
-            raise ValueError(f"in_literals takes plain words, not {word!r}")
+            raise ValueError(f"in_constants takes plain words, not {word!r}")
     return column.in_([literal_column(f"'{word}'", String()) for word in words])
 
 
