@@ -222,6 +222,27 @@ def test_the_sweep_fails_scheduled_executions_older_than_the_scheduled_timeout(
     assert execution_row(database, young).status == "scheduled"
 
 
+def test_one_sweep_settles_a_dead_worker_and_fails_the_unpicked_together(
+    database: Database,
+) -> None:
+    # On PostgreSQL both happen in the sweep's one statement: neither count may hide the other.
+    register(database, "dead")
+    age_heartbeat(database, "dead", THRESHOLD_S + 5)
+    held = add_execution(database, "dead", ExecutionStatus.CANCELING)
+    unpicked = add_execution(database, None, ExecutionStatus.SCHEDULED)
+    with database.session_scope() as session:
+        session.execute(
+            update(Execution).where(Execution.id == unpicked).values(requested_at=db_ago(120))
+        )
+
+    with database.session_scope() as session:
+        report = sweeps.sweep(session, Settings(scheduled_timeout_s=60))
+
+    assert report.counts() == {"deactivated": 1, "abandoned": 1, "failed_scheduled": 1}
+    assert execution_row(database, held).status == "abandoned"
+    assert execution_row(database, unpicked).status == "failed"
+
+
 def test_deactivate_marks_only_its_own_process_row_and_settles_what_it_left(
     database: Database,
 ) -> None:
