@@ -239,3 +239,7 @@ def _history(attune_call: Callable[[], None], baseline_call: Callable[[], None])
         f" {full_celery_ms:.2f} ms vs {before_celery_ms:.2f} / {after_celery_ms:.2f} ms"
         f" ({celery_drift:.2f}: the machine's own drift)"
     )
+
+
+if __name__ == "__main__":
+    main()

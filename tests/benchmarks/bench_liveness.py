@@ -39,7 +39,7 @@ HEARTBEAT_ROUNDS = 3000
 FLEET = 100_000
 STALE = 1_000
 NEVER = 100
-SWEEP_RUNS = 9
+SWEEP_RUNS = 15
 WARM = 200
 BARE_BEAT = "UPDATE worker SET last_heartbeat = now() WHERE name = %s AND status = 'active'"
 BARE_SWEEP = (
