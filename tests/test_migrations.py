@@ -81,14 +81,14 @@ def test_check_reports_drift_when_the_schema_lags(fresh_url: str) -> None:
             config = alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
-            connection.exec_driver_sql("DROP INDEX ix_execution_status_id")
+            connection.exec_driver_sql("DROP INDEX ix_execution_live_status_id")
     finally:
         database.dispose()
 
     result = alembic(fresh_url, "check")
 
     assert result.returncode != 0
-    assert "ix_execution_status_id" in result.stderr + result.stdout
+    assert "ix_execution_live_status_id" in result.stderr + result.stdout
 
 
 def test_worker_last_heartbeat_has_no_index(postgres_url: str) -> None:

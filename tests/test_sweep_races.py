@@ -21,7 +21,7 @@ from attune.liveness.registry import HeartbeatOutcome, Registration
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import Execution, ExecutionStatus, Worker
-from attune.store.sqltypes import db_ago
+from attune.store.sqltypes import db_ago, db_now
 
 SETTINGS = Settings(heartbeat_interval_s=30, heartbeat_staleness_multiplier=3)
 _T = TypeVar("_T")
@@ -96,8 +96,11 @@ def test_two_concurrent_sweeps_split_the_work_and_end_in_the_same_state(
 @pytest.mark.postgres
 def test_a_sweep_blocked_by_a_heartbeat_spares_the_worker(pg_database: Database) -> None:
     add_workers(pg_database, 1, stale=True)
+    # A heartbeat commits on its own; its UPDATE, held here uncommitted, is the same one.
     with pg_database.session_scope() as heartbeat_session:
-        assert workers.heartbeat(heartbeat_session, "w0000") is HeartbeatOutcome.ALIVE
+        heartbeat_session.execute(
+            update(Worker).where(Worker.name == "w0000").values(last_heartbeat=db_now())
+        )
         sweep = in_thread(pg_database, lambda session: sweeps.sweep(session, SETTINGS))
         wait_blocked(pg_database, sweep)
     report = sweep.result(30)
@@ -113,7 +116,7 @@ def test_a_heartbeat_blocked_by_a_sweep_reactivates_the_worker(pg_database: Data
     add_workers(pg_database, 1, stale=True)
     with pg_database.session_scope() as sweep_session:
         report = sweeps.sweep(sweep_session, SETTINGS)
-        beat = in_thread(pg_database, lambda session: workers.heartbeat(session, "w0000"))
+        beat = in_thread(pg_database, lambda _session: workers.heartbeat(pg_database, "w0000"))
         wait_blocked(pg_database, beat)
     outcome = beat.result(30)
 

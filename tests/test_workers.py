@@ -93,8 +93,7 @@ def test_heartbeat_of_an_active_worker_moves_only_the_heartbeat(database: Databa
     age_heartbeat(database, "w1", 10)
     before = worker_row(database, "w1")
 
-    with database.session_scope() as session:
-        outcome = workers.heartbeat(session, "w1")
+    outcome = workers.heartbeat(database, "w1")
 
     after = worker_row(database, "w1")
     assert outcome is HeartbeatOutcome.ALIVE
@@ -110,18 +109,15 @@ def test_heartbeat_of_a_swept_worker_reactivates_it(database: Database) -> None:
     with database.session_scope() as session:
         session.execute(update(Worker).values(status="inactive"))
 
-    with database.session_scope() as session:
-        first = workers.heartbeat(session, "w1")
-    with database.session_scope() as session:
-        second = workers.heartbeat(session, "w1")
+    first = workers.heartbeat(database, "w1")
+    second = workers.heartbeat(database, "w1")
 
     assert (first, second) == (HeartbeatOutcome.REACTIVATED, HeartbeatOutcome.ALIVE)
     assert worker_row(database, "w1").status == "active"
 
 
 def test_heartbeat_of_a_missing_row_says_so(database: Database) -> None:
-    with database.session_scope() as session:
-        assert workers.heartbeat(session, "ghost") is HeartbeatOutcome.MISSING
+    assert workers.heartbeat(database, "ghost") is HeartbeatOutcome.MISSING
 
 
 @pytest.mark.parametrize(
@@ -224,6 +220,27 @@ def test_the_sweep_fails_scheduled_executions_older_than_the_scheduled_timeout(
     assert execution_row(database, old).status == "failed"
     assert execution_row(database, old).error == "not picked up by any worker within 60 s"
     assert execution_row(database, young).status == "scheduled"
+
+
+def test_one_sweep_settles_a_dead_worker_and_fails_the_unpicked_together(
+    database: Database,
+) -> None:
+    # On PostgreSQL both happen in the sweep's one statement: neither count may hide the other.
+    register(database, "dead")
+    age_heartbeat(database, "dead", THRESHOLD_S + 5)
+    held = add_execution(database, "dead", ExecutionStatus.CANCELING)
+    unpicked = add_execution(database, None, ExecutionStatus.SCHEDULED)
+    with database.session_scope() as session:
+        session.execute(
+            update(Execution).where(Execution.id == unpicked).values(requested_at=db_ago(120))
+        )
+
+    with database.session_scope() as session:
+        report = sweeps.sweep(session, Settings(scheduled_timeout_s=60))
+
+    assert report.counts() == {"deactivated": 1, "abandoned": 1, "failed_scheduled": 1}
+    assert execution_row(database, held).status == "abandoned"
+    assert execution_row(database, unpicked).status == "failed"
 
 
 def test_deactivate_marks_only_its_own_process_row_and_settles_what_it_left(

@@ -110,8 +110,9 @@ class Heartbeat:
         return HeartbeatOutcome.ALIVE
 
     def _beat(self) -> HeartbeatOutcome:
-        with self.database.session_scope() as session:
-            outcome = workers.heartbeat(session, self.name)
+        # A connection that died since the last tick (a database restart) fails before the
+        # statement runs: beat again at once on a fresh one rather than miss this tick.
+        outcome = self.database.reconnecting(lambda: workers.heartbeat(self.database, self.name))
         if outcome is HeartbeatOutcome.REACTIVATED:
             sweeps.announce_reactivation(self.name)
             try:

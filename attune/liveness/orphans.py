@@ -15,10 +15,10 @@ from sqlalchemy import literal, select, update
 from sqlalchemy.orm import Session
 
 from attune import metrics
-from attune.liveness.sweep import HELD_STATUSES, abandon
+from attune.liveness.sweep import abandon
 from attune.runtimes.reaper import ProcessGroup, host_identity, stop_groups_soon
 from attune.store.db import Database
-from attune.store.models import EXECUTION_TABLE
+from attune.store.models import EXECUTION_TABLE, HELD_STATUSES
 
 logger = logging.getLogger(__name__)
 

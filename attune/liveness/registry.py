@@ -1,6 +1,7 @@
 """The worker table: registration, heartbeats, a worker's own deactivation, and the listing.
 
-Every function takes the caller's session and leaves the commit to it.
+Every function takes the caller's session and leaves the commit to it, except the heartbeat:
+it runs on its own every few seconds on every worker, so it commits each statement itself.
 """
 
 from __future__ import annotations
@@ -9,10 +10,9 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
-    CursorResult,
     bindparam,
     func,
     literal,
@@ -23,15 +23,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from attune.liveness.freshness import is_stale
-from attune.liveness.sweep import HELD_STATUSES, Deactivation, abandon
+from attune.liveness.sweep import Deactivation, abandon
 from attune.settings import Settings
+from attune.store.db import Database
 from attune.store.models import (
+    EXECUTION_TABLE,
+    HELD_STATUSES,
     WORKER_TABLE,
     Execution,
     Worker,
     WorkerStatus,
 )
-from attune.store.sqltypes import db_now, seconds_since
+from attune.store.sqltypes import db_now, in_constants, seconds_since
 
 # The tables themselves: heartbeats and sweeps are Core statements, without ORM bookkeeping.
 _W = WORKER_TABLE
@@ -112,25 +115,29 @@ def register(session: Session, registration: Registration) -> None:
     session.execute(statement)
 
 
-def heartbeat(session: Session, name: str) -> HeartbeatOutcome:
+def heartbeat(database: Database, name: str) -> HeartbeatOutcome:
     """Heartbeat now on the database clock; a worker the sweep made inactive is active again.
 
-    The usual case is one UPDATE of an active row (a HOT update: no indexed column changes).
-    Only when it finds none does a second UPDATE reactivate the row, so the outcome is exact even
-    when a sweep commits in between: each statement re-checks ``status`` on the row it locks.
+    The usual case is one autocommit UPDATE of an active row (:meth:`Database.run`: a prebuilt
+    statement on a held connection, no Session, no BEGIN/COMMIT round trips; a HOT update: no
+    indexed column changes). Only when it finds none does a second UPDATE reactivate the row,
+    so the outcome is exact even when a sweep commits in between: each statement re-checks
+    ``status`` on the row it locks.
     """
-    if _changed(session.execute(_BEAT, {"worker_name": name})):
+    if database.run(_BEAT, {"worker_name": name}):
         return HeartbeatOutcome.ALIVE
-    if _changed(session.execute(_REACTIVATE, {"worker_name": name})):
+    if database.run(_REACTIVATE, {"worker_name": name}):
         return HeartbeatOutcome.REACTIVATED
     return HeartbeatOutcome.MISSING
 
 
 # Built once: a heartbeat runs every few seconds on every worker, so skip rebuilding it each time.
+# RETURNING says whether a row changed (run() returns rows, not a rowcount).
 _BEAT = (
     update(_W)
     .where(_W.c.name == bindparam("worker_name"), _W.c.status == WorkerStatus.ACTIVE.value)
     .values(last_heartbeat=db_now())
+    .returning(_W.c.id)
 )
 
 
@@ -138,11 +145,8 @@ _REACTIVATE = (
     update(_W)
     .where(_W.c.name == bindparam("worker_name"), _W.c.status != WorkerStatus.ACTIVE.value)
     .values(last_heartbeat=db_now(), status=WorkerStatus.ACTIVE.value, updated_at=db_now())
+    .returning(_W.c.id)
 )
-
-
-def _changed(result: Any) -> bool:
-    return bool(cast("CursorResult[Any]", result).rowcount)
 
 
 def deactivate(
@@ -170,7 +174,9 @@ def list_workers(session: Session, settings: Settings) -> list[WorkerView]:
     """Every worker by name, with its heartbeat age, staleness and running executions."""
     running = (
         select(func.count())
-        .where(Execution.worker == Worker.name, Execution.status.in_(HELD_STATUSES))
+        .where(
+            Execution.worker == Worker.name, in_constants(EXECUTION_TABLE.c.status, HELD_STATUSES)
+        )
         .scalar_subquery()
     )
     rows = session.execute(

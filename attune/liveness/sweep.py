@@ -11,14 +11,15 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    CursorResult,
     any_,
     func,
+    literal,
     select,
+    true,
     update,
 )
 from sqlalchemy.orm import Session
@@ -29,17 +30,15 @@ from attune.liveness.signals import WorkerTransition, worker_deactivated, worker
 from attune.settings import Settings
 from attune.store.models import (
     EXECUTION_TABLE,
-    TRANSITIONS,
+    HELD_STATUSES,
     WORKER_TABLE,
     ExecutionStatus,
     WorkerStatus,
 )
-from attune.store.sqltypes import cutoff, db_now, utc_text
+from attune.store.sqltypes import cutoff, db_now, in_constants, utc_text
 
 logger = logging.getLogger(__name__)
 
-HELD_STATUSES = tuple(sorted(TRANSITIONS[ExecutionStatus.ABANDONED]))
-"""The states of the executions a worker holds: what its stop abandons, what a listing counts."""
 STOPPED_HEARTBEATING = "stopped heartbeating"
 """The cause of a deactivation by the sweep."""
 
@@ -105,30 +104,35 @@ def sweep(session: Session, settings: Settings, now: datetime | None = None) -> 
         .values(status=WorkerStatus.INACTIVE.value, updated_at=db_now())
         .returning(_W.c.name, _W.c.last_heartbeat)
     )
+    unpicked = _fail_unpicked(settings, now)
     if session.get_bind().dialect.name == "postgresql":
-        rows = _sweep_in_one_statement(session, stale)
+        rows, failed = _sweep_in_one_statement(session, stale, unpicked)
     else:
         found = session.execute(stale).all()
         abandoned = abandon(session, [row.name for row in found], _stopped_heartbeating)
         rows = [(row.name, row.last_heartbeat, abandoned[row.name]) for row in found]
+        failed = 0 if unpicked is None else len(session.execute(unpicked).all())
     deactivated = tuple(
         Deactivation(name, last_heartbeat, count) for name, last_heartbeat, count in sorted(rows)
     )
-    return SweepReport(deactivated, _fail_unpicked(session, settings, now))
+    return SweepReport(deactivated, failed)
 
 
-def _sweep_in_one_statement(session: Session, stale: Any) -> list[tuple[str, datetime | None, int]]:
-    """PostgreSQL: deactivate and settle in one round trip (data-modifying CTEs)."""
+def _sweep_in_one_statement(
+    session: Session, stale: Any, unpicked: Any
+) -> tuple[list[tuple[str, datetime | None, int]], int]:
+    """PostgreSQL: deactivate, settle and fail the unpicked in one round trip (data-modifying
+    CTEs); the dead workers with their counts, and how many scheduled executions failed."""
     dead = stale.cte("dead")
-    # worker = ANY(ARRAY(SELECT name FROM dead)) lets the planner probe the (worker, status)
-    # index for the dead workers' executions instead of scanning every running execution.
+    # worker = ANY(ARRAY(SELECT name FROM dead)) lets the planner probe the index of held
+    # executions by worker for the dead workers' instead of scanning every running execution.
     dead_names = func.array(select(dead.c.name).scalar_subquery())
     abandoned = (
         update(_E)
         .where(
             _E.c.worker == dead.c.name,
             _E.c.worker == any_(dead_names),
-            _E.c.status.in_(HELD_STATUSES),
+            in_constants(_E.c.status, HELD_STATUSES),
         )
         .values(
             status=ExecutionStatus.ABANDONED.value,
@@ -143,12 +147,24 @@ def _sweep_in_one_statement(session: Session, stale: Any) -> list[tuple[str, dat
         .group_by(abandoned.c.worker)
         .subquery("counts")
     )
+    settled = (
+        select(dead.c.name, dead.c.last_heartbeat, func.coalesce(counts.c.abandoned, 0))
+        .select_from(dead.outerjoin(counts, counts.c.worker == dead.c.name))
+        .subquery("settled")
+    )
+    # One row per dead worker, or a single row of NULLs when none died: the count of failed
+    # scheduled executions rides on every row, so it is never lost.
+    failed = (
+        literal(0)
+        if unpicked is None
+        else select(func.count()).select_from(unpicked.cte("unpicked"))
+    )
+    found = select(failed.label("failed")).subquery("failed")
     rows = session.execute(
-        select(
-            dead.c.name, dead.c.last_heartbeat, func.coalesce(counts.c.abandoned, 0)
-        ).select_from(dead.outerjoin(counts, counts.c.worker == dead.c.name))
+        select(*settled.c, found.c.failed).select_from(found.outerjoin(settled, true()))
     ).all()
-    return [(name, last_heartbeat, int(count)) for name, last_heartbeat, count in rows]
+    dead_rows = [(row[0], row[1], int(row[2])) for row in rows if row[0] is not None]
+    return dead_rows, int(rows[0].failed)
 
 
 def _stopped_heartbeating(columns: Any) -> ColumnElement[str]:
@@ -171,7 +187,7 @@ def abandon(
             .where(
                 _E.c.worker == _W.c.name,
                 _W.c.name.in_(names[start : start + _NAMES_PER_STATEMENT]),
-                _E.c.status.in_(HELD_STATUSES),
+                in_constants(_E.c.status, HELD_STATUSES),
             )
             .values(status=ExecutionStatus.ABANDONED.value, error=error(_W.c), finished_at=db_now())
             .returning(_E.c.worker)
@@ -180,14 +196,15 @@ def abandon(
     return counts
 
 
-def _fail_unpicked(session: Session, settings: Settings, now: datetime | None) -> int:
+def _fail_unpicked(settings: Settings, now: datetime | None) -> Any:
+    """The UPDATE failing scheduled executions no worker picked up in time (None: disabled)."""
     timeout_s = settings.scheduled_timeout_s
     if timeout_s <= 0:
-        return 0
-    result = session.execute(
+        return None
+    return (
         update(_E)
         .where(
-            _E.c.status == ExecutionStatus.SCHEDULED.value,
+            in_constants(_E.c.status, (ExecutionStatus.SCHEDULED,)),
             _E.c.requested_at <= cutoff(timeout_s, now),
         )
         .values(
@@ -195,8 +212,8 @@ def _fail_unpicked(session: Session, settings: Settings, now: datetime | None) -
             error=f"not picked up by any worker within {timeout_s:g} s",
             finished_at=db_now(),
         )
+        .returning(_E.c.id)
     )
-    return int(cast("CursorResult[Any]", result).rowcount)
 
 
 def announce(report: SweepReport) -> None:

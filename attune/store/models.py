@@ -94,6 +94,15 @@ moves it on to ``canceled``.
 NOT_STARTED = frozenset({_S.REQUESTED, _S.SCHEDULED})
 """States in which no worker has picked the execution up yet."""
 
+HELD_STATUSES = tuple(sorted(TRANSITIONS[_S.ABANDONED]))
+"""The states of the executions a worker holds: what its stop abandons, what a listing counts."""
+
+LIVE_STATUSES = tuple(sorted(set(ExecutionStatus) - TERMINAL_STATUSES))
+"""The states of the executions not finished yet."""
+
+_IN_HELD = one_of("status", HELD_STATUSES)
+_IN_LIVE = one_of("status", LIVE_STATUSES)
+
 
 class WorkerStatus(enum.StrEnum):
     """Whether a worker is heartbeating (as far as the last sweep or heartbeat knows)."""
@@ -270,8 +279,22 @@ class Execution(Base):
     __tablename__ = "execution"
     __table_args__ = (
         CheckConstraint(one_of("status", _values(ExecutionStatus)), name="status"),
-        Index("ix_execution_status_id", "status", "id"),
-        Index("ix_execution_worker_status", "worker", "status"),
+        # Only live rows (migration 20261201_0006): the sweep's and the scheduled-timeout
+        # check's indexes stay as small as the work in flight, and finishing an execution
+        # writes no entry to them.
+        Index(
+            "ix_execution_held_worker",
+            "worker",
+            postgresql_where=text(_IN_HELD),
+            sqlite_where=text(_IN_HELD),
+        ),
+        Index(
+            "ix_execution_live_status_id",
+            "status",
+            "id",
+            postgresql_where=text(_IN_LIVE),
+            sqlite_where=text(_IN_LIVE),
+        ),
         Index("ix_execution_action_ref_id", "action_ref", "id"),
         # Only the few rows whose action group may still be alive (migration 20261201_0002).
         Index(

@@ -9,7 +9,16 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, Float, SQLColumnExpression, String, literal
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    Float,
+    SQLColumnExpression,
+    String,
+    literal,
+    literal_column,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -101,9 +110,23 @@ def in_literals(column: ColumnElement[str], values: Iterable[str]) -> ColumnElem
     """``column IN (...)`` over fixed values, each its own bound literal (not one expanding list).
 
     Statements for :meth:`attune.store.db.Database.run` are compiled once, before any value is
-    known.
+    known. Bound, the values keep a prepared statement's generic plan off the partial indexes:
+    a statement by primary key stays on the primary key however few rows those hold.
     """
     return column.in_([literal(value, String()) for value in sorted(values)])
+
+
+def in_constants(column: ColumnElement[str], values: Iterable[str]) -> ColumnElement[bool]:
+    """``column IN ('a', 'b')`` over fixed words written into the SQL (no bound parameter).
+
+    For the statements that should use a partial index on those values (the indexes of live
+    executions): PostgreSQL matches an index predicate only with constants, in any plan.
+    """
+    words = sorted(values)
+    for word in words:
+        if not word.replace("_", "").isalnum():
+            raise ValueError(f"in_constants takes plain words, not {word!r}")
+    return column.in_([literal_column(f"'{word}'", String()) for word in words])
 
 
 def one_of(column: str, values: tuple[str, ...]) -> str:

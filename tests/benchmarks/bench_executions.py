@@ -5,7 +5,10 @@ On PostgreSQL + Redis with one worker each (``-c 2``):
   ``delay().get()`` (goal: median ratio <= 1.5);
 - draining 2,000 queued executions vs 2,000 queued baseline tasks (goal: throughput ratio
   >= 0.7): both queues are filled while their worker does not consume, then timed from the
-  moment it starts consuming until the last one is done.
+  moment it starts consuming until the last one is done;
+- the same round trip with 1,000,000 finished executions in the table vs on an empty table
+  (goal: ratio <= 1.1: the hot path must not slow as history grows), after the query plan of
+  every statement on the path is checked for a sequential scan of the execution table.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ ATTUNE_NODE = "bench-attune@localhost"
 BASELINE_NODE = "bench-baseline@localhost"
 ROUND_TRIPS = int(os.environ.get("BENCH_ROUND_TRIPS", "300"))
 DRAIN = int(os.environ.get("BENCH_DRAIN", "2000"))
+HISTORY = int(os.environ.get("BENCH_HISTORY", "1000000"))
 
 
 def _celery(app: str, node: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -180,6 +184,60 @@ def _measure(env: dict[str, str]) -> None:
     print(
         f"drain of {DRAIN}: attune {attune_rate:.0f}/s, bare Celery task {baseline_rate:.0f}/s, "
         f"ratio {attune_rate / baseline_rate:.2f} (goal >= 0.7)"
+    )
+    _history(attune_call, baseline_call)
+
+
+def _history(attune_call: Callable[[], None], baseline_call: Callable[[], None]) -> None:
+    """The round trip on an empty execution table, then with a million finished executions."""
+    from sqlalchemy import text
+
+    from attune.worker.app import resources
+    from tests.benchmarks import history
+
+    database = resources.database
+
+    def emptied() -> None:
+        with database.engine.begin() as connection:
+            connection.execute(text("TRUNCATE execution RESTART IDENTITY"))
+        history.vacuum(database)
+
+    def round_trips() -> tuple[float, float]:
+        for _ in range(20):  # the table changed under the worker's cached plans: settle them
+            attune_call()
+        ours: list[float] = []
+        theirs: list[float] = []
+        for _ in range(ROUND_TRIPS):
+            theirs.append(_timed(baseline_call))
+            ours.append(_timed(attune_call))
+        return statistics.median(ours) * 1e3, statistics.median(theirs) * 1e3
+
+    # Empty, full, empty again: the machine's drift over the run cancels out of the ratio.
+    emptied()
+    before_ms, before_celery_ms = round_trips()
+    started = time.perf_counter()
+    history.fill(database, HISTORY)
+    filled_s = time.perf_counter() - started
+    scanning = history.seq_scans(database, resources.settings)
+    full_ms, full_celery_ms = round_trips()
+    emptied()
+    after_ms, after_celery_ms = round_trips()
+    print(
+        f"history: {HISTORY:,} finished executions written and analyzed in {filled_s:.1f} s;"
+        f" {len(history.hot_path(resources.settings, 1))} statements on the path explained,"
+        f" {len(scanning)} with a sequential scan of the execution table"
+    )
+    for name, plan in scanning.items():
+        print(f"  SEQ SCAN in {name}:", *plan, sep="\n    ")
+    empty_ms = (before_ms + after_ms) / 2
+    celery_drift = full_celery_ms / ((before_celery_ms + after_celery_ms) / 2)
+    ratio = full_ms / empty_ms
+    print(
+        f"round trip (median of {ROUND_TRIPS}) with {HISTORY:,} executions in the table:"
+        f" {full_ms:.2f} ms, on an empty table {before_ms:.2f} ms before and {after_ms:.2f} ms"
+        f" after, ratio {ratio:.2f} (goal <= 1.1); the bare Celery task beside it"
+        f" {full_celery_ms:.2f} ms vs {before_celery_ms:.2f} / {after_celery_ms:.2f} ms"
+        f" ({celery_drift:.2f}: the machine's own drift)"
     )
 
 

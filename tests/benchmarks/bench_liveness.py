@@ -1,13 +1,14 @@
 """Benchmark: heartbeat and sweep on PostgreSQL, each beside a bare psycopg baseline.
 
 Run by ``make bench``. It creates its own database ``attune_bench_live_<pid>``, migrates it with
-alembic, and drops it afterwards. Goals (issue 6):
+alembic, and drops it afterwards. Goals (issue 11), each a ratio to its bare baseline measured
+in the same run, the two taking turns:
 
-- one heartbeat (session, UPDATE, commit — what the heartbeat thread does each tick):
-  median ≤ 1 ms, beside a bare psycopg ``UPDATE`` + commit of the same row;
+- one heartbeat (what the heartbeat thread does each tick) ≤ 1.3 × a bare psycopg autocommit
+  ``UPDATE`` of the same row (the UPDATE and its commit in one round trip);
 - ≥ 90 % of heartbeat updates are HOT (``n_tup_hot_upd / n_tup_upd``);
 - the sweep over 100,000 workers with 1,000 stale (100 never heartbeated), settling their
-  executions: ≤ 50 ms, beside a bare ``UPDATE`` of the stale rows.
+  executions, ≤ 2 × a bare psycopg ``UPDATE`` + commit of the stale worker rows alone.
 """
 
 from __future__ import annotations
@@ -38,7 +39,13 @@ HEARTBEAT_ROUNDS = 3000
 FLEET = 100_000
 STALE = 1_000
 NEVER = 100
-SWEEP_RUNS = 9
+SWEEP_RUNS = 15
+WARM = 200
+BARE_BEAT = "UPDATE worker SET last_heartbeat = now() WHERE name = %s AND status = 'active'"
+BARE_SWEEP = (
+    "UPDATE worker SET status = 'inactive' WHERE status = 'active'"
+    " AND (last_heartbeat IS NULL OR last_heartbeat <= now() - interval '90 seconds')"
+)
 
 
 def main() -> int:
@@ -83,34 +90,53 @@ def bench_heartbeat(database: Database, url: str) -> None:
     names = [f"hb{index % HEARTBEAT_WORKERS}" for index in range(HEARTBEAT_ROUNDS)]
 
     def attune_beat(name: str) -> None:
-        with database.session_scope() as session:
-            workers.heartbeat(session, name)
+        workers.heartbeat(database, name)
 
-    with psycopg.connect(_libpq(url)) as bare:
+    # The bare baseline does the same durable work at the driver's own cost: the UPDATE of the
+    # row, committed. Autocommit commits it in the same round trip (what the heartbeat does);
+    # the transaction form (BEGIN, UPDATE, COMMIT: three round trips) is shown beside it.
+    with (
+        psycopg.connect(_libpq(url), autocommit=True) as bare,
+        psycopg.connect(_libpq(url)) as bare_transaction,
+    ):
 
         def bare_beat(name: str) -> None:
-            bare.execute("UPDATE worker SET last_heartbeat = now() WHERE name = %s", (name,))
-            bare.commit()
+            bare.execute(BARE_BEAT, (name,))
 
-        for name in names[
-            : int(os.environ.get("WARM", "200"))
-        ]:  # warm both paths: pools, statement caches
+        def bare_transaction_beat(name: str) -> None:
+            bare_transaction.execute(BARE_BEAT, (name,))
+            bare_transaction.commit()
+
+        for name in names[:WARM]:  # warm every path: connections, prepared statements
             attune_beat(name)
             bare_beat(name)
+            bare_transaction_beat(name)
+        # Interleaved beat by beat: a checkpoint or a neighbour's burst hits all three alike.
         before = _update_counts(database)
-        attune_times = _timed(attune_beat, names)
+        attune_times, bare_times, transaction_times = _interleaved(
+            (attune_beat, bare_beat, bare_transaction_beat), names
+        )
         after = _update_counts(database)
-        bare_times = _timed(bare_beat, names)
 
+    # Every UPDATE of the worker table in the window counts: the three paths' alike.
     updates, hot = after[0] - before[0], after[1] - before[1]
     attune_ms = statistics.median(attune_times) * 1000
     bare_ms = statistics.median(bare_times) * 1000
+    transaction_ms = statistics.median(transaction_times) * 1000
     hot_ratio = hot / updates if updates else 0.0
     print(f"heartbeat over {HEARTBEAT_ROUNDS} beats of {HEARTBEAT_WORKERS} workers")
-    print(f"  attune heartbeat   median {attune_ms:6.3f} ms  p95 {_p95(attune_times):6.3f} ms")
-    print(f"  bare UPDATE+commit median {bare_ms:6.3f} ms  p95 {_p95(bare_times):6.3f} ms")
+    print(
+        f"  attune heartbeat          median {attune_ms:6.3f} ms  p95 {_p95(attune_times):6.3f} ms"
+    )
+    print(f"  bare autocommit UPDATE    median {bare_ms:6.3f} ms  p95 {_p95(bare_times):6.3f} ms")
+    print(
+        f"  bare UPDATE; COMMIT       median {transaction_ms:6.3f} ms"
+        f"  p95 {_p95(transaction_times):6.3f} ms  (for reference)"
+    )
     ratio = attune_ms / bare_ms
-    print(f"  ratio attune/bare  {ratio:.2f}x   goal: median <= 1 ms {_met(attune_ms <= 1)}")
+    print(
+        f"  ratio attune/bare autocommit UPDATE  {ratio:.2f}x   goal: <= 1.3 {_met(ratio <= 1.3)}"
+    )
     hot_line = f"{hot}/{updates} = {hot_ratio:.1%}"
     print(f"  HOT updates        {hot_line}   goal: >= 90 % {_met(hot_ratio >= 0.9)}")
 
@@ -161,24 +187,19 @@ def bench_sweep(database: Database, url: str) -> bool:
             connection.execute("VACUUM ANALYZE worker")
             connection.execute("VACUUM ANALYZE execution")
 
-    sweep_times, reports = [], []
-    for _ in range(SWEEP_RUNS):
-        reset()
-        started = time.perf_counter()
-        with database.session_scope() as session:
-            report = sweeps.sweep(session, SETTINGS)
-        sweep_times.append(time.perf_counter() - started)
-        reports.append(report.counts())
-
-    bare_times = []
+    # Attune's sweep and the bare UPDATE take turns, so a neighbour's burst hits both alike.
+    sweep_times, bare_times, reports = [], [], []
     with psycopg.connect(_libpq(url)) as bare:
         for _ in range(SWEEP_RUNS):
             reset()
             started = time.perf_counter()
-            bare.execute(
-                "UPDATE worker SET status = 'inactive' WHERE status = 'active'"
-                " AND (last_heartbeat IS NULL OR last_heartbeat <= now() - interval '90 seconds')"
-            )
+            with database.session_scope() as session:
+                report = sweeps.sweep(session, SETTINGS)
+            sweep_times.append(time.perf_counter() - started)
+            reports.append(report.counts())
+            reset()
+            started = time.perf_counter()
+            bare.execute(BARE_SWEEP)
             bare.commit()
             bare_times.append(time.perf_counter() - started)
 
@@ -191,9 +212,12 @@ def bench_sweep(database: Database, url: str) -> bool:
         f" {FLEET:,} running executions, {SWEEP_RUNS} runs"
     )
     print(f"  attune sweep       median {sweep_ms:6.1f} ms  (settles {reports[0]})")
-    print(f"  bare UPDATE+commit median {bare_ms:6.1f} ms  (workers only)")
+    print(
+        f"  bare UPDATE+commit median {bare_ms:6.1f} ms  (psycopg: the {STALE:,} stale worker"
+        " rows found by the same rule and marked inactive, committed; no execution settled)"
+    )
     ratio = sweep_ms / bare_ms
-    print(f"  ratio attune/bare  {ratio:.2f}x   goal: <= 50 ms {_met(sweep_ms <= 50)}")
+    print(f"  ratio attune/bare  {ratio:.2f}x   goal: <= 2 {_met(ratio <= 2)}")
     if not correct:
         print(f"  WRONG COUNTS: {reports}")
     return correct
@@ -226,12 +250,16 @@ def _update_counts(database: Database) -> tuple[int, int]:
         time.sleep(1.1)  # idle backends flush pending stats at most once a second
 
 
-def _timed(step: Callable[[str], None], names: list[str]) -> list[float]:
-    times = []
+def _interleaved(
+    steps: tuple[Callable[[str], None], ...], names: list[str]
+) -> tuple[list[float], ...]:
+    """Each step's times over ``names``, the steps taking turns name by name."""
+    times: tuple[list[float], ...] = tuple([] for _ in steps)
     for name in names:
-        started = time.perf_counter()
-        step(name)
-        times.append(time.perf_counter() - started)
+        for step, taken in zip(steps, times, strict=True):
+            started = time.perf_counter()
+            step(name)
+            taken.append(time.perf_counter() - started)
     return times
 
 
