@@ -55,6 +55,8 @@ def execute(
     if epoch is not None:  # before the task is sent, so its notification cannot be missed
         hub.await_record(handle.id)
         weakref.finalize(handle, hub.forget, handle.id)
+    if not routed.send:  # gated: waits for a slot (its gate sends it), or canceled at once
+        return handle
     try:
         execute_action.apply_async((routed.execution_id,), queue=routed.queue)
     except Exception as exc:  # kombu and redis raise several families; all mean "not sent"

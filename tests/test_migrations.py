@@ -69,7 +69,7 @@ def test_upgrade_downgrade_upgrade_round_trips_and_check_is_clean(fresh_url: str
     for step in (("upgrade", "head"), ("check",)):
         result = alembic(fresh_url, *step)
         assert result.returncode == 0, result.stderr
-    assert tables(fresh_url) == {"pack", "action", "worker", "execution"}
+    assert tables(fresh_url) == {"pack", "action", "worker", "execution", "concurrency_gate"}
 
 
 def test_check_reports_drift_when_the_schema_lags(fresh_url: str) -> None:

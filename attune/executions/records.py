@@ -39,6 +39,16 @@ class ExecutionRecord:
     started_at: datetime | None
     finished_at: datetime | None
     duration_ms: int | None
+    attempt: int = 1
+    max_attempts: int = 1
+    first_attempt_id: int | None = None
+    retry_of_id: int | None = None
+    eligible_at: datetime | None = None
+
+    @property
+    def try_label(self) -> str:
+        """The attempt among the runs the retry policy allows: ``2/3`` (``1/1`` without one)."""
+        return f"{self.attempt}/{self.max_attempts}"
 
     @property
     def is_terminal(self) -> bool:
@@ -76,6 +86,11 @@ _RECORD = select(
     _E.started_at,
     _E.finished_at,
     _E.duration_ms,
+    _E.attempt,
+    _E.max_attempts,
+    _E.first_attempt_id,
+    _E.retry_of_id,
+    _E.eligible_at,
 )
 # Hot-path statements are built once; each call only binds its values.
 _GET = _RECORD.where(_E.id == bindparam("execution_id"))
@@ -88,7 +103,7 @@ def _record(row: Row[*tuple[Any, ...]]) -> ExecutionRecord:
     return ExecutionRecord(**values)
 
 
-_TIMESTAMPS = ("requested_at", "started_at", "finished_at")
+_TIMESTAMPS = ("requested_at", "started_at", "finished_at", "eligible_at")
 
 
 def from_notification(fields: dict[str, Any]) -> ExecutionRecord:
@@ -96,7 +111,7 @@ def from_notification(fields: dict[str, Any]) -> ExecutionRecord:
     values = dict(fields)
     values["status"] = ExecutionStatus(values["status"])
     for name in _TIMESTAMPS:
-        if values[name] is not None:
+        if values.get(name) is not None:
             values[name] = datetime.fromisoformat(values[name]).astimezone(UTC)
     return ExecutionRecord(**values)
 

@@ -15,8 +15,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from attune import metrics
 from attune.errors import AttuneError
+from attune.executions import dispatch, gates, retries
 from attune.executions import records as executions
 from attune.executions.completion import hub
+from attune.executions.policies import Policy
 from attune.executions.secretbox import SecretBox
 from attune.runtimes import Invocation, Outcome, RunResult, run
 from attune.settings import Settings
@@ -124,19 +126,26 @@ def run_execution(
         lambda: _claim(database, execution_id, worker_name),
     )
     if claimed is None:
-        log.info("execution %s is no longer scheduled; not running it", execution_id)
         return None
+    policy = Policy.from_json(claimed.policy)
     with watcher.watch(execution_id) as cancel:
         try:
             invocation = _invocation(settings, execution_id, claimed, action, cancel)
         except AttuneError as exc:
             result = RunResult.not_started(Outcome.FAILED, str(exc))
         else:
+            if policy.retry is not None:  # an attempt abandoned before this never ran code
+                database.run(_SPAWNED, {"execution_id": execution_id})
             result = run(invocation)
-    return _retrying(
+    status = _retrying(
         f"storing the result of execution {execution_id}",
-        lambda: _store(database, execution_id, result),
+        lambda: _store(database, settings, execution_id, result, policy),
     )
+    if claimed.gate_key is not None:  # its slot is free: start the gate's next heads
+        dispatch.send(
+            gates.release(database, claimed.action_ref, claimed.gate_key, claimed.gate_limit)
+        )
+    return status
 
 
 def _retrying(what: str, attempt: Callable[[], _T]) -> _T:
@@ -160,14 +169,25 @@ _TO_RUNNING = (
     .where(
         _EXECUTION.id == bindparam("execution_id"),
         in_literals(_EXECUTION.status, TRANSITIONS[ExecutionStatus.RUNNING]),
+        # Gated executions are claimed by attune.executions.gates; retries not before due.
+        _EXECUTION.gate_key.is_(None),
+        _EXECUTION.eligible_at <= db_now(),
     )
     .values(status=ExecutionStatus.RUNNING.value, worker=bindparam("worker"), started_at=db_now())
+)
+_SPAWNED = (
+    update(EXECUTION_TABLE)
+    .where(_EXECUTION.id == bindparam("execution_id"))
+    .values(spawned_at=db_now())
 )
 _CLAIMED_COLUMNS = (
     _EXECUTION.action_ref,
     _EXECUTION.parameters,
     _EXECUTION.secrets,
     _EXECUTION.timeout_s,
+    _EXECUTION.policy,
+    _EXECUTION.gate_key,
+    _EXECUTION.gate_limit,
 )
 _ACTION_COLUMNS = (
     _ACTION.runner_type,
@@ -186,7 +206,9 @@ _CLAIM_JOINED = _TO_RUNNING.where(_EXECUTION.action_ref == _ACTION.ref).returnin
 )
 
 
-def settle_lost(database: Database, execution_id: int, worker_name: str, reason: str) -> bool:
+def settle_lost(
+    database: Database, settings: Settings, execution_id: int, worker_name: str, reason: str
+) -> bool:
     """Abandon the execution this worker was running when its pool process died; True if so.
 
     The worker lives on and heartbeats, so the sweep would never settle it, and the message
@@ -194,15 +216,30 @@ def settle_lost(database: Database, execution_id: int, worker_name: str, reason:
     """
     error = f"the worker process running it on {worker_name} died: {reason}"
     lost = database.reconnecting(
-        lambda: executions.transition(
-            database, execution_id, ExecutionStatus.ABANDONED, held_by=worker_name, error=error
+        lambda: retries.end_attempt(
+            database,
+            settings,
+            execution_id,
+            ExecutionStatus.ABANDONED,
+            held_by=worker_name,
+            error=error,
         )
     )
-    if lost:
-        hub.notify()
-        metrics.record_execution(ExecutionStatus.ABANDONED, None)
-        log.warning("execution %s abandoned: %s", execution_id, error)
-    return lost
+    if lost is None:
+        return False
+    hub.notify()
+    metrics.record_execution(ExecutionStatus.ABANDONED, None)
+    log.warning("execution %s abandoned: %s", execution_id, error)
+    _follow_up(database, lost)
+    return True
+
+
+def _follow_up(database: Database, ended: retries.Transitioned) -> None:
+    """After an attempt ended: send its successor and the heads of the gate it freed."""
+    sent = [] if ended.successor is None else [ended.successor]
+    if ended.gate is not None:
+        sent.extend(gates.release(database, *ended.gate))
+    dispatch.send(sent)
 
 
 def _claim(database: Database, execution_id: int, worker_name: str) -> tuple[Any, Any]:
@@ -212,9 +249,20 @@ def _claim(database: Database, execution_id: int, worker_name: str) -> tuple[Any
         for joined in database.run(_CLAIM_JOINED, values):
             return joined, joined
     for claimed in database.run(_CLAIM, values):
-        actions = database.run(_ACTION_RUN, {"ref": claimed.action_ref})
-        return claimed, actions[0] if actions else None
-    return None, None
+        return claimed, _action_of(database, claimed)
+    # Not claimable as a plain execution: gated, early (a pending retry), or no longer due.
+    admitted = gates.claim(database, execution_id, worker_name, _CLAIMED_COLUMNS)
+    if isinstance(admitted, gates.Refused):
+        log.info("not running execution %s: %s", execution_id, admitted.reason)
+        if admitted.dispatch is not None:
+            dispatch.send([admitted.dispatch])
+        return None, None
+    return admitted, _action_of(database, admitted)
+
+
+def _action_of(database: Database, claimed: Any) -> Any:
+    actions = database.run(_ACTION_RUN, {"ref": claimed.action_ref})
+    return actions[0] if actions else None
 
 
 def _invocation(
@@ -248,7 +296,13 @@ def _invocation(
     )
 
 
-def _store(database: Database, execution_id: int, result: RunResult) -> ExecutionStatus:
+def _store(
+    database: Database,
+    settings: Settings,
+    execution_id: int,
+    result: RunResult,
+    policy: Policy,
+) -> ExecutionStatus:
     status = OUTCOME_STATUS[result.outcome]
     fields: dict[str, Any] = {
         "exit_code": result.exit_code,
@@ -259,7 +313,17 @@ def _store(database: Database, execution_id: int, result: RunResult) -> Executio
         "stderr_truncated": result.stderr_truncated,
         "duration_ms": result.duration_ms,
     }
-    if executions.transition(database, execution_id, status, error=result.error, **fields):
+    if retries.retried_as(policy, status, spawned=True) is not None:
+        # The attempt may be owed a successor: both in one transaction.
+        ended = retries.end_attempt(
+            database, settings, execution_id, status, error=result.error, **fields
+        )
+        if ended is not None:
+            hub.notify()
+            metrics.record_execution(status, result.duration_ms / 1000)
+            dispatch.send([] if ended.successor is None else [ended.successor])
+            return status
+    elif executions.transition(database, execution_id, status, error=result.error, **fields):
         hub.notify()
         metrics.record_execution(status, result.duration_ms / 1000)
         return status

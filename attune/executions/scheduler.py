@@ -11,7 +11,9 @@ from typing import Any
 from sqlalchemy import Insert, Select, String, bindparam, case, insert, null, select
 
 from attune.errors import ActionNotFoundError, ParameterError
+from attune.executions import gates
 from attune.executions.params import mask, resolve, secret_names
+from attune.executions.policies import SNAPSHOT_COLUMNS, Policy
 from attune.executions.queues import runtime_queue, worker_queue
 from attune.executions.secretbox import SecretBox
 from attune.liveness.freshness import no_worker_reason, serving, unavailable_reason
@@ -21,7 +23,14 @@ from attune.store.models import ACTION_TABLE, EXECUTION_TABLE, ExecutionStatus
 from attune.store.sqltypes import UTCDateTime, db_now
 
 _ACTION = ACTION_TABLE.c
-_REQUEST_COLUMNS = ("action_ref", "parameters", "secrets", "target_worker", "timeout_s")
+_REQUEST_COLUMNS = (
+    "action_ref",
+    "parameters",
+    "secrets",
+    "target_worker",
+    "timeout_s",
+    *SNAPSHOT_COLUMNS,
+)
 
 
 def _insert(**fixed: Any) -> Insert:
@@ -39,13 +48,14 @@ _FAILED = _insert(
 
 
 @functools.cache
-def _lookup(threshold_s: float) -> Select[tuple[str, dict[str, Any], bool, datetime, bool]]:
+def _lookup(threshold_s: float) -> Select[Any]:
     """The action and whether a live worker serves its runtime, in one statement (built once)."""
     return select(
         _ACTION.runner_type,
         _ACTION.parameters,
         _ACTION.enabled,
         _ACTION.updated_at,
+        _ACTION.policy,
         serving(threshold_s, _ACTION.runner_type).label("available"),
     ).where(_ACTION.ref == bindparam("ref"))
 
@@ -83,6 +93,7 @@ class _Known:
     runner_type: str
     parameters: dict[str, Any]
     updated_at: datetime
+    policy: Policy
 
 
 _KNOWN: dict[tuple[str, str], _Known] = {}
@@ -91,10 +102,15 @@ _KNOWN: dict[tuple[str, str], _Known] = {}
 
 @dataclass(frozen=True)
 class Routed:
-    """The execution is recorded ``scheduled``; its task goes to ``queue``."""
+    """The execution is recorded ``scheduled``; its task goes to ``queue``.
+
+    ``send`` is False for a gated execution that waits behind a full gate (the gate's releaser
+    or the sweep sends it) or that its gate canceled at once (``reject``, ``max_waiting``).
+    """
 
     execution_id: int
     queue: str
+    send: bool = True
 
 
 @dataclass(frozen=True)
@@ -133,8 +149,9 @@ def schedule(
     action = found[0]
     if not action.enabled:
         raise ActionNotFoundError(ref, "the action is disabled")
-    _KNOWN[key] = _Known(action.runner_type, action.parameters, action.updated_at)
-    row = _row(settings, ref, action.parameters, values, worker, timeout_s)
+    policy = Policy.from_json(action.policy)
+    _KNOWN[key] = _Known(action.runner_type, action.parameters, action.updated_at, policy)
+    row = _row(settings, ref, action.parameters, policy, values, worker, timeout_s)
     if worker is not None:
         with database.session_scope() as session:
             reason = unavailable_reason(session, settings, action.runner_type, worker)
@@ -144,7 +161,7 @@ def schedule(
         return Unroutable(database.run(_FAILED, {**row, "error": reason})[0].id, reason)
     execution_id: int = database.run(_SCHEDULED, row)[0].id
     queue = worker_queue(worker) if worker else runtime_queue(action.runner_type)
-    return Routed(execution_id, queue)
+    return _placed(database, Routed(execution_id, queue), row, policy)
 
 
 def _schedule_known(
@@ -157,7 +174,7 @@ def _schedule_known(
 ) -> Routed | Unroutable | None:
     """Record in one statement, trusting ``known``; None when a fresh read must decide."""
     try:
-        row = _row(settings, ref, known.parameters, values, None, timeout_s)
+        row = _row(settings, ref, known.parameters, known.policy, values, None, timeout_s)
     except ParameterError:
         return None  # the action may have changed since: judge on its current schema
     reason = no_worker_reason(known.runner_type)
@@ -168,19 +185,32 @@ def _schedule_known(
     if not inserted:
         return None
     if inserted[0].status == ExecutionStatus.SCHEDULED:
-        return Routed(inserted[0].id, runtime_queue(known.runner_type))
+        routed = Routed(inserted[0].id, runtime_queue(known.runner_type))
+        return _placed(database, routed, row, known.policy)
     return Unroutable(inserted[0].id, reason)
+
+
+def _placed(database: Database, routed: Routed, row: dict[str, Any], policy: Policy) -> Routed:
+    """A gated execution is sent only when its gate has room (or it is canceled at once)."""
+    if row["gate_key"] is None:
+        return routed
+    send, _rejected = gates.place(
+        database, routed.execution_id, row["action_ref"], row["gate_key"], policy
+    )
+    return routed if send else Routed(routed.execution_id, routed.queue, send=False)
 
 
 def _row(
     settings: Settings,
     ref: str,
     schema: dict[str, Any],
+    policy: Policy,
     values: Mapping[str, Any],
     worker: str | None,
     timeout_s: float | None,
 ) -> dict[str, Any]:
-    """The execution's columns: parameters validated, defaults filled, secrets sealed apart."""
+    """The execution's columns: parameters validated, defaults filled, secrets sealed apart,
+    the action's policy snapshotted."""
     resolved = resolve(ref, schema, values)
     secrets = {name: resolved[name] for name in secret_names(schema) if name in resolved}
     return {
@@ -189,4 +219,5 @@ def _row(
         "secrets": SecretBox.for_settings(settings).encrypt(secrets) if secrets else None,
         "target_worker": worker,
         "timeout_s": timeout_s,
+        **policy.snapshot(ref, resolved),
     }

@@ -19,6 +19,7 @@ from attune.errors import DocumentError, PackError
 from attune.executions import params
 from attune.packs.documents import read_mapping
 from attune.packs.fields import Fields
+from attune.packs.policies import POLICY_KEYS, read_policy
 from attune.packs.specs import ActionSpec, PackSpec
 from attune.store.models import (
     ACTION_REF_REGEX,
@@ -47,6 +48,7 @@ ACTION_KEYS = frozenset(
         "parameter_format",
         "output_format",
         "timeout",
+        *POLICY_KEYS,
     }
 )
 """The keys an action file may have."""
@@ -179,6 +181,7 @@ def _read_action(
     parameters = document.get("parameters") or {}
     fields.extend(params.definition_problems(parameters))
     timeout_s = fields.timeout()
+    policy = read_policy(fields, parameters, timeout_s)
     spec = ActionSpec(
         ref=ref,
         runner_type=runner_type,
@@ -193,6 +196,7 @@ def _read_action(
         parameter_format=fields.choice("parameter_format", ParameterFormat),
         output_format=fields.choice("output_format", OutputFormat),
         timeout_s=timeout_s,
+        policy=None if policy is None else policy.to_json(),
     )
     return None if fields.failed else spec
 

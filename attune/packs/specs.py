@@ -34,6 +34,8 @@ class ActionSpec:
     parameter_format: str = ParameterFormat.JSON
     output_format: str = OutputFormat.TEXT
     timeout_s: int | None = None
+    policy: Mapping[str, Any] | None = None
+    """The validated ``idempotent``/``retry``/``concurrency`` as stored (None: none set)."""
 
     @property
     def name(self) -> str:
@@ -55,6 +57,7 @@ class ActionSpec:
             "parameter_format": self.parameter_format,
             "output_format": self.output_format,
             "timeout_s": self.timeout_s,
+            "policy": None if self.policy is None else dict(self.policy),
         }
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -219,6 +220,8 @@ class Action(Base):
     parameter_format: Mapped[str] = mapped_column(String(16), default=ParameterFormat.JSON)
     output_format: Mapped[str] = mapped_column(String(16), default=OutputFormat.TEXT)
     timeout_s: Mapped[int | None] = mapped_column(Integer)
+    # idempotent/retry/concurrency as validated (attune.executions.policies); NULL: none.
+    policy: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
 
@@ -251,6 +254,9 @@ class Worker(Base):
     updated_at: Mapped[datetime] = _created()
 
 
+_EXECUTION_ID = BigInteger().with_variant(Integer, "sqlite")
+
+
 class Execution(Base):
     """One run of an action: what was asked, where it ran, and everything it produced."""
 
@@ -260,9 +266,28 @@ class Execution(Base):
         Index("ix_execution_status_id", "status", "id"),
         Index("ix_execution_worker_status", "worker", "status"),
         Index("ix_execution_action_ref_id", "action_ref", "id"),
+        # Policies (migration 20261201_0004): a gate's queue in start order, the chains.
+        Index(
+            "ix_execution_gate",
+            "action_ref",
+            "gate_key",
+            "status",
+            "eligible_at",
+            "id",
+            postgresql_where=text("gate_key IS NOT NULL"),
+            sqlite_where=text("gate_key IS NOT NULL"),
+        ),
+        Index(
+            "ix_execution_retry_owed",
+            "status",
+            "finished_at",
+            postgresql_where=text("max_attempts > 1"),
+            sqlite_where=text("max_attempts > 1"),
+        ),
+        Index("ix_execution_first_attempt_id", "first_attempt_id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(_EXECUTION_ID, primary_key=True)
     action_ref: Mapped[str] = mapped_column(String(255))
     parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Fernet token of the secret parameter values; never sent to the broker or shown.
@@ -282,9 +307,34 @@ class Execution(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     duration_ms: Mapped[int | None] = mapped_column(Integer)
+    # Policies, snapshotted from the action when scheduled (migration 20261201_0004).
+    policy: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    max_attempts: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    # The chain's first attempt: a trigger sets it to the row's own id when left NULL.
+    first_attempt_id: Mapped[int | None] = mapped_column(
+        _EXECUTION_ID, ForeignKey("execution.id", ondelete="SET NULL")
+    )
+    retry_of_id: Mapped[int | None] = mapped_column(
+        _EXECUTION_ID, ForeignKey("execution.id", ondelete="SET NULL"), unique=True
+    )
+    eligible_at: Mapped[datetime] = _created()
+    spawned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    gate_key: Mapped[str | None] = mapped_column(String(64))
+    gate_limit: Mapped[int | None] = mapped_column(Integer)
+
+
+class ConcurrencyGate(Base):
+    """One row per (action, key) of a concurrency policy: the row gated claims lock."""
+
+    __tablename__ = "concurrency_gate"
+
+    action_ref: Mapped[str] = mapped_column(String(255), primary_key=True)
+    gate_key: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
 ACTION_TABLE = cast(Table, Action.__table__)
 WORKER_TABLE = cast(Table, Worker.__table__)
 EXECUTION_TABLE = cast(Table, Execution.__table__)
+GATE_TABLE = cast(Table, ConcurrencyGate.__table__)
 """The models' Core tables, for statements built once (:meth:`attune.store.db.Database.run`)."""

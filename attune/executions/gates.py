@@ -1,0 +1,273 @@
+"""Concurrency gates: at most ``limit`` executions of one (action, key) running, FIFO.
+
+A gated execution carries its gate (``gate_key``, ``gate_limit``, snapshotted when it was
+scheduled). Its claim admits it only while fewer than ``limit`` of its gate are ``running``
+or ``canceling`` counting those that wait ahead of it (``eligible_at, id``): one conditional
+UPDATE, serialized per gate by a row lock on ``concurrency_gate`` (PostgreSQL) or by SQLite's
+single writer. No lock service, no Redis lock. A declined claim changes nothing; when a gated
+execution ends, whoever ended it sends the gate's next heads (:func:`heads`), and the sweep
+sends the heads of every gate with free capacity (:func:`sweep_heads`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
+
+from attune.executions import records
+from attune.executions.dispatch import Dispatch
+from attune.executions.policies import OnLimit, Policy
+from attune.executions.retries import SWEEP_BATCH, queue_of
+from attune.store.db import Database
+from attune.store.models import ACTION_TABLE, EXECUTION_TABLE, GATE_TABLE, ExecutionStatus
+from attune.store.sqltypes import cutoff, db_now, seconds_since
+
+_E = EXECUTION_TABLE.c
+_A = ACTION_TABLE.c
+_S = ExecutionStatus
+HOLDING = (_S.RUNNING.value, _S.CANCELING.value)
+"""The states that hold a slot of a gate."""
+
+
+@dataclass(frozen=True)
+class Queue:
+    """Where a gated execution stands: ``busy`` slots taken, ``ahead`` waiting before it."""
+
+    busy: int
+    ahead: int
+    limit: int
+
+    @property
+    def free(self) -> bool:
+        """True when the execution may start now."""
+        return self.busy + self.ahead < self.limit
+
+    @property
+    def position(self) -> int:
+        """Its place among the waiting, from 1."""
+        return self.ahead + 1
+
+
+def _peer(other: Any, gate: Any) -> ColumnElement[bool]:
+    """``other`` is in the same gate as ``gate`` (columns of two execution rows)."""
+    return and_(other.c.action_ref == gate.action_ref, other.c.gate_key == gate.gate_key)
+
+
+def _busy(gate: Any) -> Any:
+    peer = EXECUTION_TABLE.alias("holding")
+    return (
+        select(func.count()).where(_peer(peer, gate), peer.c.status.in_(HOLDING)).scalar_subquery()
+    )
+
+
+def _ahead(me: Any) -> Any:
+    """How many of ``me``'s gate wait before it, eligible now, in (eligible_at, id) order."""
+    peer = EXECUTION_TABLE.alias("waiting")
+    return (
+        select(func.count())
+        .where(
+            _peer(peer, me),
+            peer.c.status == _S.SCHEDULED.value,
+            peer.c.eligible_at <= db_now(),
+            or_(
+                peer.c.eligible_at < me.eligible_at,
+                and_(peer.c.eligible_at == me.eligible_at, peer.c.id < me.id),
+            ),
+        )
+        .scalar_subquery()
+    )
+
+
+def _admit(columns: Sequence[Any]) -> Any:
+    """Claim ``:execution_id`` for ``:worker`` if its gate has room for it (FIFO)."""
+    return (
+        update(EXECUTION_TABLE)
+        .where(
+            _E.id == bindparam("execution_id"),
+            _E.status == _S.SCHEDULED.value,
+            _E.gate_key.is_not(None),
+            _E.eligible_at <= db_now(),
+            _busy(_E) + _ahead(_E) < _E.gate_limit,
+        )
+        .values(status=_S.RUNNING.value, worker=bindparam("worker"), started_at=db_now())
+        .returning(*columns)
+    )
+
+
+_STANDING = (
+    select(
+        _E.status,
+        _E.action_ref,
+        _E.gate_key,
+        _E.gate_limit,
+        _E.policy,
+        _E.target_worker,
+        (-seconds_since(_E.eligible_at)).label("early_s"),
+        _A.runner_type,
+        _busy(_E).label("busy"),
+        _ahead(_E).label("ahead"),
+    )
+    .select_from(EXECUTION_TABLE.outerjoin(ACTION_TABLE, _A.ref == _E.action_ref))
+    .where(_E.id == bindparam("execution_id"))
+)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Why a claim did not start the execution, and what to send instead (if anything)."""
+
+    reason: str
+    dispatch: Dispatch | None = None
+
+
+def claim(database: Database, execution_id: int, worker: str, columns: Sequence[Any]) -> Any:
+    """After the plain claim refused: start a gated execution if its gate admits it.
+
+    Returns the claimed row (``columns``) or a :class:`Refused`. An early execution (a pending
+    retry) is sent again for when it is due; over its limit, ``reject`` cancels it and
+    ``queue`` leaves it waiting (its message acknowledged, nothing spawned).
+    """
+    with database.session_scope() as session:
+        standing = session.execute(_STANDING, {"execution_id": execution_id}).first()
+        if standing is None or standing.status != _S.SCHEDULED.value:
+            return Refused("it is no longer scheduled")
+        if standing.early_s > 0:
+            if standing.runner_type is None and not standing.target_worker:
+                return Refused("its action no longer exists")
+            queue = queue_of(standing.target_worker, standing.runner_type or "")
+            return Refused(
+                f"it is not eligible for {standing.early_s:.3g} s",
+                Dispatch(execution_id, queue, standing.early_s),
+            )
+        if standing.gate_key is None:
+            return Refused("it is no longer scheduled")
+        if not database.is_sqlite:  # serialize this gate's claims; other gates run on
+            gate = {"action_ref": standing.action_ref, "gate_key": standing.gate_key}
+            session.execute(_LOCK, gate)
+        values = {"execution_id": execution_id, "worker": worker}
+        claimed = session.execute(_admit(columns), values).first()
+        if claimed is not None:
+            return claimed
+        now = session.execute(_STANDING, {"execution_id": execution_id}).one()
+        waiting = Queue(now.busy, now.ahead, now.gate_limit)
+        policy = Policy.from_json(now.policy)
+        if policy.concurrency is not None and policy.concurrency.on_limit is OnLimit.REJECT:
+            reason = limit_reached(now.action_ref, now.gate_key, waiting.limit)
+            _cancel(session, execution_id, reason)
+            return Refused(reason)
+        return Refused(f"waiting: position {waiting.position} behind limit {waiting.limit}")
+
+
+_LOCK = (
+    postgresql.insert(GATE_TABLE)
+    .values(action_ref=bindparam("action_ref"), gate_key=bindparam("gate_key"))
+    .on_conflict_do_update(
+        index_elements=["action_ref", "gate_key"],
+        set_={"gate_key": postgresql.insert(GATE_TABLE).excluded.gate_key},
+    )
+)
+
+
+def limit_reached(action_ref: str, gate_key: str, limit: int) -> str:
+    """The error of an execution rejected by its gate."""
+    return f"concurrency limit {limit} reached for {action_ref} (key {gate_key[:12]})"
+
+
+def _cancel(session: Session, execution_id: int, reason: str) -> None:
+    session.execute(
+        update(EXECUTION_TABLE)
+        .where(_E.id == execution_id, _E.status == _S.SCHEDULED.value)
+        .values(status=_S.CANCELED.value, error=reason, finished_at=db_now())
+    )
+
+
+def standing(database: Database, execution_id: int) -> Queue | None:
+    """Where a waiting gated execution stands (None: not gated, or not waiting)."""
+    with database.session_scope(autocommit=True) as session:
+        row = session.execute(_STANDING, {"execution_id": execution_id}).first()
+    if row is None or row.gate_key is None or row.status != _S.SCHEDULED.value:
+        return None
+    return Queue(row.busy, row.ahead, row.gate_limit)
+
+
+def place(
+    database: Database, execution_id: int, action_ref: str, gate_key: str, policy: Policy
+) -> tuple[bool, str | None]:
+    """Right after a gated execution is recorded: whether to send it now, and why it was
+    canceled (``reject`` over the limit, or ``max_waiting`` reached), if it was.
+
+    One not sent waits behind a full gate: the gate's releaser or the sweep sends it once it
+    is a head. The claim still decides; this only spares messages that would be declined.
+    """
+    gate = policy.concurrency
+    queue = standing(database, execution_id)
+    if gate is None or queue is None or queue.free:
+        return True, None
+    reason = None
+    if gate.on_limit is OnLimit.REJECT:
+        reason = limit_reached(action_ref, gate_key, queue.limit)
+    elif gate.max_waiting is not None and queue.ahead >= gate.max_waiting:
+        reason = (
+            f"{queue.ahead} executions already wait for a slot (max_waiting {gate.max_waiting})"
+        )
+    if reason is not None:
+        records.transition(database, execution_id, _S.CANCELED, sources=_WAITING, error=reason)
+    return False, reason
+
+
+_WAITING = frozenset({_S.SCHEDULED})
+
+
+def heads(session: Session, action_ref: str, gate_key: str, limit: int) -> list[Dispatch]:
+    """Messages for the gate's oldest eligible executions that its free slots can take."""
+    busy = session.execute(
+        select(func.count()).where(
+            _E.action_ref == action_ref, _E.gate_key == gate_key, _E.status.in_(HOLDING)
+        )
+    ).scalar_one()
+    if busy >= limit:
+        return []
+    rows = session.execute(
+        select(_E.id, _E.target_worker, _A.runner_type)
+        .select_from(EXECUTION_TABLE.join(ACTION_TABLE, _A.ref == _E.action_ref))
+        .where(
+            _E.action_ref == action_ref,
+            _E.gate_key == gate_key,
+            _E.status == _S.SCHEDULED.value,
+            _E.eligible_at <= db_now(),
+        )
+        .order_by(_E.eligible_at, _E.id)
+        .limit(limit - busy)
+    ).all()
+    return [Dispatch(row.id, queue_of(row.target_worker, row.runner_type)) for row in rows]
+
+
+def release(database: Database, action_ref: str, gate_key: str, limit: int) -> list[Dispatch]:
+    """After a gated execution's terminal transition committed: its gate's next heads."""
+    with database.session_scope(autocommit=True) as session:
+        return heads(session, action_ref, gate_key, limit)
+
+
+def sweep_heads(session: Session, now: datetime | None = None) -> list[Dispatch]:
+    """The heads of every gate with waiting executions and free slots (the safety net for a
+    lost message or a releaser that crashed)."""
+    gates = session.execute(
+        select(_E.action_ref, _E.gate_key, func.max(_E.gate_limit).label("limit"))
+        .where(
+            _E.status == _S.SCHEDULED.value,
+            _E.gate_key.is_not(None),
+            _E.eligible_at <= cutoff(0, now),
+        )
+        .group_by(_E.action_ref, _E.gate_key)
+        .limit(SWEEP_BATCH)
+    ).all()
+    found: list[Dispatch] = []
+    for gate in gates:
+        found.extend(heads(session, gate.action_ref, gate.gate_key, gate.limit))
+    return found
