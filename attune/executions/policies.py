@@ -179,11 +179,11 @@ class Policy:
 
     def describe(self) -> list[str]:
         """The policy in words, one line per part (for ``attune actions show``)."""
-        lines = [f"idempotent: {'yes' if self.idempotent else 'no'}"]
+        lines = [f"idempotent:   {'yes' if self.idempotent else 'no'}"]
         if self.retry is not None:
             retry = self.retry
             lines.append(
-                f"retry: on {', '.join(retry.on)}, {retry.max_attempts} attempts, "
+                f"retry:        on {', '.join(retry.on)}, {retry.max_attempts} attempts, "
                 f"delay {retry.delay_s:g} s {retry.backoff} (cap {retry.max_delay_s:g} s), "
                 f"jitter {retry.jitter}"
             )
@@ -191,5 +191,5 @@ class Policy:
             gate = self.concurrency
             by = f" per {', '.join(gate.by)}" if gate.by else ""
             waiting = "" if gate.max_waiting is None else f", at most {gate.max_waiting} waiting"
-            lines.append(f"concurrency: limit {gate.limit}{by}, {gate.on_limit}{waiting}")
+            lines.append(f"concurrency:  limit {gate.limit}{by}, {gate.on_limit}{waiting}")
         return lines

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, Update, bindparam, select, update
+from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from attune.errors import ExecutionNotFoundError, InvalidTransitionError
@@ -69,7 +69,7 @@ class ExecutionRecord:
 
 
 _E = EXECUTION_TABLE.c
-_RECORD = select(
+RECORD_COLUMNS = select(
     _E.id,
     _E.action_ref,
     _E.status,
@@ -92,12 +92,14 @@ _RECORD = select(
     _E.retry_of_id,
     _E.eligible_at,
 )
+"""The columns of an :class:`ExecutionRecord`, as one SELECT to narrow down."""
 # Hot-path statements are built once; each call only binds its values.
-_GET = _RECORD.where(_E.id == bindparam("execution_id"))
+_GET = RECORD_COLUMNS.where(_E.id == bindparam("execution_id"))
 _STATUS = select(_E.status).where(_E.id == bindparam("execution_id"))
 
 
-def _record(row: Row[*tuple[Any, ...]]) -> ExecutionRecord:
+def record(row: Any) -> ExecutionRecord:
+    """The record of a row of :data:`RECORD_COLUMNS`."""
     values = row._asdict()
     values["status"] = ExecutionStatus(values["status"])
     return ExecutionRecord(**values)
@@ -119,7 +121,7 @@ def from_notification(fields: dict[str, Any]) -> ExecutionRecord:
 def get(database: Database, execution_id: int) -> ExecutionRecord:
     """The execution with ``execution_id``; :class:`ExecutionNotFoundError` when there is none."""
     for row in database.run(_GET, {"execution_id": execution_id}):
-        return _record(row)
+        return record(row)
     raise ExecutionNotFoundError(execution_id)
 
 
@@ -138,12 +140,12 @@ def recent(
     limit: int = 50,
 ) -> list[ExecutionRecord]:
     """The newest executions first, optionally of one status and one action."""
-    query = _RECORD.order_by(_E.id.desc()).limit(limit)
+    query = RECORD_COLUMNS.order_by(_E.id.desc()).limit(limit)
     if status is not None:
         query = query.where(_E.status == status)
     if action_ref is not None:
         query = query.where(_E.action_ref == action_ref)
-    return [_record(row) for row in session.connection().execute(query)]
+    return [record(row) for row in session.connection().execute(query)]
 
 
 def transition(
