@@ -46,6 +46,45 @@ BEGIN
 END
 """
 
+# A gated claim in one round trip: lock the gate's row, then admit the execution if fewer than
+# its limit hold a slot counting those waiting ahead of it. Each statement of a VOLATILE
+# function takes a fresh snapshot, so the admission sees every claim the lock waited for.
+_CLAIM_GATED = """
+CREATE FUNCTION attune_claim_gated(p_id bigint, p_worker text)
+RETURNS TABLE (action_ref varchar, parameters jsonb, secrets text, timeout_s double precision,
+               policy jsonb, gate_key varchar, gate_limit integer)
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    g_ref varchar;
+    g_key varchar;
+BEGIN
+    SELECT e.action_ref, e.gate_key INTO g_ref, g_key FROM execution e
+    WHERE e.id = p_id AND e.status = 'scheduled' AND e.gate_key IS NOT NULL
+      AND e.eligible_at <= now();
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    INSERT INTO concurrency_gate AS g (action_ref, gate_key) VALUES (g_ref, g_key)
+    ON CONFLICT (action_ref, gate_key) DO UPDATE SET gate_key = EXCLUDED.gate_key;
+    RETURN QUERY
+    UPDATE execution AS me SET status = 'running', worker = p_worker, started_at = now()
+    WHERE me.id = p_id AND me.status = 'scheduled'
+      AND (SELECT count(*) FROM execution b
+           WHERE b.action_ref = g_ref AND b.gate_key = g_key
+             AND b.status IN ('running', 'canceling'))
+        + (SELECT count(*) FROM execution a
+           WHERE a.action_ref = g_ref AND a.gate_key = g_key AND a.status = 'scheduled'
+             AND a.eligible_at <= now()
+             AND (a.eligible_at < me.eligible_at
+                  OR (a.eligible_at = me.eligible_at AND a.id < me.id)))
+        < me.gate_limit
+    RETURNING me.action_ref, me.parameters, me.secrets, me.timeout_s, me.policy, me.gate_key,
+              me.gate_limit;
+END
+$$
+"""
+
 _RECORD = """
 CREATE OR REPLACE FUNCTION attune_execution_done() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -137,6 +176,7 @@ def upgrade() -> None:
         op.execute(_FIRST_ATTEMPT_PG)
         op.execute(_FIRST_ATTEMPT_PG_TRIGGER)
         op.execute(_RECORD.format(fields=_NEW_FIELDS))
+        op.execute(_CLAIM_GATED)
     else:
         op.execute(_FIRST_ATTEMPT_SQLITE)
 
@@ -148,6 +188,7 @@ def downgrade() -> None:
     )
     if postgres:
         op.execute("DROP FUNCTION attune_first_attempt()")
+        op.execute("DROP FUNCTION attune_claim_gated(bigint, text)")
     op.drop_index("ix_execution_first_attempt_id", "execution")
     op.drop_index("ix_execution_retry_owed", "execution")
     op.drop_index("ix_execution_gate", "execution")

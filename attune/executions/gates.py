@@ -11,22 +11,37 @@ sends the heads of every gate with free capacity (:func:`sweep_heads`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Float,
+    Integer,
+    String,
+    Text,
+    and_,
+    bindparam,
+    column,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
 from attune.executions import records
 from attune.executions.dispatch import Dispatch
 from attune.executions.policies import OnLimit, Policy
 from attune.executions.retries import SWEEP_BATCH, queue_of
 from attune.store.db import Database
-from attune.store.models import ACTION_TABLE, EXECUTION_TABLE, GATE_TABLE, ExecutionStatus
-from attune.store.sqltypes import cutoff, db_now, seconds_since
+from attune.store.models import ACTION_TABLE, EXECUTION_TABLE, ExecutionStatus
+from attune.store.sqltypes import JSONType, cutoff, db_now, seconds_since
 
 _E = EXECUTION_TABLE.c
 _A = ACTION_TABLE.c
@@ -84,7 +99,8 @@ def _ahead(me: Any) -> Any:
     )
 
 
-def _admit(columns: Sequence[Any]) -> Any:
+@functools.cache
+def _admit(columns: tuple[Any, ...]) -> Any:
     """Claim ``:execution_id`` for ``:worker`` if its gate has room for it (FIFO)."""
     return (
         update(EXECUTION_TABLE)
@@ -126,15 +142,24 @@ class Refused:
     dispatch: Dispatch | None = None
 
 
+UNGATED = Refused("it is not gated")
+"""A claim refused because the execution has no gate: the plain claim decides."""
+
+
 def claim(database: Database, execution_id: int, worker: str, columns: Sequence[Any]) -> Any:
     """After the plain claim refused: start a gated execution if its gate admits it.
 
-    Returns the claimed row (``columns``) or a :class:`Refused`. An early execution (a pending
-    retry) is sent again for when it is due; over its limit, ``reject`` cancels it and
-    ``queue`` leaves it waiting (its message acknowledged, nothing spawned).
+    Returns the claimed row (``columns``; on PostgreSQL the columns of
+    :data:`CLAIMED_GATED`) or a :class:`Refused`. An early execution (a pending retry) is
+    sent again for when it is due; over its limit, ``reject`` cancels it and ``queue`` leaves
+    it waiting (its message acknowledged, nothing spawned).
     """
+    values = {"execution_id": execution_id, "worker": worker}
+    if not database.is_sqlite:  # lock the gate's row and admit: one function, one round trip
+        for claimed in database.run(_CLAIM_GATED, values):
+            return claimed
     with database.session_scope() as session:
-        standing = session.execute(_STANDING, {"execution_id": execution_id}).first()
+        standing = session.execute(_STANDING, values).first()
         if standing is None or standing.status != _S.SCHEDULED.value:
             return Refused("it is no longer scheduled")
         if standing.early_s > 0:
@@ -146,30 +171,33 @@ def claim(database: Database, execution_id: int, worker: str, columns: Sequence[
                 Dispatch(execution_id, queue, standing.early_s),
             )
         if standing.gate_key is None:
-            return Refused("it is no longer scheduled")
-        if not database.is_sqlite:  # serialize this gate's claims; other gates run on
-            gate = {"action_ref": standing.action_ref, "gate_key": standing.gate_key}
-            session.execute(_LOCK, gate)
-        values = {"execution_id": execution_id, "worker": worker}
-        claimed = session.execute(_admit(columns), values).first()
-        if claimed is not None:
-            return claimed
-        now = session.execute(_STANDING, {"execution_id": execution_id}).one()
-        waiting = Queue(now.busy, now.ahead, now.gate_limit)
-        policy = Policy.from_json(now.policy)
+            return UNGATED
+        if database.is_sqlite:  # SQLite's single writer serializes the claims
+            claimed = session.execute(_admit(tuple(columns)), values).first()
+            if claimed is not None:
+                return claimed
+        waiting = Queue(standing.busy, standing.ahead, standing.gate_limit)
+        policy = Policy.from_json(standing.policy)
         if policy.concurrency is not None and policy.concurrency.on_limit is OnLimit.REJECT:
-            reason = limit_reached(now.action_ref, now.gate_key, waiting.limit)
+            reason = limit_reached(standing.action_ref, standing.gate_key, waiting.limit)
             _cancel(session, execution_id, reason)
             return Refused(reason)
         return Refused(f"waiting: position {waiting.position} behind limit {waiting.limit}")
 
 
-_LOCK = (
-    postgresql.insert(GATE_TABLE)
-    .values(action_ref=bindparam("action_ref"), gate_key=bindparam("gate_key"))
-    .on_conflict_do_update(
-        index_elements=["action_ref", "gate_key"],
-        set_={"gate_key": postgresql.insert(GATE_TABLE).excluded.gate_key},
+CLAIMED_GATED: tuple[Any, ...] = (
+    column("action_ref", String()),
+    column("parameters", JSONType),
+    column("secrets", Text()),
+    column("timeout_s", Float()),
+    column("policy", JSONType),
+    column("gate_key", String()),
+    column("gate_limit", Integer()),
+)
+"""The columns a gated claim returns on PostgreSQL (function ``attune_claim_gated``)."""
+_CLAIM_GATED: Select[Any] = select(*CLAIMED_GATED).select_from(
+    func.attune_claim_gated(
+        bindparam("execution_id", type_=BigInteger()), bindparam("worker", type_=Text())
     )
 )
 

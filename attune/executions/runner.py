@@ -248,10 +248,14 @@ def _claim(database: Database, execution_id: int, worker_name: str) -> tuple[Any
     if not database.is_sqlite:
         for joined in database.run(_CLAIM_JOINED, values):
             return joined, joined
-    for claimed in database.run(_CLAIM, values):
-        return claimed, _action_of(database, claimed)
+    else:
+        for claimed in database.run(_CLAIM, values):
+            return claimed, _action_of(database, claimed)
     # Not claimable as a plain execution: gated, early (a pending retry), or no longer due.
     admitted = gates.claim(database, execution_id, worker_name, _CLAIMED_COLUMNS)
+    if admitted is gates.UNGATED:
+        for claimed in database.run(_CLAIM, values):  # PostgreSQL: its action is gone
+            return claimed, _action_of(database, claimed)
     if isinstance(admitted, gates.Refused):
         log.info("not running execution %s: %s", execution_id, admitted.reason)
         if admitted.dispatch is not None:
