@@ -35,9 +35,9 @@ def sent() -> Iterator[list[Dispatch]]:
 
 
 def load(database: Database, tmp_path: Path, **concurrency: Any) -> Settings:
-    document = action("demo.hello", concurrency=concurrency)
-    write_pack(tmp_path, "demo", {"hello": document})
-    assert not load_packs(database, tmp_path, ["demo"]).errors
+    document = action("gating.hello", concurrency=concurrency)
+    write_pack(tmp_path, "gating", {"hello": document})
+    assert not load_packs(database, tmp_path, ["gating"]).errors
     with database.session_scope() as session:
         session.add(Worker(name="w", runtimes=["shell"], status="active"))
         session.flush()
@@ -46,7 +46,7 @@ def load(database: Database, tmp_path: Path, **concurrency: Any) -> Settings:
 
 
 def request(database: Database, settings: Settings, who: str = "x") -> Routed:
-    routed = schedule(database, settings, "demo.hello", {"who": who})
+    routed = schedule(database, settings, "gating.hello", {"who": who})
     assert isinstance(routed, Routed)
     return routed
 
@@ -96,7 +96,7 @@ def test_an_ending_execution_releases_its_slot_to_the_next_heads(
 
     with database.session_scope() as session:
         session.execute(update(Execution).where(Execution.id == first).values(status="succeeded"))
-    heads = gates.release(database, "demo.hello", gates_key(database, first), 1)
+    heads = gates.release(database, "gating.hello", gates_key(database, first), 1)
 
     assert [head.execution_id for head in heads] == [second]
     assert not claim(database, third)
@@ -128,7 +128,7 @@ def test_reject_cancels_at_schedule_and_at_the_claim(database: Database, tmp_pat
     row = execution_row(database, second.execution_id)
     assert row.status == "canceled"
     assert row.error is not None
-    assert row.error.startswith("concurrency limit 1 reached for demo.hello (key ")
+    assert row.error.startswith("concurrency limit 1 reached for gating.hello (key ")
 
 
 def test_the_sweep_sends_the_heads_of_gates_with_free_slots(

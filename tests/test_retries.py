@@ -40,11 +40,11 @@ def sent() -> Iterator[list[Dispatch]]:
 
 
 def load(database: Database, tmp_path: Path, **policy: Any) -> Settings:
-    """Pack ``demo`` with ``demo.hello`` under ``policy``, and a live worker ``w``."""
-    document = action("demo.hello", timeout=30, **policy)
+    """Pack ``retrying`` with ``retrying.hello`` under ``policy``, and a live worker ``w``."""
+    document = action("retrying.hello", timeout=30, **policy)
     document["parameters"]["token"] = {"type": "string", "secret": True, "default": "s3cret"}
-    write_pack(tmp_path, "demo", {"hello": document})
-    assert not load_packs(database, tmp_path, ["demo"]).errors
+    write_pack(tmp_path, "retrying", {"hello": document})
+    assert not load_packs(database, tmp_path, ["retrying"]).errors
     with database.session_scope() as session:
         session.add(Worker(name="w", runtimes=["shell"], status="active"))
         session.flush()
@@ -56,7 +56,7 @@ _KEY = "0" * 43 + "="
 
 
 def request(database: Database, settings: Settings) -> int:
-    routed = schedule(database, settings, "demo.hello", {"who": "x"})
+    routed = schedule(database, settings, "retrying.hello", {"who": "x"})
     assert isinstance(routed, Routed)
     return routed.execution_id
 

@@ -15,6 +15,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
@@ -26,8 +27,10 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    case,
     column,
     func,
+    literal_column,
     or_,
     select,
     update,
@@ -41,7 +44,7 @@ from attune.executions.policies import OnLimit, Policy
 from attune.executions.retries import SWEEP_BATCH, queue_of
 from attune.store.db import Database
 from attune.store.models import ACTION_TABLE, EXECUTION_TABLE, ExecutionStatus
-from attune.store.sqltypes import JSONType, cutoff, db_now, seconds_since
+from attune.store.sqltypes import JSONType, cutoff, db_now, in_literals, seconds_since
 
 _E = EXECUTION_TABLE.c
 _A = ACTION_TABLE.c
@@ -77,7 +80,9 @@ def _peer(other: Any, gate: Any) -> ColumnElement[bool]:
 def _busy(gate: Any) -> Any:
     peer = EXECUTION_TABLE.alias("holding")
     return (
-        select(func.count()).where(_peer(peer, gate), peer.c.status.in_(HOLDING)).scalar_subquery()
+        select(func.count())
+        .where(_peer(peer, gate), in_literals(peer.c.status, HOLDING))
+        .scalar_subquery()
     )
 
 
@@ -225,16 +230,22 @@ def standing(database: Database, execution_id: int) -> Queue | None:
 
 
 def place(
-    database: Database, execution_id: int, action_ref: str, gate_key: str, policy: Policy
+    database: Database,
+    execution_id: int,
+    action_ref: str,
+    gate_key: str,
+    policy: Policy,
+    known: Queue | None = None,
 ) -> tuple[bool, str | None]:
     """Right after a gated execution is recorded: whether to send it now, and why it was
     canceled (``reject`` over the limit, or ``max_waiting`` reached), if it was.
 
     One not sent waits behind a full gate: the gate's releaser or the sweep sends it once it
     is a head. The claim still decides; this only spares messages that would be declined.
+    ``known``: where it stands, as its insertion returned it (:func:`inserted_standing`).
     """
     gate = policy.concurrency
-    queue = standing(database, execution_id)
+    queue = known or standing(database, execution_id)
     if gate is None or queue is None or queue.free:
         return True, None
     reason = None
@@ -250,6 +261,23 @@ def place(
 
 
 _WAITING = frozenset({_S.SCHEDULED})
+
+
+_ROW_NAMES = ("action_ref", "gate_key", "eligible_at", "id")
+
+
+def inserted_standing() -> tuple[Any, Any]:
+    """RETURNING columns of an insertion into the execution table (PostgreSQL): the new
+    execution's ``busy`` and ``ahead`` (its statement's snapshot does not see the row itself),
+    0 and 0 for an ungated one without any subquery run."""
+    # The inserted row by name: SQLAlchemy does not correlate into an INSERT's RETURNING.
+    inserted = SimpleNamespace(**{name: literal_column(f"execution.{name}") for name in _ROW_NAMES})
+    busy, ahead = _busy(inserted), _ahead(inserted)
+    ungated = _E.gate_key.is_(None)
+    return (
+        case((ungated, 0), else_=busy).label("busy"),
+        case((ungated, 0), else_=ahead).label("ahead"),
+    )
 
 
 def heads(session: Session, action_ref: str, gate_key: str, limit: int) -> list[Dispatch]:

@@ -61,10 +61,11 @@ def _lookup(threshold_s: float) -> Select[Any]:
 
 
 @functools.cache
-def _insertion(threshold_s: float) -> Insert:
+def _insertion(threshold_s: float, standing: bool) -> Insert:
     """Record an execution of an action known unchanged since ``updated_at``, routed or failed.
 
     One statement (built once): no row is inserted when the action changed or went away.
+    With ``standing`` (PostgreSQL) it also returns where a gated execution stands in its gate.
     """
     available = serving(threshold_s, _ACTION.runner_type)
     routed = select(
@@ -82,7 +83,11 @@ def _insertion(threshold_s: float) -> Insert:
     return (
         insert(EXECUTION_TABLE)
         .from_select(columns, routed)
-        .returning(EXECUTION_TABLE.c.id, EXECUTION_TABLE.c.status)
+        .returning(
+            EXECUTION_TABLE.c.id,
+            EXECUTION_TABLE.c.status,
+            *(gates.inserted_standing() if standing else ()),
+        )
     )
 
 
@@ -179,23 +184,33 @@ def _schedule_known(
         return None  # the action may have changed since: judge on its current schema
     reason = no_worker_reason(known.runner_type)
     inserted = database.run(
-        _insertion(settings.staleness_threshold_s),
+        _insertion(settings.staleness_threshold_s, not database.is_sqlite),
         {**row, "updated_at": known.updated_at, "no_worker": reason},
     )
     if not inserted:
         return None
     if inserted[0].status == ExecutionStatus.SCHEDULED:
         routed = Routed(inserted[0].id, runtime_queue(known.runner_type))
-        return _placed(database, routed, row, known.policy)
+        if database.is_sqlite or row["gate_key"] is None:
+            return _placed(database, routed, row, known.policy)
+        limit = row["gate_limit"]
+        standing = gates.Queue(inserted[0].busy, inserted[0].ahead, limit)
+        return _placed(database, routed, row, known.policy, standing)
     return Unroutable(inserted[0].id, reason)
 
 
-def _placed(database: Database, routed: Routed, row: dict[str, Any], policy: Policy) -> Routed:
+def _placed(
+    database: Database,
+    routed: Routed,
+    row: dict[str, Any],
+    policy: Policy,
+    standing: gates.Queue | None = None,
+) -> Routed:
     """A gated execution is sent only when its gate has room (or it is canceled at once)."""
     if row["gate_key"] is None:
         return routed
     send, _rejected = gates.place(
-        database, routed.execution_id, row["action_ref"], row["gate_key"], policy
+        database, routed.execution_id, row["action_ref"], row["gate_key"], policy, standing
     )
     return routed if send else Routed(routed.execution_id, routed.queue, send=False)
 
