@@ -47,12 +47,15 @@ END
 """
 
 # A gated claim in one round trip: lock the gate's row, then admit the execution if fewer than
-# its limit hold a slot counting those waiting ahead of it. Each statement of a VOLATILE
+# its limit hold a slot counting those waiting ahead of it; its action's columns come along
+# (NULL when the action is gone). Each statement of a VOLATILE
 # function takes a fresh snapshot, so the admission sees every claim the lock waited for.
 _CLAIM_GATED = """
 CREATE FUNCTION attune_claim_gated(p_id bigint, p_worker text)
 RETURNS TABLE (action_ref varchar, parameters jsonb, secrets text, timeout_s double precision,
-               policy jsonb, gate_key varchar, gate_limit integer)
+               policy jsonb, gate_key varchar, gate_limit integer, runner_type varchar,
+               entry_point text, parameter_delivery varchar, parameter_format varchar,
+               output_format varchar, action_timeout_s integer)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 DECLARE
@@ -69,6 +72,7 @@ BEGIN
     ON CONFLICT (action_ref, gate_key) DO UPDATE SET gate_key = EXCLUDED.gate_key;
     RETURN QUERY
     UPDATE execution AS me SET status = 'running', worker = p_worker, started_at = now()
+    FROM (SELECT 1) AS one LEFT JOIN action a ON a.ref = g_ref
     WHERE me.id = p_id AND me.status = 'scheduled'
       AND (SELECT count(*) FROM execution b
            WHERE b.action_ref = g_ref AND b.gate_key = g_key
@@ -80,7 +84,8 @@ BEGIN
                   OR (a.eligible_at = me.eligible_at AND a.id < me.id)))
         < me.gate_limit
     RETURNING me.action_ref, me.parameters, me.secrets, me.timeout_s, me.policy, me.gate_key,
-              me.gate_limit;
+              me.gate_limit, a.runner_type, a.entry_point, a.parameter_delivery,
+              a.parameter_format, a.output_format, a.timeout_s;
 END
 $$
 """

@@ -198,8 +198,15 @@ CLAIMED_GATED: tuple[Any, ...] = (
     column("policy", JSONType),
     column("gate_key", String()),
     column("gate_limit", Integer()),
+    column("runner_type", String()),
+    column("entry_point", Text()),
+    column("parameter_delivery", String()),
+    column("parameter_format", String()),
+    column("output_format", String()),
+    column("action_timeout_s", Integer()),
 )
-"""The columns a gated claim returns on PostgreSQL (function ``attune_claim_gated``)."""
+"""The columns a gated claim returns on PostgreSQL (function ``attune_claim_gated``): the
+execution's, then its action's (NULL when the action is gone)."""
 _CLAIM_GATED: Select[Any] = select(*CLAIMED_GATED).select_from(
     func.attune_claim_gated(
         bindparam("execution_id", type_=BigInteger()), bindparam("worker", type_=Text())

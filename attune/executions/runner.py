@@ -261,6 +261,8 @@ def _claim(database: Database, execution_id: int, worker_name: str) -> tuple[Any
         if admitted.dispatch is not None:
             dispatch.send([admitted.dispatch])
         return None, None
+    if not database.is_sqlite:  # the gated claim brought its action along
+        return admitted, admitted if admitted.runner_type is not None else None
     return admitted, _action_of(database, admitted)
 
 
