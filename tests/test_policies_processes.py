@@ -176,11 +176,15 @@ def test_keys_of_by_are_independent_gates(deployment: Cluster) -> None:
     assert b1.started_at < a1.finished_at  # host b did not wait for host a
 
 
-def test_reject_cancels_a_request_over_the_limit(deployment: Cluster) -> None:
-    first = attune.execute("policies.reject", {"cmd": "sleep 2"})
+def test_reject_cancels_a_request_over_the_limit(deployment: Cluster, tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    first = attune.execute(
+        "policies.reject", {"cmd": f"until [ -e {release} ]; do sleep 0.05; done"}
+    )
     wait_until(lambda: first.status() is _S.RUNNING, 30, "the first to run")
 
     rejected = attune.execute("policies.reject", {"cmd": "true"}).wait(30)
+    release.touch()
 
     assert rejected.status is _S.CANCELED
     assert rejected.error is not None
@@ -206,12 +210,17 @@ def test_max_waiting_rejects_requests_beyond_it(deployment: Cluster, tmp_path: P
     assert [handle.wait(30).status for handle in [first, *waiting]] == [_S.SUCCEEDED] * 3
 
 
-def test_cancel_of_a_waiting_execution_keeps_the_others_in_order(deployment: Cluster) -> None:
-    first = attune.execute("policies.per_host", {"cmd": "sleep 1", "host": "c"})
+def test_cancel_of_a_waiting_execution_keeps_the_others_in_order(
+    deployment: Cluster, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    hold = f"until [ -e {release} ]; do sleep 0.05; done"
+    first = attune.execute("policies.per_host", {"cmd": hold, "host": "c"})
     wait_until(lambda: first.status() is _S.RUNNING, 30, "the first to run")
     queued = [attune.execute("policies.per_host", {"cmd": "true", "host": "c"}) for _ in range(3)]
 
     assert queued[1].cancel() is _S.CANCELED
+    release.touch()
 
     records = [handle.wait(30) for handle in [first, *queued]]
     assert [record.status for record in records] == [
