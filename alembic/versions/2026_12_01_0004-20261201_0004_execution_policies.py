@@ -144,6 +144,7 @@ def upgrade() -> None:
             sa.Column("eligible_at", UTCDateTime(), server_default=db_now(), nullable=False)
         )
         batch.add_column(sa.Column("spawned_at", UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("dispatched_at", UTCDateTime(), nullable=True))
         batch.add_column(sa.Column("gate_key", sa.String(64), nullable=True))
         batch.add_column(sa.Column("gate_limit", sa.Integer(), nullable=True))
         batch.create_foreign_key(
@@ -204,6 +205,7 @@ def downgrade() -> None:
         for column in (
             "gate_limit",
             "gate_key",
+            "dispatched_at",
             "spawned_at",
             "eligible_at",
             "retry_of_id",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, select
 
 from attune.errors import ExecutionNotFoundError, InvalidTransitionError
-from attune.executions import records
+from attune.executions import dispatch, gates, records
 from attune.executions.records import ExecutionRecord
 from attune.store.db import Database
 from attune.store.models import EXECUTION_TABLE, TERMINAL_STATUSES, ExecutionStatus
@@ -55,8 +55,12 @@ def cancel(database: Database, execution_id: int) -> tuple[int, ExecutionStatus]
         live = database.run(_LIVE, {"first": first})
         target = int(live[0].id) if live else execution_id
         try:
-            return target, records.request_cancel(database, target)
+            status = records.request_cancel(database, target)
         except InvalidTransitionError:
             if not live:
                 raise
+            continue
+        if status is ExecutionStatus.CANCELED:  # it waited: a gate's queue moved up
+            dispatch.send(gates.after_cancel(database, target))
+        return target, status
     return execution_id, records.request_cancel(database, execution_id)

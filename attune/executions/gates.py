@@ -287,8 +287,20 @@ def inserted_standing() -> tuple[Any, Any]:
     )
 
 
-def heads(session: Session, action_ref: str, gate_key: str, limit: int) -> list[Dispatch]:
-    """Messages for the gate's oldest eligible executions that its free slots can take."""
+RESEND_S = 1.0
+"""A head a releaser sent this recently is not sent again by another release (the sweep sends
+every head with a free slot, whatever)."""
+
+
+def heads(
+    session: Session, action_ref: str, gate_key: str, limit: int, *, fresh: bool = False
+) -> list[Dispatch]:
+    """Messages for the gate's oldest eligible executions that its free slots can take.
+
+    With ``fresh`` (a release) only those no release sent within :data:`RESEND_S`, marked
+    sent in the same statement: concurrent releases then send each head once, not once per
+    release.
+    """
     busy = session.execute(
         select(func.count()).where(
             _E.action_ref == action_ref, _E.gate_key == gate_key, _E.status.in_(HOLDING)
@@ -296,9 +308,8 @@ def heads(session: Session, action_ref: str, gate_key: str, limit: int) -> list[
     ).scalar_one()
     if busy >= limit:
         return []
-    rows = session.execute(
-        select(_E.id, _E.target_worker, _A.runner_type)
-        .select_from(EXECUTION_TABLE.join(ACTION_TABLE, _A.ref == _E.action_ref))
+    window = (
+        select(_E.id)
         .where(
             _E.action_ref == action_ref,
             _E.gate_key == gate_key,
@@ -307,14 +318,52 @@ def heads(session: Session, action_ref: str, gate_key: str, limit: int) -> list[
         )
         .order_by(_E.eligible_at, _E.id)
         .limit(limit - busy)
+    )
+    if fresh:
+        marked = session.execute(
+            update(EXECUTION_TABLE)
+            .where(
+                _E.id.in_(window.scalar_subquery()),
+                _E.status == _S.SCHEDULED.value,
+                or_(_E.dispatched_at.is_(None), _E.dispatched_at <= cutoff(RESEND_S)),
+            )
+            .values(dispatched_at=db_now())
+            .returning(_E.id)
+        ).scalars()
+        ids = sorted(marked)
+    else:
+        ids = list(session.execute(window).scalars())
+    if not ids:
+        return []
+    rows = session.execute(
+        select(_E.id, _E.target_worker, _A.runner_type)
+        .select_from(EXECUTION_TABLE.join(ACTION_TABLE, _A.ref == _E.action_ref))
+        .where(_E.id.in_(ids))
+        .order_by(_E.eligible_at, _E.id)
     ).all()
     return [Dispatch(row.id, queue_of(row.target_worker, row.runner_type)) for row in rows]
 
 
 def release(database: Database, action_ref: str, gate_key: str, limit: int) -> list[Dispatch]:
-    """After a gated execution's terminal transition committed: its gate's next heads."""
+    """After a gated execution's terminal transition committed: the heads its slot lets in
+    that no other release just sent."""
     with database.session_scope(autocommit=True) as session:
-        return heads(session, action_ref, gate_key, limit)
+        return heads(session, action_ref, gate_key, limit, fresh=True)
+
+
+_GATE_OF = select(_E.action_ref, _E.gate_key, _E.gate_limit).where(
+    _E.id == bindparam("execution_id"), _E.gate_key.is_not(None)
+)
+
+
+def after_cancel(database: Database, execution_id: int) -> list[Dispatch]:
+    """After a waiting gated execution was canceled: the heads its place lets in (the ones
+    behind it moved up; one of them may have no message yet)."""
+    with database.session_scope(autocommit=True) as session:
+        gate = session.execute(_GATE_OF, {"execution_id": execution_id}).first()
+        if gate is None:
+            return []
+        return heads(session, gate.action_ref, gate.gate_key, gate.gate_limit)
 
 
 def sweep_heads(session: Session, now: datetime | None = None) -> list[Dispatch]:

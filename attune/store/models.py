@@ -320,6 +320,8 @@ class Execution(Base):
     )
     eligible_at: Mapped[datetime] = _created()
     spawned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When a gate's releaser last sent it (a hint against sending it twice).
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     gate_key: Mapped[str | None] = mapped_column(String(64))
     gate_limit: Mapped[int | None] = mapped_column(Integer)
 

@@ -32,7 +32,8 @@ NODES = ("bench-p1@localhost", "bench-p2@localhost")
 
 def _workers(env: dict[str, str], concurrency: int) -> list[subprocess.Popen[bytes]]:
     celery = str(Path(sys.executable).with_name("celery"))
-    common = ["-c", str(concurrency), "--without-mingle", "--without-gossip", "-l", "warning"]
+    log_level = os.environ.get("BENCH_LOG", "warning")
+    common = ["-c", str(concurrency), "--without-mingle", "--without-gossip", "-l", log_level]
     return [
         subprocess.Popen(
             [celery, "-A", "attune", "worker", "-n", node, *common],
@@ -199,6 +200,23 @@ def _drain(ref: str) -> tuple[float, int]:
     _until(lambda: count(*TERMINAL_STATUSES) == DRAIN, 600, f"draining {ref}")
     rate = DRAIN / (time.perf_counter() - start)
     done.set()
+    with resources.database.session_scope() as session:
+        rows = session.execute(
+            select(Execution.started_at, Execution.finished_at)
+            .where(Execution.id > first_id)
+            .order_by(Execution.started_at)
+        ).all()
+    runs_ms = [(row.finished_at - row.started_at).total_seconds() * 1e3 for row in rows]
+    ends = sorted(row.finished_at for row in rows)
+    waits_ms = []
+    for row in rows[8:]:  # from a start back to the latest end before it: the hand-off
+        ended = [end for end in ends if end <= row.started_at]
+        if ended:
+            waits_ms.append((row.started_at - ended[-1]).total_seconds() * 1e3)
+    print(
+        f"  {ref}: median run (claim to stored) {statistics.median(runs_ms):.1f} ms, "
+        f"median start after the latest end {statistics.median(waits_ms or [0]):.1f} ms"
+    )
     return rate, most
 
 
