@@ -47,15 +47,17 @@ END
 """
 
 # A gated claim in one round trip: lock the gate's row, then admit the execution if fewer than
-# its limit hold a slot counting those waiting ahead of it; its action's columns come along
-# (NULL when the action is gone). Each statement of a VOLATILE
+# its limit hold a slot and none eligible waits ahead of it (strict FIFO); its action's columns
+# come along (NULL when the action is gone), and, as the statement saw them before, how many
+# held a slot and how many wait behind it. Each statement of a VOLATILE
 # function takes a fresh snapshot, so the admission sees every claim the lock waited for.
 _CLAIM_GATED = """
 CREATE FUNCTION attune_claim_gated(p_id bigint, p_worker text)
 RETURNS TABLE (action_ref varchar, parameters jsonb, secrets text, timeout_s double precision,
                policy jsonb, gate_key varchar, gate_limit integer, runner_type varchar,
                entry_point text, parameter_delivery varchar, parameter_format varchar,
-               output_format varchar, action_timeout_s integer)
+               output_format varchar, action_timeout_s integer, busy_before integer,
+               waiting_behind integer)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 DECLARE
@@ -76,16 +78,22 @@ BEGIN
     WHERE me.id = p_id AND me.status = 'scheduled'
       AND (SELECT count(*) FROM execution b
            WHERE b.action_ref = g_ref AND b.gate_key = g_key
-             AND b.status IN ('running', 'canceling'))
-        + (SELECT count(*) FROM execution a
-           WHERE a.action_ref = g_ref AND a.gate_key = g_key AND a.status = 'scheduled'
-             AND a.eligible_at <= now()
-             AND (a.eligible_at < me.eligible_at
-                  OR (a.eligible_at = me.eligible_at AND a.id < me.id)))
-        < me.gate_limit
+             AND b.status IN ('running', 'canceling')) < me.gate_limit
+      AND NOT EXISTS (
+           SELECT 1 FROM execution w
+           WHERE w.action_ref = g_ref AND w.gate_key = g_key AND w.status = 'scheduled'
+             AND w.eligible_at <= now()
+             AND (w.eligible_at < me.eligible_at
+                  OR (w.eligible_at = me.eligible_at AND w.id < me.id)))
     RETURNING me.action_ref, me.parameters, me.secrets, me.timeout_s, me.policy, me.gate_key,
               me.gate_limit, a.runner_type, a.entry_point, a.parameter_delivery,
-              a.parameter_format, a.output_format, a.timeout_s;
+              a.parameter_format, a.output_format, a.timeout_s,
+              (SELECT count(*) FROM execution b
+               WHERE b.action_ref = g_ref AND b.gate_key = g_key
+                 AND b.status IN ('running', 'canceling'))::integer,
+              (SELECT count(*) FROM execution w
+               WHERE w.action_ref = g_ref AND w.gate_key = g_key AND w.status = 'scheduled'
+                 AND w.eligible_at <= now())::integer - 1;
 END
 $$
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, select
 
 from attune.errors import ExecutionNotFoundError, InvalidTransitionError
-from attune.executions import dispatch, gates, records
+from attune.executions import dispatch, records, releases
 from attune.executions.records import ExecutionRecord
 from attune.store.db import Database
 from attune.store.models import EXECUTION_TABLE, TERMINAL_STATUSES, ExecutionStatus
@@ -61,6 +61,6 @@ def cancel(database: Database, execution_id: int) -> tuple[int, ExecutionStatus]
                 raise
             continue
         if status is ExecutionStatus.CANCELED:  # it waited: a gate's queue moved up
-            dispatch.send(gates.after_cancel(database, target))
+            dispatch.send(releases.after_cancel(database, target))
         return target, status
     return execution_id, records.request_cancel(database, execution_id)

@@ -4,9 +4,9 @@ A gated execution carries its gate (``gate_key``, ``gate_limit``, snapshotted wh
 scheduled). Its claim admits it only while fewer than ``limit`` of its gate are ``running``
 or ``canceling`` counting those that wait ahead of it (``eligible_at, id``): one conditional
 UPDATE, serialized per gate by a row lock on ``concurrency_gate`` (PostgreSQL) or by SQLite's
-single writer. No lock service, no Redis lock. A declined claim changes nothing; when a gated
-execution ends, whoever ended it sends the gate's next heads (:func:`heads`), and the sweep
-sends the heads of every gate with free capacity (:func:`sweep_heads`).
+single writer (on PostgreSQL the function ``attune_claim_gated`` does both in one round
+trip). No lock service, no Redis lock. A declined claim changes nothing; what wakes the
+waiting is in :mod:`attune.executions.releases`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -41,10 +40,10 @@ from sqlalchemy.sql import Select
 from attune.executions import records
 from attune.executions.dispatch import Dispatch
 from attune.executions.policies import OnLimit, Policy
-from attune.executions.retries import SWEEP_BATCH, queue_of
+from attune.executions.retries import queue_of
 from attune.store.db import Database
 from attune.store.models import ACTION_TABLE, EXECUTION_TABLE, ExecutionStatus
-from attune.store.sqltypes import JSONType, cutoff, db_now, in_literals, seconds_since
+from attune.store.sqltypes import JSONType, db_now, in_literals, seconds_since
 
 _E = EXECUTION_TABLE.c
 _A = ACTION_TABLE.c
@@ -63,8 +62,13 @@ class Queue:
 
     @property
     def free(self) -> bool:
-        """True when the execution may start now."""
+        """True while the gate has room for it: fewer than ``limit`` hold or wait before it."""
         return self.busy + self.ahead < self.limit
+
+    @property
+    def first(self) -> bool:
+        """True when it may start now: a slot is free and none waits before it (FIFO)."""
+        return self.busy < self.limit and self.ahead == 0
 
     @property
     def position(self) -> int:
@@ -114,7 +118,8 @@ def _admit(columns: tuple[Any, ...]) -> Any:
             _E.status == _S.SCHEDULED.value,
             _E.gate_key.is_not(None),
             _E.eligible_at <= db_now(),
-            _busy(_E) + _ahead(_E) < _E.gate_limit,
+            _busy(_E) < _E.gate_limit,
+            _ahead(_E) == 0,
         )
         .values(status=_S.RUNNING.value, worker=bindparam("worker"), started_at=db_now())
         .returning(*columns)
@@ -183,7 +188,8 @@ def claim(database: Database, execution_id: int, worker: str, columns: Sequence[
                 return claimed
         waiting = Queue(standing.busy, standing.ahead, standing.gate_limit)
         policy = Policy.from_json(standing.policy)
-        if policy.concurrency is not None and policy.concurrency.on_limit is OnLimit.REJECT:
+        reject = policy.concurrency is not None and policy.concurrency.on_limit is OnLimit.REJECT
+        if reject and not waiting.free:
             reason = limit_reached(standing.action_ref, standing.gate_key, waiting.limit)
             _cancel(session, execution_id, reason)
             return Refused(reason)
@@ -204,6 +210,8 @@ CLAIMED_GATED: tuple[Any, ...] = (
     column("parameter_format", String()),
     column("output_format", String()),
     column("action_timeout_s", Integer()),
+    column("busy_before", Integer()),
+    column("waiting_behind", Integer()),
 )
 """The columns a gated claim returns on PostgreSQL (function ``attune_claim_gated``): the
 execution's, then its action's (NULL when the action is gone)."""
@@ -253,8 +261,10 @@ def place(
     """
     gate = policy.concurrency
     queue = known or standing(database, execution_id)
-    if gate is None or queue is None or queue.free:
+    if gate is None or queue is None or queue.first:
         return True, None
+    if queue.free:  # room, but its turn comes after those ahead: their claims send it
+        return False, None
     reason = None
     if gate.on_limit is OnLimit.REJECT:
         reason = limit_reached(action_ref, gate_key, queue.limit)
@@ -285,101 +295,3 @@ def inserted_standing() -> tuple[Any, Any]:
         case((ungated, 0), else_=busy).label("busy"),
         case((ungated, 0), else_=ahead).label("ahead"),
     )
-
-
-RESEND_S = 1.0
-"""A head a releaser sent this recently is not sent again by another release (the sweep sends
-every head with a free slot, whatever)."""
-
-
-def heads(
-    session: Session, action_ref: str, gate_key: str, limit: int, *, fresh: bool = False
-) -> list[Dispatch]:
-    """Messages for the gate's oldest eligible executions that its free slots can take.
-
-    With ``fresh`` (a release) only those no release sent within :data:`RESEND_S`, marked
-    sent in the same statement: concurrent releases then send each head once, not once per
-    release.
-    """
-    busy = session.execute(
-        select(func.count()).where(
-            _E.action_ref == action_ref, _E.gate_key == gate_key, _E.status.in_(HOLDING)
-        )
-    ).scalar_one()
-    if busy >= limit:
-        return []
-    window = (
-        select(_E.id)
-        .where(
-            _E.action_ref == action_ref,
-            _E.gate_key == gate_key,
-            _E.status == _S.SCHEDULED.value,
-            _E.eligible_at <= db_now(),
-        )
-        .order_by(_E.eligible_at, _E.id)
-        .limit(limit - busy)
-    )
-    if fresh:
-        marked = session.execute(
-            update(EXECUTION_TABLE)
-            .where(
-                _E.id.in_(window.scalar_subquery()),
-                _E.status == _S.SCHEDULED.value,
-                or_(_E.dispatched_at.is_(None), _E.dispatched_at <= cutoff(RESEND_S)),
-            )
-            .values(dispatched_at=db_now())
-            .returning(_E.id)
-        ).scalars()
-        ids = sorted(marked)
-    else:
-        ids = list(session.execute(window).scalars())
-    if not ids:
-        return []
-    rows = session.execute(
-        select(_E.id, _E.target_worker, _A.runner_type)
-        .select_from(EXECUTION_TABLE.join(ACTION_TABLE, _A.ref == _E.action_ref))
-        .where(_E.id.in_(ids))
-        .order_by(_E.eligible_at, _E.id)
-    ).all()
-    return [Dispatch(row.id, queue_of(row.target_worker, row.runner_type)) for row in rows]
-
-
-def release(database: Database, action_ref: str, gate_key: str, limit: int) -> list[Dispatch]:
-    """After a gated execution's terminal transition committed: the heads its slot lets in
-    that no other release just sent."""
-    with database.session_scope(autocommit=True) as session:
-        return heads(session, action_ref, gate_key, limit, fresh=True)
-
-
-_GATE_OF = select(_E.action_ref, _E.gate_key, _E.gate_limit).where(
-    _E.id == bindparam("execution_id"), _E.gate_key.is_not(None)
-)
-
-
-def after_cancel(database: Database, execution_id: int) -> list[Dispatch]:
-    """After a waiting gated execution was canceled: the heads its place lets in (the ones
-    behind it moved up; one of them may have no message yet)."""
-    with database.session_scope(autocommit=True) as session:
-        gate = session.execute(_GATE_OF, {"execution_id": execution_id}).first()
-        if gate is None:
-            return []
-        return heads(session, gate.action_ref, gate.gate_key, gate.gate_limit)
-
-
-def sweep_heads(session: Session, now: datetime | None = None) -> list[Dispatch]:
-    """The heads of every gate with waiting executions and free slots (the safety net for a
-    lost message or a releaser that crashed)."""
-    gates = session.execute(
-        select(_E.action_ref, _E.gate_key, func.max(_E.gate_limit).label("limit"))
-        .where(
-            _E.status == _S.SCHEDULED.value,
-            _E.gate_key.is_not(None),
-            _E.eligible_at <= cutoff(0, now),
-        )
-        .group_by(_E.action_ref, _E.gate_key)
-        .limit(SWEEP_BATCH)
-    ).all()
-    found: list[Dispatch] = []
-    for gate in gates:
-        found.extend(heads(session, gate.action_ref, gate.gate_key, gate.limit))
-    return found

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from attune.executions import gates, retries
+from attune.executions import releases, retries
 from attune.executions.dispatch import Dispatch
 from attune.settings import Settings
 
@@ -22,4 +22,4 @@ def catch_up(session: Session, settings: Settings, now: datetime | None = None) 
     created = retries.repair(session, settings, now)
     made = {dispatch.execution_id for dispatch in created}
     due = [dispatch for dispatch in retries.due(session, now) if dispatch.execution_id not in made]
-    return [*created, *due, *gates.sweep_heads(session, now)]
+    return [*created, *due, *releases.sweep_heads(session, now)]

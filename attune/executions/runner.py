@@ -15,7 +15,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from attune import metrics
 from attune.errors import AttuneError
-from attune.executions import dispatch, gates, retries
+from attune.executions import dispatch, gates, releases, retries
 from attune.executions import records as executions
 from attune.executions.completion import hub
 from attune.executions.policies import Policy
@@ -143,7 +143,7 @@ def run_execution(
     )
     if claimed.gate_key is not None:  # its slot is free: start the gate's next heads
         dispatch.send(
-            gates.release(database, claimed.action_ref, claimed.gate_key, claimed.gate_limit)
+            releases.release(database, claimed.action_ref, claimed.gate_key, claimed.gate_limit)
         )
     return status
 
@@ -238,7 +238,7 @@ def _follow_up(database: Database, ended: retries.Transitioned) -> None:
     """After an attempt ended: send its successor and the heads of the gate it freed."""
     sent = [] if ended.successor is None else [ended.successor]
     if ended.gate is not None:
-        sent.extend(gates.release(database, *ended.gate))
+        sent.extend(releases.release(database, *ended.gate))
     dispatch.send(sent)
 
 
@@ -261,6 +261,12 @@ def _claim(database: Database, execution_id: int, worker_name: str) -> tuple[Any
         if admitted.dispatch is not None:
             dispatch.send([admitted.dispatch])
         return None, None
+    # Strict FIFO admits one at a time: with a slot left and others waiting, send the next.
+    if database.is_sqlite or (
+        admitted.busy_before + 1 < admitted.gate_limit and admitted.waiting_behind > 0
+    ):
+        gate = (admitted.action_ref, admitted.gate_key, admitted.gate_limit)
+        dispatch.send(releases.release(database, *gate))
     if not database.is_sqlite:  # the gated claim brought its action along
         return admitted, admitted if admitted.runner_type is not None else None
     return admitted, _action_of(database, admitted)
