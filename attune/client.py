@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from attune.errors import NoWorkerAvailableError, WaitTimeoutError
+from attune.executions import chains
 from attune.executions import records as executions
 from attune.executions.completion import hub
 from attune.executions.records import ExecutionRecord
@@ -64,6 +65,8 @@ def execute(
     if epoch is not None:  # before the task is sent, so its notification cannot be missed
         hub.await_record(handle.id)
         weakref.finalize(handle, hub.forget, handle.id)
+    if not routed.send:  # gated: waits for a slot (its gate sends it), or canceled at once
+        return handle
     send_task(database, routed.execution_id, routed.queue)
     return handle
 
@@ -111,52 +114,82 @@ class ExecutionHandle:
         """The current status."""
         return _reconnecting(lambda database: executions.status_of(database, self.id))
 
-    def wait(self, timeout_s: float | None = None) -> ExecutionRecord:
+    def wait(self, timeout_s: float | None = None, *, follow: bool = True) -> ExecutionRecord:
         """Block until the execution is terminal and return its record.
 
-        Wakes on completion notifications (in-process, or a PostgreSQL NOTIFY that carries the
-        record) and otherwise re-reads the row on a back-off: a safety net where notifications
-        exist, polling where they do not (SQLite shared between processes). Waiting on a
-        handle from ``execute`` reads nothing until woken, as long as the listener that was
-        up then has stayed connected: no notification can have been missed. Raises
-        WaitTimeoutError after ``timeout_s``.
+        With a retry policy, ``follow`` waits on along the chain of attempts and returns the
+        last one's record (``follow=False``: this attempt's). Wakes on completion
+        notifications (in-process, or a PostgreSQL NOTIFY that carries the record) and
+        otherwise re-reads the row on a back-off: a safety net where notifications exist,
+        polling where they do not (SQLite shared between processes). Waiting on a handle from
+        ``execute`` reads nothing until woken, as long as the listener that was up then has
+        stayed connected: no notification can have been missed. Raises WaitTimeoutError after
+        ``timeout_s`` (for the whole chain).
         """
-        database = resources.database
-        if not database.is_sqlite:
-            hub.listen_postgres(database.engine.url)
-        notified = not database.is_sqlite or resources.settings.is_embedded
-        pause_s, max_pause_s = _SAFETY_NET_S if notified else _POLL_S
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        # Awaited by execute() before its task was sent: while the listener of then stays
-        # connected, no notification of this execution can have been missed.
-        awaited = not hub.await_record(self.id) and self.listened_since is not None
-
-        def unbroken() -> bool:
-            return awaited and hub.epoch == self.listened_since
-
-        try:
-            read = not unbroken()
-            while True:
-                seen = hub.version
-                notified_record = hub.finished_record(self.id)
-                if notified_record:
-                    return executions.from_notification(notified_record)
-                if read or notified_record is not None:
-                    status = self.status()  # one column: the full record only once it is final
-                    if status.is_terminal:
-                        return get_execution(self.id)
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise WaitTimeoutError(self.id, timeout_s or 0.0, self.status())
-                woke = hub.wait_for_change(
-                    seen, pause_s if remaining is None else min(pause_s, remaining)
-                )
-                read = not (woke and unbroken())
-                if not woke:
-                    pause_s = min(pause_s * 2, max_pause_s)
-        finally:
-            hub.forget(self.id)
+        record = _wait_for(self.id, self.listened_since, timeout_s, deadline)
+        while follow and record.attempt < record.max_attempts and record.status in _RETRIABLE:
+            # The successor is created with the terminal transition: it exists by now if any.
+            successor = _successor(record.id)
+            if successor is None:
+                return record
+            record = _wait_for(successor, None, timeout_s, deadline)
+        return record
 
     def cancel(self) -> ExecutionStatus:
-        """Ask for cancellation: ``canceled`` at once if not started, else ``canceling``."""
-        return _reconnecting(lambda database: executions.request_cancel(database, self.id))
+        """Ask for cancellation: ``canceled`` at once if not started, else ``canceling``.
+
+        With a retry policy this cancels the chain's live attempt, and the chain stops.
+        """
+        return _reconnecting(lambda database: chains.cancel(database, self.id))[1]
+
+
+_RETRIABLE = frozenset({ExecutionStatus.FAILED, ExecutionStatus.TIMEOUT, ExecutionStatus.ABANDONED})
+
+
+def _successor(execution_id: int) -> int | None:
+    return _reconnecting(lambda database: chains.successor(database, execution_id))
+
+
+def _status(execution_id: int) -> ExecutionStatus:
+    return _reconnecting(lambda database: executions.status_of(database, execution_id))
+
+
+def _wait_for(
+    execution_id: int, listened_since: int | None, timeout_s: float | None, deadline: float | None
+) -> ExecutionRecord:
+    """Block until one execution is terminal (see :meth:`ExecutionHandle.wait`)."""
+    database = resources.database
+    if not database.is_sqlite:
+        hub.listen_postgres(database.engine.url)
+    notified = not database.is_sqlite or resources.settings.is_embedded
+    pause_s, max_pause_s = _SAFETY_NET_S if notified else _POLL_S
+    # Awaited by execute() before its task was sent: while the listener of then stays
+    # connected, no notification of this execution can have been missed.
+    awaited = not hub.await_record(execution_id) and listened_since is not None
+
+    def unbroken() -> bool:
+        return awaited and hub.epoch == listened_since
+
+    try:
+        read = not unbroken()
+        while True:
+            seen = hub.version
+            notified_record = hub.finished_record(execution_id)
+            if notified_record:
+                return executions.from_notification(notified_record)
+            if read or notified_record is not None:
+                status = _status(execution_id)  # one column: the full record once it is final
+                if status.is_terminal:
+                    return get_execution(execution_id)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise WaitTimeoutError(execution_id, timeout_s or 0.0, _status(execution_id))
+            woke = hub.wait_for_change(
+                seen, pause_s if remaining is None else min(pause_s, remaining)
+            )
+            read = not (woke and unbroken())
+            if not woke:
+                pause_s = min(pause_s * 2, max_pause_s)
+    finally:
+        hub.forget(execution_id)

@@ -23,10 +23,12 @@ BIN = Path(sys.executable).parent
 
 
 def packs_copy(target: Path) -> Path:
-    """The shipped packs plus the tests' own ``testing`` pack, copied under ``target``."""
+    """The shipped packs plus the tests' own (``testing``, ``policies``), copied under
+    ``target``."""
     packs_dir = target / "packs"
     shutil.copytree(ROOT / "packs", packs_dir, symlinks=True)
-    shutil.copytree(ROOT / "tests" / "packs" / "testing", packs_dir / "testing")
+    for pack in sorted((ROOT / "tests" / "packs").iterdir()):
+        shutil.copytree(pack, packs_dir / pack.name)
     return packs_dir
 
 

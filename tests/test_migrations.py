@@ -71,7 +71,15 @@ def test_upgrade_downgrade_upgrade_round_trips_and_check_is_clean(fresh_url: str
         result = alembic(fresh_url, *step)
         assert result.returncode == 0, result.stderr
     assert tables(fresh_url) == set(Base.metadata.tables)
-    assert {"pack", "action", "worker", "execution", "api_key", "periodic_run"} <= tables(fresh_url)
+    assert {
+        "pack",
+        "action",
+        "worker",
+        "execution",
+        "api_key",
+        "periodic_run",
+        "concurrency_gate",
+    } <= tables(fresh_url)
 
 
 def test_check_reports_drift_when_the_schema_lags(fresh_url: str) -> None:

@@ -207,7 +207,9 @@ def test_the_sweep_fails_scheduled_executions_older_than_the_scheduled_timeout(
     young = add_execution(database, None, ExecutionStatus.SCHEDULED)
     with database.session_scope() as session:
         session.execute(
-            update(Execution).where(Execution.id == old).values(requested_at=db_ago(60))
+            update(Execution)
+            .where(Execution.id == old)
+            .values(requested_at=db_ago(60), eligible_at=db_ago(60))
         )
 
     with database.session_scope() as session:
@@ -232,7 +234,9 @@ def test_one_sweep_settles_a_dead_worker_and_fails_the_unpicked_together(
     unpicked = add_execution(database, None, ExecutionStatus.SCHEDULED)
     with database.session_scope() as session:
         session.execute(
-            update(Execution).where(Execution.id == unpicked).values(requested_at=db_ago(120))
+            update(Execution)
+            .where(Execution.id == unpicked)
+            .values(requested_at=db_ago(120), eligible_at=db_ago(120))
         )
 
     with database.session_scope() as session:

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from attune.executions import params
+from attune.executions.policies import Policy
 from attune.packs.upsert import find_action, find_actions
 from attune.store.models import MASK, Action
 from attune.worker.app import resources
@@ -73,6 +74,7 @@ def _as_dict(action: Action) -> dict[str, Any]:
         "parameter_format": action.parameter_format,
         "output_format": action.output_format,
         "timeout_s": action.timeout_s,
+        "policy": action.policy,
         "created_at": action.created_at.isoformat(),
         "updated_at": action.updated_at.isoformat(),
     }
@@ -91,6 +93,7 @@ def _describe(row: dict[str, Any], default_timeout_s: float) -> list[str]:
         f"  output:       {row['output_format']}",
         f"  timeout:      {timeout}",
         f"  tags:         {', '.join(row['tags']) or '-'}",
+        *(f"  {line}" for line in Policy.from_json(row["policy"]).describe()),
     ]
     if not row["parameters"]:
         return [*lines, "  (no parameters)"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 import attune.executions.records as store
 from attune.cli.output import show_record, show_table
 from attune.cli.tail import tail
-from attune.executions import env_records, retention
+from attune.executions import chains, env_records, gates, retention
 from attune.store.models import ExecutionStatus
 from attune.worker.app import resources
 
@@ -24,12 +26,40 @@ executions.add_command(tail)
 @click.argument("execution_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print as one JSON object.")
 def get(execution_id: int, as_json: bool) -> None:
-    """Show one execution."""
-    record = store.get(resources.database, execution_id)
-    with resources.database.session_scope() as session:
+    """Show one execution, with its place in a retry chain or a concurrency queue."""
+    database = resources.database
+    record = store.get(database, execution_id)
+    extra: dict[str, Any] = {}
+    notes: list[str] = []
+    following = chains.successor(database, execution_id)
+    if following is not None:
+        after = store.get(database, following)
+        eligible = after.eligible_at.isoformat() if after.eligible_at else "-"
+        extra.update(next_attempt_id=following, next_eligible_at=eligible)
+        notes.append(f"next attempt: {following} ({after.status.value}), eligible at {eligible}")
+    waiting = gates.standing(database, execution_id)
+    if waiting is not None:
+        extra["waiting"] = {"position": waiting.position, "limit": waiting.limit}
+        notes.append(f"waiting for a slot: position {waiting.position}, limit {waiting.limit}")
+    with database.session_scope() as session:
         use = env_records.execution_use(session, execution_id)
-        environment = None if use is None else env_records.use_json(use)
-    show_record(record, as_json=as_json, environment=environment)
+    if use is not None:
+        environment = env_records.use_json(use)
+        extra["environment"] = environment
+        waited = "waited for a build" if environment["waited"] else "was ready"
+        built = ", built by this run" if environment["built"] else ""
+        notes.append(
+            f"environment: {environment['key'][:16]} on {environment['host']} ({waited}{built})"
+        )
+    show_record(record, as_json=as_json, extra=extra, notes=notes)
+
+
+@executions.command("attempts")
+@click.argument("execution_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print as a JSON array.")
+def attempts(execution_id: int, as_json: bool) -> None:
+    """List every attempt of the retry chain of EXECUTION_ID (any of its ids), first first."""
+    show_table(chains.attempts(resources.database, execution_id), as_json=as_json)
 
 
 @executions.command("list")
@@ -52,9 +82,12 @@ def list_(status: str | None, action_ref: str | None, limit: int, as_json: bool)
 @executions.command("cancel")
 @click.argument("execution_id", type=int)
 def cancel(execution_id: int) -> None:
-    """Cancel an execution (at once if not started; a running one is killed by its worker)."""
-    status = store.request_cancel(resources.database, execution_id)
-    click.echo(f"execution {execution_id}: {status.value}")
+    """Cancel an execution (at once if not started; a running one is killed by its worker).
+
+    Any id of a retry chain cancels the chain's live attempt and stops the chain.
+    """
+    target, status = chains.cancel(resources.database, execution_id)
+    click.echo(f"execution {target}: {status.value}")
 
 
 @executions.command("purge")

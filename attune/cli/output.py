@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
@@ -12,24 +12,28 @@ from attune.executions.records import ExecutionRecord
 
 
 def show_record(
-    record: ExecutionRecord, *, as_json: bool, environment: dict[str, Any] | None = None
+    record: ExecutionRecord,
+    *,
+    as_json: bool,
+    extra: Mapping[str, Any] | None = None,
+    notes: Sequence[str] = (),
 ) -> None:
-    """Print one execution: as one JSON object, or status, result/stdout and stderr (and the
-    pack environment it ran in, when given)."""
+    """Print one execution: as one JSON object (with ``extra`` fields), or status, ``notes``,
+    result/stdout and stderr."""
     if as_json:
-        extra = {} if environment is None else {"environment": environment}
-        click.echo(json.dumps({**record.to_json(), **extra}))
+        click.echo(json.dumps({**record.to_json(), **(extra or {})}))
         return
     duration = "-" if record.duration_ms is None else f"{record.duration_ms} ms"
     exit_code = "-" if record.exit_code is None else str(record.exit_code)
     click.echo(f"execution {record.id}  {record.action_ref}  {record.status.value}")
     click.echo(f"exit code: {exit_code}  duration: {duration}  worker: {record.worker or '-'}")
-    if environment is not None:
-        waited = "waited for a build" if environment["waited"] else "was ready"
-        built = ", built by this run" if environment["built"] else ""
+    if record.max_attempts > 1:
+        retry_of = "-" if record.retry_of_id is None else str(record.retry_of_id)
         click.echo(
-            f"environment: {environment['key'][:16]} on {environment['host']} ({waited}{built})"
+            f"attempt: {record.try_label}  first: {record.first_attempt_id}  retry of: {retry_of}"
         )
+    for note in notes:
+        click.echo(note)
     if record.error:
         click.echo(f"error: {record.error}")
     if record.result is not None:
@@ -49,10 +53,13 @@ def show_table(records: Sequence[ExecutionRecord], *, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([record.to_json() for record in records]))
         return
-    click.echo(f"{'ID':>8}  {'ACTION':<28} {'STATUS':<10} {'WORKER':<24} {'REQUESTED':<26} MS")
+    click.echo(
+        f"{'ID':>8}  {'ACTION':<28} {'STATUS':<10} {'TRY':<5} {'WORKER':<24} {'REQUESTED':<26} MS"
+    )
     for record in records:
         duration = "" if record.duration_ms is None else str(record.duration_ms)
         click.echo(
             f"{record.id:>8}  {record.action_ref:<28} {record.status.value:<10} "
-            f"{record.worker or '-':<24} {record.requested_at.isoformat():<26} {duration}"
+            f"{record.try_label:<5} {record.worker or '-':<24} "
+            f"{record.requested_at.isoformat():<26} {duration}"
         )

@@ -26,6 +26,9 @@ from attune.worker.app import embedded_worker, resources
 )
 @click.option("--worker", help="Run on this worker only (its own queue).")
 @click.option("--timeout-s", type=float, help="Timeout of this execution, in seconds.")
+@click.option(
+    "--no-follow", is_flag=True, help="With a retry policy: end with the first attempt's result."
+)
 def run(
     ref: str,
     assignments: tuple[str, ...],
@@ -33,8 +36,12 @@ def run(
     no_wait: bool,
     worker: str | None,
     timeout_s: float | None,
+    no_follow: bool,
 ) -> None:
-    """Run action REF with parameters KEY=VALUE, converted by the parameter's type."""
+    """Run action REF with parameters KEY=VALUE, converted by the parameter's type.
+
+    With a retry policy it follows the attempts and exits by the last one's status.
+    """
     if no_wait and resources.settings.is_embedded:
         raise click.UsageError(
             "--no-wait needs a broker shared with running workers; on the embedded default "
@@ -50,10 +57,12 @@ def run(
             else:
                 click.echo(str(handle.id))
             return
-        record = handle.wait()
+        record = handle.wait(follow=not no_follow)
     finally:
         embedded_worker.stop()
     show_record(record, as_json=as_json)
+    if record.max_attempts > 1 and not as_json:
+        click.echo(f"{record.status.value} on attempt {record.try_label}")
     sys.exit(0 if record.succeeded else 1)
 
 

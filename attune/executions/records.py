@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, Update, bindparam, select, update
+from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from attune.errors import ExecutionNotFoundError, InvalidTransitionError
@@ -39,6 +39,16 @@ class ExecutionRecord:
     started_at: datetime | None
     finished_at: datetime | None
     duration_ms: int | None
+    attempt: int = 1
+    max_attempts: int = 1
+    first_attempt_id: int | None = None
+    retry_of_id: int | None = None
+    eligible_at: datetime | None = None
+
+    @property
+    def try_label(self) -> str:
+        """The attempt among the runs the retry policy allows: ``2/3`` (``1/1`` without one)."""
+        return f"{self.attempt}/{self.max_attempts}"
 
     @property
     def is_terminal(self) -> bool:
@@ -59,7 +69,7 @@ class ExecutionRecord:
 
 
 _E = EXECUTION_TABLE.c
-_RECORD = select(
+RECORD_COLUMNS = select(
     _E.id,
     _E.action_ref,
     _E.status,
@@ -76,19 +86,26 @@ _RECORD = select(
     _E.started_at,
     _E.finished_at,
     _E.duration_ms,
+    _E.attempt,
+    _E.max_attempts,
+    _E.first_attempt_id,
+    _E.retry_of_id,
+    _E.eligible_at,
 )
+"""The columns of an :class:`ExecutionRecord`, as one SELECT to narrow down."""
 # Hot-path statements are built once; each call only binds its values.
-_GET = _RECORD.where(_E.id == bindparam("execution_id"))
+_GET = RECORD_COLUMNS.where(_E.id == bindparam("execution_id"))
 _STATUS = select(_E.status).where(_E.id == bindparam("execution_id"))
 
 
-def _record(row: Row[*tuple[Any, ...]]) -> ExecutionRecord:
+def record(row: Any) -> ExecutionRecord:
+    """The record of a row of :data:`RECORD_COLUMNS`."""
     values = row._asdict()
     values["status"] = ExecutionStatus(values["status"])
     return ExecutionRecord(**values)
 
 
-_TIMESTAMPS = ("requested_at", "started_at", "finished_at")
+_TIMESTAMPS = ("requested_at", "started_at", "finished_at", "eligible_at")
 
 
 def from_notification(fields: dict[str, Any]) -> ExecutionRecord:
@@ -96,7 +113,7 @@ def from_notification(fields: dict[str, Any]) -> ExecutionRecord:
     values = dict(fields)
     values["status"] = ExecutionStatus(values["status"])
     for name in _TIMESTAMPS:
-        if values[name] is not None:
+        if values.get(name) is not None:
             values[name] = datetime.fromisoformat(values[name]).astimezone(UTC)
     return ExecutionRecord(**values)
 
@@ -104,7 +121,7 @@ def from_notification(fields: dict[str, Any]) -> ExecutionRecord:
 def get(database: Database, execution_id: int) -> ExecutionRecord:
     """The execution with ``execution_id``; :class:`ExecutionNotFoundError` when there is none."""
     for row in database.run(_GET, {"execution_id": execution_id}):
-        return _record(row)
+        return record(row)
     raise ExecutionNotFoundError(execution_id)
 
 
@@ -123,12 +140,12 @@ def recent(
     limit: int = 50,
 ) -> list[ExecutionRecord]:
     """The newest executions first, optionally of one status and one action."""
-    query = _RECORD.order_by(_E.id.desc()).limit(limit)
+    query = RECORD_COLUMNS.order_by(_E.id.desc()).limit(limit)
     if status is not None:
         query = query.where(_E.status == status)
     if action_ref is not None:
         query = query.where(_E.action_ref == action_ref)
-    return [_record(row) for row in session.connection().execute(query)]
+    return [record(row) for row in session.connection().execute(query)]
 
 
 def transition(

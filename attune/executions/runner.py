@@ -14,10 +14,11 @@ from sqlalchemy.orm import Session
 
 from attune import metrics
 from attune.errors import AttuneError, PackEnvironmentError
-from attune.executions import liveoutput
+from attune.executions import dispatch, gates, liveoutput, releases, retries
 from attune.executions import records as executions
 from attune.executions.completion import hub
 from attune.executions.environments import environment_of
+from attune.executions.policies import Policy
 from attune.executions.secretbox import SecretBox
 from attune.executions.supervision import CancelWatcher, Supervised
 from attune.runtimes import Invocation, Outcome, RunResult, run
@@ -80,8 +81,8 @@ def run_execution(
         lambda: _claim(database, execution_id, worker_name),
     )
     if claimed is None:
-        log.info("execution %s is no longer scheduled; not running it", execution_id)
         return None
+    policy = Policy.from_json(claimed.policy)
     live = liveoutput.backend(settings)
     sink = None if live is None else live.sink(execution_id)
     with watcher.watch(execution_id, worker_name) as supervised, ExitStack() as held:
@@ -96,13 +97,21 @@ def run_execution(
         except AttuneError as exc:
             result = RunResult.not_started(Outcome.FAILED, str(exc))
         else:
+            if policy.retry is not None:  # an attempt abandoned before this never ran code
+                database.run(_SPAWNED, {"execution_id": execution_id})
             result = run(invocation)
     status = _retrying(
         f"storing the result of execution {execution_id}",
-        lambda: _store(database, execution_id, result, supervised.lost, finishing),
+        lambda: _store(
+            database, settings, execution_id, result, supervised.lost, finishing, policy
+        ),
     )
     if sink is not None:
         sink.end()
+    if claimed.gate_key is not None:  # its slot is free: start the gate's next heads
+        dispatch.send(
+            releases.release(database, claimed.action_ref, claimed.gate_key, claimed.gate_limit)
+        )
     return status
 
 
@@ -127,14 +136,25 @@ _TO_RUNNING = (
     .where(
         _EXECUTION.id == bindparam("execution_id"),
         in_literals(_EXECUTION.status, TRANSITIONS[ExecutionStatus.RUNNING]),
+        # Gated executions are claimed by attune.executions.gates; retries not before due.
+        _EXECUTION.gate_key.is_(None),
+        _EXECUTION.eligible_at <= db_now(),
     )
     .values(status=ExecutionStatus.RUNNING.value, worker=bindparam("worker"), started_at=db_now())
+)
+_SPAWNED = (
+    update(EXECUTION_TABLE)
+    .where(_EXECUTION.id == bindparam("execution_id"))
+    .values(spawned_at=db_now())
 )
 _CLAIMED_COLUMNS = (
     _EXECUTION.action_ref,
     _EXECUTION.parameters,
     _EXECUTION.secrets,
     _EXECUTION.timeout_s,
+    _EXECUTION.policy,
+    _EXECUTION.gate_key,
+    _EXECUTION.gate_limit,
 )
 _ACTION_COLUMNS = (
     _ACTION.runner_type,
@@ -153,7 +173,9 @@ _CLAIM_JOINED = _TO_RUNNING.where(_EXECUTION.action_ref == _ACTION.ref).returnin
 )
 
 
-def settle_lost(database: Database, execution_id: int, worker_name: str, reason: str) -> bool:
+def settle_lost(
+    database: Database, settings: Settings, execution_id: int, worker_name: str, reason: str
+) -> bool:
     """Abandon the execution this worker was running when its pool process died; True if so.
 
     The worker lives on and heartbeats, so the sweep would never settle it, and the message
@@ -161,15 +183,30 @@ def settle_lost(database: Database, execution_id: int, worker_name: str, reason:
     """
     error = f"the worker process running it on {worker_name} died: {reason}"
     lost = database.reconnecting(
-        lambda: executions.transition(
-            database, execution_id, ExecutionStatus.ABANDONED, held_by=worker_name, error=error
+        lambda: retries.end_attempt(
+            database,
+            settings,
+            execution_id,
+            ExecutionStatus.ABANDONED,
+            held_by=worker_name,
+            error=error,
         )
     )
-    if lost:
-        hub.notify()
-        metrics.record_execution(ExecutionStatus.ABANDONED, None)
-        log.warning("execution %s abandoned: %s", execution_id, error)
-    return lost
+    if lost is None:
+        return False
+    hub.notify()
+    metrics.record_execution(ExecutionStatus.ABANDONED, None)
+    log.warning("execution %s abandoned: %s", execution_id, error)
+    _follow_up(database, lost)
+    return True
+
+
+def _follow_up(database: Database, ended: retries.Transitioned) -> None:
+    """After an attempt ended: send its successor and the heads of the gate it freed."""
+    sent = [] if ended.successor is None else [ended.successor]
+    if ended.gate is not None:
+        sent.extend(releases.release(database, *ended.gate))
+    dispatch.send(sent)
 
 
 def _claim(database: Database, execution_id: int, worker_name: str) -> tuple[Any, Any]:
@@ -178,10 +215,33 @@ def _claim(database: Database, execution_id: int, worker_name: str) -> tuple[Any
     if not database.is_sqlite:
         for joined in database.run(_CLAIM_JOINED, values):
             return joined, joined
-    for claimed in database.run(_CLAIM, values):
-        actions = database.run(_ACTION_RUN, {"ref": claimed.action_ref})
-        return claimed, actions[0] if actions else None
-    return None, None
+    else:
+        for claimed in database.run(_CLAIM, values):
+            return claimed, _action_of(database, claimed)
+    # Not claimable as a plain execution: gated, early (a pending retry), or no longer due.
+    admitted = gates.claim(database, execution_id, worker_name, _CLAIMED_COLUMNS)
+    if admitted is gates.UNGATED:
+        for claimed in database.run(_CLAIM, values):  # PostgreSQL: its action is gone
+            return claimed, _action_of(database, claimed)
+    if isinstance(admitted, gates.Refused):
+        log.info("not running execution %s: %s", execution_id, admitted.reason)
+        if admitted.dispatch is not None:
+            dispatch.send([admitted.dispatch])
+        return None, None
+    # Strict FIFO admits one at a time: with a slot left and others waiting, send the next.
+    if database.is_sqlite or (
+        admitted.busy_before + 1 < admitted.gate_limit and admitted.waiting_behind > 0
+    ):
+        gate = (admitted.action_ref, admitted.gate_key, admitted.gate_limit)
+        dispatch.send(releases.release(database, *gate))
+    if not database.is_sqlite:  # the gated claim brought its action along
+        return admitted, admitted if admitted.runner_type is not None else None
+    return admitted, _action_of(database, admitted)
+
+
+def _action_of(database: Database, claimed: Any) -> Any:
+    actions = database.run(_ACTION_RUN, {"ref": claimed.action_ref})
+    return actions[0] if actions else None
 
 
 def _invocation(
@@ -238,10 +298,12 @@ def _finish(
 
 def _store(
     database: Database,
+    settings: Settings,
     execution_id: int,
     result: RunResult,
     lost: bool,
     finishing: Finishing | None,
+    policy: Policy,
 ) -> ExecutionStatus:
     """Store the result; an execution settled meanwhile (``lost``: and seen so) keeps its status."""
     status = OUTCOME_STATUS[result.outcome]
@@ -257,7 +319,17 @@ def _store(
         "stderr_truncated": result.stderr_truncated,
         "duration_ms": result.duration_ms,
     }
-    if _finish(database, execution_id, status, finishing, error=result.error, **fields):
+    if retries.retried_as(policy, status, spawned=True) is not None:
+        # The attempt may be owed a successor: both in one transaction.
+        ended = retries.end_attempt(
+            database, settings, execution_id, status, error=result.error, **fields
+        )
+        if ended is not None:
+            hub.notify()
+            metrics.record_execution(status, result.duration_ms / 1000)
+            dispatch.send([] if ended.successor is None else [ended.successor])
+            return status
+    elif _finish(database, execution_id, status, finishing, error=result.error, **fields):
         hub.notify()
         metrics.record_execution(status, result.duration_ms / 1000)
         return status

@@ -12,7 +12,9 @@ from sqlalchemy import Insert, Select, String, bindparam, case, insert, null, se
 from sqlalchemy.orm import Session
 
 from attune.errors import ActionDisabledError, ActionNotFoundError, ParameterError
+from attune.executions import gates
 from attune.executions.params import mask, resolve, secret_names
+from attune.executions.policies import SNAPSHOT_COLUMNS, Policy
 from attune.executions.queues import runtime_queue, worker_queue
 from attune.executions.secretbox import SecretBox
 from attune.liveness.freshness import no_worker_reason, serving, unavailable_reason
@@ -29,6 +31,7 @@ _REQUEST_COLUMNS = (
     "target_worker",
     "timeout_s",
     "requested_by",
+    *SNAPSHOT_COLUMNS,
 )
 
 
@@ -47,22 +50,24 @@ _FAILED = _insert(
 
 
 @functools.cache
-def _lookup(threshold_s: float) -> Select[tuple[str, dict[str, Any], bool, datetime, bool]]:
+def _lookup(threshold_s: float) -> Select[Any]:
     """The action and whether a live worker serves its runtime, in one statement (built once)."""
     return select(
         _ACTION.runner_type,
         _ACTION.parameters,
         _ACTION.enabled,
         _ACTION.updated_at,
+        _ACTION.policy,
         serving(threshold_s, _ACTION.runner_type).label("available"),
     ).where(_ACTION.ref == bindparam("ref"))
 
 
 @functools.cache
-def _insertion(threshold_s: float) -> Insert:
+def _insertion(threshold_s: float, standing: bool) -> Insert:
     """Record an execution of an action known unchanged since ``updated_at``, routed or failed.
 
     One statement (built once): no row is inserted when the action changed or went away.
+    With ``standing`` (PostgreSQL) it also returns where a gated execution stands in its gate.
     """
     available = serving(threshold_s, _ACTION.runner_type)
     routed = select(
@@ -80,7 +85,11 @@ def _insertion(threshold_s: float) -> Insert:
     return (
         insert(EXECUTION_TABLE)
         .from_select(columns, routed)
-        .returning(EXECUTION_TABLE.c.id, EXECUTION_TABLE.c.status)
+        .returning(
+            EXECUTION_TABLE.c.id,
+            EXECUTION_TABLE.c.status,
+            *(gates.inserted_standing() if standing else ()),
+        )
     )
 
 
@@ -91,6 +100,7 @@ class _Known:
     runner_type: str
     parameters: dict[str, Any]
     updated_at: datetime
+    policy: Policy
 
 
 _KNOWN: dict[tuple[str, str], _Known] = {}
@@ -99,10 +109,15 @@ _KNOWN: dict[tuple[str, str], _Known] = {}
 
 @dataclass(frozen=True)
 class Routed:
-    """The execution is recorded ``scheduled``; its task goes to ``queue``."""
+    """The execution is recorded ``scheduled``; its task goes to ``queue``.
+
+    ``send`` is False for a gated execution that waits behind a full gate (the gate's releaser
+    or the sweep sends it) or that its gate canceled at once (``reject``, ``max_waiting``).
+    """
 
     execution_id: int
     queue: str
+    send: bool = True
 
 
 @dataclass(frozen=True)
@@ -143,8 +158,9 @@ def schedule(
     action = found[0]
     if not action.enabled:
         raise ActionDisabledError(ref)
-    _KNOWN[key] = _Known(action.runner_type, action.parameters, action.updated_at)
-    row = _row(settings, ref, action.parameters, values, worker, timeout_s, requested_by)
+    policy = Policy.from_json(action.policy)
+    _KNOWN[key] = _Known(action.runner_type, action.parameters, action.updated_at, policy)
+    row = _row(settings, ref, action.parameters, policy, values, worker, timeout_s, requested_by)
     if worker is not None:
         with database.session_scope() as session:
             reason = unavailable_reason(session, settings, action.runner_type, worker)
@@ -154,7 +170,7 @@ def schedule(
         return Unroutable(database.run(_FAILED, {**row, "error": reason})[0].id, reason)
     execution_id: int = database.run(_SCHEDULED, row)[0].id
     queue = worker_queue(worker) if worker else runtime_queue(action.runner_type)
-    return Routed(execution_id, queue)
+    return _placed(database, Routed(execution_id, queue), row, policy)
 
 
 @dataclass(frozen=True)
@@ -187,7 +203,9 @@ def prepare(
         raise ActionNotFoundError(ref)
     if not found.enabled:
         raise ActionDisabledError(ref)
-    row = _row(settings, ref, found.parameters, values, None, None, None)
+    row = _row(
+        settings, ref, found.parameters, Policy.from_json(found.policy), values, None, None, None
+    )
     return Prepared(row, found.runner_type, bool(found.available))
 
 
@@ -236,31 +254,56 @@ def _schedule_known(
 ) -> Routed | Unroutable | None:
     """Record in one statement, trusting ``known``; None when a fresh read must decide."""
     try:
-        row = _row(settings, ref, known.parameters, values, None, timeout_s, requested_by)
+        row = _row(
+            settings, ref, known.parameters, known.policy, values, None, timeout_s, requested_by
+        )
     except ParameterError:
         return None  # the action may have changed since: judge on its current schema
     reason = no_worker_reason(known.runner_type)
     inserted = database.run(
-        _insertion(settings.staleness_threshold_s),
+        _insertion(settings.staleness_threshold_s, not database.is_sqlite),
         {**row, "updated_at": known.updated_at, "no_worker": reason},
     )
     if not inserted:
         return None
     if inserted[0].status == ExecutionStatus.SCHEDULED:
-        return Routed(inserted[0].id, runtime_queue(known.runner_type))
+        routed = Routed(inserted[0].id, runtime_queue(known.runner_type))
+        if database.is_sqlite or row["gate_key"] is None:
+            return _placed(database, routed, row, known.policy)
+        limit = row["gate_limit"]
+        standing = gates.Queue(inserted[0].busy, inserted[0].ahead, limit)
+        return _placed(database, routed, row, known.policy, standing)
     return Unroutable(inserted[0].id, reason)
+
+
+def _placed(
+    database: Database,
+    routed: Routed,
+    row: dict[str, Any],
+    policy: Policy,
+    standing: gates.Queue | None = None,
+) -> Routed:
+    """A gated execution is sent only when its gate has room (or it is canceled at once)."""
+    if row["gate_key"] is None:
+        return routed
+    send, _rejected = gates.place(
+        database, routed.execution_id, row["action_ref"], row["gate_key"], policy, standing
+    )
+    return routed if send else Routed(routed.execution_id, routed.queue, send=False)
 
 
 def _row(
     settings: Settings,
     ref: str,
     schema: dict[str, Any],
+    policy: Policy,
     values: Mapping[str, Any],
     worker: str | None,
     timeout_s: float | None,
     requested_by: str | None,
 ) -> dict[str, Any]:
-    """The execution's columns: parameters validated, defaults filled, secrets sealed apart."""
+    """The execution's columns: parameters validated, defaults filled, secrets sealed apart,
+    the action's policy snapshotted."""
     resolved = resolve(ref, schema, values)
     secrets = {name: resolved[name] for name in secret_names(schema) if name in resolved}
     return {
@@ -270,4 +313,5 @@ def _row(
         "target_worker": worker,
         "timeout_s": timeout_s,
         "requested_by": requested_by,
+        **policy.snapshot(ref, resolved),
     }

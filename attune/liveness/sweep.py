@@ -15,16 +15,21 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    String,
     any_,
+    case,
     func,
     literal,
     select,
     true,
     update,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from attune import metrics
+from attune.executions import dispatch, overdue
+from attune.executions.dispatch import Dispatch
 from attune.liveness.freshness import is_stale
 from attune.liveness.signals import WorkerTransition, worker_deactivated, worker_reactivated
 from attune.settings import Settings
@@ -75,6 +80,8 @@ class SweepReport:
 
     deactivated: tuple[Deactivation, ...] = ()
     failed_scheduled: int = 0
+    dispatches: tuple[Dispatch, ...] = ()
+    """Task messages the policies owe (retries, gate heads), sent by :func:`announce`."""
 
     @property
     def abandoned(self) -> int:
@@ -115,7 +122,7 @@ def sweep(session: Session, settings: Settings, now: datetime | None = None) -> 
     deactivated = tuple(
         Deactivation(name, last_heartbeat, count) for name, last_heartbeat, count in sorted(rows)
     )
-    return SweepReport(deactivated, failed)
+    return SweepReport(deactivated, failed, tuple(overdue.catch_up(session, settings, now)))
 
 
 def _sweep_in_one_statement(
@@ -201,23 +208,33 @@ def _fail_unpicked(settings: Settings, now: datetime | None) -> Any:
     timeout_s = settings.scheduled_timeout_s
     if timeout_s <= 0:
         return None
+    # Counted from eligible_at: a pending retry waits its delay first. A gated execution
+    # that waited for a slot that long says so.
+    error = case(
+        (_E.c.gate_key.is_(None), literal(f"not picked up by any worker within {timeout_s:g} s")),
+        else_=_waited(timeout_s),
+    )
     return (
         update(_E)
         .where(
             in_constants(_E.c.status, (ExecutionStatus.SCHEDULED,)),
-            _E.c.requested_at <= cutoff(timeout_s, now),
+            _E.c.eligible_at <= cutoff(timeout_s, now),
         )
-        .values(
-            status=ExecutionStatus.FAILED.value,
-            error=f"not picked up by any worker within {timeout_s:g} s",
-            finished_at=db_now(),
-        )
+        .values(status=ExecutionStatus.FAILED.value, error=error, finished_at=db_now())
         .returning(_E.c.id)
     )
 
 
+def _waited(timeout_s: float) -> ColumnElement[str]:
+    """The error of a gated execution that waited too long, naming its gate's limit."""
+    text = literal(f"waited {timeout_s:g} s for a concurrency slot (limit ", String())
+    return text + sql_cast(_E.c.gate_limit, String()) + literal(")", String())
+
+
 def announce(report: SweepReport) -> None:
-    """After the sweep committed: one log record, one signal and the counts per deactivation."""
+    """After the sweep committed: one log record, one signal and the counts per deactivation;
+    then the task messages the policies owe are sent."""
+    dispatch.send(report.dispatches)
     for deactivation in report.deactivated:
         announce_deactivation(deactivation)
     if report.failed_scheduled:

@@ -37,6 +37,7 @@ _STR = "tag:yaml.org,2002:str"
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 _MERGE = "tag:yaml.org,2002:merge"
+_BOOL = "tag:yaml.org,2002:bool"
 _SCALAR_TAGS = {
     "tag:yaml.org,2002:int": int,
     "tag:yaml.org,2002:float": float,
@@ -193,8 +194,10 @@ class _Builder:
                 continue
             if not isinstance(key_node, ScalarNode):
                 raise self.refuse(key_node, path, "a key must be a string, not a list or mapping")
-            if key_node.tag != _STR:
+            if key_node.tag not in (_STR, _BOOL) or (key_node.tag == _BOOL and key_node.style):
                 raise self.refuse(key_node, path, f"the key {key_node.value} is not a string")
+            # YAML 1.1 reads a bare ``on:`` (``yes``, ``off``…) key as a boolean: keys are
+            # names here, so the key is the word as written.
             key = key_node.value
             if key in own:
                 raise self.refuse(key_node, path, f"duplicate key {key!r}")

@@ -22,6 +22,7 @@ from attune.packs.documents import mapping_of
 from attune.packs.entrypoints import entry_point_problem
 from attune.packs.fields import Fields
 from attune.packs.fingerprint import PackFiles, action_file_names, content_hash, read_bytes
+from attune.packs.policies import POLICY_KEYS, read_policy
 from attune.packs.specs import ActionSpec, PackSpec
 from attune.rules.spec import read_rules
 from attune.store.models import (
@@ -53,6 +54,7 @@ ACTION_KEYS = frozenset(
         "parameter_format",
         "output_format",
         "timeout",
+        *POLICY_KEYS,
     }
 )
 """The keys an action file may have."""
@@ -209,6 +211,7 @@ def _read_action(
     parameters = document.get("parameters") or {}
     fields.extend(definition_problems(parameters))
     timeout_s = fields.timeout()
+    policy = read_policy(fields, parameters, timeout_s)
     spec = ActionSpec(
         ref=ref,
         runner_type=runner_type,
@@ -224,6 +227,7 @@ def _read_action(
         output_format=fields.choice("output_format", OutputFormat),
         timeout_s=timeout_s,
         source_hash=source_hash,
+        policy=None if policy is None else policy.to_json(),
     )
     return None if fields.failed else spec
 

@@ -39,6 +39,8 @@ class ActionSpec:
     timeout_s: int | None = None
     source_hash: str | None = None
     """The content hash of the action file (:func:`attune.packs.fingerprint.content_hash`)."""
+    policy: Mapping[str, Any] | None = None
+    """The validated ``idempotent``/``retry``/``concurrency`` as stored (None: none set)."""
 
     @property
     def name(self) -> str:
@@ -61,6 +63,7 @@ class ActionSpec:
             "output_format": self.output_format,
             "timeout_s": self.timeout_s,
             "source_hash": self.source_hash,
+            "policy": None if self.policy is None else dict(self.policy),
         }
 
 

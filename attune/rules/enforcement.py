@@ -95,6 +95,7 @@ class _Action(NamedTuple):
     parameters: dict[str, Any]
     enabled: bool
     available: bool
+    policy: dict[str, Any] | None
 
 
 def selected_rules(
@@ -111,6 +112,7 @@ def selected_rules(
             _A.parameters.label("action_schema"),
             _A.enabled.label("action_enabled"),
             available.label("available"),
+            _A.policy.label("action_policy"),
         )
         .outerjoin(ACTION_TABLE, _A.ref == _R.action_ref)
         .where(_R.trigger_type == trigger_type, _R.enabled.is_(True))
@@ -119,7 +121,13 @@ def selected_rules(
     for row in session.execute(query):
         loaded = row.loaded_ref is not None
         actions[row.action_ref] = (
-            _Action(row.runner_type, row.action_schema, row.action_enabled, row.available)
+            _Action(
+                row.runner_type,
+                row.action_schema,
+                row.action_enabled,
+                row.available,
+                row.action_policy,
+            )
             if loaded
             else None
         )

@@ -241,6 +241,8 @@ class Action(Base):
     timeout_s: Mapped[int | None] = mapped_column(Integer)
     # Content hash of the action file loaded, cleared as the pack's is.
     source_hash: Mapped[str | None] = mapped_column(String(64))
+    # idempotent/retry/concurrency as validated (attune.executions.policies); NULL: none.
+    policy: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
 
@@ -273,6 +275,9 @@ class Worker(Base):
     updated_at: Mapped[datetime] = _created()
 
 
+_EXECUTION_ID = BigInteger().with_variant(Integer, "sqlite")
+
+
 class Execution(Base):
     """One run of an action: what was asked, where it ran, and everything it produced."""
 
@@ -303,9 +308,28 @@ class Execution(Base):
             postgresql_where=text("pgid IS NOT NULL"),
             sqlite_where=text("pgid IS NOT NULL"),
         ),
+        # Policies (migration 20261201_0004): a gate's queue in start order, the chains.
+        Index(
+            "ix_execution_gate",
+            "action_ref",
+            "gate_key",
+            "status",
+            "eligible_at",
+            "id",
+            postgresql_where=text("gate_key IS NOT NULL"),
+            sqlite_where=text("gate_key IS NOT NULL"),
+        ),
+        Index(
+            "ix_execution_retry_owed",
+            "status",
+            "finished_at",
+            postgresql_where=text("max_attempts > 1"),
+            sqlite_where=text("max_attempts > 1"),
+        ),
+        Index("ix_execution_first_attempt_id", "first_attempt_id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(_EXECUTION_ID, primary_key=True)
     action_ref: Mapped[str] = mapped_column(String(255))
     parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Fernet token of the secret parameter values; never sent to the broker or shown.
@@ -336,6 +360,23 @@ class Execution(Base):
     pgid: Mapped[int | None] = mapped_column(Integer)
     pgid_start_ticks: Mapped[int | None] = mapped_column(BigInteger)
     pgid_host: Mapped[str | None] = mapped_column(Text)
+    # Policies, snapshotted from the action when scheduled (migration 20261201_0004).
+    policy: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    max_attempts: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    # The chain's first attempt: a trigger sets it to the row's own id when left NULL.
+    first_attempt_id: Mapped[int | None] = mapped_column(
+        _EXECUTION_ID, ForeignKey("execution.id", ondelete="SET NULL")
+    )
+    retry_of_id: Mapped[int | None] = mapped_column(
+        _EXECUTION_ID, ForeignKey("execution.id", ondelete="SET NULL"), unique=True
+    )
+    eligible_at: Mapped[datetime] = _created()
+    spawned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When a gate's releaser last sent it (a hint against sending it twice).
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    gate_key: Mapped[str | None] = mapped_column(String(64))
+    gate_limit: Mapped[int | None] = mapped_column(Integer)
 
 
 class ApiKey(Base):
@@ -545,6 +586,15 @@ class Enforcement(Base):
     created_at: Mapped[datetime] = _created()
 
 
+class ConcurrencyGate(Base):
+    """One row per (action, key) of a concurrency policy: the row gated claims lock."""
+
+    __tablename__ = "concurrency_gate"
+
+    action_ref: Mapped[str] = mapped_column(String(255), primary_key=True)
+    gate_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
 ACTION_TABLE = cast(Table, Action.__table__)
 WORKER_TABLE = cast(Table, Worker.__table__)
 EXECUTION_TABLE = cast(Table, Execution.__table__)
@@ -555,4 +605,5 @@ RULE_TABLE = cast(Table, Rule.__table__)
 RULE_TIMER_TABLE = cast(Table, RuleTimer.__table__)
 TRIGGER_EVENT_TABLE = cast(Table, TriggerEvent.__table__)
 ENFORCEMENT_TABLE = cast(Table, Enforcement.__table__)
+GATE_TABLE = cast(Table, ConcurrencyGate.__table__)
 """The models' Core tables, for statements built once (:meth:`attune.store.db.Database.run`)."""

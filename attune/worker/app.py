@@ -22,7 +22,7 @@ from celery.signals import worker_process_init
 
 from attune import __version__, metrics
 from attune.errors import AttuneError
-from attune.executions import environments
+from attune.executions import dispatch, environments
 from attune.executions.queues import worker_queues
 from attune.liveness.heartbeat import Heartbeat
 from attune.liveness.orphans import settle_predecessor
@@ -35,6 +35,19 @@ from attune.worker.beat import BeatLoop, BeatThread, beat_passes
 
 app = Celery("attune")
 app.config_from_object("celeryconfig")
+
+
+def _send(message: dispatch.Dispatch) -> None:
+    """Publish ``attune.execute_action`` for a retry or a gate's head."""
+    app.send_task(
+        "attune.execute_action",
+        args=(message.execution_id,),
+        queue=message.queue,
+        countdown=message.countdown_s or None,
+    )
+
+
+dispatch.use(_send)
 
 logger = logging.getLogger(__name__)
 

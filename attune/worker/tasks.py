@@ -27,7 +27,13 @@ class ExecutionRequest(Request):
         if isinstance(lost, WorkerLostError):
             execution_id, reason = self.args[0], str(lost)
             try:
-                settle_lost(resources.database, execution_id, resources.worker_name, reason)
+                settle_lost(
+                    resources.database,
+                    resources.settings,
+                    execution_id,
+                    resources.worker_name,
+                    reason,
+                )
             except Exception:  # never break Celery's own handling of the lost task
                 log.exception("could not abandon execution %s of a dead pool process", execution_id)
         super().on_failure(exc_info, *args, **kwargs)
