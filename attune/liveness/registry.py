@@ -13,6 +13,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     CursorResult,
+    and_,
     bindparam,
     func,
     literal,
@@ -167,7 +168,8 @@ def deactivate(
 
 
 def list_workers(session: Session, settings: Settings) -> list[WorkerView]:
-    """Every worker by name, with its heartbeat age, staleness and running executions."""
+    """Every worker by name, with its heartbeat age, running executions, and ``stale``: active
+    but with a heartbeat past the threshold (dead and not yet swept; never true once inactive)."""
     running = (
         select(func.count())
         .where(Execution.worker == Worker.name, Execution.status.in_(HELD_STATUSES))
@@ -182,7 +184,7 @@ def list_workers(session: Session, settings: Settings) -> list[WorkerView]:
             Worker.pid,
             Worker.last_heartbeat,
             seconds_since(Worker.last_heartbeat).label("age_s"),
-            is_stale(settings).label("stale"),
+            and_(Worker.status == WorkerStatus.ACTIVE.value, is_stale(settings)).label("stale"),
             running.label("running"),
         ).order_by(Worker.name)
     )
