@@ -60,13 +60,15 @@ def site(
             assert created.returncode == 0, created.stderr
             tokens[name] = created.stdout.strip()
         server = serve(env, workdir)
-        probe = httpx.get(
+        with httpx.stream(  # only the status: a stream, once there, never ends
+            "GET",
             f"{server.base_url}/api/v1/stream",
             headers={"Authorization": f"Bearer {tokens['dashboard']}"},
             timeout=5,
-        )
+        ) as probe:
+            streams = probe.status_code != 404
         try:
-            yield Site(server, deployment, tokens, streams=probe.status_code != 404)
+            yield Site(server, deployment, tokens, streams=streams)
         finally:
             server.stop()
             deployment.stop_all()

@@ -78,6 +78,16 @@ function followList(table) {
     }
   });
   source.addEventListener("reset", () => location.reload());
+  // Subscribed: now catch up with what changed between the render and the subscription.
+  source.addEventListener("open", () => refetch(table.tBodies[0], "tbody"), { once: true });
+}
+
+async function refetch(box, selector) {
+  const answer = await fetch(location.href, { credentials: "same-origin" });
+  if (!answer.ok) return;
+  const page = new DOMParser().parseFromString(await answer.text(), "text/html");
+  const fresh = page.querySelector(selector);
+  if (fresh) box.replaceChildren(...fresh.childNodes);
 }
 
 function followExecution(box) {
@@ -120,16 +130,14 @@ function followExecution(box) {
   const events = new EventSource(`/api/v1/stream?events=execution&execution_id=${id}`);
   events.addEventListener("execution", (event) => setStatus(JSON.parse(event.data).status));
   events.addEventListener("reset", () => location.reload());
+  events.addEventListener("open", async () => { // subscribed: catch up with the record
+    const answer = await fetch(`/api/v1/executions/${id}`, { credentials: "same-origin" });
+    if (answer.ok) setStatus((await answer.json()).status);
+  }, { once: true });
 }
 
 function refreshWorkers(box) {
-  const refresh = async () => {
-    const answer = await fetch(location.href, { credentials: "same-origin" });
-    if (!answer.ok) return;
-    const page = new DOMParser().parseFromString(await answer.text(), "text/html");
-    const fresh = page.getElementById("workers");
-    if (fresh) box.replaceChildren(...fresh.childNodes);
-  };
+  const refresh = () => refetch(box, "#workers");
   setInterval(refresh, Number(box.dataset.refreshS) * 1000);
   const events = new EventSource("/api/v1/stream?events=worker");
   events.addEventListener("worker", refresh);
