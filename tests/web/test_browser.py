@@ -11,6 +11,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -258,9 +259,26 @@ def test_live_rows_and_output_follow_the_streams(open_page: Page, site: Site) ->
     row = open_page.locator(f'tr[data-id="{execution_id}"]')
     expect(row).to_be_visible()
     appeared_s = time.monotonic() - started_at
+    # The moment the row's badge turns terminal, on the browser's clock (the same host's)
+    open_page.evaluate(
+        """(id) => new MutationObserver((changes, observer) => {
+            const cell = document.querySelector(`tr[data-id="${id}"] .c-status`);
+            if (cell && cell.textContent.trim() === "succeeded") {
+                window.shownAt = Date.now();
+                observer.disconnect();
+            }
+        }).observe(document.getElementById("executions"), {subtree: true, childList: true})""",
+        execution_id,
+    )
     expect(row.locator(".c-status")).to_have_text("succeeded", timeout=WAIT_MS)
+    finished = httpx.get(
+        f"{site.server.base_url}/api/v1/executions/{execution_id}", headers=operator
+    ).json()["finished_at"]
+    finished_ms = datetime.fromisoformat(finished).timestamp() * 1000
+    lag_ms = open_page.evaluate("() => window.shownAt") - finished_ms
     print(
-        f"\na new execution reached the open executions page {appeared_s * 1000:.0f} ms after POST"
+        f"\nlive list: a new execution appeared {appeared_s * 1000:.0f} ms after its POST;"
+        f" its end reached the page {lag_ms:.0f} ms after finished_at"
     )
     follow = httpx.post(
         f"{site.server.base_url}/api/v1/executions",
