@@ -66,6 +66,7 @@ class WorkerView:
     name: str
     status: str
     runtimes: tuple[str, ...]
+    queues: tuple[str, ...]
     host: str
     pid: int | None
     last_heartbeat: datetime | None
@@ -79,6 +80,7 @@ class WorkerView:
             "name": self.name,
             "status": self.status,
             "runtimes": list(self.runtimes),
+            "queues": list(self.queues),
             "host": self.host,
             "pid": self.pid,
             "last_heartbeat": None
@@ -180,6 +182,7 @@ def list_workers(session: Session, settings: Settings) -> list[WorkerView]:
             Worker.name,
             Worker.status,
             Worker.runtimes,
+            Worker.queues,
             Worker.host,
             Worker.pid,
             Worker.last_heartbeat,
@@ -193,6 +196,7 @@ def list_workers(session: Session, settings: Settings) -> list[WorkerView]:
             name=row.name,
             status=row.status,
             runtimes=tuple(row.runtimes),
+            queues=tuple(row.queues),
             host=row.host,
             pid=row.pid,
             last_heartbeat=row.last_heartbeat,

@@ -183,6 +183,7 @@ def test_a_killed_worker_is_stale_before_the_sweep_and_inactive_after(
     open_page.goto("/workers")
     row = open_page.locator('tr[data-worker="w-doomed"]')
     expect(row.locator(".c-status")).to_have_text("active")
+    expect(row.locator("td").nth(3)).to_contain_text("attune.shell")  # its queues
     doomed.destroy()  # killed: no goodbye, the row stays active
     time.sleep(1.0)  # the heartbeat ages past its 0.6 s threshold (no sweep runs here)
     open_page.reload()
