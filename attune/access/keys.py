@@ -130,7 +130,8 @@ def revoke_key(session: Session, name: str) -> None:
         raise ApiKeyError(name, "no such key, or it is already revoked")
 
 
-def _usable() -> tuple[ColumnElement[bool], ...]:
+def usable() -> tuple[ColumnElement[bool], ...]:
+    """The conditions of a usable key: neither revoked nor expired (on the database clock)."""
     return (
         ApiKey.revoked_at.is_(None),
         or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > db_now()),
@@ -142,7 +143,7 @@ _recent = and_(ApiKey.last_used_at.is_not(None), ApiKey.last_used_at > db_ago(US
 
 def any_usable_key(session: Session) -> bool:
     """True when at least one key is neither revoked nor expired (auth is then required)."""
-    return session.scalar(select(ApiKey.id).where(*_usable()).limit(1)) is not None
+    return session.scalar(select(ApiKey.id).where(*usable()).limit(1)) is not None
 
 
 def authenticate(session: Session, token: str) -> Principal | None:
@@ -155,7 +156,7 @@ def authenticate(session: Session, token: str) -> Principal | None:
         return None
     row = session.execute(
         select(ApiKey.id, ApiKey.name, ApiKey.scope, _recent.label("recent")).where(
-            ApiKey.digest == digest_of(token), *_usable()
+            ApiKey.digest == digest_of(token), *usable()
         )
     ).first()
     if row is None:

@@ -15,11 +15,12 @@ from attune.api.events import hub
 from attune.api.guard import Guard
 from attune.api.routes import PREFIX, catalog, executions, health, streams, workers
 from attune.settings import Settings
+from attune.web import site
 from attune.worker.app import embedded_worker, resources
 
 
 def create_app(settings: Settings | None = None, *, loopback: bool = False) -> FastAPI:
-    """The API app on ``settings`` (default: from the environment).
+    """The API app on ``settings`` (default: from the environment), with the web UI at ``/``.
 
     ``loopback``: the server listens on a loopback address only; then only loopback Host
     names are served, and on the embedded default requests need no key while none exists.
@@ -49,9 +50,11 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
     app.state.settings = settings
     app.state.database = resources.database
     app.state.access = Access(resources.database, settings.is_embedded and loopback)
+    app.state.loopback = loopback
     problems.install(app)
     app.add_middleware(Guard, loopback=loopback)
     # streams before executions: /executions/{id}/output/stream is not an /output/{name}
     for module in (health, catalog, streams, executions, workers):
         app.include_router(module.router, prefix=PREFIX)
+    site.install(app)  # the web UI at /, after the API so /api/v1 stays the API's
     return app

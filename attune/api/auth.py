@@ -3,6 +3,9 @@
 Without any usable key, only an app serving the embedded default on a loopback address answers
 unauthenticated requests (as ``operate``, never ``admin``); creating the first key switches
 authentication on. Keys travel only in ``Authorization: Bearer``, never in a query string.
+A browser signed in at ``/login`` presents its session cookie instead (so ``EventSource``
+works); a request that changes something with that cookie must also carry the session's CSRF
+token in ``X-CSRF-Token``, as the web UI's forms carry it in a field.
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
 from attune.access.keys import Principal, Scope, any_usable_key, authenticate
+from attune.access.sessions import BrowserSession, find_session
 from attune.store.db import Database
+
+SESSION_COOKIE = "attune_session"
+"""The cookie holding a browser's session id."""
+CSRF_HEADER = "X-CSRF-Token"
+"""The header a script sends the session's CSRF token in."""
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods that never change anything (no CSRF token needed)."""
 
 ANONYMOUS = Principal("anonymous", Scope.OPERATE)
 """The principal of an unauthenticated request where that is allowed."""
@@ -40,6 +51,14 @@ class Access:
                 return ANONYMOUS
         return None
 
+    def session(self, request: Request) -> BrowserSession | None:
+        """The live browser session whose cookie ``request`` carries, if any."""
+        session_id = request.cookies.get(SESSION_COOKIE)
+        if not session_id:
+            return None
+        with self.database.session_scope() as session:
+            return find_session(session, session_id)
+
 
 def require(scope: Scope) -> Callable[[Request, HTTPAuthorizationCredentials | None], Principal]:
     """A route dependency: the request's principal, which must hold ``scope`` (401, 403)."""
@@ -49,7 +68,15 @@ def require(scope: Scope) -> Callable[[Request, HTTPAuthorizationCredentials | N
         credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
     ) -> Principal:
         access: Access = request.app.state.access
-        principal = access.principal(None if credentials is None else credentials.credentials)
+        browser = None if credentials is not None else access.session(request)
+        if browser is not None:
+            if request.method not in SAFE_METHODS and not browser.csrf_ok(
+                request.headers.get(CSRF_HEADER)
+            ):
+                raise HTTPException(403, f"a session request needs its {CSRF_HEADER} header")
+            principal: Principal | None = browser.principal
+        else:
+            principal = access.principal(None if credentials is None else credentials.credentials)
         if principal is None:
             raise HTTPException(401, "a valid API key is required: Authorization: Bearer atk_…")
         if not principal.scope.allows(scope):

@@ -2,7 +2,8 @@
 
 On a loopback address only loopback Host names are served (against DNS rebinding); a request
 that changes something is refused when a browser says it comes from another origin (CSRF);
-bodies must declare their length, stay within :data:`MAX_BODY_BYTES` and be JSON.
+bodies must declare their length, stay within :data:`MAX_BODY_BYTES` and be JSON under
+``/api/`` (the web UI's pages, elsewhere, take HTML form posts too).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from attune.api.auth import SAFE_METHODS
 from attune.api.problems import TITLES, problem
+from attune.api.routes import PREFIX
 
 MAX_BODY_BYTES = 1024 * 1024
 """The largest request body accepted (1 MiB)."""
@@ -20,7 +23,9 @@ MAX_BODY_BYTES = 1024 * 1024
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 """Host names a loopback-bound server answers to."""
 
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+"""Body types a web page (outside ``/api/``) also accepts: what HTML forms post."""
+_JSON = frozenset({"application/json"})
 
 
 class Guard:
@@ -35,18 +40,18 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refusal = self._refusal(scope["method"], Headers(scope=scope))
+        refusal = self._refusal(scope["method"], scope["path"], Headers(scope=scope))
         if refusal is None:
             await self.app(scope, receive, send)
             return
         status, detail = refusal
         await problem(status, TITLES[status], detail)(scope, receive, send)
 
-    def _refusal(self, method: str, headers: Headers) -> tuple[int, str] | None:
+    def _refusal(self, method: str, path: str, headers: Headers) -> tuple[int, str] | None:
         host = headers.get("host", "")
         if self.loopback and _hostname(host) not in LOOPBACK_HOSTS:
             return 400, f"this server answers only to loopback host names, not {host!r}"
-        if method in _SAFE_METHODS:
+        if method in SAFE_METHODS:
             return None
         origin = headers.get("origin")
         if origin is not None and urlsplit(origin).netloc != host:
@@ -63,8 +68,9 @@ class Guard:
         if int(length) > MAX_BODY_BYTES:
             return 413, f"the body is {length} bytes; at most {MAX_BODY_BYTES} are accepted"
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if int(length) and content_type != "application/json":
-            return 415, "a request body must be JSON (Content-Type: application/json)"
+        accepted = _JSON if path.startswith(f"{PREFIX}/") else _JSON | FORM_TYPES
+        if int(length) and content_type not in accepted:
+            return 415, f"a request body here must be one of: {', '.join(sorted(accepted))}"
         return None
 
 

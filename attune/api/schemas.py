@@ -121,6 +121,7 @@ class WorkerOut(BaseModel):
     name: str
     status: str
     runtimes: list[str]
+    queues: list[str]
     host: str
     pid: int | None
     last_heartbeat: datetime | None

@@ -51,13 +51,7 @@ class ExecutionFilter:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def page(
-    session: Session, where: ExecutionFilter, *, limit: int, before_id: int | None = None
-) -> tuple[list[Row[Any]], int | None]:
-    """Up to ``limit`` summaries older than ``before_id``, and the id to continue from (or None)."""
-    query = _SUMMARY.order_by(_E.id.desc()).limit(limit + 1)
-    if before_id is not None:
-        query = query.where(_E.id < before_id)
+def _filtered(query: Any, where: ExecutionFilter) -> Any:
     if where.statuses:
         query = query.where(_E.status.in_([status.value for status in where.statuses]))
     if where.action_ref is not None:
@@ -72,11 +66,28 @@ def page(
         query = query.where(_E.requested_at > where.requested_after)
     if where.requested_before is not None:
         query = query.where(_E.requested_at < where.requested_before)
-    rows: list[Row[Any]] = list(session.connection().execute(query))
+    return query
+
+
+def page(
+    session: Session, where: ExecutionFilter, *, limit: int, before_id: int | None = None
+) -> tuple[list[Row[Any]], int | None]:
+    """Up to ``limit`` summaries older than ``before_id``, and the id to continue from (or None)."""
+    query = _SUMMARY.order_by(_E.id.desc()).limit(limit + 1)
+    if before_id is not None:
+        query = query.where(_E.id < before_id)
+    rows: list[Row[Any]] = list(session.connection().execute(_filtered(query, where)))
     more = len(rows) > limit
     rows = rows[:limit]
     last: int | None = rows[-1].id if more else None
     return rows, last
+
+
+def newer(session: Session, where: ExecutionFilter, *, limit: int, after_id: int) -> list[Row[Any]]:
+    """The ``limit`` summaries just newer than ``after_id``, newest first (the page before)."""
+    query = _SUMMARY.order_by(_E.id.asc()).limit(limit).where(_E.id > after_id)
+    rows: list[Row[Any]] = list(session.connection().execute(_filtered(query, where)))
+    return rows[::-1]
 
 
 def requester(session: Session, execution_id: int) -> str | None:

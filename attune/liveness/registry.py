@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    and_,
     bindparam,
     func,
     literal,
@@ -68,6 +69,7 @@ class WorkerView:
     name: str
     status: str
     runtimes: tuple[str, ...]
+    queues: tuple[str, ...]
     host: str
     pid: int | None
     last_heartbeat: datetime | None
@@ -81,6 +83,7 @@ class WorkerView:
             "name": self.name,
             "status": self.status,
             "runtimes": list(self.runtimes),
+            "queues": list(self.queues),
             "host": self.host,
             "pid": self.pid,
             "last_heartbeat": None
@@ -171,7 +174,8 @@ def deactivate(
 
 
 def list_workers(session: Session, settings: Settings) -> list[WorkerView]:
-    """Every worker by name, with its heartbeat age, staleness and running executions."""
+    """Every worker by name, with its heartbeat age, running executions, and ``stale``: active
+    but with a heartbeat past the threshold (dead and not yet swept; never true once inactive)."""
     running = (
         select(func.count())
         .where(
@@ -184,11 +188,12 @@ def list_workers(session: Session, settings: Settings) -> list[WorkerView]:
             Worker.name,
             Worker.status,
             Worker.runtimes,
+            Worker.queues,
             Worker.host,
             Worker.pid,
             Worker.last_heartbeat,
             seconds_since(Worker.last_heartbeat).label("age_s"),
-            is_stale(settings).label("stale"),
+            and_(Worker.status == WorkerStatus.ACTIVE.value, is_stale(settings)).label("stale"),
             running.label("running"),
         ).order_by(Worker.name)
     )
@@ -197,6 +202,7 @@ def list_workers(session: Session, settings: Settings) -> list[WorkerView]:
             name=row.name,
             status=row.status,
             runtimes=tuple(row.runtimes),
+            queues=tuple(row.queues),
             host=row.host,
             pid=row.pid,
             last_heartbeat=row.last_heartbeat,

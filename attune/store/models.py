@@ -1,4 +1,4 @@
-"""The SQL data model: packs, actions, workers, executions, API keys and periodic runs."""
+"""The SQL data model: packs, actions, workers, executions, keys, web sessions, periodic runs."""
 
 from __future__ import annotations
 
@@ -393,6 +393,27 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebSession(Base):
+    """A browser session of the web UI, opened with an API key; revoking the key ends it.
+
+    Only a SHA-256 of the session id (the cookie's value) is stored; the CSRF token is the
+    synchronizer token every form of the session carries.
+    """
+
+    __tablename__ = "web_session"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    api_key_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("api_key.id", ondelete="CASCADE"), index=True
+    )
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _created()
+    last_seen_at: Mapped[datetime] = _created()
+    # The absolute end; the idle end is last_seen_at plus the idle limit.
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 
 class IdempotencyKey(Base):

@@ -16,7 +16,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -53,7 +54,16 @@ _BARE = (
 
 def main() -> int:
     """Create and fill the database, serve it, time both paths, print ratios, drop it."""
-    name = f"attune_bench_api_{os.getpid()}"
+    with filled_database("api") as (url, token), served(url, token) as client:
+        bench_list(url, client)
+    return 0
+
+
+@contextmanager
+def filled_database(purpose: str) -> Iterator[tuple[str, str]]:
+    """A new database of :data:`ROWS` executions and a read key: its URL and the key's token;
+    dropped afterwards."""
+    name = f"attune_bench_{purpose}_{os.getpid()}"
     admin = create_engine(f"{ADMIN_URL}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
@@ -70,17 +80,17 @@ def main() -> int:
         print(f"filled {ROWS:,} executions in {time.perf_counter() - started:.1f} s")
         with database.session_scope() as session:
             token = create_key(session, "bench", Scope.READ)
-        bench_list(url, token)
+        yield url, token
     finally:
         database.dispose()
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-    return 0
 
 
-def bench_list(url: str, token: str) -> None:
-    """Median of the first page and of a deep page, served and bare."""
+@contextmanager
+def served(url: str, token: str) -> Iterator[httpx.Client]:
+    """A real ``attune serve`` on ``url`` and a keep-alive client presenting ``token``."""
     port = 18765 + os.getpid() % 1000
     env = {
         **os.environ,
@@ -98,22 +108,27 @@ def bench_list(url: str, token: str) -> None:
             base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
         )
         _wait_for(client)
-        middle = ROWS // 2
-        cursor = _cursor_for(client, middle)
-        with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as bare:
-            for label, params, before in (
-                ("first page", {"limit": PAGE}, 2**62),
-                ("deep page", {"limit": PAGE, "cursor": cursor}, middle),
-            ):
-                served = _timed(lambda p=params: _ok(client.get("/api/v1/executions", params=p)))
-                plain = _timed(lambda b=before: bare.execute(_BARE, (b, PAGE + 1)).fetchall())
-                print(
-                    f"  {label:<10}  served {served * 1000:7.3f} ms"
-                    f"   bare SQL {plain * 1000:7.3f} ms   ratio {served / plain:5.2f}x (goal <= 2)"
-                )
+        yield client
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def bench_list(url: str, client: httpx.Client) -> None:
+    """Median of the first page and of a deep page, served and bare."""
+    middle = ROWS // 2
+    cursor = _cursor_for(client, middle)
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as bare:
+        for label, params, before in (
+            ("first page", {"limit": PAGE}, 2**62),
+            ("deep page", {"limit": PAGE, "cursor": cursor}, middle),
+        ):
+            served = timed(lambda p=params: _ok(client.get("/api/v1/executions", params=p)))
+            plain = timed(lambda b=before: bare.execute(_BARE, (b, PAGE + 1)).fetchall())
+            print(
+                f"  {label:<10}  served {served * 1000:7.3f} ms"
+                f"   bare SQL {plain * 1000:7.3f} ms   ratio {served / plain:5.2f}x (goal <= 2)"
+            )
 
 
 def _cursor_for(client: httpx.Client, last_id: int) -> str:
@@ -149,7 +164,8 @@ def _wait_for(client: httpx.Client) -> None:
     raise SystemExit("attune serve did not answer")
 
 
-def _timed(call: Callable[[], object]) -> float:
+def timed(call: Callable[[], object]) -> float:
+    """The median time of ``call`` over :data:`ROUNDS` runs, after a warm-up."""
     for _ in range(30):
         call()
     times = []

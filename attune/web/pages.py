@@ -1,0 +1,51 @@
+"""Rendering a page: the Jinja2 templates of ``templates/`` with the viewer in every context."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from attune.store.models import ExecutionStatus
+from attune.web.viewer import CSRF_FIELD, Viewer
+
+HERE = Path(__file__).parent
+"""The web package's directory (``templates/`` and ``static/`` live in it)."""
+
+
+def _moment(value: datetime | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _duration(milliseconds: int | None) -> str:
+    if milliseconds is None:
+        return ""
+    if milliseconds < 1000:
+        return f"{milliseconds} ms"
+    seconds = milliseconds / 1000
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _age(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds:.1f} s"
+
+
+templates = Jinja2Templates(directory=HERE / "templates")
+"""The page templates (autoescaped)."""
+templates.env.filters.update(moment=_moment, duration=_duration, age=_age)
+templates.env.globals.update(
+    CSRF_FIELD=CSRF_FIELD, STATUSES=[status.value for status in ExecutionStatus]
+)
+
+
+def render(
+    request: Request, viewer: Viewer | None, name: str, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    """The page ``name`` (a template file) for ``viewer`` with ``context``."""
+    return templates.TemplateResponse(
+        request, name, {"viewer": viewer, **context}, status_code=status_code
+    )

@@ -1,0 +1,37 @@
+"""Benchmark: the ``/executions`` page vs ``GET /api/v1/executions?limit=50``, 1,000,000 rows.
+
+Run by ``make bench``. On the database :mod:`bench_api` builds (its own, filled with
+``generate_series``, dropped afterwards), one real ``attune serve`` answers both: the API
+route with a Bearer key, the page (50 rows rendered by Jinja2) with a session cookie from
+``/login``. Goal (issue 17): the page's first render ≤ 2 × the API's first page.
+"""
+
+from __future__ import annotations
+
+import httpx
+from bench_api import PAGE, filled_database, served, timed
+
+
+def _ok(response: httpx.Response) -> None:
+    response.raise_for_status()
+
+
+def main() -> int:
+    """Fill, serve, sign a browser-like client in, time both first pages, print the ratio."""
+    with filled_database("web") as (url, token), served(url, token) as api:
+        page = httpx.Client(base_url=api.base_url)
+        signed_in = page.post("/login", data={"key": token}, follow_redirects=False)
+        assert signed_in.status_code == 303, signed_in.text
+        html = page.get("/executions")
+        assert html.text.count('<tr data-id="') == 50, html.text[:500]
+        listed = timed(lambda: _ok(api.get("/api/v1/executions", params={"limit": PAGE})))
+        rendered = timed(lambda: _ok(page.get("/executions")))
+        print(
+            f"  /executions page {rendered * 1000:7.3f} ms   API first page {listed * 1000:7.3f} ms"
+            f"   ratio {rendered / listed:5.2f}x (goal <= 2)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
