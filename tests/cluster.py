@@ -85,9 +85,16 @@ class Cluster:
 def cluster(postgres_url: str, redis_url: str, workdir: Path) -> Iterator[Cluster]:
     """A deployment on ``postgres_url`` and ``redis_url`` with the packs loaded, this process
     configured as its caller (attune's settings and the Celery app's broker)."""
+    import redis
+
     from attune.settings import Settings
     from attune.worker.app import app, resources
 
+    # Nothing of an earlier deployment on this Redis database (messages, live output streams of
+    # executions whose ids a cleared database hands out again) reaches this one.
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    client.close()
     fleet = Processes(
         database_url=postgres_url,
         broker_url=redis_url,
