@@ -13,12 +13,14 @@ _purge_interval_s = 3600.0  # how often beat purges old executions (ATTUNE_RETEN
 
 broker_url = _settings.broker_url
 broker_connection_retry_on_startup = True
-if broker_url.startswith("redis://"):
-    broker_transport = TRANSPORT  # kombu's, reusing one redis client (attune/broker.py)
+if broker_url.startswith("redis://") and _settings.redis_transport == "attune":
+    broker_transport = TRANSPORT  # kombu's, reusing one redis client (attune/worker/broker.py)
 if _settings.is_embedded:
     # The in-memory transport polls; the default 1 s would add up to a second per message.
     broker_transport_options = {"polling_interval": 0.005}
 include = ["attune.worker.tasks"]
+# attune.worker.<name> is deleted by the broker once unused this long (attune/worker/queues.py).
+attune_worker_queue_expires_s = _settings.worker_queue_expires_s
 
 # A message reserved by a worker that dies is redelivered; the execution's conditional
 # scheduled -> running UPDATE still lets it run at most once.
@@ -39,13 +41,20 @@ task_routes = {
     "attune.purge_executions": {"queue": SWEEP_QUEUE},
 }
 
+
+def _expiring(expires_s: float) -> dict[str, object]:
+    """Send options of a scheduled message that is void once ``expires_s`` old: a worker
+    discards it (Celery's ``expires``), and RabbitMQ drops it itself (``expiration``)."""
+    return {"queue": SWEEP_QUEUE, "expires": expires_s, "expiration": expires_s}
+
+
 # The sweep every ATTUNE_SWEEP_INTERVAL_S; a sweep no live worker took within one interval
 # expires, so sweeps never pile up in the broker while every worker is down.
 beat_schedule = {
     "sweep-workers": {
         "task": "attune.sweep_workers",
         "schedule": _settings.sweep_interval_s,
-        "options": {"queue": SWEEP_QUEUE, "expires": _settings.sweep_interval_s},
+        "options": _expiring(_settings.sweep_interval_s),
     },
 }
 if _settings.retention_days is not None:
@@ -53,7 +62,7 @@ if _settings.retention_days is not None:
         "task": "attune.purge_executions",
         "schedule": _purge_interval_s,
         "args": (_settings.retention_days,),
-        "options": {"queue": SWEEP_QUEUE, "expires": _purge_interval_s},
+        "options": _expiring(_purge_interval_s),
     }
 # Intervals only, nothing to remember between runs: no celerybeat-schedule file.
 beat_scheduler = "celery.beat:Scheduler"

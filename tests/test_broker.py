@@ -55,9 +55,18 @@ def test_a_new_pool_gets_a_new_client(redis_url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("broker_url", "transport"), [("redis://127.0.0.1:6379/0", TRANSPORT), ("memory://", "None")]
+    ("broker_url", "chosen", "transport"),
+    [
+        ("redis://127.0.0.1:6379/0", "", TRANSPORT),
+        ("redis://127.0.0.1:6379/0", "attune", TRANSPORT),
+        ("redis://127.0.0.1:6379/0", "kombu", "None"),
+        ("amqp://guest:guest@127.0.0.1:5672//", "", "None"),
+        ("memory://", "", "None"),
+    ],
 )
-def test_celeryconfig_names_it_for_a_redis_broker_only(broker_url: str, transport: str) -> None:
+def test_celeryconfig_names_it_for_a_redis_broker_unless_turned_off(
+    broker_url: str, chosen: str, transport: str
+) -> None:
     shown = subprocess.run(
         [
             sys.executable,
@@ -65,7 +74,7 @@ def test_celeryconfig_names_it_for_a_redis_broker_only(broker_url: str, transpor
             "import celeryconfig as c; print(getattr(c, 'broker_transport', None))",
         ],
         cwd=ROOT,
-        env={**os.environ, "ATTUNE_BROKER_URL": broker_url},
+        env={**os.environ, "ATTUNE_BROKER_URL": broker_url, "ATTUNE_REDIS_TRANSPORT": chosen},
         capture_output=True,
         text=True,
         check=True,

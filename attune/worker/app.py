@@ -27,8 +27,9 @@ from attune.liveness.heartbeat import Heartbeat
 from attune.liveness.registry import Registration
 from attune.settings import Settings
 from attune.store.db import Database
+from attune.worker.queues import AMQP
 
-app = Celery("attune")
+app = Celery("attune", amqp=AMQP)
 app.config_from_object("celeryconfig")
 
 logger = logging.getLogger(__name__)
@@ -166,8 +167,9 @@ class Liveness(bootsteps.StartStopStep):
         super().__init__(consumer, **kwargs)
         settings = resources.settings
         self.name: str = settings.worker_name or consumer.hostname
+        queues = consumer.app.amqp.queues
         for queue in worker_queues(self.name, settings.worker_runtimes):
-            consumer.app.amqp.queues.select_add(queue)
+            queues.select_add(queues[queue])  # as declared by name (its own queue expiring)
         resources.worker_name = self.name
         self.heartbeat: Heartbeat | None = None
         self.metrics_server: WSGIServer | None = None

@@ -1,0 +1,77 @@
+"""What RabbitMQ does for attune beyond what every broker does: worker queues that expire
+once their worker is gone, scheduled sweeps it drops itself once expired."""
+
+from __future__ import annotations
+
+import pytest
+from celery import Celery
+
+from attune.executions.queues import SWEEP_QUEUE, runtime_queue, worker_queue
+from attune.store.db import Database
+from attune.worker.queues import AMQP, EXPIRES_KEY
+from tests.brokers import Broker
+from tests.processes import Processes, wait_until
+
+SLACK_S = 10.0
+"""Room for a loaded machine on top of the expiry itself."""
+
+
+def test_a_worker_queue_is_declared_expiring_and_a_runtime_queue_is_kept() -> None:
+    app = Celery("attune-test-queues", amqp=AMQP, set_as_current=False)
+    app.config_from_object("celeryconfig")
+    app.conf[EXPIRES_KEY] = 60.0
+    queues = app.amqp.queues
+
+    own, shared = queues[worker_queue("w1")], queues[runtime_queue("shell")]
+
+    assert own.expires == 60.0
+    assert shared.expires is None
+    assert (own.routing_key, own.exchange.name) == ("attune.worker.w1", "attune.worker.w1")
+
+
+def test_celeryconfig_gives_the_default_expiry_of_60_s() -> None:
+    from attune.worker.app import app
+
+    assert app.amqp.queues[worker_queue("anyone")].expires == 60.0
+
+
+@pytest.mark.brokers("rabbitmq")
+def test_the_queue_of_a_stopped_or_killed_worker_is_deleted_once_unused(
+    processes: Processes, pg_database: Database, broker: Broker
+) -> None:
+    # Given three workers whose own queues expire 1 s after their last use
+    expiring = {"ATTUNE_WORKER_QUEUE_EXPIRES_S": "1"}
+    stopped, killed, staying = (
+        processes.worker(name, env=expiring) for name in ("stopped", "killed", "staying")
+    )
+    processes.wait_registered(pg_database, stopped, killed, staying)
+    names = {worker_queue(name) for name in ("stopped", "killed", "staying")}
+    assert names <= broker.queue_names()
+
+    # When one stops (warm shutdown) and one is killed with SIGKILL
+    stopped.stop()
+    killed.kill()
+
+    # Then RabbitMQ deletes both queues; the live worker's and the runtime's stay
+    gone = {worker_queue("stopped"), worker_queue("killed")}
+    left = wait_until(
+        lambda: (names := broker.queue_names()).isdisjoint(gone) and names,
+        1 + SLACK_S,
+        "both queues deleted",
+        interval_s=0.5,
+    )
+    assert {worker_queue("staying"), runtime_queue("shell")} <= left
+    assert staying.alive()
+
+
+@pytest.mark.brokers("rabbitmq")
+def test_rabbitmq_drops_expired_sweeps_itself_while_no_worker_runs(
+    processes: Processes, broker: Broker
+) -> None:
+    # Given beat alone, sending a sweep every 0.3 s that expires after one interval
+    beat = processes.beat()
+    wait_until(lambda: beat.log.count("Sending due task sweep-workers") >= 8, 30, "8 sweeps")
+
+    # Then the sweep queue holds only the sweeps of the last interval or so (beat sends one
+    # each SWEEP_S, each expiring SWEEP_S later), not the backlog
+    assert broker.message_count(SWEEP_QUEUE) <= 3
