@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 from kombu import Connection
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from attune.worker.broker import TRANSPORT, Channel, Transport
 from tests.processes import wait_until
@@ -160,3 +161,19 @@ def test_commands_sent_unanswered_get_no_reply_and_survive_a_dropped_connection(
 
         channel.close()
         assert channel._unanswered is None  # closed with the channel
+
+
+def test_a_channel_of_a_closed_connection_raises_a_connection_error_not_a_crash(
+    redis_url: str,
+) -> None:
+    # Given a channel whose connection Celery collected after the broker went away
+    connection = Connection(redis_url, transport=TRANSPORT)
+    channel = connection.default_channel
+    connection.collect()
+
+    # When it is still asked for a client or to send (restoring, acknowledging), Then it
+    # raises the connection error Celery handles, not an AttributeError that ends the worker
+    with pytest.raises(RedisConnectionError):
+        channel._create_client()
+    with pytest.raises(RedisConnectionError):
+        channel.send_unanswered(("PING",))

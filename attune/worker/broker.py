@@ -76,7 +76,7 @@ class Channel(redis.Channel):
         """
         skipping = [part for command in commands for part in (_SKIP, command)]
         with self._unanswered_lock:
-            pool = self.pool
+            pool = self._live_pool()
             if self._unanswered is None or self._unanswered_pool is not pool:
                 self._unanswered, self._unanswered_pool = pool.make_connection(), pool
             connection = self._unanswered
@@ -96,10 +96,25 @@ class Channel(redis.Channel):
                 self._unanswered.disconnect()  # what was sent on it is still delivered
                 self._unanswered = None
 
+    def _live_pool(self) -> Any:
+        """The channel's connection pool; a connection error once the connection is closed.
+
+        Closing a channel drops its pool, and closing the connection the details to build one;
+        after a broker restart Celery closes the old connection, whose channel then still
+        restores its unacknowledged messages and the hub still acknowledges finished ones.
+        kombu would rebuild the pool from details that are gone (an AttributeError, which
+        ends the worker); a connection error is what Celery expects there, and handles.
+        What was not restored is left recorded in Redis, restored after the visibility
+        timeout by kombu.
+        """
+        if self._pool is None and getattr(self.connection, "client", None) is None:
+            raise RedisConnectionError("the broker connection is closed")
+        return self.pool
+
     def _create_client(self, asynchronous: bool = False) -> Any:
         if asynchronous:
             return super()._create_client(asynchronous=True)  # type: ignore[no-untyped-call]
-        pool = self.pool
+        pool = self._live_pool()
         if self._shared_client is None or self._shared_client.connection_pool is not pool:
             self._shared_client = super()._create_client()  # type: ignore[no-untyped-call]
         return self._shared_client
