@@ -26,6 +26,7 @@ def test_a_worker_queue_is_declared_expiring_and_a_runtime_queue_is_kept() -> No
 
     assert own.expires == 60.0
     assert shared.expires is None
+    assert queues.select_add(worker_queue("w2"), exchange="w2").expires == 60.0  # add_consumer
     assert (own.routing_key, own.exchange.name) == ("attune.worker.w1", "attune.worker.w1")
 
 

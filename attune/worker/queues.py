@@ -35,6 +35,13 @@ class Queues(amqp.Queues):
         exchange = self.autoexchange(name)
         return Queue(name, exchange, name, expires=self.worker_queue_expires_s)  # type: ignore[no-untyped-call]
 
+    def add_compat(self, name: str, **options: Any) -> Queue:
+        """The queue ``name`` added with ``options`` (``celery control add_consumer``)."""
+        if self.worker_queue_expires_s is not None and is_worker_queue(name):
+            options.setdefault("expires", self.worker_queue_expires_s)
+        queue: Queue = super().add_compat(name, **options)
+        return queue
+
 
 class AMQP(amqp.AMQP):
     """Celery's broker API with :class:`Queues` (``Celery(amqp=AMQP)``)."""
