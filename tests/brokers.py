@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import redis
 from amqp.exceptions import NotFound
-from kombu import Connection, Exchange, Queue
+from kombu import Connection, Exchange, Queue, pools
 
 from attune.executions.queues import SWEEP_QUEUE, runtime_queue
 from attune.settings import RUNTIMES
@@ -63,6 +63,7 @@ class Broker:
             channel = connection.default_channel
             for name in (*SHARED_QUEUES, *queues):
                 channel.queue_delete(name)
+        pools.reset()  # pooled connections remember the queues they declared, deleted now
 
     def queue_names(self) -> set[str]:
         """The queues of this run's RabbitMQ vhost, asked of ``rabbitmqctl``: a declare, even

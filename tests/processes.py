@@ -87,11 +87,11 @@ def free_port() -> int:
 def caller_conf(settings: Settings) -> dict[str, Any]:
     """What ``celeryconfig`` would set for ``settings`` that a test process's Celery app
     needs to publish as the started processes do (it was imported with other variables)."""
-    redis = settings.broker_url.startswith("redis://") and settings.redis_transport == "attune"
+    redis = settings.broker_url.startswith("redis://")
     return {
         "broker_url": settings.broker_url,
-        "broker_transport": TRANSPORT if redis else None,
-        EXPIRES_KEY: settings.worker_queue_expires_s,
+        "broker_transport": TRANSPORT if redis and settings.redis_transport == "attune" else None,
+        EXPIRES_KEY: None if redis else settings.worker_queue_expires_s,
     }
 
 

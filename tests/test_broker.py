@@ -15,7 +15,7 @@ import redis
 from kombu import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from attune.worker.broker import TRANSPORT, Channel, Transport
+from attune.worker.broker import TRANSPORT, Channel, Transport, restore_unacknowledged
 from tests.processes import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,3 +177,33 @@ def test_a_channel_of_a_closed_connection_raises_a_connection_error_not_a_crash(
         channel._create_client()
     with pytest.raises(RedisConnectionError):
         channel.send_unanswered(("PING",))
+
+
+@pytest.mark.parametrize("transport", [TRANSPORT, None])
+def test_messages_left_unacknowledged_are_put_back_at_once(
+    redis_url: str, transport: str | None
+) -> None:
+    # Given a message taken and never acknowledged by a consumer whose connection then died
+    # (it could not restore it: what kombu would otherwise do after the visibility timeout)
+    taker = Connection(redis_url, transport=transport)
+    taken = taker.SimpleQueue("attune-test-unacked")
+    taken.put({"n": 3})
+    taken.get(timeout=5)
+    wait_until(lambda: redis.Redis.from_url(redis_url).zcard("unacked_index"), 5, "recorded")
+    taken.channel.qos._delivered.clear()  # the dead consumer's memory of it is gone
+    taker.release()
+
+    # When a worker whose connection is back restores what Redis records as unacknowledged
+    with Connection(redis_url, transport=transport) as connection:
+        restored = restore_unacknowledged(connection.default_channel)
+        queue = connection.SimpleQueue("attune-test-unacked")
+        try:
+            again = queue.get(timeout=5)
+            again.ack()
+        finally:
+            queue.clear()
+            queue.close()
+
+    # Then it is delivered again at once
+    assert restored == 1
+    assert again.payload == {"n": 3}

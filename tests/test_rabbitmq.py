@@ -3,6 +3,10 @@ once their worker is gone, scheduled sweeps it drops itself once expired."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from celery import Celery
 
@@ -10,7 +14,7 @@ from attune.executions.queues import SWEEP_QUEUE, runtime_queue, worker_queue
 from attune.store.db import Database
 from attune.worker.queues import AMQP, EXPIRES_KEY
 from tests.brokers import Broker
-from tests.processes import Processes, wait_until
+from tests.processes import ROOT, Processes, wait_until
 
 SLACK_S = 10.0
 """Room for a loaded machine on top of the expiry itself."""
@@ -30,10 +34,24 @@ def test_a_worker_queue_is_declared_expiring_and_a_runtime_queue_is_kept() -> No
     assert (own.routing_key, own.exchange.name) == ("attune.worker.w1", "attune.worker.w1")
 
 
-def test_celeryconfig_gives_the_default_expiry_of_60_s() -> None:
-    from attune.worker.app import app
+@pytest.mark.parametrize(
+    ("broker_url", "expires"),
+    [("amqp://guest:guest@127.0.0.1:5672//", "60.0"), ("redis://127.0.0.1:6379/0", "None")],
+)
+def test_celeryconfig_expires_worker_queues_after_60_s_except_on_redis(
+    broker_url: str, expires: str
+) -> None:
+    # On Redis kombu would expire the messages of a worker whose slots stayed busy that long.
+    shown = subprocess.run(
+        [sys.executable, "-c", f"import celeryconfig as c; print(c.{EXPIRES_KEY})"],
+        cwd=ROOT,
+        env={**os.environ, "ATTUNE_BROKER_URL": broker_url},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
 
-    assert app.amqp.queues[worker_queue("anyone")].expires == 60.0
+    assert shown.stdout.strip() == expires
 
 
 @pytest.mark.brokers("rabbitmq")

@@ -27,6 +27,7 @@ from attune.liveness.heartbeat import Heartbeat
 from attune.liveness.registry import Registration
 from attune.settings import Settings
 from attune.store.db import Database
+from attune.worker.broker import restore_unacknowledged
 from attune.worker.queues import AMQP
 
 app = Celery("attune", amqp=AMQP)
@@ -182,8 +183,14 @@ class Liveness(bootsteps.StartStopStep):
             metrics.share_with_children(directory)
 
     def start(self, consumer: Any) -> None:
-        """Register and start heartbeating (once: the consumer restarts after broker errors)."""
+        """Register and start heartbeating (once: the consumer restarts after broker errors;
+        then, on Redis, messages taken and left unacknowledged are put back in their queues)."""
         if self.heartbeat is not None:
+            if consumer.connection.transport.driver_type == "redis":
+                restored = restore_unacknowledged(consumer.connection.default_channel)
+                logger.warning(
+                    "broker connection back: %d unacknowledged message(s) restored", restored
+                )
             return
         settings = resources.settings
         controller = consumer.controller

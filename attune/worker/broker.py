@@ -130,5 +130,23 @@ class Transport(redis.Transport):
     Channel = Channel
 
 
+def restore_unacknowledged(channel: Any) -> int:
+    """Put back in their queues all messages Redis records as delivered and unacknowledged
+    (by any worker); how many. Works with kombu's Redis channel and with :class:`Channel`.
+
+    A worker whose Redis connection dropped cannot restore what it had taken and not yet run
+    (Redis is gone by then), and kombu restores such messages only once they are older than
+    the visibility timeout (an hour). A worker calls this when its connection is back: the
+    messages of executions still running elsewhere are delivered again and refused by the
+    claim (an execution runs at most once), the others run now.
+    """
+    qos = channel.qos
+    with channel.conn_or_acquire() as client:
+        tags = client.zrange(qos.unacked_index_key, 0, -1)
+        for tag in tags:
+            qos.restore_by_tag(tag.decode() if isinstance(tag, bytes) else tag, client)
+    return len(tags)
+
+
 TRANSPORT = f"{__name__}:{Transport.__name__}"
 """What ``broker_transport`` names for a ``redis://`` broker URL."""

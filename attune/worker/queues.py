@@ -4,9 +4,9 @@ Every attune process (worker or caller) declares a queue the same way, whichever
 first: ``attune.<runtime>`` and the sweep queue as Celery would (durable, kept), and
 ``attune.worker.<name>`` with an expiry (``x-expires``, ``ATTUNE_WORKER_QUEUE_EXPIRES_S``), so
 the broker deletes it once no consumer has used it for that long — a worker that stopped, was
-killed or renamed leaves no queue behind on RabbitMQ (kombu's Redis transport expires the
-queue's keys alike). RabbitMQ refuses to redeclare a queue with other arguments, so the
-expiry must be the same on every host, as the other settings are.
+killed or renamed leaves no queue behind on RabbitMQ. RabbitMQ refuses to redeclare a queue
+with other arguments, so the expiry must be the same on every host, as the other settings are.
+``celeryconfig`` sets none on Redis, where a queue exists only while it holds messages.
 """
 
 from __future__ import annotations
