@@ -15,7 +15,7 @@ broker_url = _settings.broker_url
 broker_connection_retry_on_startup = True
 _redis = broker_url.startswith("redis://")
 if _redis and _settings.redis_transport == "attune":
-    broker_transport = TRANSPORT  # kombu's, reusing one redis client (attune/worker/broker.py)
+    broker_transport = TRANSPORT  # ATTUNE_REDIS_TRANSPORT=attune: attune/worker/broker.py
 if _settings.is_embedded:
     # The in-memory transport polls; the default 1 s would add up to a second per message.
     broker_transport_options = {"polling_interval": 0.005}
