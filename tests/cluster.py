@@ -103,6 +103,5 @@ def reconfigure(app: Any, conf: Mapping[str, Any]) -> None:
     """Point a Celery app at another broker: it picks its (kombu's, shared) connection pools
     and makes its queue table anew from ``conf`` when next used."""
     app._pool = None
-    app.amqp._producer_pool = None
-    app.amqp.__dict__.pop("queues", None)  # a cached property: its worker queues' expiry
+    app.__dict__.pop("amqp", None)  # cached: its producer pool, queue table, router, sender
     app.conf.update(conf)
