@@ -31,7 +31,7 @@ class Settings:
 
     database_url: str = "sqlite:///attune.db"
     broker_url: str = "memory://"
-    redis_transport: str = "kombu"
+    redis_transport: str = "attune"
     worker_queue_expires_s: float = 60.0
     packs_dir: Path = Path("packs")
     heartbeat_interval_s: float = 30.0

@@ -58,7 +58,7 @@ def test_a_new_pool_gets_a_new_client(redis_url: str) -> None:
 @pytest.mark.parametrize(
     ("broker_url", "chosen", "transport"),
     [
-        ("redis://127.0.0.1:6379/0", "", "None"),
+        ("redis://127.0.0.1:6379/0", "", TRANSPORT),
         ("redis://127.0.0.1:6379/0", "attune", TRANSPORT),
         ("redis://127.0.0.1:6379/0", "kombu", "None"),
         ("amqp://guest:guest@127.0.0.1:5672//", "", "None"),

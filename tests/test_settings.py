@@ -27,7 +27,7 @@ def test_defaults_match_the_documented_values() -> None:
     assert settings.worker_name is None
     assert settings.worker_runtimes == RUNTIMES
     assert settings.secret_key is None
-    assert settings.redis_transport == "kombu"
+    assert settings.redis_transport == "attune"
     assert settings.worker_queue_expires_s == 60
     assert settings.is_embedded
 
@@ -51,7 +51,7 @@ def test_every_variable_is_read() -> None:
             "ATTUNE_SECRET_KEY": "k",
             "ATTUNE_METRICS_PORT": "9808",
             "ATTUNE_RETENTION_DAYS": "30",
-            "ATTUNE_REDIS_TRANSPORT": "attune",
+            "ATTUNE_REDIS_TRANSPORT": "kombu",
             "ATTUNE_WORKER_QUEUE_EXPIRES_S": "1.5",
         }
     )
@@ -72,7 +72,7 @@ def test_every_variable_is_read() -> None:
     assert settings.secret_key == "k"
     assert settings.metrics_port == 9808
     assert settings.retention_days == 30
-    assert settings.redis_transport == "attune"
+    assert settings.redis_transport == "kombu"
     assert settings.worker_queue_expires_s == 1.5
 
 
