@@ -39,7 +39,7 @@ load-packs: migrate  ## load every pack of ATTUNE_PACKS_DIR (./packs) into the d
 load-pack: migrate  ## load one pack: make load-pack PACK=name
 	$(VENV)/bin/attune packs load --pack-name "$(PACK)"
 
-worker: $(VENV)/.installed  ## a Celery worker for ATTUNE_WORKER_RUNTIMES (set ATTUNE_BROKER_URL=redis://…)
+worker: $(VENV)/.installed  ## a Celery worker for ATTUNE_WORKER_RUNTIMES (set ATTUNE_BROKER_URL=redis://… or amqp://…)
 	$(VENV)/bin/celery -A attune worker -l info
 
 beat: $(VENV)/.installed  ## Celery beat: the stale-worker sweep every ATTUNE_SWEEP_INTERVAL_S (and retention)

@@ -11,12 +11,17 @@ _settings = Settings.from_env()
 
 broker_url = _settings.broker_url
 broker_connection_retry_on_startup = True
-if broker_url.startswith("redis://"):
-    broker_transport = TRANSPORT  # kombu's, reusing one redis client (attune/broker.py)
+_redis = broker_url.startswith("redis://")
+if _redis and _settings.redis_transport == "attune":
+    broker_transport = TRANSPORT  # ATTUNE_REDIS_TRANSPORT=attune: attune/worker/broker.py
 if _settings.is_embedded:
     # The in-memory transport polls; the default 1 s would add up to a second per message.
     broker_transport_options = {"polling_interval": 0.005}
 include = ["attune.worker.tasks"]
+# attune.worker.<name> is deleted by the broker once unused this long (attune/worker/queues.py).
+# Not on Redis, where a queue is a list that exists only while it holds messages: kombu would
+# expire the messages waiting for a worker whose every slot stayed busy that long.
+attune_worker_queue_expires_s = None if _redis else _settings.worker_queue_expires_s
 
 # A message reserved by a worker that dies is redelivered; the execution's conditional
 # scheduled -> running UPDATE still lets it run at most once.

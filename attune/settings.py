@@ -15,6 +15,10 @@ from attune.errors import SettingsError
 RUNTIMES: tuple[str, ...] = ("shell", "python", "native")
 """The runtimes attune knows, in the order workers list them."""
 
+REDIS_TRANSPORTS: tuple[str, ...] = ("attune", "kombu")
+"""Transports a ``redis://`` broker can go through: attune's (:mod:`attune.worker.broker`) or
+kombu's own."""
+
 INHERITED_ENV: tuple[str, ...] = ("PATH", "HOME", "LANG", "TZ", "TMPDIR")
 """Variables of the worker's environment that an action's process inherits (plus ``LC_*``)."""
 
@@ -56,6 +60,8 @@ class Settings:
 
     database_url: str = "sqlite:///attune.db"
     broker_url: str = "memory://"
+    redis_transport: str = "attune"
+    worker_queue_expires_s: float = 60.0
     packs_dir: Path = Path("packs")
     heartbeat_interval_s: float = 30.0
     heartbeat_staleness_multiplier: float = 3.0
@@ -108,6 +114,12 @@ class Settings:
         return cls(
             database_url=get("ATTUNE_DATABASE_URL", _database_url, defaults.database_url),
             broker_url=get("ATTUNE_BROKER_URL", _broker_url, defaults.broker_url),
+            redis_transport=get(
+                "ATTUNE_REDIS_TRANSPORT", _redis_transport, defaults.redis_transport
+            ),
+            worker_queue_expires_s=get(
+                "ATTUNE_WORKER_QUEUE_EXPIRES_S", _positive, defaults.worker_queue_expires_s
+            ),
             packs_dir=get("ATTUNE_PACKS_DIR", lambda _n, v: Path(v), defaults.packs_dir),
             heartbeat_interval_s=get(
                 "ATTUNE_HEARTBEAT_INTERVAL_S", _positive, defaults.heartbeat_interval_s
@@ -247,6 +259,12 @@ def _runtimes(name: str, raw: str) -> tuple[str, ...]:
             name, raw, f"unknown runtime {', '.join(unknown)}; choose from {', '.join(RUNTIMES)}"
         )
     return names
+
+
+def _redis_transport(name: str, raw: str) -> str:
+    if raw not in REDIS_TRANSPORTS:
+        raise SettingsError(name, raw, f"choose from {', '.join(REDIS_TRANSPORTS)}")
+    return raw
 
 
 def _database_url(name: str, raw: str) -> str:

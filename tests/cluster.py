@@ -12,11 +12,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet
 
 from attune.store.db import Database
-from tests.processes import CeleryProcess, Processes
+from tests.processes import CeleryProcess, Processes, caller_conf
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -82,22 +83,23 @@ class Cluster:
 
 
 @contextmanager
-def cluster(postgres_url: str, redis_url: str, workdir: Path) -> Iterator[Cluster]:
-    """A deployment on ``postgres_url`` and ``redis_url`` with the packs loaded, this process
+def cluster(postgres_url: str, broker_url: str, workdir: Path) -> Iterator[Cluster]:
+    """A deployment on ``postgres_url`` and ``broker_url`` with the packs loaded, this process
     configured as its caller (attune's settings and the Celery app's broker)."""
     import redis
 
     from attune.settings import Settings
     from attune.worker.app import app, resources
 
-    # Nothing of an earlier deployment on this Redis database (messages, live output streams of
-    # executions whose ids a cleared database hands out again) reaches this one.
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    client.close()
+    if broker_url.startswith("redis://"):
+        # Nothing of an earlier deployment on this Redis database (messages, live output
+        # streams of executions whose ids a cleared database hands out again) reaches this one.
+        client = redis.Redis.from_url(broker_url)
+        client.flushdb()
+        client.close()
     fleet = Processes(
         database_url=postgres_url,
-        broker_url=redis_url,
+        broker_url=broker_url,
         log_dir=workdir,
         env={
             "ATTUNE_PACKS_DIR": str(packs_copy(workdir)),
@@ -112,8 +114,10 @@ def cluster(postgres_url: str, redis_url: str, workdir: Path) -> Iterator[Cluste
     assert loaded.returncode == 0, loaded.stderr
     saved = dict(os.environ)
     os.environ.update(caller_env)
-    resources.configure(Settings.from_env(caller_env))
-    app.conf.update(broker_url=redis_url)
+    settings = Settings.from_env(caller_env)
+    resources.configure(settings)
+    saved_conf = {key: app.conf.get(key) for key in caller_conf(settings)}
+    reconfigure(app, caller_conf(settings))
     database = Database.from_url(postgres_url)
     deployment = Cluster(fleet=fleet, database=database)
     try:
@@ -124,3 +128,12 @@ def cluster(postgres_url: str, redis_url: str, workdir: Path) -> Iterator[Cluste
         os.environ.clear()
         os.environ.update(saved)
         resources.configure(Settings.from_env())
+        reconfigure(app, saved_conf)
+
+
+def reconfigure(app: Any, conf: Mapping[str, Any]) -> None:
+    """Point a Celery app at another broker: it picks its (kombu's, shared) connection pools
+    and makes its queue table anew from ``conf`` when next used."""
+    app._pool = None
+    app.__dict__.pop("amqp", None)  # cached: its producer pool, queue table, router, sender
+    app.conf.update(conf)

@@ -19,11 +19,22 @@ from sqlalchemy import create_engine, text
 
 from attune.store.db import Database
 from attune.store.models import Base
+from tests.brokers import BROKERS, Broker, rabbitmqctl
 from tests.processes import Processes
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("ATTUNE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+RABBITMQ_HOST, RABBITMQ_PORT = "127.0.0.1", 5672
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that uses ``broker`` (through ``processes`` or a deployment) runs on each broker
+    of :data:`~tests.brokers.BROKERS`, or on those its ``@pytest.mark.brokers(...)`` names."""
+    if "broker" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("brokers")
+        kinds = marker.args if marker else BROKERS
+        metafunc.parametrize("broker", kinds, indirect=True, scope="session")
 
 
 def server_available(host: str, port: int) -> bool:
@@ -37,9 +48,12 @@ def server_available(host: str, port: int) -> bool:
 
 def require_server(name: str, host: str, port: int) -> None:
     """Skip (locally) or fail (under CI=true) when a server the test needs is down."""
-    if server_available(host, port):
-        return
-    reason = f"{name} is not reachable at {host}:{port}"
+    if not server_available(host, port):
+        missing(f"{name} is not reachable at {host}:{port}")
+
+
+def missing(reason: str) -> None:
+    """Skip (locally) or fail (under CI=true): something the test needs is not there."""
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason}, and CI=true requires it", pytrace=False)
     pytest.skip(reason)
@@ -162,21 +176,42 @@ def redis_url() -> Iterator[str]:
         leases.close()
 
 
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> Iterator[str]:
+    """A RabbitMQ virtual host of this run's own (guest may use it), deleted afterwards."""
+    require_server("RabbitMQ", RABBITMQ_HOST, RABBITMQ_PORT)
+    vhost = f"attune-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        rabbitmqctl("add_vhost", vhost)
+    except (OSError, RuntimeError) as exc:
+        missing(f"cannot create a RabbitMQ vhost with rabbitmqctl: {exc}")
+    try:
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}/{vhost}"
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="session")
+def broker(request: pytest.FixtureRequest) -> Broker:
+    """The broker a test runs on (parametrized by ``pytest_generate_tests``)."""
+    kind: str = request.param
+    url_fixture = "redis_url" if kind == "redis" else "rabbitmq_url"
+    return Broker(kind, request.getfixturevalue(url_fixture))
+
+
 @pytest.fixture
 def processes(
-    pg_database: Database, postgres_url: str, redis_url: str, tmp_path: Path
+    pg_database: Database, postgres_url: str, broker: Broker, tmp_path: Path
 ) -> Iterator[Processes]:
-    """Real celery worker/beat processes on the run's PostgreSQL and Redis, killed afterwards.
+    """Real celery worker/beat processes on the run's PostgreSQL and broker, killed afterwards.
 
-    Redis is flushed first, so no message of an earlier test reaches these workers.
+    The broker is emptied first and afterwards, so no message of another test reaches them.
     """
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    client.close()
-    fleet = Processes(database_url=postgres_url, broker_url=redis_url, log_dir=tmp_path)
+    broker.reset()
+    fleet = Processes(database_url=postgres_url, broker_url=broker.url, log_dir=tmp_path)
     try:
         yield fleet
     finally:
         fleet.close()
+        broker.reset(fleet.queues())

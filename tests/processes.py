@@ -23,7 +23,10 @@ from typing import Any, TypeVar
 from celery import Celery
 
 from attune.executions.queues import worker_queue
+from attune.settings import Settings
 from attune.store.db import Database
+from attune.worker.broker import TRANSPORT
+from attune.worker.queues import AMQP, EXPIRES_KEY
 from tests.rows import worker_row
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +82,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def caller_conf(settings: Settings) -> dict[str, Any]:
+    """What ``celeryconfig`` would set for ``settings`` that a test process's Celery app
+    needs to publish as the started processes do (it was imported with other variables)."""
+    redis = settings.broker_url.startswith("redis://")
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport": TRANSPORT if redis and settings.redis_transport == "attune" else None,
+        EXPIRES_KEY: None if redis else settings.worker_queue_expires_s,
+    }
 
 
 @dataclass
@@ -213,11 +227,16 @@ class Processes:
             process.destroy()
         self.started.clear()
 
+    def queues(self) -> list[str]:
+        """The own queues of the workers started here."""
+        return [worker_queue(process.name) for process in self.started if process.name != "beat"]
+
     def client(self) -> Celery:
-        """A Celery app that publishes to the same broker (close it after use)."""
-        client = Celery("attune-tests", set_as_current=False)
+        """A Celery app that publishes to the same broker, declaring queues as the workers do
+        (close it after use)."""
+        client = Celery("attune-tests", amqp=AMQP, set_as_current=False)
         client.config_from_object("celeryconfig")
-        client.conf.broker_url = self.broker_url
+        client.conf.update(caller_conf(Settings.from_env(self.environment())))
         return client
 
     def send(self, task: str, args: Iterable[Any], queue: str) -> None:

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 import redis
 from kombu import Connection
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from attune.worker.broker import TRANSPORT, Channel, Transport
+from attune.worker.broker import TRANSPORT, Channel, Transport, restore_unacknowledged
 from tests.processes import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,9 +56,18 @@ def test_a_new_pool_gets_a_new_client(redis_url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("broker_url", "transport"), [("redis://127.0.0.1:6379/0", TRANSPORT), ("memory://", "None")]
+    ("broker_url", "chosen", "transport"),
+    [
+        ("redis://127.0.0.1:6379/0", "", TRANSPORT),
+        ("redis://127.0.0.1:6379/0", "attune", TRANSPORT),
+        ("redis://127.0.0.1:6379/0", "kombu", "None"),
+        ("amqp://guest:guest@127.0.0.1:5672//", "", "None"),
+        ("memory://", "", "None"),
+    ],
 )
-def test_celeryconfig_names_it_for_a_redis_broker_only(broker_url: str, transport: str) -> None:
+def test_celeryconfig_names_it_for_a_redis_broker_when_chosen(
+    broker_url: str, chosen: str, transport: str
+) -> None:
     shown = subprocess.run(
         [
             sys.executable,
@@ -65,7 +75,7 @@ def test_celeryconfig_names_it_for_a_redis_broker_only(broker_url: str, transpor
             "import celeryconfig as c; print(getattr(c, 'broker_transport', None))",
         ],
         cwd=ROOT,
-        env={**os.environ, "ATTUNE_BROKER_URL": broker_url},
+        env={**os.environ, "ATTUNE_BROKER_URL": broker_url, "ATTUNE_REDIS_TRANSPORT": chosen},
         capture_output=True,
         text=True,
         check=True,
@@ -151,3 +161,49 @@ def test_commands_sent_unanswered_get_no_reply_and_survive_a_dropped_connection(
 
         channel.close()
         assert channel._unanswered is None  # closed with the channel
+
+
+def test_a_channel_of_a_closed_connection_raises_a_connection_error_not_a_crash(
+    redis_url: str,
+) -> None:
+    # Given a channel whose connection Celery collected after the broker went away
+    connection = Connection(redis_url, transport=TRANSPORT)
+    channel = connection.default_channel
+    connection.collect()
+
+    # When it is still asked for a client or to send (restoring, acknowledging), Then it
+    # raises the connection error Celery handles, not an AttributeError that ends the worker
+    with pytest.raises(RedisConnectionError):
+        channel._create_client()
+    with pytest.raises(RedisConnectionError):
+        channel.send_unanswered(("PING",))
+
+
+@pytest.mark.parametrize("transport", [TRANSPORT, None])
+def test_messages_left_unacknowledged_are_put_back_at_once(
+    redis_url: str, transport: str | None
+) -> None:
+    # Given a message taken and never acknowledged by a consumer whose connection then died
+    # (it could not restore it: what kombu would otherwise do after the visibility timeout)
+    taker = Connection(redis_url, transport=transport)
+    taken = taker.SimpleQueue("attune-test-unacked")
+    taken.put({"n": 3})
+    taken.get(timeout=5)
+    wait_until(lambda: redis.Redis.from_url(redis_url).zcard("unacked_index"), 5, "recorded")
+    taken.channel.qos._delivered.clear()  # the dead consumer's memory of it is gone
+    taker.release()
+
+    # When a worker whose connection is back restores what Redis records as unacknowledged
+    with Connection(redis_url, transport=transport) as connection:
+        restored = restore_unacknowledged(connection.default_channel)
+        queue = connection.SimpleQueue("attune-test-unacked")
+        try:
+            again = queue.get(timeout=5)
+            again.ack()
+        finally:
+            queue.clear()
+            queue.close()
+
+    # Then it is delivered again at once
+    assert restored == 1
+    assert again.payload == {"n": 3}

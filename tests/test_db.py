@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, bindparam, create_engine, func, insert, select, text, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from attune.store.db import Database
@@ -403,6 +403,22 @@ def test_reconnecting_succeeds_when_the_pooled_connections_died_too(
 
     # Then it succeeds on a fresh connection
     assert rows[0].pid != held_pid
+
+
+@pytest.mark.postgres
+def test_a_server_that_refuses_connections_raises_operational_error() -> None:
+    # Given a database whose server is down (nothing listens on its port)
+    from tests.processes import free_port
+
+    down = Database.from_url(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x")
+
+    # When run() needs a new connection, Then it raises SQLAlchemy's OperationalError, which
+    # the runner retries through (not the driver's own error, which it would not)
+    try:
+        with pytest.raises(OperationalError):
+            down.run(_BACKEND_PID, {})
+    finally:
+        down.dispose()
 
 
 # 8. Threads

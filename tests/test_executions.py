@@ -1,4 +1,5 @@
-"""Executions end to end on PostgreSQL + Redis with real `celery -A attune worker` processes.
+"""Executions end to end on PostgreSQL + Redis, and + RabbitMQ, with real `celery -A attune
+worker` processes.
 
 Two workers: ``w-shell`` serves the shell runtime, ``w-python`` the python runtime; nothing
 serves native.
@@ -15,12 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import redis
 from sqlalchemy import func, select
 
 import attune
 from attune.errors import ActionNotFoundError, NoWorkerAvailableError, ParameterError
 from attune.store.models import Execution, ExecutionStatus, Worker
+from tests.brokers import Broker
 from tests.cluster import Cluster, cluster
 from tests.conftest import clear
 from tests.processes import wait_until
@@ -30,14 +31,17 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def deployment(
-    postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    postgres_url: str, broker: Broker, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
-    with cluster(postgres_url, redis_url, tmp_path_factory.mktemp("cluster")) as running:
+    broker.reset()
+    with cluster(postgres_url, broker.url, tmp_path_factory.mktemp("cluster")) as running:
         running.start_worker("w-shell", ["shell"])
         running.start_worker("w-python", ["python"])
         yield running
+        queues = running.fleet.queues()
         running.stop_all()
         clear(running.database)
+    broker.reset(queues)
 
 
 def execution_count(deployment: Cluster) -> int:
@@ -165,10 +169,9 @@ def test_a_runtime_no_live_worker_serves_fails_fast(deployment: Cluster) -> None
 
 
 def test_invalid_parameters_and_unknown_refs_enqueue_nothing(
-    deployment: Cluster, redis_url: str
+    deployment: Cluster, broker: Broker
 ) -> None:
-    client = redis.Redis.from_url(redis_url)
-    before = execution_count(deployment), client.llen("attune.shell")
+    before = execution_count(deployment), broker.message_count("attune.shell")
 
     with pytest.raises(ParameterError) as caught:
         attune.execute("core.noop", {"exit_code": 999, "bogus": 1})
@@ -177,7 +180,7 @@ def test_invalid_parameters_and_unknown_refs_enqueue_nothing(
 
     assert "exit_code" in str(caught.value)
     assert "bogus" in str(caught.value)
-    assert (execution_count(deployment), client.llen("attune.shell")) == before
+    assert (execution_count(deployment), broker.message_count("attune.shell")) == before
 
 
 def test_task_events_reach_a_monitor_soon_after_the_execution(deployment: Cluster) -> None:
@@ -218,33 +221,17 @@ def test_a_message_delivered_twice_runs_once(deployment: Cluster, tmp_path: Path
 
 
 def test_secrets_are_masked_absent_from_the_broker_and_reach_the_action(
-    deployment: Cluster, redis_url: str
+    deployment: Cluster, broker: Broker
 ) -> None:
     secret = "s3cr3t-value-7"
-    monitor_client = redis.Redis.from_url(redis_url)
-    seen: list[str] = []
-    stop = threading.Event()
-
-    def watch() -> None:
-        with monitor_client.monitor() as monitor:
-            for command in monitor.listen():
-                seen.append(str(command["command"]))
-                if stop.is_set():
-                    return
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    time.sleep(0.2)
-    record = attune.execute("testing.secret_echo", {"token": secret}).wait(30)
-    stop.set()
-    redis.Redis.from_url(redis_url).ping()  # wakes the monitor so it sees stop
-    watcher.join(5)
+    with broker.published() as seen:
+        record = attune.execute("testing.secret_echo", {"token": secret}).wait(30)
 
     assert record.status is ExecutionStatus.SUCCEEDED
     assert record.parameters == {"token": "********", "note": "plain"}
     assert record.stdout == "note=plain token=********\n"
-    assert any("execute_action" in command for command in seen)
-    assert not any(secret in command for command in seen)
+    assert any(b"execute_action" in message for message in seen)
+    assert not any(secret.encode() in message for message in seen)
     with deployment.database.session_scope() as session:
         stored = session.scalar(select(Execution.secrets).where(Execution.id == record.id))
     assert stored is not None

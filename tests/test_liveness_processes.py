@@ -1,4 +1,5 @@
-"""Worker liveness end to end: real celery workers and beat on PostgreSQL and Redis.
+"""Worker liveness end to end: real celery workers and beat on PostgreSQL, with Redis and with
+RabbitMQ (tests where the broker plays no part run on Redis only).
 
 Time is scaled down (heartbeat 0.2 s, stale after 0.6 s, sweep every 0.3 s). Executions a
 dead worker leaves behind are rows put ``running`` for it directly; the long action itself is a
@@ -111,6 +112,7 @@ def test_sigstop_deactivates_and_sigcont_reactivates_without_a_restart(
     assert paused.log.count("worker paused reactivated") == 1
 
 
+@pytest.mark.brokers("redis")  # liveness is all in the database
 def test_a_worker_whose_every_slot_burns_cpu_stays_active(
     processes: Processes, pg_database: Database, tmp_path: Path
 ) -> None:
@@ -133,6 +135,7 @@ def test_a_worker_whose_every_slot_burns_cpu_stays_active(
     assert "worker busy deactivated" not in sweeper.log + busy.log
 
 
+@pytest.mark.brokers("redis")  # liveness is all in the database
 def test_a_worker_with_a_far_off_clock_is_judged_by_the_database_clock(
     processes: Processes, pg_database: Database
 ) -> None:
@@ -160,6 +163,7 @@ def test_a_worker_with_a_far_off_clock_is_judged_by_the_database_clock(
     assert worker_status(pg_database, "ahead") == "active"
 
 
+@pytest.mark.brokers("redis")  # liveness is all in the database
 def test_a_worker_survives_its_database_connections_being_killed(
     processes: Processes, pg_database: Database
 ) -> None:
@@ -267,6 +271,7 @@ def test_cold_shutdown_settles_the_executions_it_cut_off(
     assert markers(tmp_path, "finished") == 0
 
 
+@pytest.mark.brokers("redis")  # what is left in the broker is looked for in Redis
 def test_beat_alone_settles_a_dead_worker_and_leaves_nothing_in_the_broker(
     processes: Processes, pg_database: Database, redis_url: str
 ) -> None:
@@ -304,6 +309,7 @@ def last_sweep_at(database: Database) -> datetime:
     return status.last_sweep_at
 
 
+@pytest.mark.brokers("redis")  # liveness is all in the database
 def test_metrics_count_a_deactivation_and_a_reactivation(
     processes: Processes, pg_database: Database, tmp_path: Path
 ) -> None:

@@ -28,6 +28,8 @@ def test_defaults_match_the_documented_values() -> None:
     assert settings.worker_runtimes == RUNTIMES
     assert settings.secret_key is None
     assert settings.max_trigger_depth == 8
+    assert settings.redis_transport == "attune"
+    assert settings.worker_queue_expires_s == 60
     assert settings.is_embedded
 
 
@@ -51,6 +53,8 @@ def test_every_variable_is_read() -> None:
             "ATTUNE_METRICS_PORT": "9808",
             "ATTUNE_RETENTION_DAYS": "30",
             "ATTUNE_MAX_TRIGGER_DEPTH": "3",
+            "ATTUNE_REDIS_TRANSPORT": "kombu",
+            "ATTUNE_WORKER_QUEUE_EXPIRES_S": "1.5",
         }
     )
 
@@ -71,6 +75,8 @@ def test_every_variable_is_read() -> None:
     assert settings.metrics_port == 9808
     assert settings.retention_days == 30
     assert settings.max_trigger_depth == 3
+    assert settings.redis_transport == "kombu"
+    assert settings.worker_queue_expires_s == 1.5
 
 
 def test_inherited_environment_keeps_only_the_allowed_names() -> None:
@@ -123,6 +129,8 @@ def test_secret_key_is_not_in_the_repr() -> None:
         ("ATTUNE_PASSTHROUGH_ENV", "A-B", "environment variable name"),
         ("ATTUNE_RETENTION_DAYS", "0", "greater than 0"),
         ("ATTUNE_MAX_TRIGGER_DEPTH", "0", "greater than 0"),
+        ("ATTUNE_REDIS_TRANSPORT", "hiredis", "attune, kombu"),
+        ("ATTUNE_WORKER_QUEUE_EXPIRES_S", "0", "greater than 0"),
     ],
 )
 def test_a_bad_value_names_the_variable_and_the_value(

@@ -12,9 +12,18 @@ def runtime_queue(runtime: str) -> str:
     return f"attune.{runtime}"
 
 
+WORKER_QUEUE_PREFIX = "attune.worker."
+"""What every worker's own queue name starts with."""
+
+
 def worker_queue(worker_name: str) -> str:
     """The queue only the named worker consumes (``execute(..., worker=NAME)``)."""
-    return f"attune.worker.{worker_name}"
+    return f"{WORKER_QUEUE_PREFIX}{worker_name}"
+
+
+def is_worker_queue(name: str) -> bool:
+    """True for a worker's own queue (``attune.worker.<name>``), which expires once unused."""
+    return name.startswith(WORKER_QUEUE_PREFIX) and len(name) > len(WORKER_QUEUE_PREFIX)
 
 
 def worker_queues(worker_name: str, runtimes: tuple[str, ...]) -> tuple[str, ...]:

@@ -192,8 +192,18 @@ class Database:
         return known
 
     def _hold(self) -> Any:
-        """A new autocommit DBAPI connection, detached from the pool (run() keeps it)."""
-        proxied = self.engine.raw_connection()
+        """A new autocommit DBAPI connection, detached from the pool (run() keeps it).
+
+        A failure to connect is raised as SQLAlchemy's error (an ``OperationalError`` when the
+        server is down or restarting), as every other database error of :meth:`run` is.
+        """
+        dbapi_error = self.engine.dialect.loaded_dbapi.Error
+        try:
+            proxied = self.engine.raw_connection()
+        except dbapi_error as exc:
+            raise DBAPIError.instance(
+                None, None, exc, dbapi_error, dialect=self.engine.dialect
+            ) from exc
         proxied.detach()
         connection = proxied.dbapi_connection
         assert connection is not None  # a fresh checkout always has one

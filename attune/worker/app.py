@@ -32,8 +32,10 @@ from attune.runtimes.reaper import die_with_parent, reaper
 # Re-exported: callers and tasks import ``resources`` from here too.
 from attune.store.resources import resources as resources
 from attune.worker.beat import BeatLoop, BeatThread, beat_passes
+from attune.worker.broker import restore_unacknowledged
+from attune.worker.queues import AMQP
 
-app = Celery("attune")
+app = Celery("attune", amqp=AMQP)
 app.config_from_object("celeryconfig")
 
 
@@ -158,8 +160,9 @@ class Liveness(bootsteps.StartStopStep):
         super().__init__(consumer, **kwargs)
         settings = resources.settings
         self.name: str = settings.worker_name or consumer.hostname
+        queues = consumer.app.amqp.queues
         for queue in worker_queues(self.name, settings.worker_runtimes):
-            consumer.app.amqp.queues.select_add(queue)
+            queues.select_add(queues[queue])  # as declared by name (its own queue expiring)
         resources.worker_name, resources.main_pid = self.name, os.getpid()
         try:
             settle_predecessor(resources.database, self.name, settings.kill_grace_s)
@@ -176,8 +179,14 @@ class Liveness(bootsteps.StartStopStep):
             metrics.share_with_children(directory)
 
     def start(self, consumer: Any) -> None:
-        """Register and start heartbeating (once: the consumer restarts after broker errors)."""
+        """Register and start heartbeating (once: the consumer restarts after broker errors;
+        then, on Redis, messages taken and left unacknowledged are put back in their queues)."""
         if self.heartbeat is not None:
+            if consumer.connection.transport.driver_type == "redis":
+                restored = restore_unacknowledged(consumer.connection.default_channel)
+                logger.warning(
+                    "broker connection back: %d unacknowledged message(s) restored", restored
+                )
             return
         settings = resources.settings
         controller = consumer.controller

@@ -76,7 +76,7 @@ class Channel(redis.Channel):
         """
         skipping = [part for command in commands for part in (_SKIP, command)]
         with self._unanswered_lock:
-            pool = self.pool
+            pool = self._live_pool()
             if self._unanswered is None or self._unanswered_pool is not pool:
                 self._unanswered, self._unanswered_pool = pool.make_connection(), pool
             connection = self._unanswered
@@ -96,10 +96,25 @@ class Channel(redis.Channel):
                 self._unanswered.disconnect()  # what was sent on it is still delivered
                 self._unanswered = None
 
+    def _live_pool(self) -> Any:
+        """The channel's connection pool; a connection error once the connection is closed.
+
+        Closing a channel drops its pool, and closing the connection the details to build one;
+        after a broker restart Celery closes the old connection, whose channel then still
+        restores its unacknowledged messages and the hub still acknowledges finished ones.
+        kombu would rebuild the pool from details that are gone (an AttributeError, which
+        ends the worker); a connection error is what Celery expects there, and handles.
+        What was not restored is left recorded in Redis, restored after the visibility
+        timeout by kombu.
+        """
+        if self._pool is None and getattr(self.connection, "client", None) is None:
+            raise RedisConnectionError("the broker connection is closed")
+        return self.pool
+
     def _create_client(self, asynchronous: bool = False) -> Any:
         if asynchronous:
             return super()._create_client(asynchronous=True)  # type: ignore[no-untyped-call]
-        pool = self.pool
+        pool = self._live_pool()
         if self._shared_client is None or self._shared_client.connection_pool is not pool:
             self._shared_client = super()._create_client()  # type: ignore[no-untyped-call]
         return self._shared_client
@@ -113,6 +128,24 @@ class Transport(redis.Transport):
     """kombu's Redis transport with :class:`Channel`."""
 
     Channel = Channel
+
+
+def restore_unacknowledged(channel: Any) -> int:
+    """Put back in their queues all messages Redis records as delivered and unacknowledged
+    (by any worker); how many. Works with kombu's Redis channel and with :class:`Channel`.
+
+    A worker whose Redis connection dropped cannot restore what it had taken and not yet run
+    (Redis is gone by then), and kombu restores such messages only once they are older than
+    the visibility timeout (an hour). A worker calls this when its connection is back: the
+    messages of executions still running elsewhere are delivered again and refused by the
+    claim (an execution runs at most once), the others run now.
+    """
+    qos = channel.qos
+    with channel.conn_or_acquire() as client:
+        tags = client.zrange(qos.unacked_index_key, 0, -1)
+        for tag in tags:
+            qos.restore_by_tag(tag.decode() if isinstance(tag, bytes) else tag, client)
+    return len(tags)
 
 
 TRANSPORT = f"{__name__}:{Transport.__name__}"

@@ -1,6 +1,9 @@
 """Benchmark: attune's execute(...).wait() against a bare Celery task, side by side.
 
-On PostgreSQL + Redis with one worker each (``-c 2``):
+On PostgreSQL with one worker each (``-c 2``), for each broker setup: Redis through attune's
+transport (attune/worker/broker.py), Redis through kombu's own (``ATTUNE_REDIS_TRANSPORT=
+kombu``: the A/B of attune's transport), and RabbitMQ (the baseline then keeps its results
+with Celery's ``rpc://`` backend, as a bare Celery on RabbitMQ would; on Redis, in Redis):
 - round trip of ``core.echo`` through ``execute(...).wait()`` vs the baseline's
   ``delay().get()`` (goal: median ratio <= 1.5);
 - draining 2,000 queued executions vs 2,000 queued baseline tasks (goal: throughput ratio
@@ -9,6 +12,9 @@ On PostgreSQL + Redis with one worker each (``-c 2``):
 - the same round trip with 1,000,000 finished executions in the table vs on an empty table
   (goal: ratio <= 1.1: the hot path must not slow as history grows), after the query plan of
   every statement on the path is checked for a sequential scan of the execution table.
+
+``BENCH_SETUPS=redis,redis-kombu,rabbitmq`` picks the setups (each runs in a process of its
+own, so that attune's configuration is read afresh).
 """
 
 from __future__ import annotations
@@ -18,17 +24,24 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run as a script: make `tests.benchmarks` importable
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432"
-BROKER_URL = "redis://127.0.0.1:6379/15"
-BASELINE_BROKER_URL = "redis://127.0.0.1:6379/14"
-ATTUNE_NODE = "bench-attune@localhost"
-BASELINE_NODE = "bench-baseline@localhost"
+RABBITMQ = "amqp://guest:guest@127.0.0.1:5672"
+SETUPS = {  # name: (broker, the baseline's result backend (None: its broker), redis transport)
+    "redis": ("redis", None, "attune"),
+    "redis-kombu": ("redis", None, "kombu"),
+    "rabbitmq": ("rabbitmq", "rpc://", ""),
+}
+# Names of this run's own: other checkouts may run this benchmark on the same machine.
+ATTUNE_NAME = f"bench-attune-{os.getpid()}"
+ATTUNE_NODE = f"{ATTUNE_NAME}@localhost"
+BASELINE_NODE = f"bench-baseline-{os.getpid()}@localhost"
 ROUND_TRIPS = int(os.environ.get("BENCH_ROUND_TRIPS", "300"))
 DRAIN = int(os.environ.get("BENCH_DRAIN", "2000"))
 HISTORY = int(os.environ.get("BENCH_HISTORY", "1000000"))
@@ -55,7 +68,62 @@ def _timed(call: Callable[[], None]) -> float:
 
 
 def main() -> None:
-    """Run both side by side and print medians, rates and ratios."""
+    """Run each setup of BENCH_SETUPS in a process of its own."""
+    if len(sys.argv) > 1:
+        _setup(sys.argv[1])
+        return
+    for setup in os.environ.get("BENCH_SETUPS", ",".join(SETUPS)).split(","):
+        print(f"-- {setup}", flush=True)
+        subprocess.run([sys.executable, __file__, setup], check=True)
+
+
+def _setup(setup: str) -> None:
+    """Run attune and the baseline side by side on ``setup``; print medians, rates, ratios."""
+    kind, baseline_backend_url, redis_transport = SETUPS[setup]
+    with _brokers(kind) as (broker_url, baseline_broker_url):
+        _run(broker_url, baseline_broker_url, baseline_backend_url, redis_transport)
+
+
+@contextmanager
+def _brokers(kind: str) -> Iterator[tuple[str, str]]:
+    """Two brokers of this run's own, attune's and the baseline's: Redis database numbers
+    leased as the test suite leases them, or RabbitMQ vhosts made for the run."""
+    if kind == "redis":
+        import redis
+
+        leases = redis.Redis(port=6379)
+        owner = f"bench:{os.getpid()}"
+        taken: list[str] = []
+        for key in (f"attune-test:redis-db:{n}" for n in range(1, 16)):
+            if len(taken) < 2 and leases.set(key, owner, nx=True, ex=3600):
+                taken.append(key)
+        if len(taken) < 2:
+            if taken:
+                leases.delete(*taken)
+            raise SystemExit("benchmark: no two free Redis databases to lease")
+        urls = [f"redis://127.0.0.1:6379/{key.rsplit(':', 1)[1]}" for key in taken]
+        for url in urls:
+            redis.Redis.from_url(url).flushdb()
+        try:
+            yield urls[0], urls[1]
+        finally:
+            if taken:
+                leases.delete(*taken)
+        return
+    vhosts = [f"attune-bench-{os.getpid()}", f"attune-bench-baseline-{os.getpid()}"]
+    for vhost in vhosts:
+        _rabbitmqctl("add_vhost", vhost)
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    try:
+        yield f"{RABBITMQ}/{vhosts[0]}", f"{RABBITMQ}/{vhosts[1]}"
+    finally:
+        for vhost in vhosts:
+            _rabbitmqctl("delete_vhost", vhost)
+
+
+def _run(
+    broker_url: str, baseline_broker_url: str, baseline_backend_url: str | None, transport: str
+) -> None:
     from sqlalchemy import create_engine, text
 
     name = f"attune_bench_exec_{os.getpid()}"
@@ -65,10 +133,12 @@ def main() -> None:
     env = {
         **os.environ,
         "ATTUNE_DATABASE_URL": f"{PG_ADMIN}/{name}",
-        "ATTUNE_BROKER_URL": BROKER_URL,
+        "ATTUNE_BROKER_URL": broker_url,
+        "ATTUNE_REDIS_TRANSPORT": transport,
         "ATTUNE_PACKS_DIR": str(ROOT / "packs"),
-        "ATTUNE_WORKER_NAME": "bench-attune",
-        "BENCH_BROKER_URL": BASELINE_BROKER_URL,
+        "ATTUNE_WORKER_NAME": ATTUNE_NAME,
+        "BENCH_BROKER_URL": baseline_broker_url,
+        "BENCH_BACKEND_URL": baseline_backend_url or baseline_broker_url,
     }
     os.environ.update(env)
     workers: list[subprocess.Popen[bytes]] = []
@@ -87,6 +157,10 @@ def main() -> None:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True)
 
 
 def _measure(env: dict[str, str]) -> None:
@@ -154,12 +228,20 @@ def _measure(env: dict[str, str]) -> None:
         return rate
 
     results = []
+
+    def baseline_done() -> bool:
+        if baseline_app.conf.result_backend == "rpc://":
+            # Results come back as messages to this process: take them (in any order).
+            baseline_app.ResultSet(results).join(timeout=600, propagate=True)
+            return True
+        return all(result.ready() for result in results)
+
     baseline_rate = drain(
         "bench.baseline",
         baseline_app,
         BASELINE_NODE,
         lambda: results.extend(spawn.delay() for _ in range(DRAIN)),
-        lambda: all(result.ready() for result in results),
+        baseline_done,
     )
 
     with resources.database.session_scope() as session:
