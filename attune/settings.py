@@ -67,6 +67,7 @@ class Settings:
     heartbeat_staleness_multiplier: float = 3.0
     sweep_interval_s: float = 60.0
     scheduled_timeout_s: float = 3600.0
+    resend_after_s: float = 300.0
     default_timeout_s: float = 600.0
     kill_grace_s: float = 5.0
     max_output_bytes: int = 10 * 1024 * 1024
@@ -133,6 +134,7 @@ class Settings:
             scheduled_timeout_s=get(
                 "ATTUNE_SCHEDULED_TIMEOUT_S", _non_negative, defaults.scheduled_timeout_s
             ),
+            resend_after_s=get("ATTUNE_RESEND_AFTER_S", _non_negative, defaults.resend_after_s),
             default_timeout_s=get(
                 "ATTUNE_DEFAULT_TIMEOUT_S", _positive, defaults.default_timeout_s
             ),

@@ -31,6 +31,9 @@ def ride_out(deployment: Cluster, restart: Callable[[], None], runs: Path) -> No
     """Queue :data:`QUEUED` executions on two workers, ``restart`` a server once some ran,
     then check that each ran once and succeeded and that both workers carry on by themselves."""
     workers = [deployment.start_worker(name, ["shell"]) for name in ("w1", "w2")]
+    # The safety net for a message the restart lost: beat's sweep sends it again (the claim
+    # refuses whatever turns out to be a duplicate).
+    deployment.fleet.beat(env={"ATTUNE_RESEND_AFTER_S": "5"})
     command = f"echo $ATTUNE_EXECUTION_ID >> {runs}; sleep 0.05"
     handles = [attune.execute("core.local", {"cmd": command}) for _ in range(QUEUED)]
     wait_until(lambda: len(ran(runs)) >= QUEUED // 10, 60, "the first executions to run")

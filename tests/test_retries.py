@@ -265,3 +265,30 @@ def test_cancel_of_any_id_of_a_chain_cancels_its_live_attempt(
     assert successor_of(database, following.id) is None
     with pytest.raises(InvalidTransitionError):
         chains.cancel(database, following.id)
+
+
+def test_the_sweep_sends_again_a_scheduled_execution_whose_message_may_be_lost(
+    tmp_path: Path, database: Database
+) -> None:
+    # Given an execution scheduled a minute ago and never picked up (its message lost)
+    settings = load(database, tmp_path)
+    stuck = request(database, settings)
+    fresh = request(database, settings)
+    with database.session_scope() as session:
+        session.execute(
+            update(Execution).where(Execution.id == stuck).values(eligible_at=db_ago(60))
+        )
+    resending = Settings(resend_after_s=30, scheduled_timeout_s=0)
+
+    # When the sweep runs, then it sends that one again, to its runtime's queue, only once
+    with database.session_scope() as session:
+        first = sweeps.sweep(session, resending)
+    assert [(d.execution_id, d.queue) for d in first.dispatches] == [(stuck, "attune.shell")]
+    with database.session_scope() as session:
+        again = sweeps.sweep(session, resending)
+    assert again.dispatches == ()
+    assert execution_row(database, fresh).dispatched_at is None
+    # And with the interval at 0 nothing is ever sent again
+    with database.session_scope() as session:
+        session.execute(update(Execution).values(dispatched_at=None))
+        assert sweeps.sweep(session, Settings(resend_after_s=0)).dispatches == ()

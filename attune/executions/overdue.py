@@ -1,19 +1,27 @@
 """Overdue policy work the sweep catches up with, wherever the sweep runs.
 
 Retry successors a crash left missing are created (and those of executions the sweep itself
-just abandoned, in its transaction), pending retries that are due are sent, and the heads of
-gates with free slots are sent. Messages are hints: a doubled one is refused by the claim.
+just abandoned, in its transaction), pending retries that are due are sent, the heads of gates
+with free slots are sent, and so is every execution still ``scheduled`` a while after it was
+due, whose message a broker may have lost (a restart, a delivery whose record was lost). Messages
+are hints: a doubled one is refused by the claim.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from attune.executions import releases, retries
 from attune.executions.dispatch import Dispatch
 from attune.settings import Settings
+from attune.store.models import ACTION_TABLE, EXECUTION_TABLE, ExecutionStatus
+from attune.store.sqltypes import cutoff, db_now, in_constants
+
+_E = EXECUTION_TABLE.c
+_A = ACTION_TABLE.c
 
 
 def catch_up(session: Session, settings: Settings, now: datetime | None = None) -> list[Dispatch]:
@@ -22,4 +30,35 @@ def catch_up(session: Session, settings: Settings, now: datetime | None = None) 
     created = retries.repair(session, settings, now)
     made = {dispatch.execution_id for dispatch in created}
     due = [dispatch for dispatch in retries.due(session, now) if dispatch.execution_id not in made]
-    return [*created, *due, *releases.sweep_heads(session, now)]
+    sent = made | {dispatch.execution_id for dispatch in due}
+    stale = [
+        dispatch for dispatch in resend(session, settings, now) if dispatch.execution_id not in sent
+    ]
+    return [*created, *due, *stale, *releases.sweep_heads(session, now)]
+
+
+def resend(session: Session, settings: Settings, now: datetime | None = None) -> list[Dispatch]:
+    """Ungated executions ``scheduled`` for ``ATTUNE_RESEND_AFTER_S`` past their eligible time,
+    each sent again at most once per that interval (``dispatched_at``); 0 turns it off."""
+    after_s = settings.resend_after_s
+    if after_s <= 0:
+        return []
+    since = cutoff(after_s, now)
+    rows = session.execute(
+        select(_E.id, _E.target_worker, _A.runner_type)
+        .select_from(EXECUTION_TABLE.join(ACTION_TABLE, _A.ref == _E.action_ref))
+        .where(
+            in_constants(_E.status, (ExecutionStatus.SCHEDULED,)),
+            _E.gate_key.is_(None),
+            _E.eligible_at <= since,
+            or_(_E.dispatched_at.is_(None), _E.dispatched_at <= since),
+        )
+        .order_by(_E.eligible_at, _E.id)
+        .limit(retries.SWEEP_BATCH)
+    ).all()
+    if rows:
+        ids = [row.id for row in rows]
+        session.execute(
+            update(EXECUTION_TABLE).where(_E.id.in_(ids)).values(dispatched_at=db_now())
+        )
+    return [Dispatch(row.id, retries.queue_of(row.target_worker, row.runner_type)) for row in rows]
