@@ -1,0 +1,281 @@
+"""Packs, actions, workers, executions, and the record of periodic passes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from attune.store.models.base import (
+    _EXECUTION_ID,
+    _IN_HELD,
+    _IN_LIVE,
+    ACTION_REF_REGEX,
+    PACK_REF_REGEX,
+    WORKER_ROLES,
+    Base,
+    ExecutionStatus,
+    OutputFormat,
+    ParameterDelivery,
+    ParameterFormat,
+    RunnerType,
+    WorkerStatus,
+    _created,
+    _values,
+)
+from attune.store.sqltypes import JSONType, UTCDateTime, matches, one_of
+
+
+class Pack(Base):
+    """A pack of actions, keyed by ``ref``."""
+
+    __tablename__ = "pack"
+    __table_args__ = (
+        CheckConstraint(
+            matches("ref", PACK_REF_REGEX, ((False, "[a-z]*"), (True, "*[^a-z0-9_-]*")), 2),
+            name="ref_format",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(255), unique=True)
+    label: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    version: Mapped[str] = mapped_column(String(64))
+    author: Mapped[str | None] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    # Per-pack Python environment: sha256 of requirements.txt (+ included files), python: range.
+    requirements_digest: Mapped[str | None] = mapped_column(String(64))
+    python: Mapped[str | None] = mapped_column(String(255))
+    # Content hash of the pack.yaml loaded; cleared by any edit but the loader's (migration
+    # 20261201_0003), so a reload whose files hash the same may skip parsing them.
+    source_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+    actions: Mapped[list[Action]] = relationship(
+        back_populates="pack", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Action(Base):
+    """An action of a pack, keyed by ``ref`` = ``<pack>.<name>``."""
+
+    __tablename__ = "action"
+    __table_args__ = (
+        CheckConstraint(
+            matches(
+                "ref",
+                ACTION_REF_REGEX,
+                (
+                    (False, "[a-z][a-z0-9_-]*.[a-z0-9]*"),
+                    (True, "*[^a-z0-9_.-]*"),
+                    (True, "*.*.*"),
+                    (True, "?.*"),
+                ),
+                4,
+            ),
+            name="ref_format",
+        ),
+        CheckConstraint(one_of("runner_type", _values(RunnerType)), name="runner_type"),
+        CheckConstraint(
+            one_of("parameter_delivery", _values(ParameterDelivery)), name="parameter_delivery"
+        ),
+        CheckConstraint(
+            one_of("parameter_format", _values(ParameterFormat)), name="parameter_format"
+        ),
+        CheckConstraint(one_of("output_format", _values(OutputFormat)), name="output_format"),
+        CheckConstraint("timeout_s IS NULL OR timeout_s > 0", name="timeout_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pack_id: Mapped[int] = mapped_column(ForeignKey("pack.id", ondelete="CASCADE"), index=True)
+    ref: Mapped[str] = mapped_column(String(255), unique=True)
+    label: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    enabled: Mapped[bool] = mapped_column(default=True)
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    runner_type: Mapped[str] = mapped_column(String(16))
+    entry_point: Mapped[str] = mapped_column(Text)
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    parameter_delivery: Mapped[str] = mapped_column(String(16), default=ParameterDelivery.STDIN)
+    parameter_format: Mapped[str] = mapped_column(String(16), default=ParameterFormat.JSON)
+    output_format: Mapped[str] = mapped_column(String(16), default=OutputFormat.TEXT)
+    timeout_s: Mapped[int | None] = mapped_column(Integer)
+    # Content hash of the action file loaded, cleared as the pack's is.
+    source_hash: Mapped[str | None] = mapped_column(String(64))
+    # idempotent/retry/concurrency as validated (attune.executions.policies); NULL: none.
+    policy: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+    pack: Mapped[Pack] = relationship(back_populates="actions")
+
+
+class Worker(Base):
+    """A worker process that registered itself; ``last_heartbeat`` is on the database clock."""
+
+    __tablename__ = "worker"
+    __table_args__ = (
+        CheckConstraint(one_of("status", _values(WorkerStatus)), name="status"),
+        CheckConstraint(one_of("worker_role", WORKER_ROLES), name="worker_role"),
+        # Half-empty pages keep room for HOT heartbeat updates (migration 20261128_0003).
+        {"postgresql_with": {"fillfactor": 50}},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    worker_role: Mapped[str] = mapped_column(String(32), default="action")
+    runtimes: Mapped[list[str]] = mapped_column(default=list)
+    queues: Mapped[list[str]] = mapped_column(default=list)
+    host: Mapped[str] = mapped_column(Text, default="")
+    pid: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=WorkerStatus.ACTIVE)
+    capabilities: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Deliberately unindexed: an index here would turn every heartbeat into a non-HOT update.
+    last_heartbeat: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+
+class Execution(Base):
+    """One run of an action: what was asked, where it ran, and everything it produced."""
+
+    __tablename__ = "execution"
+    __table_args__ = (
+        CheckConstraint(one_of("status", _values(ExecutionStatus)), name="status"),
+        # Only live rows (migration 20261201_0006): the sweep's and the scheduled-timeout
+        # check's indexes stay as small as the work in flight, and finishing an execution
+        # writes no entry to them.
+        Index(
+            "ix_execution_held_worker",
+            "worker",
+            postgresql_where=text(_IN_HELD),
+            sqlite_where=text(_IN_HELD),
+        ),
+        Index(
+            "ix_execution_live_status_id",
+            "status",
+            "id",
+            postgresql_where=text(_IN_LIVE),
+            sqlite_where=text(_IN_LIVE),
+        ),
+        Index("ix_execution_action_ref_id", "action_ref", "id"),
+        # Only the few rows whose action group may still be alive (migration 20261201_0002).
+        Index(
+            "ix_execution_worker_pgid",
+            "worker",
+            postgresql_where=text("pgid IS NOT NULL"),
+            sqlite_where=text("pgid IS NOT NULL"),
+        ),
+        # Policies (migration 20261201_0004): a gate's queue in start order, the chains.
+        Index(
+            "ix_execution_gate",
+            "action_ref",
+            "gate_key",
+            "status",
+            "eligible_at",
+            "id",
+            postgresql_where=text("gate_key IS NOT NULL"),
+            sqlite_where=text("gate_key IS NOT NULL"),
+        ),
+        Index(
+            "ix_execution_retry_owed",
+            "status",
+            "finished_at",
+            postgresql_where=text("max_attempts > 1"),
+            sqlite_where=text("max_attempts > 1"),
+        ),
+        Index("ix_execution_first_attempt_id", "first_attempt_id"),
+    )
+
+    id: Mapped[int] = mapped_column(_EXECUTION_ID, primary_key=True)
+    action_ref: Mapped[str] = mapped_column(String(255))
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Fernet token of the secret parameter values; never sent to the broker or shown.
+    secrets: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=ExecutionStatus.REQUESTED)
+    target_worker: Mapped[str | None] = mapped_column(String(255))
+    worker: Mapped[str | None] = mapped_column(String(255))
+    timeout_s: Mapped[float | None] = mapped_column()
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    stdout: Mapped[str] = mapped_column(Text, default="")
+    stderr: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[Any | None] = mapped_column(JSONType)
+    error: Mapped[str | None] = mapped_column(Text)
+    stdout_truncated: Mapped[bool] = mapped_column(default=False)
+    stderr_truncated: Mapped[bool] = mapped_column(default=False)
+    requested_at: Mapped[datetime] = _created()
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    # Who asked: the API key's name for a request over HTTP, else None.
+    requested_by: Mapped[str | None] = mapped_column(String(255))
+    # Rules (migration 20261201_0007): the enforcement that started it, and how many
+    # execution-finished firings led to it (0 for a caller's execution).
+    enforcement_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    trigger_depth: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The action's process group while it may be alive: its id, its leader's start time (clock
+    # ticks since boot) and the host it runs on ("<host name> <boot id>"); cleared with the result.
+    pgid: Mapped[int | None] = mapped_column(Integer)
+    pgid_start_ticks: Mapped[int | None] = mapped_column(BigInteger)
+    pgid_host: Mapped[str | None] = mapped_column(Text)
+    # Policies, snapshotted from the action when scheduled (migration 20261201_0004).
+    policy: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    max_attempts: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    # The chain's first attempt: a trigger sets it to the row's own id when left NULL.
+    first_attempt_id: Mapped[int | None] = mapped_column(
+        _EXECUTION_ID, ForeignKey("execution.id", ondelete="SET NULL")
+    )
+    retry_of_id: Mapped[int | None] = mapped_column(
+        _EXECUTION_ID, ForeignKey("execution.id", ondelete="SET NULL"), unique=True
+    )
+    eligible_at: Mapped[datetime] = _created()
+    spawned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When a gate's releaser last sent it (a hint against sending it twice).
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    gate_key: Mapped[str | None] = mapped_column(String(64))
+    gate_limit: Mapped[int | None] = mapped_column(Integer)
+
+
+class PeriodicRun(Base):
+    """When a watched periodic pass (the sweep, :data:`SWEEP_RUN`) last ran, on the database clock.
+
+    One row per pass, written by whoever ran it (beat, the embedded loop, the CLI, the task).
+    """
+
+    __tablename__ = "periodic_run"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_run_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+SWEEP_RUN = "sweep"
+"""The :class:`PeriodicRun` name of the stale-worker sweep."""
+
+
+ACTION_TABLE = cast(Table, Action.__table__)
+
+
+WORKER_TABLE = cast(Table, Worker.__table__)
+
+
+EXECUTION_TABLE = cast(Table, Execution.__table__)
+
+
+PERIODIC_RUN_TABLE = cast(Table, PeriodicRun.__table__)
+"""These models' Core tables, for statements built once (:meth:`attune.store.db.Database.run`)."""
