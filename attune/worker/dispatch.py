@@ -58,7 +58,7 @@ def send_enforced(database: Database, enforced: Iterable[Enforced]) -> int:
 
 @dataclass(frozen=True)
 class RuleFinishing:
-    """The runner's :class:`~attune.executions.runner.Finishing` for execution-finished rules:
+    """The runner's :class:`~attune.executions.results.Finishing` for execution-finished rules:
     the event and its enforcements in the terminal transaction, their tasks sent after it."""
 
     settings: Settings
