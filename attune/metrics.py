@@ -31,7 +31,15 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 
 from attune.store.db import Database
-from attune.store.models import SWEEP_RUN, TERMINAL_STATUSES, PeriodicRun, Worker, WorkerStatus
+from attune.store.models import (
+    SWEEP_RUN,
+    TERMINAL_STATUSES,
+    PeriodicRun,
+    RunPhase,
+    Worker,
+    WorkerStatus,
+    WorkflowRun,
+)
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 """The variable naming the directory where every process of a worker writes its counts."""
@@ -41,6 +49,9 @@ DURATION_BUCKETS_S: tuple[float, ...] = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 9
 
 TIMER_LAG_BUCKETS_S: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 1.2, 2, 5, 30, 60, 300)
 """Buckets of ``attune_timer_lag_seconds``: beat ticks about every second."""
+
+ADVANCE_BUCKETS_S: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
+"""Buckets of ``attune_workflow_advance_seconds``: an advance is a transaction or a few."""
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +101,12 @@ class _Instruments:
             ["status"],
             registry=None,
         )
+        self.advance = Histogram(
+            "attune_workflow_advance_seconds",
+            "Wall time of one workflow advance (its transaction and the messages it sends).",
+            buckets=ADVANCE_BUCKETS_S,
+            registry=None,
+        )
         self.timer_lag = Histogram(
             "attune_timer_lag_seconds",
             "How late a timer tick fired: the pass's time minus the tick's scheduled time.",
@@ -108,6 +125,7 @@ class _Instruments:
             self.events,
             self.enforcements,
             self.timer_lag,
+            self.advance,
         )
 
 
@@ -161,6 +179,11 @@ def record_event(
         instruments.timer_lag.observe(max(lag_s, 0.0))
 
 
+def observe_workflow_advance(duration_s: float) -> None:
+    """Observe one workflow advance's wall time."""
+    _get().advance.observe(duration_s)
+
+
 def share_with_children(directory: Path) -> None:
     """Count in files under ``directory``, in this process and in every child it forks later.
 
@@ -191,6 +214,11 @@ class WorkerGauge:
                 last_sweep_at = session.scalar(
                     select(PeriodicRun.last_run_at).where(PeriodicRun.name == SWEEP_RUN)
                 )
+                running = session.scalar(
+                    select(func.count())
+                    .select_from(WorkflowRun)
+                    .where(WorkflowRun.phase != RunPhase.DONE.value)
+                )
         except Exception:
             logger.exception("metrics: could not read the worker table")
             return
@@ -202,6 +230,11 @@ class WorkerGauge:
             "attune_last_sweep_timestamp_seconds",
             "When the last stale-worker sweep ran (Unix time, database clock; 0: never).",
             value=0.0 if last_sweep_at is None else last_sweep_at.timestamp(),
+        )
+        yield GaugeMetricFamily(
+            "attune_workflows_running",
+            "Workflow runs not finished yet (running or draining after a cancel).",
+            value=float(running or 0),
         )
 
 

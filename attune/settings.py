@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from attune.errors import SettingsError
 
-RUNTIMES: tuple[str, ...] = ("shell", "python", "native")
+RUNTIMES: tuple[str, ...] = ("shell", "python", "native", "workflow")
 """The runtimes attune knows, in the order workers list them."""
 
 REDIS_TRANSPORTS: tuple[str, ...] = ("attune", "kombu")

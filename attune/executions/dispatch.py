@@ -18,13 +18,27 @@ MAX_COUNTDOWN_S = 600.0
 (far below Redis's one-hour visibility timeout, past which an ETA message is redelivered)."""
 
 
+EXECUTE_TASK = "attune.execute_action"
+"""The task that runs one execution."""
+ADVANCE_TASK = "attune.advance_workflow"
+"""The task that advances one workflow run (:func:`attune.workflows.engine.advance`)."""
+WORKFLOW_QUEUE = "attune.workflow"
+"""The queue of workflow runs and their advances (the ``workflow`` runtime's)."""
+
+
 @dataclass(frozen=True)
 class Dispatch:
-    """Send ``attune.execute_action(execution_id)`` to ``queue``, ``countdown_s`` from now."""
+    """Send ``task(execution_id)`` to ``queue``, ``countdown_s`` from now."""
 
     execution_id: int
     queue: str
     countdown_s: float = 0.0
+    task: str = EXECUTE_TASK
+
+
+def advance(workflow_id: int, countdown_s: float = 0.0) -> Dispatch:
+    """The message that has a worker advance workflow run ``workflow_id``."""
+    return Dispatch(workflow_id, WORKFLOW_QUEUE, countdown_s, ADVANCE_TASK)
 
 
 Sender = Callable[[Dispatch], None]

@@ -62,6 +62,10 @@ def run_execution(
     )
     if claimed is None:
         return None
+    if action is not None and action.runner_type == RunnerType.WORKFLOW:
+        from attune.workflows.start import start  # the engine builds on this module's layer
+
+        return start(database, settings, execution_id, worker_name)
     policy = Policy.from_json(claimed.policy)
     live = liveoutput.backend(settings)
     sink = None if live is None else live.sink(execution_id)
@@ -92,7 +96,21 @@ def run_execution(
         dispatch.send(
             releases.release(database, claimed.action_ref, claimed.gate_key, claimed.gate_limit)
         )
+    parent_id = getattr(claimed, "parent_id", None)  # a gated claim on PostgreSQL has none
+    if parent_id is not None:  # a workflow's task: its run moves on at once
+        _advance_parent(database, settings, parent_id)
     return status
+
+
+def _advance_parent(database: Database, settings: Settings, parent_id: int) -> None:
+    """Advance the run this execution is a task of, here; on failure, by message."""
+    from attune.workflows.engine import advance
+
+    try:
+        advance(database, settings, parent_id)
+    except Exception:  # the message (or the beat's net) advances it elsewhere
+        log.exception("could not advance workflow %s here; sending it", parent_id)
+        dispatch.send([dispatch.advance(parent_id)])
 
 
 def _retrying(what: str, attempt: Callable[[], _T]) -> _T:
@@ -135,6 +153,7 @@ _CLAIMED_COLUMNS = (
     _EXECUTION.policy,
     _EXECUTION.gate_key,
     _EXECUTION.gate_limit,
+    _EXECUTION.parent_id,
 )
 _ACTION_COLUMNS = (
     _ACTION.runner_type,

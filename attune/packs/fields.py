@@ -25,9 +25,16 @@ class Fields:
     """Typed access to one YAML file's top-level keys, appending a problem per bad field."""
 
     def __init__(
-        self, path: Path, document: Mapping[str, Any], allowed: frozenset[str], problems: list[str]
+        self,
+        path: Path,
+        document: Mapping[str, Any],
+        allowed: frozenset[str],
+        problems: list[str],
+        prefix: str = "",
     ) -> None:
+        """``prefix`` goes before each field's name (``tasks[2].`` for a nested mapping)."""
         self.path = path
+        self.prefix = prefix
         self.document = document
         self.problems = problems
         self.failed = False
@@ -40,12 +47,12 @@ class Fields:
     def problem(self, field: str, what: str) -> None:
         """Record that ``field`` is wrong, and how."""
         self.failed = True
-        self.problems.append(f"{self.path}: {field}: {what}")
+        self.problems.append(f"{self.path}: {self.prefix}{field}: {what}")
 
     def extend(self, problems: Sequence[str]) -> None:
         """Record problems that already name their field (``field: what``)."""
         self.failed = self.failed or bool(problems)
-        self.problems.extend(f"{self.path}: {problem}" for problem in problems)
+        self.problems.extend(f"{self.path}: {self.prefix}{problem}" for problem in problems)
 
     def text(self, key: str, *, required: bool = False) -> str:
         """A string field ("" when absent and optional)."""

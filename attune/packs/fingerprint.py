@@ -131,7 +131,8 @@ def read_files(pack_dir: Path) -> PackFiles:
 
 
 def _extras(pack_dir: Path) -> str | None:
-    """A digest of ``rules/*.yaml`` (names and bytes) and of the requirements ("" for neither);
+    """A digest of ``rules/*.yaml`` and ``actions/workflows/*.yaml`` (names and bytes) and of
+    the requirements ("" for none of them);
     None when one cannot be read, so that the pack is parsed and the problem reported."""
     digest = hashlib.sha256()
     rules_dir = pack_dir / "rules"
@@ -146,11 +147,23 @@ def _extras(pack_dir: Path) -> str | None:
             digest.update(f"rule {name}\0".encode() + read_bytes(rules_dir / name) + b"\0")
         except DocumentError:
             return None
+    workflows_dir = pack_dir / "actions" / "workflows"
+    try:
+        flows = sorted(name for name in os.listdir(workflows_dir) if name.endswith(ACTION_SUFFIXES))
+    except FileNotFoundError:
+        flows = []
+    except OSError:
+        return None
+    for name in flows:
+        try:
+            digest.update(f"workflow {name}\0".encode() + read_bytes(workflows_dir / name) + b"\0")
+        except DocumentError:
+            return None
     if os.path.lexists(pack_dir / REQUIREMENTS_FILE):
         requirements, problems = read_requirements(pack_dir)
         if requirements is None or problems:
             return None
         digest.update(f"requirements {requirements.digest}".encode())
-    elif not names:
+    elif not names and not flows:
         return ""
     return digest.hexdigest()

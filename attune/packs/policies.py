@@ -104,14 +104,15 @@ def read_policy(
     """The action's policy from its file's top-level fields (None after a problem)."""
     idempotent = fields.flag("idempotent", default=False)
     before = fields.failed
-    retry = _retry(fields, idempotent) if "retry" in fields.document else None
+    retry = read_retry(fields, idempotent) if "retry" in fields.document else None
     concurrency = _concurrency(fields, parameters) if "concurrency" in fields.document else None
     if fields.failed and not before:
         return None
     return Policy(idempotent=idempotent, retry=retry, concurrency=concurrency, timeout_s=timeout_s)
 
 
-def _retry(fields: Fields, idempotent: bool) -> RetryPolicy | None:
+def read_retry(fields: Fields, idempotent: bool) -> RetryPolicy | None:
+    """The ``retry`` mapping of ``fields`` (an action's, or a workflow task's)."""
     section = _Section(fields, "retry", RETRY_KEYS)
     if not section.ok:
         return None

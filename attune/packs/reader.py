@@ -33,6 +33,7 @@ from attune.store.models import (
     ParameterFormat,
     RunnerType,
 )
+from attune.workflows.files import read_workflow_file
 
 PACK_KEYS = frozenset(
     {"ref", "label", "description", "version", "author", "email", "tags", "python"}
@@ -212,6 +213,9 @@ def _read_action(
     fields.extend(definition_problems(parameters))
     timeout_s = fields.timeout()
     policy = read_policy(fields, parameters, timeout_s)
+    workflow = None
+    if runner_type == RunnerType.WORKFLOW and entry_point and not fields.failed:
+        workflow = read_workflow_file(fields, path.parent / entry_point, files)
     spec = ActionSpec(
         ref=ref,
         runner_type=runner_type,
@@ -228,6 +232,7 @@ def _read_action(
         timeout_s=timeout_s,
         source_hash=source_hash,
         policy=None if policy is None else policy.to_json(),
+        workflow=workflow,
     )
     return None if fields.failed else spec
 

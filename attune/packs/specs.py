@@ -41,6 +41,8 @@ class ActionSpec:
     """The content hash of the action file (:func:`attune.packs.fingerprint.content_hash`)."""
     policy: Mapping[str, Any] | None = None
     """The validated ``idempotent``/``retry``/``concurrency`` as stored (None: none set)."""
+    workflow: Mapping[str, Any] | None = None
+    """A workflow action's file as read and validated (:mod:`attune.workflows.reader`)."""
 
     @property
     def name(self) -> str:
@@ -64,6 +66,7 @@ class ActionSpec:
             "timeout_s": self.timeout_s,
             "source_hash": self.source_hash,
             "policy": None if self.policy is None else dict(self.policy),
+            "workflow": None if self.workflow is None else dict(self.workflow),
         }
 
 

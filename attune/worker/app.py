@@ -40,9 +40,10 @@ app.config_from_object("celeryconfig")
 
 
 def _send(message: dispatch.Dispatch) -> None:
-    """Publish ``attune.execute_action`` for a retry or a gate's head."""
+    """Publish ``attune.execute_action`` (a retry, a gate's head, a workflow's task) or
+    ``attune.advance_workflow``."""
     app.send_task(
-        "attune.execute_action",
+        message.task,
         args=(message.execution_id,),
         queue=message.queue,
         countdown=message.countdown_s or None,

@@ -30,6 +30,7 @@ from attune.executions import retention
 from attune.liveness.sweeper import sweep_and_record
 from attune.settings import Settings
 from attune.store.db import Database
+from attune.workflows.reconcile import RECONCILE_INTERVAL_S, reconcile
 
 PURGE_INTERVAL_S = 3600.0
 """How often the beat loop purges old executions (with ``ATTUNE_RETENTION_DAYS``)."""
@@ -59,6 +60,7 @@ def beat_passes(database: Database, settings: Settings) -> tuple[PeriodicPass, .
     passes = [
         PeriodicPass("sweep", settings.sweep_interval_s, sweep),
         PeriodicPass("timers", TIMER_INTERVAL_S, partial(timer_pass, database, settings)),
+        PeriodicPass("workflows", RECONCILE_INTERVAL_S, partial(reconcile, database, settings)),
     ]
     if (days := settings.retention_days) is not None:
         passes.append(PeriodicPass("purge", PURGE_INTERVAL_S, partial(purge, database, days)))

@@ -14,6 +14,7 @@ from attune.executions.supervision import CancelWatcher
 from attune.liveness.sweeper import sweep_and_record
 from attune.worker.app import app, resources
 from attune.worker.dispatch import RuleFinishing
+from attune.workflows.engine import advance
 
 _watcher = CancelWatcher(lambda: resources.database)
 log = logging.getLogger(__name__)
@@ -46,6 +47,12 @@ def sweep_workers() -> dict[str, int]:
     Beat sweeps in its own process; this task is for whoever wants a sweep from a worker.
     """
     return sweep_and_record(resources.database, resources.settings).counts()
+
+
+@app.task(name="attune.advance_workflow")
+def advance_workflow(workflow_id: int) -> bool:
+    """Advance one workflow run (any number of these is safe); True when it ended now."""
+    return advance(resources.database, resources.settings, workflow_id).finished
 
 
 @app.task(name="attune.purge_executions")

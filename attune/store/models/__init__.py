@@ -57,6 +57,15 @@ from attune.store.models.rules import (
     RuleTimer,
     TriggerEvent,
 )
+from attune.store.models.workflows import (
+    OPEN_TASK_STATES,
+    WORKFLOW_RUN_TABLE,
+    WORKFLOW_TASK_TABLE,
+    RunPhase,
+    TaskState,
+    WorkflowRun,
+    WorkflowTask,
+)
 
 __all__ = [
     "ACTION_REF_REGEX",
@@ -72,6 +81,7 @@ __all__ = [
     "MASK",
     "NAMING_CONVENTION",
     "NOT_STARTED",
+    "OPEN_TASK_STATES",
     "PACK_REF_REGEX",
     "PERIODIC_RUN_TABLE",
     "RULE_TABLE",
@@ -82,6 +92,8 @@ __all__ = [
     "TRIGGER_EVENT_TABLE",
     "WORKER_ROLES",
     "WORKER_TABLE",
+    "WORKFLOW_RUN_TABLE",
+    "WORKFLOW_TASK_TABLE",
     "Action",
     "ApiKey",
     "Base",
@@ -102,9 +114,13 @@ __all__ = [
     "PeriodicRun",
     "Rule",
     "RuleTimer",
+    "RunPhase",
     "RunnerType",
+    "TaskState",
     "TriggerEvent",
     "WebSession",
     "Worker",
     "WorkerStatus",
+    "WorkflowRun",
+    "WorkflowTask",
 ]

@@ -122,6 +122,7 @@ class RunnerType(enum.StrEnum):
     SHELL = "shell"
     PYTHON = "python"
     NATIVE = "native"
+    WORKFLOW = "workflow"
 
 
 class ParameterDelivery(enum.StrEnum):

@@ -37,6 +37,8 @@ from attune.store.models.base import (
 )
 from attune.store.sqltypes import JSONType, UTCDateTime, matches, one_of
 
+_UNCONSUMED = "parent_id IS NOT NULL AND NOT wf_consumed"
+
 
 class Pack(Base):
     """A pack of actions, keyed by ``ref``."""
@@ -119,6 +121,8 @@ class Action(Base):
     source_hash: Mapped[str | None] = mapped_column(String(64))
     # idempotent/retry/concurrency as validated (attune.executions.policies); NULL: none.
     policy: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # A workflow action's file as validated (attune.workflows.reader); NULL for the others.
+    workflow: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
 
@@ -200,6 +204,20 @@ class Execution(Base):
             sqlite_where=text("max_attempts > 1"),
         ),
         Index("ix_execution_first_attempt_id", "first_attempt_id"),
+        # Workflows (migration 20261201_0011): a run's children, and those not consumed yet.
+        Index(
+            "ix_execution_parent_id_id",
+            "parent_id",
+            "id",
+            postgresql_where=text("parent_id IS NOT NULL"),
+            sqlite_where=text("parent_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_execution_unconsumed",
+            "parent_id",
+            postgresql_where=text(_UNCONSUMED),
+            sqlite_where=text(_UNCONSUMED),
+        ),
     )
 
     id: Mapped[int] = mapped_column(_EXECUTION_ID, primary_key=True)
@@ -250,6 +268,12 @@ class Execution(Base):
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     gate_key: Mapped[str | None] = mapped_column(String(64))
     gate_limit: Mapped[int | None] = mapped_column(Integer)
+    # Workflows: the run it is a task attempt of, its activation and item (NULL outside a
+    # fan-out), and whether that run has taken its outcome into account yet.
+    parent_id: Mapped[int | None] = mapped_column(_EXECUTION_ID)
+    wf_task_id: Mapped[int | None] = mapped_column(_EXECUTION_ID)
+    wf_item: Mapped[int | None] = mapped_column(Integer)
+    wf_consumed: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
 
 
 class PeriodicRun(Base):

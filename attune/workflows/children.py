@@ -1,0 +1,157 @@
+"""A run's children: starting a task attempt as a child execution, and reading their outcomes.
+
+A child is recorded by the scheduler's own row builder (validation, defaults, masking, sealed
+secrets, the action's policy with the task's ``retry`` in place of its own), ``scheduled`` in
+the advance's transaction; its message is sent only after commit. Retries of a child are the
+policies' attempt chain: each attempt is its own execution, copying ``parent_id``,
+``wf_task_id`` and ``wf_item``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from sqlalchemy import Select, and_, select, update
+
+from attune.errors import AttuneError
+from attune.executions import scheduler
+from attune.executions.dispatch import Dispatch
+from attune.executions.policies import Policy, RetryOn
+from attune.executions.retries import ENDED_COLUMNS
+from attune.store.models import (
+    EXECUTION_TABLE,
+    TERMINAL_STATUSES,
+    ExecutionStatus,
+    RunnerType,
+    WorkflowTask,
+)
+from attune.store.sqltypes import in_literals
+from attune.workflows.spec import MAX_DEPTH, TaskSpec
+from attune.workflows.state import Pass
+
+_E = EXECUTION_TABLE.c
+_SUCCESSOR = EXECUTION_TABLE.alias("successor")
+_HAS_SUCCESSOR = select(_SUCCESSOR.c.id).where(_SUCCESSOR.c.retry_of_id == _E.id).exists()
+_TERMINAL = tuple(sorted(status.value for status in TERMINAL_STATUSES))
+
+
+def start_child(step: Pass, activation: WorkflowTask, task: TaskSpec, index: int | None) -> None:
+    """Record one attempt of ``task`` (item ``index`` of a fan-out) and queue its message.
+
+    A rendering or validation problem raises :class:`AttuneError` naming the field; no row
+    is written then.
+    """
+    item = None if index is None or activation.items is None else activation.items[index]
+    context = step.context(item=item, index=index)
+    values = task.input.render(context, f"{task.field}.input")
+    prepared = scheduler.prepare(step.session, step.settings, task.action, values, step.actions)
+    if prepared.runner_type == RunnerType.WORKFLOW and step.run.depth >= MAX_DEPTH:
+        raise AttuneError(f"{task.action} would nest workflows deeper than {MAX_DEPTH} levels")
+    row = dict(prepared.row)
+    if task.retry is not None:
+        policy = Policy.from_json(row["policy"])
+        if RetryOn.ABANDONED in task.retry.on and not policy.idempotent:
+            raise AttuneError(
+                f"{task.field}.retry.on: abandoned needs an idempotent action; "
+                f"{task.action} is not (idempotent: true)"
+            )
+        policy = dataclasses.replace(policy, retry=task.retry)
+        row.update(policy.snapshot(task.action, row["parameters"]))
+    if task.timeout_s is not None:
+        row["timeout_s"] = float(task.timeout_s)
+    extra = {"parent_id": step.workflow_id, "wf_task_id": activation.id, "wf_item": index}
+    routed = scheduler.record_many(step.session, [(dataclasses.replace(prepared, row=row), extra)])
+    placed = routed[0]
+    activation.in_flight += 1
+    activation.execution_id = placed.execution_id
+    if isinstance(placed, scheduler.Routed):
+        step.dispatches.append(Dispatch(placed.execution_id, placed.queue))
+    step.changed = True
+
+
+def unconsumed(workflow_id: int) -> Select[Any]:
+    """The run's children that ended and whose outcome the run has not taken in yet."""
+    return (
+        select(
+            *ENDED_COLUMNS,
+            _E.result,
+            _E.error,
+            _E.wf_task_id,
+            _E.wf_item,
+            _HAS_SUCCESSOR.label("has_successor"),
+        )
+        .where(
+            _E.parent_id == workflow_id,
+            _E.wf_consumed.is_(False),
+            in_literals(_E.status, _TERMINAL),
+        )
+        .order_by(_E.finished_at, _E.id)
+    )
+
+
+def consume(step: Pass, execution_id: int) -> bool:
+    """Mark a child's outcome taken in; False when another advance took it already."""
+    moved = step.session.execute(
+        update(EXECUTION_TABLE)
+        .where(_E.id == execution_id, _E.wf_consumed.is_(False))
+        .values(wf_consumed=True)
+    )
+    return bool(moved.rowcount)  # type: ignore[attr-defined]
+
+
+def attempt_of(step: Pass, execution_id: int) -> int | None:
+    """The attempt number of a child execution."""
+    attempt: int | None = step.session.scalar(select(_E.attempt).where(_E.id == execution_id))
+    return attempt
+
+
+def item_results(step: Pass, activation: WorkflowTask) -> list[dict[str, Any]]:
+    """A fan-out's result: per item, in item order, the outcome of its last attempt."""
+    items = activation.items or []
+    rows = step.session.execute(
+        select(_E.wf_item, _E.status, _E.result, _E.error).where(
+            _E.wf_task_id == activation.id, ~_HAS_SUCCESSOR
+        )
+    ).all()
+    last = {row.wf_item: row for row in rows}
+    results = []
+    for index, item in enumerate(items):
+        row = last.get(index)
+        if row is None:
+            reason = activation.error or "not started: the fan-out stopped before this item"
+            results.append(
+                {"item": item, "ok": False, "status": "canceled", "result": None, "error": reason}
+            )
+            continue
+        ok = row.status == ExecutionStatus.SUCCEEDED
+        results.append(
+            {"item": item, "ok": ok, "status": row.status, "result": row.result, "error": row.error}
+        )
+    return results
+
+
+def cancel_children(step: Pass, kill_running: bool) -> None:
+    """Cancel the children not started yet, and (``kill_running``) ask the running ones to stop.
+
+    A running child that is itself a workflow is advanced after commit, so it cascades too.
+    """
+    not_started = (ExecutionStatus.REQUESTED.value, ExecutionStatus.SCHEDULED.value)
+    step.session.execute(
+        update(EXECUTION_TABLE)
+        .where(_E.parent_id == step.workflow_id, in_literals(_E.status, not_started))
+        .values(
+            status=ExecutionStatus.CANCELED.value,
+            error="canceled before it started: its workflow is ending",
+            finished_at=step.now,
+        )
+    )
+    if not kill_running:
+        return
+    stopping = step.session.execute(
+        update(EXECUTION_TABLE)
+        .where(and_(_E.parent_id == step.workflow_id, _E.status == ExecutionStatus.RUNNING.value))
+        .values(status=ExecutionStatus.CANCELING.value)
+        .returning(_E.id, _E.worker)
+    ).all()
+    step.woken.extend(row.id for row in stopping if row.worker is None)

@@ -1,0 +1,176 @@
+"""The engine: one idempotent function, :func:`advance`, moves a workflow run forward.
+
+It runs in one transaction under the run's row lock (an UPDATE of ``workflow_run``: a row lock
+on PostgreSQL, the write lock on SQLite, taken by the first statement): it takes in each
+ended child's outcome exactly once (a conditional UPDATE of ``wf_consumed``), refills
+fan-outs, follows ``next``, records the children that become ready ``scheduled``, handles a
+cancel or a passed deadline, and ends the parent when nothing is left. Messages go out only
+after commit. Any number of calls is safe; one after each change is enough. There is no
+coordinator process, no sleep and no Celery canvas.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from attune import metrics
+from attune.executions import dispatch, retries
+from attune.executions.completion import hub
+from attune.executions.secretbox import SecretBox
+from attune.settings import Settings
+from attune.store.db import Database
+from attune.store.models import (
+    EXECUTION_TABLE,
+    ExecutionStatus,
+    RunPhase,
+    TaskState,
+    WorkflowRun,
+    WorkflowTask,
+)
+from attune.store.sqltypes import db_now
+from attune.workflows import activations, children, ending
+from attune.workflows.context import Redactor, TaskResults
+from attune.workflows.reader import stored
+from attune.workflows.state import Pass
+
+log = logging.getLogger(__name__)
+_E = EXECUTION_TABLE.c
+_T = TypeVar("_T")
+
+DB_RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0, 2.0)
+"""Pauses before trying an advance again after a database error (the beat net follows)."""
+MAX_ROUNDS = 10_000
+"""Most consume/start rounds of one advance (each round makes progress or ends it)."""
+
+
+@dataclass(frozen=True)
+class Advanced:
+    """What one advance did: the messages it sent, the runs to advance next."""
+
+    sent: int
+    follow: tuple[int, ...]
+    finished: bool
+
+
+def advance(database: Database, settings: Settings, workflow_id: int) -> Advanced:
+    """Advance run ``workflow_id`` and, after commit, send what it started; then advance
+    the runs it touched (a finished nested run's parent, canceled nested runs)."""
+    started = time.perf_counter()
+    result = _retrying(lambda: _advance(database, settings, workflow_id))
+    metrics.observe_workflow_advance(time.perf_counter() - started)
+    if result is None:
+        return Advanced(0, (), False)
+    dispatches, follow, finished = result
+    if finished:
+        hub.notify()
+    sent = dispatch.send(dispatches)
+    for other in follow:
+        advance(database, settings, other)
+    return Advanced(sent, follow, finished)
+
+
+def _retrying(attempt: Callable[[], _T]) -> _T:
+    for delay_s in (*DB_RETRY_DELAYS_S, None):
+        try:
+            return attempt()
+        except (OperationalError, InterfaceError) as exc:
+            if delay_s is None:
+                raise
+            log.warning("advancing a workflow: database error, retrying in %g s: %s", delay_s, exc)
+            time.sleep(delay_s)
+    raise AssertionError("unreachable")
+
+
+_LOCK = (
+    update(WorkflowRun)
+    .where(WorkflowRun.phase != RunPhase.DONE.value)
+    .values(version=WorkflowRun.version + 1)
+    .returning(WorkflowRun)
+)
+
+
+def _advance(
+    database: Database, settings: Settings, workflow_id: int
+) -> tuple[list[dispatch.Dispatch], tuple[int, ...], bool] | None:
+    with database.session_scope() as session:
+        run = session.scalars(
+            _LOCK.where(WorkflowRun.execution_id == workflow_id),
+            execution_options={"populate_existing": True},
+        ).first()
+        if run is None:
+            return None
+        parent = session.execute(
+            select(_E.parameters, _E.secrets, _E.status, _E.parent_id).where(_E.id == workflow_id)
+        ).one()
+        spec = stored(run.spec)
+        secrets = SecretBox.for_settings(settings).decrypt(parent.secrets) if parent.secrets else {}
+        now: datetime = session.execute(select(db_now())).scalar_one()
+        step = Pass(
+            session=session,
+            settings=settings,
+            run=run,
+            spec=spec,
+            now=now,
+            parameters={**parent.parameters, **secrets},
+            redact=Redactor(secrets),
+            tasks=TaskResults(session, workflow_id, tuple(spec.tasks)),
+        )
+        if parent.status == ExecutionStatus.CANCELING and run.phase == RunPhase.RUNNING:
+            ending.cancel(step, ExecutionStatus.CANCELED.value)
+        if run.deadline_at is not None and now >= run.deadline_at and run.ending is None:
+            ending.cancel(step, ExecutionStatus.TIMEOUT.value)
+        for _ in range(MAX_ROUNDS):
+            step.changed = False
+            _consume(step)
+            _start_ready(step)
+            if not step.changed:
+                break
+        finished = ending.finish_if_idle(step)
+        follow = list(step.woken)
+        if finished and parent.parent_id is not None:
+            follow.append(parent.parent_id)
+        return step.dispatches, tuple(follow), finished
+
+
+def _consume(step: Pass) -> None:
+    """Take in every ended child's outcome (once each), in the order they ended."""
+    for row in step.session.execute(children.unconsumed(step.workflow_id)).all():
+        ended = retries.Ended.from_row(row)
+        if not row.has_successor and retries.eligible_at(ended, step.settings) is not None:
+            continue  # a retry is owed and not recorded yet: the sweep's repair makes it
+        if not children.consume(step, row.id):
+            continue
+        step.changed = True
+        if row.has_successor:
+            continue  # its next attempt carries on
+        activation = step.session.get(WorkflowTask, row.wf_task_id)
+        if activation is None or activation.state != TaskState.RUNNING.value:
+            continue
+        activations.child_ended(step, activation, row)
+
+
+def _start_ready(step: Pass) -> None:
+    """Start the activations that are ready and due."""
+    if not step.may_start:
+        return
+    ready = step.session.scalars(
+        select(WorkflowTask)
+        .where(
+            WorkflowTask.workflow_id == step.workflow_id,
+            WorkflowTask.state == TaskState.READY.value,
+        )
+        .order_by(WorkflowTask.id)
+    ).all()
+    for activation in ready:
+        if activation.not_before is not None and activation.not_before > step.now:
+            continue
+        if step.may_start:
+            activations.launch(step, activation)

@@ -1,0 +1,39 @@
+"""A workflow action's file, read and validated when its pack is loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from attune.errors import DocumentError
+from attune.packs.documents import mapping_of
+from attune.packs.fields import Fields
+from attune.packs.fingerprint import PackFiles, read_bytes
+from attune.workflows.reader import read
+
+WORKFLOW_SUFFIXES = (".yaml", ".yml")
+"""What a workflow file's name ends with."""
+ACTION_ONLY_KEYS = ("retry", "concurrency")
+"""Policy keys a workflow action may not have (its tasks have ``retry``)."""
+
+
+def read_workflow_file(fields: Fields, path: Path, files: PackFiles) -> dict[str, Any] | None:
+    """The workflow an action of ``fields`` names, as read; None after recording problems."""
+    for key in ACTION_ONLY_KEYS:
+        if key in fields.document:
+            fields.problem(key, f"a workflow action takes no {key}: give its tasks one")
+    if not path.name.endswith(WORKFLOW_SUFFIXES):
+        fields.problem("entry_point", f"a workflow's file is YAML (.yaml), got {path.name!r}")
+        return None
+    try:
+        data = files.contents.get(path) or read_bytes(path)
+        document = mapping_of(data, str(path))
+    except DocumentError as error:
+        fields.problem("entry_point", str(error))
+        return None
+    before = len(fields.problems)
+    spec = read(path, document, fields.problems)
+    if spec is None or len(fields.problems) > before:
+        fields.failed = True
+        return None
+    return dict(spec.document)

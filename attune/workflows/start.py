@@ -1,0 +1,127 @@
+"""Starting a workflow run: the parent execution a worker claimed becomes a run.
+
+In one transaction the parent is let go by the worker that claimed it (``worker = NULL``: it
+runs on no worker, so no sweep abandons it), its ``vars`` are rendered, its ``workflow_run``
+row and its start tasks are recorded; then :func:`attune.workflows.engine.advance` starts them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from attune.errors import AttuneError
+from attune.executions.secretbox import SecretBox
+from attune.settings import Settings
+from attune.store.db import Database
+from attune.store.models import (
+    ACTION_TABLE,
+    EXECUTION_TABLE,
+    ExecutionStatus,
+    RunPhase,
+    WorkflowRun,
+)
+from attune.store.sqltypes import db_now
+from attune.workflows import activations, engine
+from attune.workflows.context import Redactor, TaskResults, json_size
+from attune.workflows.reader import stored
+from attune.workflows.spec import MAX_VARS_BYTES
+from attune.workflows.state import Pass
+
+_E = EXECUTION_TABLE.c
+_A = ACTION_TABLE.c
+
+
+def start(
+    database: Database, settings: Settings, execution_id: int, worker_name: str
+) -> ExecutionStatus:
+    """Turn claimed execution ``execution_id`` into a running workflow; the status it is in."""
+    with database.session_scope() as session:
+        parent = session.execute(
+            update(EXECUTION_TABLE)
+            .where(
+                _E.id == execution_id,
+                _E.status == ExecutionStatus.RUNNING.value,
+                _E.worker == worker_name,
+            )
+            .values(worker=None)
+            .returning(_E.action_ref, _E.parameters, _E.secrets, _E.parent_id)
+        ).first()
+        if parent is None:
+            return _status(session, execution_id)
+        document = session.scalar(select(_A.workflow).where(_A.ref == parent.action_ref))
+        depth = 1
+        if parent.parent_id is not None:
+            outer = session.get(WorkflowRun, parent.parent_id)
+            depth = 1 if outer is None else outer.depth + 1
+        now: datetime = session.execute(select(db_now())).scalar_one()
+        run = WorkflowRun(
+            execution_id=execution_id,
+            spec=document or {},
+            vars={},
+            phase=RunPhase.RUNNING.value,
+            errors=[],
+            depth=depth,
+            activations=0,
+            version=0,
+        )
+        session.add(run)
+        secrets = SecretBox.for_settings(settings).decrypt(parent.secrets) if parent.secrets else {}
+        try:
+            if document is None:
+                raise AttuneError(f"{parent.action_ref} is no longer a workflow; load its pack")
+            spec = stored(document)
+            step = Pass(
+                session=session,
+                settings=settings,
+                run=run,
+                spec=spec,
+                now=now,
+                parameters={**parent.parameters, **secrets},
+                redact=Redactor(secrets),
+                tasks=TaskResults(session, execution_id, tuple(spec.tasks)),
+            )
+            run.vars = _vars(step)
+        except AttuneError as problem:
+            run.phase = RunPhase.DONE.value
+            session.execute(
+                update(EXECUTION_TABLE)
+                .where(_E.id == execution_id)
+                .values(
+                    status=ExecutionStatus.FAILED.value,
+                    error=str(problem),
+                    result={"errors": [{"task": None, "error": str(problem)}]},
+                    finished_at=now,
+                )
+            )
+            return ExecutionStatus.FAILED
+        if spec.timeout_s is not None:
+            run.deadline_at = now + timedelta(seconds=spec.timeout_s)
+            run.wake_at = run.deadline_at
+        session.flush()
+        for name in spec.start:
+            activations.activate(step, name, None)
+    engine.advance(database, settings, execution_id)
+    return _status_of(database, execution_id)
+
+
+def _vars(step: Pass) -> dict[str, Any]:
+    """The run's ``vars``, rendered in order (each may use those before it)."""
+    rendered: dict[str, Any] = {}
+    for name, template in step.spec.vars:
+        step.run.vars = rendered
+        rendered = {**rendered, name: step.redact(template.render(step.context(), f"vars.{name}"))}
+    if json_size(rendered) > MAX_VARS_BYTES:
+        raise AttuneError(f"vars: over {MAX_VARS_BYTES} bytes as JSON")
+    return rendered
+
+
+def _status(session: Any, execution_id: int) -> ExecutionStatus:
+    return ExecutionStatus(session.scalar(select(_E.status).where(_E.id == execution_id)))
+
+
+def _status_of(database: Database, execution_id: int) -> ExecutionStatus:
+    with database.session_scope() as session:
+        return _status(session, execution_id)
