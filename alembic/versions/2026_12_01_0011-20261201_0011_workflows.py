@@ -55,6 +55,21 @@ def _runner_check(runners: Sequence[str]) -> None:
         op.execute(_SQLITE_SOURCE_EDITED)
 
 
+_ELIGIBLE = "'eligible_at', NEW.eligible_at"
+_WITH_PARENT = f"{_ELIGIBLE}, 'parent_id', NEW.parent_id"
+
+
+def _notified(old: str, new: str) -> None:
+    """On PostgreSQL, the finished record the execution_done trigger sends gains (or loses)
+    ``parent_id``: the function as defined now, with that one field edited."""
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    definition = op.get_bind().scalar(
+        sa.text("SELECT pg_get_functiondef('attune_execution_done'::regproc)")
+    )
+    op.execute(sa.text(str(definition).replace(old, new)))
+
+
 def upgrade() -> None:
     _runner_check((*_RUNNERS, "workflow"))
     op.add_column("execution", sa.Column("parent_id", _EXECUTION_ID, nullable=True))
@@ -64,6 +79,7 @@ def upgrade() -> None:
         "execution",
         sa.Column("wf_consumed", sa.Boolean(), server_default=sa.text("false"), nullable=False),
     )
+    _notified(_ELIGIBLE, _WITH_PARENT)
     op.create_index(
         "ix_execution_parent_id_id",
         "execution",
@@ -161,6 +177,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("workflow_task")
     op.drop_table("workflow_run")
+    _notified(_WITH_PARENT, _ELIGIBLE)
     op.drop_index("ix_execution_unconsumed", table_name="execution")
     op.drop_index("ix_execution_parent_id_id", table_name="execution")
     for column in ("wf_consumed", "wf_item", "wf_task_id", "parent_id"):

@@ -90,6 +90,8 @@ class ExecutionOut(ExecutionSummary):
     stderr_size: int
     stdout_truncated: bool
     stderr_truncated: bool
+    parent_id: int | None = None
+    """The workflow run this execution is a task attempt of."""
 
     @classmethod
     def of(cls, record: ExecutionRecord, requested_by: str | None) -> ExecutionOut:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
@@ -12,6 +13,7 @@ from attune.cli.tail import tail
 from attune.executions import chains, env_records, gates, retention
 from attune.store.models import ExecutionStatus
 from attune.worker.app import resources
+from attune.workflows.listing import tasks_of
 
 
 @click.group("executions")
@@ -65,18 +67,47 @@ def attempts(execution_id: int, as_json: bool) -> None:
 @executions.command("list")
 @click.option("--status", type=click.Choice([status.value for status in ExecutionStatus]))
 @click.option("--action", "action_ref", help="Only executions of this action ref.")
+@click.option("--parent", "parent_id", type=int, help="Only the task attempts of this workflow run.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print as a JSON array.")
-def list_(status: str | None, action_ref: str | None, limit: int, as_json: bool) -> None:
+def list_(
+    status: str | None, action_ref: str | None, parent_id: int | None, limit: int, as_json: bool
+) -> None:
     """List the newest executions first."""
     with resources.database.session_scope() as session:
         records = store.recent(
             session,
             status=None if status is None else ExecutionStatus(status),
             action_ref=action_ref,
+            parent_id=parent_id,
             limit=limit,
         )
     show_table(records, as_json=as_json)
+
+
+@executions.command("tasks")
+@click.argument("execution_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print as a JSON array.")
+def tasks(execution_id: int, as_json: bool) -> None:
+    """List the tasks of workflow run EXECUTION_ID: each attempt of each task activation."""
+    store.get(resources.database, execution_id)  # says so when there is no such execution
+    rows = tasks_of(resources.database, execution_id)
+    if as_json:
+        click.echo(json.dumps([row.to_json() for row in rows]))
+        return
+    if not rows:
+        click.echo(f"execution {execution_id} has no tasks (not a workflow, or not started)")
+        return
+    width = max(len(row.task) for row in rows)
+    click.echo(f"{'TASK':<{width}}  OCC  ITEM  TRY  {'STATUS':<10}  EXECUTION")
+    for row in rows:
+        item = "-" if row.item is None else str(row.item)
+        attempt = "-" if row.attempt is None else str(row.attempt)
+        child = "-" if row.execution_id is None else str(row.execution_id)
+        click.echo(
+            f"{row.task:<{width}}  {row.occurrence:>3}  {item:>4}  {attempt:>3}  "
+            f"{row.status:<10}  {child}"
+        )
 
 
 @executions.command("cancel")

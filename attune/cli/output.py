@@ -32,6 +32,8 @@ def show_record(
         click.echo(
             f"attempt: {record.try_label}  first: {record.first_attempt_id}  retry of: {retry_of}"
         )
+    if record.parent_id is not None:
+        click.echo(f"parent: {record.parent_id} (a task of that workflow run)")
     for note in notes:
         click.echo(note)
     if record.error:

@@ -8,7 +8,12 @@ from attune.errors import ExecutionNotFoundError, InvalidTransitionError
 from attune.executions import dispatch, records, releases
 from attune.executions.records import ExecutionRecord
 from attune.store.db import Database
-from attune.store.models import EXECUTION_TABLE, TERMINAL_STATUSES, ExecutionStatus
+from attune.store.models import (
+    EXECUTION_TABLE,
+    TERMINAL_STATUSES,
+    WORKFLOW_RUN_TABLE,
+    ExecutionStatus,
+)
 from attune.store.sqltypes import in_literals
 
 _E = EXECUTION_TABLE.c
@@ -22,6 +27,25 @@ _LIVE = (
     .where(_E.first_attempt_id == bindparam("first"), ~in_literals(_E.status, TERMINAL_STATUSES))
     .order_by(_E.attempt.desc())
 )
+
+
+_RUNS = select(_E.parent_id, WORKFLOW_RUN_TABLE.c.execution_id.label("run")).select_from(
+    EXECUTION_TABLE.outerjoin(WORKFLOW_RUN_TABLE, WORKFLOW_RUN_TABLE.c.execution_id == _E.id)
+).where(_E.id == bindparam("execution_id"))
+
+
+def _runs_to_advance(
+    database: Database, execution_id: int, status: ExecutionStatus
+) -> list[dispatch.Dispatch]:
+    """After a cancel: a workflow run cascades it, the run of a task canceled before it
+    started takes it in (a running task's run hears of it when the task ends)."""
+    advances = []
+    for row in database.run(_RUNS, {"execution_id": execution_id}):
+        if row.run is not None:
+            advances.append(dispatch.advance(row.run))
+        if row.parent_id is not None and status is ExecutionStatus.CANCELED:
+            advances.append(dispatch.advance(row.parent_id))
+    return advances
 
 
 def first_of(database: Database, execution_id: int) -> int:
@@ -62,5 +86,6 @@ def cancel(database: Database, execution_id: int) -> tuple[int, ExecutionStatus]
             continue
         if status is ExecutionStatus.CANCELED:  # it waited: a gate's queue moved up
             dispatch.send(releases.after_cancel(database, target))
+        dispatch.send(_runs_to_advance(database, target, status))
         return target, status
     return execution_id, records.request_cancel(database, execution_id)

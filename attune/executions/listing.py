@@ -44,6 +44,7 @@ class ExecutionFilter:
     requested_by: str | None = None
     requested_after: datetime | None = None
     requested_before: datetime | None = None
+    parent_id: int | None = None
 
     def fingerprint(self) -> str:
         """A short digest of the filter, so a cursor is not reused with other filters."""
@@ -60,6 +61,8 @@ def _filtered(query: Any, where: ExecutionFilter) -> Any:
         query = query.where(_E.action_ref.startswith(f"{where.pack}.", autoescape=True))
     if where.worker is not None:
         query = query.where(_E.worker == where.worker)
+    if where.parent_id is not None:
+        query = query.where(_E.parent_id == where.parent_id)
     if where.requested_by is not None:
         query = query.where(_E.requested_by == where.requested_by)
     if where.requested_after is not None:

@@ -44,6 +44,8 @@ class ExecutionRecord:
     first_attempt_id: int | None = None
     retry_of_id: int | None = None
     eligible_at: datetime | None = None
+    parent_id: int | None = None
+    """The workflow run this execution is a task attempt of (None outside a workflow)."""
 
     @property
     def try_label(self) -> str:
@@ -91,6 +93,7 @@ RECORD_COLUMNS = select(
     _E.first_attempt_id,
     _E.retry_of_id,
     _E.eligible_at,
+    _E.parent_id,
 )
 """The columns of an :class:`ExecutionRecord`, as one SELECT to narrow down."""
 # Hot-path statements are built once; each call only binds its values.
@@ -137,10 +140,13 @@ def recent(
     *,
     status: ExecutionStatus | None = None,
     action_ref: str | None = None,
+    parent_id: int | None = None,
     limit: int = 50,
 ) -> list[ExecutionRecord]:
-    """The newest executions first, optionally of one status and one action."""
+    """The newest executions first, optionally of one status, one action, one workflow run."""
     query = RECORD_COLUMNS.order_by(_E.id.desc()).limit(limit)
+    if parent_id is not None:
+        query = query.where(_E.parent_id == parent_id)
     if status is not None:
         query = query.where(_E.status == status)
     if action_ref is not None:

@@ -91,10 +91,16 @@ def _unreached(step: Pass, row: WorkflowTask) -> None:
 def _end_parent(step: Pass) -> None:
     run = step.run
     status, result, error = _verdict(step)
+    started_at = step.session.scalar(select(_E.started_at).where(_E.id == step.workflow_id))
+    duration_ms = None
+    if started_at is not None:
+        duration_ms = max(int((step.now - started_at).total_seconds() * 1000), 0)
     step.session.execute(
         update(EXECUTION_TABLE)
         .where(_E.id == step.workflow_id, in_literals(_E.status, _ENDABLE))
-        .values(status=status, result=result, error=error, finished_at=step.now)
+        .values(
+            status=status, result=result, error=error, finished_at=step.now, duration_ms=duration_ms
+        )
     )
     run.phase = RunPhase.DONE.value
     run.wake_at = None

@@ -152,12 +152,20 @@ def list_executions(
     requested_by: str | None = None,
     requested_after: Moment = None,
     requested_before: Moment = None,
+    parent: int | None = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> ExecutionPage:
     """Executions newest first; ``next_cursor`` continues with older ones."""
     where = listing.ExecutionFilter(
-        tuple(status or ()), action, pack, worker, requested_by, requested_after, requested_before
+        tuple(status or ()),
+        action,
+        pack,
+        worker,
+        requested_by,
+        requested_after,
+        requested_before,
+        parent,
     )
     fingerprint = where.fingerprint()
     with database.session_scope() as session:
