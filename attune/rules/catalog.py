@@ -1,4 +1,5 @@
-"""The loaded rules as their operators see them: find, list, enable, disable, enforcements."""
+"""The loaded rules as their operators see them: find, list, enable, disable, enforcements,
+and what each did lately (its last events with their verdicts)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
 from attune.errors import RuleNotFoundError
+from attune.rules.triggers import TIMER_TYPES
 from attune.rules.upsert import sync_timer
-from attune.store.models import ENFORCEMENT_TABLE, Rule, RuleTimer
+from attune.store.models import (
+    ENFORCEMENT_TABLE,
+    EXECUTION_TABLE,
+    TRIGGER_EVENT_TABLE,
+    Rule,
+    RuleTimer,
+)
 from attune.store.sqltypes import db_now
 
 _E = ENFORCEMENT_TABLE.c
+_T = TRIGGER_EVENT_TABLE.c
+_X = EXECUTION_TABLE.c
 
 
 @dataclass(frozen=True)
@@ -92,3 +102,47 @@ def recent_enforcements(
         {**row._asdict(), "created_at": row.created_at.isoformat()}
         for row in session.execute(query)
     ]
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One event a rule saw and its verdict: ``verdict`` is None for a tick that was missed
+    (nothing ran, the misfire policy said so), ``reason`` says why when nothing else ran."""
+
+    event_id: int
+    event_status: str
+    scheduled_at: datetime | None
+    received_at: datetime
+    verdict: str | None
+    reason: str
+    execution_id: int | None
+    execution_status: str | None
+
+
+_ACTIVITY = select(
+    _T.id.label("event_id"),
+    _T.status.label("event_status"),
+    _T.fire_time.label("scheduled_at"),
+    _T.received_at,
+    _E.status.label("verdict"),
+    _E.reason,
+    _E.execution_id,
+    _X.status.label("execution_status"),
+)
+
+
+def activity(session: Session, view: RuleView, limit: int = 5) -> list[Activity]:
+    """The last ``limit`` events of ``view``'s rule, newest first, each with its enforcement and
+    that one's execution: a timer's own ticks (missed ones too), else the events it enforced.
+    One indexed query either way."""
+    rule = view.rule
+    if rule.trigger_type in TIMER_TYPES:
+        joined = TRIGGER_EVENT_TABLE.outerjoin(
+            ENFORCEMENT_TABLE, and_(_E.event_id == _T.id, _E.rule_id == rule.id)
+        )
+        query = _ACTIVITY.where(_T.rule_id == rule.id).order_by(_T.fire_time.desc())
+    else:
+        joined = ENFORCEMENT_TABLE.join(TRIGGER_EVENT_TABLE, _T.id == _E.event_id)
+        query = _ACTIVITY.where(_E.rule_ref == rule.ref).order_by(_E.id.desc())
+    found = query.select_from(joined.outerjoin(EXECUTION_TABLE, _X.id == _E.execution_id))
+    return [Activity(**row._asdict()) for row in session.execute(found.limit(limit))]

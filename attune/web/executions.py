@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 
 from attune.api.deps import DatabaseDep, SettingsDep
 from attune.errors import ParameterError
-from attune.executions import listing, records
+from attune.executions import chains, listing, records
 from attune.executions.rerun import rerun_request
 from attune.store.models import ExecutionStatus
 from attune.web import forms
@@ -101,8 +101,9 @@ def executions_page(
 def execution_page(
     request: Request, execution_id: ExecutionId, viewer: ViewerDep, database: DatabaseDep
 ) -> HTMLResponse:
-    """One execution: timeline, masked parameters, result, error, output, and its buttons."""
+    """One execution: timeline, attempts, masked parameters, result, error, output, buttons."""
     record = records.get(database, execution_id)
+    chain = chains.attempts(database, execution_id) if record.max_attempts > 1 else []
     with database.session_scope() as session:
         requested_by = listing.requester(session, execution_id)
     result = None if record.result is None else json.dumps(record.result, indent=2, default=str)
@@ -111,6 +112,7 @@ def execution_page(
         viewer,
         "execution.html",
         record=record,
+        chain=chain,
         requested_by=requested_by,
         result=None if result is None else result[:RESULT_SHOWN_CHARS],
         result_cut=result is not None and len(result) > RESULT_SHOWN_CHARS,

@@ -10,6 +10,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from attune.rules.triggers import TIMER_TYPES
 from attune.store.models import ExecutionStatus
 from attune.web.viewer import CSRF_FIELD, Viewer
 
@@ -38,7 +39,9 @@ templates = Jinja2Templates(directory=HERE / "templates")
 """The page templates (autoescaped)."""
 templates.env.filters.update(moment=_moment, duration=_duration, age=_age)
 templates.env.globals.update(
-    CSRF_FIELD=CSRF_FIELD, STATUSES=[status.value for status in ExecutionStatus]
+    CSRF_FIELD=CSRF_FIELD,
+    STATUSES=[status.value for status in ExecutionStatus],
+    TIMER_TYPES=TIMER_TYPES,
 )
 
 

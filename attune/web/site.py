@@ -17,14 +17,14 @@ from starlette.exceptions import HTTPException
 
 from attune.api.routes import PREFIX
 from attune.errors import AttuneError
-from attune.web import actions, executions, login, workers
+from attune.web import actions, executions, login, rules, workers
 from attune.web.pages import HERE, render
 
 
 def install(app: FastAPI) -> None:
     """Add the pages and assets to ``app`` (after its API routes), and HTML error pages."""
     app.state.anonymous_csrf = secrets.token_urlsafe(32)
-    for module in (login, executions, workers, actions):
+    for module in (login, executions, workers, actions, rules):
         app.include_router(module.router, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for kind in (HTTPException, AttuneError, RequestValidationError):

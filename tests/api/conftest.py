@@ -17,7 +17,7 @@ from attune.api import create_app
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.worker.app import resources
-from tests.cluster import BIN, embedded_environment
+from tests.cluster import BIN, attune_cli, embedded_environment
 from tests.processes import free_port, wait_until
 
 LOOPBACK = "http://127.0.0.1"
@@ -90,6 +90,16 @@ def serve(env: Mapping[str, str], workdir: Path, *args: str) -> Server:
 
     wait_until(answers, 60, "attune serve to answer")
     return server
+
+
+def scoped_keys(env: Mapping[str, str]) -> dict[str, str]:
+    """Keys made with ``attune apikey create``: ``deployer`` (operate), ``dashboard`` (read)."""
+    tokens = {}
+    for name, scope in (("deployer", "operate"), ("dashboard", "read")):
+        created = attune_cli(env, "apikey", "create", name, "--scope", scope)
+        assert created.returncode == 0, created.stderr
+        tokens[name] = created.stdout.strip()
+    return tokens
 
 
 @pytest.fixture

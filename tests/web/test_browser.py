@@ -1,128 +1,26 @@
 """The web UI in Debian's Chromium (Python Playwright, never ``playwright install``), against a
-real ``attune serve`` on PostgreSQL + Redis with real Celery workers. One browser per module;
-each test has its own context (cookies) and saves a PNG of its page under its tmp dir.
+real ``attune serve`` on PostgreSQL + Redis with real Celery workers. One browser and one server
+per module (fixtures in conftest.py); each test has its own context (cookies) and saves a PNG of
+its page under its tmp dir.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-from tests.api.conftest import Server, serve
-from tests.cluster import Cluster, attune_cli, cluster
-from tests.conftest import clear
+from tests.cluster import attune_cli
+from tests.pack_builder import rule, write_yaml
+from tests.processes import wait_until
+from tests.web.browsing import WAIT_MS, Site, run_from_form, sign_in, status_badge
 
 pytestmark = pytest.mark.slow
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-WAIT_MS = 30_000
-
-
-@dataclass
-class Site:
-    """The served UI, the deployment behind it, and a key of each scope."""
-
-    server: Server
-    deployment: Cluster
-    tokens: dict[str, str]
-    streams: bool  # the API's event streams exist (GET /api/v1/stream is not a 404)
-
-
-@pytest.fixture(scope="module")
-def site(
-    postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Site]:
-    workdir = tmp_path_factory.mktemp("web")
-    with cluster(postgres_url, redis_url, workdir) as deployment:
-        deployment.start_worker("w-web", ["shell"])
-        env = deployment.fleet.environment()
-        tokens = {}
-        for name, scope in (("deployer", "operate"), ("dashboard", "read")):
-            created = attune_cli(env, "apikey", "create", name, "--scope", scope)
-            assert created.returncode == 0, created.stderr
-            tokens[name] = created.stdout.strip()
-        server = serve(env, workdir)
-        with httpx.stream(  # only the status: a stream, once there, never ends
-            "GET",
-            f"{server.base_url}/api/v1/stream",
-            headers={"Authorization": f"Bearer {tokens['dashboard']}"},
-            timeout=5,
-        ) as probe:
-            streams = probe.status_code != 404
-        try:
-            yield Site(server, deployment, tokens, streams=streams)
-        finally:
-            server.stop()
-            deployment.stop_all()
-            clear(deployment.database)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if shutil.which(CHROMIUM) is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing (apt-get install -y chromium chromium-driver)")
-        pytest.skip(f"{CHROMIUM} is missing")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def open_page(browser: Browser, site: Site, tmp_path: Path) -> Iterator[Page]:
-    """A fresh browser context's page on the site; a screenshot of it is saved at the end."""
-    context = browser.new_context(base_url=site.server.base_url)
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    try:
-        yield page
-    finally:
-        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
-        assert (tmp_path / "page.png").stat().st_size > 0
-        context.close()
-
-
-def sign_in(page: Page, site: Site, who: str) -> None:
-    """Sign in through the login form with ``who``'s key."""
-    page.goto("/login")
-    page.get_by_label("API key").fill(site.tokens[who])
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/executions")
-
-
-def run_from_form(page: Page, ref: str, **fields: str) -> int:
-    """Fill ``ref``'s run form, submit it; the new execution's id (its page is open)."""
-    page.goto(f"/actions/{ref}")
-    for name, value in fields.items():
-        page.locator(f"#p-{name}").fill(value)
-    page.get_by_role("button", name="Run", exact=True).click()
-    page.wait_for_url(re.compile(r"/executions/\d+$"))
-    return int(page.url.rsplit("/", 1)[1])
-
-
-def status_badge(page: Page) -> Locator:
-    """The status badge in an execution page's heading."""
-    return page.locator("h1 .badge")
 
 
 def test_run_from_its_form_and_land_on_its_page(open_page: Page, site: Site) -> None:
@@ -291,3 +189,85 @@ def test_live_rows_and_output_follow_the_streams(open_page: Page, site: Site) ->
     expect(status_badge(open_page)).not_to_have_text("succeeded")
     expect(status_badge(open_page)).to_have_text("succeeded", timeout=WAIT_MS)
     expect(open_page.locator("#stdout")).to_have_text("first\nsecond\n")
+
+
+def test_the_attempts_chain_links_each_retry(open_page: Page, site: Site, tmp_path: Path) -> None:
+    # Given policies.flaky (retried on failed, 3 attempts) failing on its first run only
+    marker = tmp_path / "tried"
+    command = f"[ -e {marker} ] || {{ touch {marker}; exit 1; }}; echo second try"
+    sign_in(open_page, site, "deployer")
+    first = run_from_form(open_page, "policies.flaky", cmd=command)
+    expect(status_badge(open_page)).to_have_text("failed", timeout=WAIT_MS)
+    # Then its page, once terminal, lists both attempts, the second a retry of the first
+    rows = open_page.locator("#attempts tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0).locator(".c-attempt")).to_have_text("1/3")
+    expect(rows.nth(0).locator(".c-status")).to_have_text("failed")
+    expect(rows.nth(0).locator('[aria-current="page"]')).to_have_text(str(first))
+    expect(rows.nth(1).locator(".c-attempt")).to_have_text("2/3")
+    expect(rows.nth(1).locator(".c-retry-of")).to_have_text(str(first))
+    # When the second attempt is followed from the chain
+    rows.nth(1).locator("td").nth(1).get_by_role("link").click()
+    open_page.wait_for_url(re.compile(r"/executions/\d+$"))
+    second = int(open_page.url.rsplit("/", 1)[1])
+    assert second != first
+    expect(status_badge(open_page)).to_have_text("succeeded", timeout=WAIT_MS)
+    expect(open_page.locator("#stdout")).to_have_text("second try\n")
+    expect(open_page.locator("#attempt")).to_have_text(f"2/3, retry of {first}")
+    expect(rows).to_have_count(2)  # it succeeded: no third attempt
+    expect(rows.nth(1).locator(".c-status")).to_have_text("succeeded")
+    # And its "retry of" link leads back to the first attempt
+    open_page.locator("#attempt").get_by_role("link", name=str(first)).click()
+    open_page.wait_for_url(f"**/executions/{first}")
+    expect(open_page.locator("#attempts [aria-current=page]")).to_have_text(str(first))
+
+
+def test_rules_show_their_next_tick_last_events_and_why_nothing_ran(
+    open_page: Page, site: Site, tmp_path: Path
+) -> None:
+    # Given two 1 s timer rules, one echoing its tick, one whose criteria never hold
+    env = site.deployment.fleet.environment()
+    rules_dir = Path(env["ATTUNE_PACKS_DIR"]) / "testing" / "rules"
+    rules_dir.mkdir(exist_ok=True)
+    every_second = {"type": "core.intervaltimer", "params": {"interval": 1}}
+    echo = {"ref": "core.echo", "parameters": {"message": "tick {{ event.scheduled_at }}"}}
+    never = {"trigger.lag_ms": {"op": "lt", "value": -1}}
+    for name, changes in (
+        ("tick", {"action": echo}),
+        ("quiet", {"criteria": never, "action": {"ref": "core.noop"}}),
+    ):
+        document = rule(f"testing.{name}", description=name, trigger=every_second, **changes)
+        write_yaml(rules_dir / f"{name}.yaml", document)
+    loaded = attune_cli(env, "packs", "load")
+    assert loaded.returncode == 0, loaded.stderr
+    # When a real beat runs their timers (its sweep put off: the worker tests want none)
+    beat = site.deployment.fleet.beat(env={"ATTUNE_SWEEP_INTERVAL_S": "3600"})
+    try:
+        sign_in(open_page, site, "dashboard")
+        open_page.get_by_role("link", name="Rules", exact=True).click()
+        tick = open_page.locator('section[data-rule="testing.tick"]')
+        quiet = open_page.locator('section[data-rule="testing.quiet"]')
+
+        def shown() -> bool:
+            open_page.reload()
+            ran = tick.locator(".c-execution .s-succeeded").count() > 0
+            return ran and quiet.locator(".v-no_match").count() > 0
+
+        wait_until(shown, 60, "a tick to run its echo and another to match nothing", 0.5)
+    finally:
+        beat.kill()
+    # Then each rule shows its trigger, its next tick (after the last one shown) and verdicts
+    expect(tick.locator(".c-trigger")).to_contain_text('core.intervaltimer {"interval": 1}')
+    next_at = datetime.fromisoformat(str(tick.locator(".c-next time").get_attribute("datetime")))
+    last_at = tick.locator("tbody tr").first.locator(".c-scheduled time").get_attribute("datetime")
+    assert next_at.microsecond == 0
+    assert next_at >= datetime.fromisoformat(str(last_at))
+    expect(quiet.locator(".c-reason").first).to_have_text("trigger.lag_ms lt: no match")
+    expect(quiet.locator(".c-execution").first).to_be_empty()
+    disabled = open_page.locator('section[data-rule="examples.every_minute"] .c-next')
+    expect(disabled).to_have_text("— (disabled)")
+    open_page.screenshot(path=str(tmp_path / "rules.png"), full_page=True)
+    # And a scheduled verdict links to the execution it started
+    tick.locator(".c-execution .s-succeeded").first.locator("xpath=..").get_by_role("link").click()
+    expect(status_badge(open_page)).to_have_text("succeeded")
+    expect(open_page.locator("#stdout")).to_contain_text("tick ")

@@ -80,6 +80,9 @@ def test_pages_list_actions_and_page_by_cursor(
     for _ in range(3):
         embedded.post("/actions/core.noop", data={"csrf_token": csrf})
     assert "No worker has registered" in embedded.get("/workers").text  # the embedded one is not
+    rules = embedded.get("/rules").text
+    assert re.search(r'data-rule="examples.every_minute".*?— \(disabled\)', rules, re.DOTALL)
+    assert "No event yet." in rules
     first = embedded.get("/executions").text
     assert first.count('<tr data-id="') == 3
     assert 'rel="next"' not in first
