@@ -9,12 +9,13 @@ help:  ## list the targets
 
 DEMO := ATTUNE_DATABASE_URL=sqlite:///attune.db ATTUNE_BROKER_URL=memory:// ATTUNE_PACKS_DIR=packs
 
-demo: $(VENV)/.installed  ## the main job on the embedded default: SQLite, an in-process worker, three actions
+demo: $(VENV)/.installed  ## the main job on the embedded default: SQLite, an in-process worker, three actions and a workflow
 	$(DEMO) $(VENV)/bin/alembic upgrade head
 	$(DEMO) $(VENV)/bin/attune packs load
 	$(DEMO) $(VENV)/bin/attune run core.echo message="Hello from attune"
 	$(DEMO) $(VENV)/bin/attune run examples.list_example count=3
 	$(DEMO) $(VENV)/bin/attune run examples.text_stats text="the cat saw the other cat"
+	$(DEMO) $(VENV)/bin/attune run examples.release version=1.0
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV) && $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q -e '.[dev]' && touch $@

@@ -25,6 +25,7 @@ from attune.worker.beat import (
     Scheduler,
     beat_passes,
 )
+from attune.workflows.reconcile import RECONCILE_INTERVAL_S
 from tests.rows import add_execution, execution_row, worker_status
 
 
@@ -153,10 +154,12 @@ def test_the_passes_are_the_sweep_the_timers_and_with_retention_the_purge(
     retained = beat_passes(sqlite_database, Settings(sweep_interval_s=7, retention_days=30))
 
     timers = ("timers", TIMER_INTERVAL_S)
-    assert [(p.name, p.interval_s) for p in plain] == [("sweep", 7), timers]
+    workflows = ("workflows", RECONCILE_INTERVAL_S)
+    assert [(p.name, p.interval_s) for p in plain] == [("sweep", 7), timers, workflows]
     assert [(p.name, p.interval_s) for p in retained] == [
         ("sweep", 7),
         timers,
+        workflows,
         ("purge", PURGE_INTERVAL_S),
     ]
 

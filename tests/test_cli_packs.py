@@ -35,12 +35,12 @@ def test_packs_load_prints_the_counts_per_pack(database: Database) -> None:
     assert first.exit_code == 0, first.output
     assert first.stdout.splitlines() == [
         "core: 5 created, 0 updated, 0 unchanged, 0 removed (pack created)",
-        "examples: 5 created, 0 updated, 0 unchanged, 0 removed (pack created);"
+        "examples: 7 created, 0 updated, 0 unchanged, 0 removed (pack created);"
         " rules: 2 created, 0 updated, 0 unchanged, 0 removed",
     ]
     assert second.stdout.splitlines() == [
         "core: 0 created, 0 updated, 5 unchanged, 0 removed (pack unchanged)",
-        "examples: 0 created, 0 updated, 5 unchanged, 0 removed (pack unchanged);"
+        "examples: 0 created, 0 updated, 7 unchanged, 0 removed (pack unchanged);"
         " rules: 0 created, 0 updated, 2 unchanged, 0 removed",
     ]
 
@@ -80,7 +80,7 @@ def test_actions_list_shows_every_action_and_filters_by_pack(database: Database)
     assert everything.exit_code == 0
     refs = [line.split()[0] for line in everything.stdout.splitlines()]
     assert refs == sorted(refs)
-    assert len(refs) == 10
+    assert len(refs) == 12
     assert "core.echo" in refs
     rows = json.loads(examples.stdout)
     assert [row["ref"] for row in rows][:2] == ["examples.dotenv_file", "examples.list_example"]
@@ -172,7 +172,7 @@ def test_make_load_packs_on_a_fresh_sqlite_database(tmp_path: Path) -> None:
     one = make("load-pack", "PACK=examples")
 
     assert first.returncode == 0, first.stderr
-    assert "examples: 5 created, 0 updated, 0 unchanged, 0 removed (pack created)" in first.stdout
+    assert "examples: 7 created, 0 updated, 0 unchanged, 0 removed (pack created)" in first.stdout
     assert "core: 0 created, 0 updated, 5 unchanged, 0 removed (pack unchanged)" in second.stdout
-    assert "examples: 0 created, 0 updated, 5 unchanged" in one.stdout
+    assert "examples: 0 created, 0 updated, 7 unchanged" in one.stdout
     assert "core:" not in one.stdout

@@ -175,7 +175,7 @@ CASES: dict[str, tuple[Breaker, str, str]] = {
     "action-runner-unknown": (
         hello(runner_type="perl"),
         HELLO,
-        "runner_type: 'perl' is not one of shell, python, native",
+        "runner_type: 'perl' is not one of shell, python, native, workflow",
     ),
     "action-runner-missing": (without("runner_type"), HELLO, "runner_type: missing (required)"),
     "entry-point-missing-key": (without("entry_point"), HELLO, "entry_point: missing (required)"),

@@ -29,7 +29,7 @@ def test_the_shipped_packs_load(database: Database) -> None:
     result = load_packs(database, SHIPPED)
 
     assert result.ok, result.errors
-    assert {report.ref: report.created for report in result.reports} == {"core": 5, "examples": 5}
+    assert {report.ref: report.created for report in result.reports} == {"core": 5, "examples": 7}
     rows = actions_by_ref(database)
     assert {"core.echo", "core.noop", "core.sleep", "core.local", "core.http_request"} < set(rows)
     listed = rows["examples.list_example"]
@@ -284,7 +284,7 @@ def test_find_actions_and_find_action(database: Database) -> None:
 
     assert core == sorted(core)
     assert len(core) == 5
-    assert len(everything) == 10
+    assert len(everything) == 12
     assert echo.parameter_format == "dotenv"
 
 

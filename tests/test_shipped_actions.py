@@ -304,6 +304,7 @@ def test_examples_dotenv_file_reads_its_parameter_file(tmp_path: Path) -> None:
 def test_every_shipped_action_has_a_test_that_runs_it() -> None:
     source = Path(__file__).read_text()
 
+    processes = {ref for ref, action in ACTIONS.items() if action.runner_type != "workflow"}
     assert {
-        ref for ref in ACTIONS if f'run(\n        "{ref}"' in source or f'run("{ref}"' in source
-    } == set(ACTIONS)
+        ref for ref in processes if f'run(\n        "{ref}"' in source or f'run("{ref}"' in source
+    } == processes  # the workflows run in tests/test_example_workflows.py

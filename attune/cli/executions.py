@@ -67,7 +67,9 @@ def attempts(execution_id: int, as_json: bool) -> None:
 @executions.command("list")
 @click.option("--status", type=click.Choice([status.value for status in ExecutionStatus]))
 @click.option("--action", "action_ref", help="Only executions of this action ref.")
-@click.option("--parent", "parent_id", type=int, help="Only the task attempts of this workflow run.")
+@click.option(
+    "--parent", "parent_id", type=int, help="Only the task attempts of this workflow run."
+)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print as a JSON array.")
 def list_(

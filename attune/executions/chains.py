@@ -29,9 +29,13 @@ _LIVE = (
 )
 
 
-_RUNS = select(_E.parent_id, WORKFLOW_RUN_TABLE.c.execution_id.label("run")).select_from(
-    EXECUTION_TABLE.outerjoin(WORKFLOW_RUN_TABLE, WORKFLOW_RUN_TABLE.c.execution_id == _E.id)
-).where(_E.id == bindparam("execution_id"))
+_RUNS = (
+    select(_E.parent_id, WORKFLOW_RUN_TABLE.c.execution_id.label("run"))
+    .select_from(
+        EXECUTION_TABLE.outerjoin(WORKFLOW_RUN_TABLE, WORKFLOW_RUN_TABLE.c.execution_id == _E.id)
+    )
+    .where(_E.id == bindparam("execution_id"))
+)
 
 
 def _runs_to_advance(

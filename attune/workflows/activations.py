@@ -23,6 +23,7 @@ from attune.workflows.spec import (
     MAX_VARS_BYTES,
     NOOP,
     TaskSpec,
+    Transition,
 )
 from attune.workflows.state import Pass
 
@@ -55,7 +56,9 @@ def activate(step: Pass, name: str, source: str | None) -> None:
         .select_from(WorkflowTask)
         .where(WorkflowTask.workflow_id == step.workflow_id, WorkflowTask.task == name)
     )
-    if (made is not None and made >= MAX_TASK_ACTIVATIONS) or step.run.activations >= MAX_ACTIVATIONS:
+    if (
+        made is not None and made >= MAX_TASK_ACTIVATIONS
+    ) or step.run.activations >= MAX_ACTIVATIONS:
         limit = f"{MAX_TASK_ACTIVATIONS} of one task" if made else f"{MAX_ACTIVATIONS} in a run"
         step.record_error(name, f"not started again: at most {limit} activations")
         step.stop()
@@ -96,11 +99,7 @@ def launch(step: Pass, activation: WorkflowTask) -> None:
             _evaluation_failed(step, activation, str(error))
         return
     try:
-        items = task.fan_out.items.render(step.context(), f"{task.field}.with.items")
-        if not isinstance(items, list | tuple):
-            raise AttuneError(f"{task.field}.with.items: gave {type(items).__name__}, not a list")
-        if len(items) > MAX_ITEMS:
-            raise AttuneError(f"{task.field}.with.items: {len(items)} items (limit {MAX_ITEMS})")
+        items = _items(step, task)
     except AttuneError as error:
         _evaluation_failed(step, activation, str(error))
         return
@@ -110,10 +109,22 @@ def launch(step: Pass, activation: WorkflowTask) -> None:
         end(step, activation, ExecutionStatus.SUCCEEDED.value, [], None)
 
 
+def _items(step: Pass, task: TaskSpec) -> list[Any]:
+    """A fan-out's items, rendered: a list of at most :data:`MAX_ITEMS`."""
+    assert task.fan_out is not None
+    items = task.fan_out.items.render(step.context(), f"{task.field}.with.items")
+    if not isinstance(items, list | tuple):
+        raise AttuneError(f"{task.field}.with.items: gave {type(items).__name__}, not a list")
+    if len(items) > MAX_ITEMS:
+        raise AttuneError(f"{task.field}.with.items: {len(items)} items (limit {MAX_ITEMS})")
+    return list(items)
+
+
 def refill(step: Pass, activation: WorkflowTask) -> None:
     """Start a fan-out's next items, up to its concurrency, unless it or the run stopped."""
     task = step.spec.tasks[activation.task]
-    assert task.fan_out is not None and activation.items is not None
+    assert task.fan_out is not None
+    assert activation.items is not None
     while (
         activation.in_flight < task.fan_out.concurrency
         and activation.next_item < len(activation.items)
@@ -207,15 +218,7 @@ def end(
                 context, f"{transition.field}.when"
             ):
                 continue
-            published = dict(step.run.vars)
-            for name, template in transition.publish:
-                published[name] = step.redact(
-                    template.render(context, f"{transition.field}.publish.{name}")
-                )
-            if json_size(published) > MAX_VARS_BYTES:
-                raise AttuneError(f"{transition.field}.publish: vars over {MAX_VARS_BYTES} bytes")
-            step.run.vars = published
-            context["vars"] = published
+            _publish(step, transition, context)
             for target in transition.do:
                 failing = failing or target == FAIL
                 handled = handled or target != FAIL
@@ -230,6 +233,18 @@ def end(
         _failure(step, activation, status, result, error)
     if not handled:
         step.stop()
+
+
+def _publish(step: Pass, transition: Transition, context: dict[str, Any]) -> None:
+    """Render a matching transition's ``publish`` into the run's ``vars``."""
+    published = dict(step.run.vars)
+    for name, template in transition.publish:
+        field = f"{transition.field}.publish.{name}"
+        published[name] = step.redact(template.render(context, field))
+    if json_size(published) > MAX_VARS_BYTES:
+        raise AttuneError(f"{transition.field}.publish: vars over {MAX_VARS_BYTES} bytes")
+    step.run.vars = published
+    context["vars"] = published
 
 
 def _failure(

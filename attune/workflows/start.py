@@ -27,7 +27,7 @@ from attune.store.sqltypes import db_now
 from attune.workflows import activations, engine
 from attune.workflows.context import Redactor, TaskResults, json_size
 from attune.workflows.reader import stored
-from attune.workflows.spec import MAX_VARS_BYTES
+from attune.workflows.spec import MAX_VARS_BYTES, WorkflowSpec
 from attune.workflows.state import Pass
 
 _E = EXECUTION_TABLE.c
@@ -70,9 +70,7 @@ def start(
         session.add(run)
         secrets = SecretBox.for_settings(settings).decrypt(parent.secrets) if parent.secrets else {}
         try:
-            if document is None:
-                raise AttuneError(f"{parent.action_ref} is no longer a workflow; load its pack")
-            spec = stored(document)
+            spec = _spec_of(parent.action_ref, document)
             step = Pass(
                 session=session,
                 settings=settings,
@@ -105,6 +103,12 @@ def start(
             activations.activate(step, name, None)
     engine.advance(database, settings, execution_id)
     return _status_of(database, execution_id)
+
+
+def _spec_of(action_ref: str, document: dict[str, Any] | None) -> WorkflowSpec:
+    if document is None:
+        raise AttuneError(f"{action_ref} is no longer a workflow; load its pack")
+    return stored(document)
 
 
 def _vars(step: Pass) -> dict[str, Any]:
