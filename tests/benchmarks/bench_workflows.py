@@ -1,0 +1,220 @@
+"""Benchmark: workflows against the plain executions they are made of, side by side in one run.
+
+On PostgreSQL + Redis, two workers ``-c 4`` serving shell and workflow, an echo action
+``bench.plain`` and two workflows of it:
+- a 20-task sequence (``bench.seq20``): its wall time vs 20 ``execute(...).wait()`` round trips of
+  ``bench.plain``, interleaved (goal: median ratio <= 1.25);
+- a fan-out of 1,000 items at concurrency 50 (``bench.fan``): its throughput vs draining 1,000
+  plain executions on the same workers, each from the first request to the last end
+  (goal: ratio >= 0.8);
+- the workers' advance time per item (``attune_workflow_advance_seconds``, scraped from each
+  worker's metrics port) at 1,000 items vs at 10 (goal: ratio <= 1.2).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # run as a script: make `tests` importable
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432"
+BROKER_URL = "redis://127.0.0.1:6379/12"
+ROUNDS = int(os.environ.get("BENCH_WORKFLOW_ROUNDS", "10"))
+ITEMS = int(os.environ.get("BENCH_WORKFLOW_ITEMS", "1000"))
+NODES = ("bench-w1@localhost", "bench-w2@localhost")
+METRICS_PORTS = (19411, 19412)
+
+
+def _workers(env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+    celery = str(Path(sys.executable).with_name("celery"))
+    log_level = os.environ.get("BENCH_LOG", "warning")
+    common = ["-c", "4", "--without-mingle", "--without-gossip", "-l", log_level]
+    return [
+        subprocess.Popen(
+            [celery, "-A", "attune", "worker", "-n", node, *common],
+            cwd=ROOT,
+            env={
+                **env,
+                "ATTUNE_WORKER_NAME": node.partition("@")[0],
+                "ATTUNE_METRICS_PORT": str(port),
+            },
+        )
+        for node, port in zip(NODES, METRICS_PORTS, strict=True)
+    ]
+
+
+def _until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"benchmark: {what} did not happen within {timeout_s} s")
+        time.sleep(0.05)
+
+
+def _pack(packs_dir: Path) -> None:
+    from tests.pack_builder import action, write_pack, write_yaml
+
+    plain = action("bench.plain", entry_point="plain.sh", parameters={})
+    workflow = {"runner_type": "workflow", "parameters": {"count": {"type": "integer"}}}
+    pack = write_pack(
+        packs_dir,
+        "bench",
+        {
+            "plain": plain,
+            "seq20": {**plain, **workflow, "ref": "bench.seq20", "entry_point": "flows/seq.yaml"},
+            "fan": {**plain, **workflow, "ref": "bench.fan", "entry_point": "flows/fan.yaml"},
+        },
+    )
+    flows = pack / "actions" / "flows"
+    flows.mkdir()
+    names = [f"t{n:02d}" for n in range(1, 21)]
+    steps = [
+        {"name": name, "action": "bench.plain", "next": [{"do": [after]}]}
+        for name, after in itertools.pairwise(names)
+    ]
+    write_yaml(
+        flows / "seq.yaml",
+        {"version": 1, "tasks": [*steps, {"name": names[-1], "action": "bench.plain"}]},
+    )
+    fan_out = {"items": "{{ range(input.count) | list }}", "concurrency": 50}
+    write_yaml(
+        flows / "fan.yaml",
+        {"version": 1, "tasks": [{"name": "each", "action": "bench.plain", "with": fan_out}]},
+    )
+
+
+def main() -> None:
+    """Run each comparison and print medians, rates and ratios."""
+    import redis
+    from sqlalchemy import create_engine, text
+
+    name = f"attune_bench_workflows_{os.getpid()}"
+    admin = create_engine(f"{PG_ADMIN}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    redis.Redis.from_url(BROKER_URL).flushdb()
+    packs_dir = Path(tempfile.mkdtemp(prefix="attune-bench-"))
+    _pack(packs_dir)
+    env = {
+        **os.environ,
+        "ATTUNE_DATABASE_URL": f"{PG_ADMIN}/{name}",
+        "ATTUNE_BROKER_URL": BROKER_URL,
+        "ATTUNE_PACKS_DIR": str(packs_dir),
+    }
+    os.environ.update(env)
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        bin_dir = Path(sys.executable).parent
+        subprocess.run([bin_dir / "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True)
+        subprocess.run([bin_dir / "attune", "packs", "load"], cwd=ROOT, env=env, check=True)
+        workers = _workers(env)
+        _measure()
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(60)
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _measure() -> None:
+    import attune
+    from attune.errors import AttuneError
+
+    def ready() -> bool:
+        try:
+            return attune.execute("bench.fan", {"count": 2}).wait(10).succeeded
+        except AttuneError:
+            return False
+
+    _until(ready, 90, "the workers registering")
+    for _ in range(10):
+        attune.execute("bench.plain").wait(10)
+    sequence, trips = [], []
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        record = attune.execute("bench.seq20").wait(120)
+        sequence.append(time.perf_counter() - start)
+        assert record.succeeded, record
+        start = time.perf_counter()
+        for _ in range(20):
+            assert attune.execute("bench.plain").wait(10).succeeded
+        trips.append(time.perf_counter() - start)
+    ours, theirs = statistics.median(sequence), statistics.median(trips)
+    print(
+        f"20-task sequence (median of {ROUNDS}, interleaved): {ours * 1e3:.0f} ms; "
+        f"20 round trips {theirs * 1e3:.0f} ms; ratio {ours / theirs:.2f} (goal <= 1.25)"
+    )
+    small = _advance_per_item(10)
+    fan_s, large = _fan_out(ITEMS)
+    drain_s = _drain(ITEMS)
+    print(
+        f"fan-out of {ITEMS} at concurrency 50: {ITEMS / fan_s:.0f}/s; plain drain of {ITEMS}: "
+        f"{ITEMS / drain_s:.0f}/s; ratio {drain_s / fan_s:.2f} (goal >= 0.8)"
+    )
+    print(
+        f"advance time per item: {large * 1e3:.2f} ms at {ITEMS} items, {small * 1e3:.2f} ms "
+        f"at 10; ratio {large / small:.2f} (goal <= 1.2)"
+    )
+
+
+def _advance_totals() -> tuple[float, float]:
+    """The workers' summed advance seconds and advance count."""
+    total, count = 0.0, 0.0
+    for port in METRICS_PORTS:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            page = reply.read().decode()
+        for name, value in re.findall(
+            r"^attune_workflow_advance_seconds_(sum|count) (\S+)$", page, re.M
+        ):
+            if name == "sum":
+                total += float(value)
+            else:
+                count += float(value)
+    return total, count
+
+
+def _fan_out(items: int) -> tuple[float, float]:
+    """Wall time of a fan-out of ``items``, and the advance seconds it cost per item."""
+    import attune
+
+    before, _ = _advance_totals()
+    start = time.perf_counter()
+    record = attune.execute("bench.fan", {"count": items}).wait(600)
+    elapsed = time.perf_counter() - start
+    assert record.succeeded, record
+    time.sleep(0.5)  # the last advances' observations reach the metrics files
+    after, _ = _advance_totals()
+    return elapsed, (after - before) / items
+
+
+def _advance_per_item(items: int, rounds: int = 10) -> float:
+    """Median advance seconds per item of ``rounds`` fan-outs of ``items``."""
+    return statistics.median(_fan_out(items)[1] for _ in range(rounds))
+
+
+def _drain(count: int) -> float:
+    """Seconds from the first of ``count`` plain requests to the last one's end."""
+    import attune
+
+    start = time.perf_counter()
+    handles = [attune.execute("bench.plain") for _ in range(count)]
+    for handle in handles:
+        assert handle.wait(600).succeeded
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    main()
