@@ -104,6 +104,7 @@ def upgrade() -> None:
         sa.Column("ending", sa.String(16), nullable=True),
         sa.Column("depth", sa.Integer(), nullable=False),
         sa.Column("activations", sa.Integer(), nullable=False),
+        sa.Column("counts", JSONType, nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("deadline_at", UTCDateTime(), nullable=True),
         sa.Column("wake_at", UTCDateTime(), nullable=True),

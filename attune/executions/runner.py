@@ -65,7 +65,10 @@ def run_execution(
     if action is not None and action.runner_type == RunnerType.WORKFLOW:
         from attune.workflows.start import start  # the engine builds on this module's layer
 
-        return start(database, settings, execution_id, worker_name)
+        return _retrying(
+            f"starting workflow {execution_id}",
+            lambda: start(database, settings, execution_id, worker_name),
+        )
     policy = Policy.from_json(claimed.policy)
     live = liveoutput.backend(settings)
     sink = None if live is None else live.sink(execution_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from attune.errors import AttuneError
 from attune.store.models import ExecutionStatus, TaskState, WorkflowTask
@@ -36,6 +36,7 @@ def activate(step: Pass, name: str, source: str | None) -> None:
     task = step.spec.tasks[name]
     arrivals = [] if source is None else [source]
     if task.join is not None:
+        step.session.flush()  # an activation this advance made is waiting too
         waiting = step.session.scalars(
             select(WorkflowTask)
             .where(
@@ -51,14 +52,8 @@ def activate(step: Pass, name: str, source: str | None) -> None:
             _ready_if_joined(step, waiting, task)
             step.changed = True
             return
-    made = step.session.scalar(
-        select(func.count())
-        .select_from(WorkflowTask)
-        .where(WorkflowTask.workflow_id == step.workflow_id, WorkflowTask.task == name)
-    )
-    if (
-        made is not None and made >= MAX_TASK_ACTIVATIONS
-    ) or step.run.activations >= MAX_ACTIVATIONS:
+    made = step.run.counts.get(name, 0)
+    if made >= MAX_TASK_ACTIVATIONS or step.run.activations >= MAX_ACTIVATIONS:
         limit = f"{MAX_TASK_ACTIVATIONS} of one task" if made else f"{MAX_ACTIVATIONS} in a run"
         step.record_error(name, f"not started again: at most {limit} activations")
         step.stop()
@@ -66,7 +61,7 @@ def activate(step: Pass, name: str, source: str | None) -> None:
     activation = WorkflowTask(
         workflow_id=step.workflow_id,
         task=name,
-        occurrence=(made or 0) + 1,
+        occurrence=made + 1,
         state=TaskState.WAITING.value,
         arrivals=arrivals,
         next_item=0,
@@ -75,16 +70,20 @@ def activate(step: Pass, name: str, source: str | None) -> None:
     )
     step.session.add(activation)
     step.run.activations += 1
+    step.run.counts = {**step.run.counts, name: made + 1}
     _ready_if_joined(step, activation, task)
-    step.session.flush()
     step.changed = True
 
 
 def _ready_if_joined(step: Pass, activation: WorkflowTask, task: TaskSpec) -> None:
     if task.join is None or len(activation.arrivals) >= task.join:
         activation.state = TaskState.READY.value
-        if task.delay_s:
-            activation.not_before = step.now + timedelta(seconds=task.delay_s)
+        if not task.delay_s:
+            step.ready.append(activation)
+            return
+        activation.not_before = step.now + timedelta(seconds=task.delay_s)
+        due = [activation.not_before, step.run.wake_at]
+        step.run.wake_at = min(moment for moment in due if moment is not None)
 
 
 def launch(step: Pass, activation: WorkflowTask) -> None:
@@ -94,9 +93,11 @@ def launch(step: Pass, activation: WorkflowTask) -> None:
     step.changed = True
     if task.fan_out is None:
         try:
-            children.start_child(step, activation, task, None)
+            pending = [children.child_row(step, activation, task, None)]
         except AttuneError as error:
             _evaluation_failed(step, activation, str(error))
+            return
+        children.record(step, activation, pending)
         return
     try:
         items = _items(step, task)
@@ -125,8 +126,10 @@ def refill(step: Pass, activation: WorkflowTask) -> None:
     task = step.spec.tasks[activation.task]
     assert task.fan_out is not None
     assert activation.items is not None
+    room = task.fan_out.concurrency - activation.in_flight
+    pending: list[tuple[Any, dict[str, Any]]] = []
     while (
-        activation.in_flight < task.fan_out.concurrency
+        len(pending) < room
         and activation.next_item < len(activation.items)
         and not activation.tripped
         and step.may_start
@@ -134,18 +137,20 @@ def refill(step: Pass, activation: WorkflowTask) -> None:
         index = activation.next_item
         activation.next_item = index + 1
         try:
-            children.start_child(step, activation, task, index)
+            pending.append(children.child_row(step, activation, task, index))
         except AttuneError as error:
             activation.tripped = True
             activation.error = str(error)
             step.record_error(activation.task, str(error), item=index)
             step.stop()
+    children.record(step, activation, pending)
 
 
 def child_ended(step: Pass, activation: WorkflowTask, row: Any) -> None:
     """Take in the outcome of a child's last attempt."""
     activation.in_flight -= 1
     step.changed = True
+    step.busy = step.busy or activation.in_flight > 0
     task = step.spec.tasks[activation.task]
     if task.fan_out is None:
         end(step, activation, row.status, row.result, row.error, row.id)

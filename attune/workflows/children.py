@@ -12,13 +12,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sqlalchemy import Select, and_, select, update
+from sqlalchemy import and_, bindparam, select, update
 
 from attune.errors import AttuneError
 from attune.executions import scheduler
 from attune.executions.dispatch import Dispatch
 from attune.executions.policies import Policy, RetryOn
-from attune.executions.retries import ENDED_COLUMNS
+from attune.executions.retries import ENDED_COLUMNS, Ended, eligible_at
 from attune.store.models import (
     EXECUTION_TABLE,
     TERMINAL_STATUSES,
@@ -36,11 +36,12 @@ _HAS_SUCCESSOR = select(_SUCCESSOR.c.id).where(_SUCCESSOR.c.retry_of_id == _E.id
 _TERMINAL = tuple(sorted(status.value for status in TERMINAL_STATUSES))
 
 
-def start_child(step: Pass, activation: WorkflowTask, task: TaskSpec, index: int | None) -> None:
-    """Record one attempt of ``task`` (item ``index`` of a fan-out) and queue its message.
+def child_row(
+    step: Pass, activation: WorkflowTask, task: TaskSpec, index: int | None
+) -> tuple[scheduler.Prepared, dict[str, Any]]:
+    """The execution of one attempt of ``task`` (item ``index`` of a fan-out), not recorded.
 
-    A rendering or validation problem raises :class:`AttuneError` naming the field; no row
-    is written then.
+    A rendering or validation problem raises :class:`AttuneError` naming the field.
     """
     item = None if index is None or activation.items is None else activation.items[index]
     context = step.context(item=item, index=index)
@@ -60,44 +61,77 @@ def start_child(step: Pass, activation: WorkflowTask, task: TaskSpec, index: int
         row.update(policy.snapshot(task.action, row["parameters"]))
     if task.timeout_s is not None:
         row["timeout_s"] = float(task.timeout_s)
-    extra = {"parent_id": step.workflow_id, "wf_task_id": activation.id, "wf_item": index}
-    routed = scheduler.record_many(step.session, [(dataclasses.replace(prepared, row=row), extra)])
-    placed = routed[0]
-    activation.in_flight += 1
-    activation.execution_id = placed.execution_id
-    if isinstance(placed, scheduler.Routed):
-        step.dispatches.append(Dispatch(placed.execution_id, placed.queue))
+    extra = {"parent_id": step.workflow_id, "wf_item": index}
+    return dataclasses.replace(prepared, row=row), extra
+
+
+def record(
+    step: Pass,
+    activation: WorkflowTask,
+    pending: list[tuple[scheduler.Prepared, dict[str, Any]]],
+) -> None:
+    """Record ``pending`` children ``scheduled`` (``failed`` where no worker serves them, taken
+    in later in this pass) and queue their messages for after commit."""
+    if not pending:
+        return
+    activation.in_flight += len(pending)
+    if activation.id is None:
+        step.session.flush()  # a new activation: written with its in-flight count, for its id
+    requests = [(prepared, {**extra, "wf_task_id": activation.id}) for prepared, extra in pending]
+    for placed in scheduler.record_many(step.session, requests):
+        if isinstance(placed, scheduler.Routed):
+            step.dispatches.append(Dispatch(placed.execution_id, placed.queue))
+        else:
+            step.again = True
+    step.busy = True
     step.changed = True
 
 
-def unconsumed(workflow_id: int) -> Select[Any]:
-    """The run's children that ended and whose outcome the run has not taken in yet."""
-    return (
-        select(
-            *ENDED_COLUMNS,
-            _E.result,
-            _E.error,
-            _E.wf_task_id,
-            _E.wf_item,
-            _HAS_SUCCESSOR.label("has_successor"),
-        )
-        .where(
-            _E.parent_id == workflow_id,
-            _E.wf_consumed.is_(False),
-            in_literals(_E.status, _TERMINAL),
-        )
-        .order_by(_E.finished_at, _E.id)
+_CONSUME = (
+    update(EXECUTION_TABLE)
+    .where(
+        _E.parent_id == bindparam("workflow_id"),
+        _E.wf_consumed.is_(False),
+        in_literals(_E.status, _TERMINAL),
     )
+    .values(wf_consumed=True)
+    .returning(*ENDED_COLUMNS, _E.result, _E.error, _E.wf_task_id, _E.wf_item)
+)
+_SUCCESSORS = select(_E.retry_of_id).where(_E.retry_of_id.in_(bindparam("ids", expanding=True)))
+_UNCONSUME = (
+    update(EXECUTION_TABLE)
+    .where(_E.id.in_(bindparam("ids", expanding=True)))
+    .values(wf_consumed=False)
+)
 
 
-def consume(step: Pass, execution_id: int) -> bool:
-    """Mark a child's outcome taken in; False when another advance took it already."""
-    moved = step.session.execute(
-        update(EXECUTION_TABLE)
-        .where(_E.id == execution_id, _E.wf_consumed.is_(False))
-        .values(wf_consumed=True)
-    )
-    return bool(moved.rowcount)  # type: ignore[attr-defined]
+def consume_ended(step: Pass) -> list[Any]:
+    """Mark every ended child of the run taken in (one UPDATE, under the run's lock, so each
+    exactly once); the last attempts among them, in the order they ended.
+
+    An attempt whose retry carries on is taken in and skipped; one owed a retry not recorded
+    yet (the sweep's repair makes it) is put back, to be looked at again.
+    """
+    rows = list(step.session.execute(_CONSUME, {"workflow_id": step.workflow_id}))
+    if not rows:
+        return []
+    step.changed = True
+    rows.sort(key=lambda row: (row.finished_at, row.id))
+    retriable = [row.id for row in rows if row.attempt < row.max_attempts]
+    followed = set()
+    if retriable:
+        followed = set(step.session.scalars(_SUCCESSORS, {"ids": retriable}))
+    final, owed = [], []
+    for row in rows:
+        if row.id in followed:
+            continue
+        if row.attempt < row.max_attempts and eligible_at(Ended.from_row(row), step.settings):
+            owed.append(row.id)
+            continue
+        final.append(row)
+    if owed:
+        step.session.execute(_UNCONSUME, {"ids": owed})
+    return final
 
 
 def attempt_of(step: Pass, execution_id: int) -> int | None:

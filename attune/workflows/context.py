@@ -29,6 +29,7 @@ class TaskResults(Mapping[str, Any]):
         if name not in self._names:
             raise KeyError(name)
         if name not in self._seen:
+            self._session.flush()  # this advance's own changes first
             row = self._session.execute(
                 select(_T.state, _T.result, _T.execution_id)
                 .where(_T.workflow_id == self._workflow_id, _T.task == name)

@@ -50,6 +50,9 @@ def cancel(step: Pass, status: str) -> None:
 
 def finish_if_idle(step: Pass) -> bool:
     """End the parent when nothing is running or due; True if it ended now."""
+    if step.busy:
+        return False
+    step.session.flush()  # the query below must see this advance's own changes
     open_rows = step.session.scalars(
         select(WorkflowTask).where(
             WorkflowTask.workflow_id == step.workflow_id,
@@ -57,7 +60,6 @@ def finish_if_idle(step: Pass) -> bool:
         )
     ).all()
     if any(row.state == TaskState.RUNNING.value for row in open_rows):
-        _set_wake(step, None)
         return False
     ready = [row for row in open_rows if row.state == TaskState.READY.value]
     if ready and step.may_start:

@@ -15,14 +15,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from attune import metrics
-from attune.executions import dispatch, retries
+from attune.executions import dispatch
 from attune.executions.completion import hub
 from attune.executions.secretbox import SecretBox
 from attune.settings import Settings
@@ -100,39 +99,39 @@ _LOCK = (
 def _advance(
     database: Database, settings: Settings, workflow_id: int
 ) -> tuple[list[dispatch.Dispatch], tuple[int, ...], bool] | None:
-    with database.session_scope() as session:
+    with database.session_scope() as session, session.no_autoflush:
         run = session.scalars(
             _LOCK.where(WorkflowRun.execution_id == workflow_id),
             execution_options={"populate_existing": True},
         ).first()
         if run is None:
             return None
-        parent = session.execute(
-            select(_E.parameters, _E.secrets, _E.status, _E.parent_id).where(_E.id == workflow_id)
-        ).one()
+        parent = session.execute(_PARENT, {"id": workflow_id}).one()
         spec = stored(run.spec)
         secrets = SecretBox.for_settings(settings).decrypt(parent.secrets) if parent.secrets else {}
-        now: datetime = session.execute(select(db_now())).scalar_one()
         step = Pass(
             session=session,
             settings=settings,
             run=run,
             spec=spec,
-            now=now,
+            now=parent.now,
             parameters={**parent.parameters, **secrets},
             redact=Redactor(secrets),
             tasks=TaskResults(session, workflow_id, tuple(spec.tasks)),
         )
         if parent.status == ExecutionStatus.CANCELING and run.phase == RunPhase.RUNNING:
             ending.cancel(step, ExecutionStatus.CANCELED.value)
-        if run.deadline_at is not None and now >= run.deadline_at and run.ending is None:
+        if run.deadline_at is not None and step.now >= run.deadline_at and run.ending is None:
             ending.cancel(step, ExecutionStatus.TIMEOUT.value)
+        _consume(step)
+        if run.version == 1 or (run.wake_at is not None and run.wake_at <= step.now):
+            _load_due(step)  # the start tasks, or a delayed task now due
         for _ in range(MAX_ROUNDS):
-            step.changed = False
-            _consume(step)
             _start_ready(step)
-            if not step.changed:
+            if not step.again:
                 break
+            step.again = False
+            _consume(step)
         finished = ending.finish_if_idle(step)
         follow = list(step.woken)
         if finished and parent.parent_id is not None:
@@ -140,27 +139,28 @@ def _advance(
         return step.dispatches, tuple(follow), finished
 
 
+_PARENT = select(_E.parameters, _E.secrets, _E.status, _E.parent_id, db_now().label("now")).where(
+    _E.id == bindparam("id")
+)
+
+
 def _consume(step: Pass) -> None:
     """Take in every ended child's outcome (once each), in the order they ended."""
-    for row in step.session.execute(children.unconsumed(step.workflow_id)).all():
-        ended = retries.Ended.from_row(row)
-        if not row.has_successor and retries.eligible_at(ended, step.settings) is not None:
-            continue  # a retry is owed and not recorded yet: the sweep's repair makes it
-        if not children.consume(step, row.id):
-            continue
-        step.changed = True
-        if row.has_successor:
-            continue  # its next attempt carries on
-        activation = step.session.get(WorkflowTask, row.wf_task_id)
-        if activation is None or activation.state != TaskState.RUNNING.value:
-            continue
-        activations.child_ended(step, activation, row)
-
-
-def _start_ready(step: Pass) -> None:
-    """Start the activations that are ready and due."""
-    if not step.may_start:
+    rows = children.consume_ended(step)
+    if not rows:
         return
+    ids = {row.wf_task_id for row in rows}
+    found = step.session.scalars(select(WorkflowTask).where(WorkflowTask.id.in_(ids))).all()
+    by_id = {activation.id: activation for activation in found}
+    for row in rows:
+        activation = by_id.get(row.wf_task_id)
+        if activation is not None and activation.state == TaskState.RUNNING.value:
+            activations.child_ended(step, activation, row)
+
+
+def _load_due(step: Pass) -> None:
+    """Queue the ready activations due by now (not started in the pass that made them)."""
+    step.session.flush()
     ready = step.session.scalars(
         select(WorkflowTask)
         .where(
@@ -169,8 +169,13 @@ def _start_ready(step: Pass) -> None:
         )
         .order_by(WorkflowTask.id)
     ).all()
-    for activation in ready:
-        if activation.not_before is not None and activation.not_before > step.now:
-            continue
-        if step.may_start:
-            activations.launch(step, activation)
+    step.ready.extend(row for row in ready if row.not_before is None or row.not_before <= step.now)
+    later = [row.not_before for row in ready if row.not_before and row.not_before > step.now]
+    due = [moment for moment in (*later, step.run.deadline_at) if moment is not None]
+    step.run.wake_at = min(due) if due else None
+
+
+def _start_ready(step: Pass) -> None:
+    """Start the queued ready activations (starting one may make others ready)."""
+    while step.ready and step.may_start:
+        activations.launch(step, step.ready.pop(0))

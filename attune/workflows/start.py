@@ -7,12 +7,15 @@ row and its start tasks are recorded; then :func:`attune.workflows.engine.advanc
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from attune.errors import AttuneError
+from attune.executions import records
 from attune.executions.secretbox import SecretBox
 from attune.settings import Settings
 from attune.store.db import Database
@@ -30,6 +33,7 @@ from attune.workflows.reader import stored
 from attune.workflows.spec import MAX_VARS_BYTES, WorkflowSpec
 from attune.workflows.state import Pass
 
+log = logging.getLogger(__name__)
 _E = EXECUTION_TABLE.c
 _A = ACTION_TABLE.c
 
@@ -37,7 +41,27 @@ _A = ACTION_TABLE.c
 def start(
     database: Database, settings: Settings, execution_id: int, worker_name: str
 ) -> ExecutionStatus:
-    """Turn claimed execution ``execution_id`` into a running workflow; the status it is in."""
+    """Turn claimed execution ``execution_id`` into a running workflow; the status it is in.
+
+    A database error is raised (the caller tries again: nothing was written); anything else
+    that goes wrong fails the parent, so it never stays ``running`` on this worker.
+    """
+    try:
+        return _start(database, settings, execution_id, worker_name)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as problem:
+        log.exception("could not start workflow %s", execution_id)
+        reason = f"the workflow could not start: {type(problem).__name__}: {problem}"
+        records.transition(
+            database, execution_id, ExecutionStatus.FAILED, held_by=worker_name, error=reason
+        )
+        return records.status_of(database, execution_id)
+
+
+def _start(
+    database: Database, settings: Settings, execution_id: int, worker_name: str
+) -> ExecutionStatus:
     with database.session_scope() as session:
         parent = session.execute(
             update(EXECUTION_TABLE)
@@ -65,6 +89,7 @@ def start(
             errors=[],
             depth=depth,
             activations=0,
+            counts={},
             version=0,
         )
         session.add(run)
@@ -97,12 +122,12 @@ def start(
             return ExecutionStatus.FAILED
         if spec.timeout_s is not None:
             run.deadline_at = now + timedelta(seconds=spec.timeout_s)
-            run.wake_at = run.deadline_at
+        run.wake_at = now  # due at once: the beat's net advances it if the first advance is lost
         session.flush()
         for name in spec.start:
             activations.activate(step, name, None)
     engine.advance(database, settings, execution_id)
-    return _status_of(database, execution_id)
+    return records.status_of(database, execution_id)
 
 
 def _spec_of(action_ref: str, document: dict[str, Any] | None) -> WorkflowSpec:
@@ -124,8 +149,3 @@ def _vars(step: Pass) -> dict[str, Any]:
 
 def _status(session: Any, execution_id: int) -> ExecutionStatus:
     return ExecutionStatus(session.scalar(select(_E.status).where(_E.id == execution_id)))
-
-
-def _status_of(database: Database, execution_id: int) -> ExecutionStatus:
-    with database.session_scope() as session:
-        return _status(session, execution_id)

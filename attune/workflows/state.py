@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from attune.executions.dispatch import Dispatch
 from attune.settings import Settings
-from attune.store.models import RunPhase, WorkflowRun
+from attune.store.models import RunPhase, WorkflowRun, WorkflowTask
 from attune.workflows.context import Redactor, TaskResults
 from attune.workflows.spec import WorkflowSpec
 
@@ -35,6 +35,12 @@ class Pass:
     """Nested runs to advance after commit (canceled with this one)."""
     actions: dict[str, Any] = field(default_factory=dict)
     """Actions read in this transaction, by ref (the scheduler's ``prepare`` cache)."""
+    ready: list[WorkflowTask] = field(default_factory=list)
+    """Activations made ready in this pass, to start before it ends."""
+    again: bool = False
+    """A child was recorded ``failed`` (no worker serves it): take its outcome in this pass."""
+    busy: bool = False
+    """Something is known to still run (a child started or still in flight): not idle."""
     changed: bool = False
 
     @property

@@ -82,6 +82,8 @@ class WorkflowRun(Base):
     ending: Mapped[str | None] = mapped_column(String(16))
     depth: Mapped[int] = mapped_column(Integer, default=1)
     activations: Mapped[int] = mapped_column(Integer, default=0)
+    # Activations made so far, by task name (the next one's occurrence, a loop's cap).
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     version: Mapped[int] = mapped_column(Integer, default=0)
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The earliest moment something is due (a delayed task, the deadline); NULL: nothing.
