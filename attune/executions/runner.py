@@ -110,7 +110,7 @@ def _advance_parent(database: Database, settings: Settings, parent_id: int) -> N
     from attune.workflows.engine import advance
 
     try:
-        advance(database, settings, parent_id)
+        advance(database, settings, parent_id, unless_busy=True)
     except Exception:  # the message (or the beat's net) advances it elsewhere
         log.exception("could not advance workflow %s here; sending it", parent_id)
         dispatch.send([dispatch.advance(parent_id)])

@@ -28,13 +28,14 @@ from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import (
     EXECUTION_TABLE,
+    TERMINAL_STATUSES,
     ExecutionStatus,
     RunPhase,
     TaskState,
     WorkflowRun,
     WorkflowTask,
 )
-from attune.store.sqltypes import db_now
+from attune.store.sqltypes import db_now, in_literals
 from attune.workflows import activations, children, ending
 from attune.workflows.context import Redactor, TaskResults
 from attune.workflows.reader import stored
@@ -59,21 +60,46 @@ class Advanced:
     finished: bool
 
 
-def advance(database: Database, settings: Settings, workflow_id: int) -> Advanced:
+def advance(
+    database: Database, settings: Settings, workflow_id: int, *, unless_busy: bool = False
+) -> Advanced:
     """Advance run ``workflow_id`` and, after commit, send what it started; then advance
-    the runs it touched (a finished nested run's parent, canceled nested runs)."""
-    started = time.perf_counter()
-    result = _retrying(lambda: _advance(database, settings, workflow_id))
-    metrics.observe_workflow_advance(time.perf_counter() - started)
-    if result is None:
-        return Advanced(0, (), False)
-    dispatches, follow, finished = result
+    the runs it touched (a finished nested run's parent, canceled nested runs).
+
+    With ``unless_busy`` (the worker that just stored a child's result) it returns at once
+    when another advance holds the run (PostgreSQL): that one takes the child in, since each
+    advance looks, after its commit, for children that ended meanwhile and goes again.
+    """
+    sent, finished, idle = 0, False, 0
+    follow: list[int] = []
+    while True:
+        started = time.perf_counter()
+        result = _retrying(lambda: _advance(database, settings, workflow_id, unless_busy))
+        metrics.observe_workflow_advance(time.perf_counter() - started)
+        if result is None:
+            break
+        dispatches, touched, finished, consumed = result
+        sent += dispatch.send(dispatches)
+        follow.extend(touched)
+        idle = 0 if consumed else idle + 1
+        if finished or idle > 1 or not database.run(_ENDED, {"workflow_id": workflow_id}):
+            break  # (two passes in a row that took nothing in saw only children owed a retry)
     if finished:
         hub.notify()
-    sent = dispatch.send(dispatches)
     for other in follow:
         advance(database, settings, other)
-    return Advanced(sent, follow, finished)
+    return Advanced(sent, tuple(follow), finished)
+
+
+_ENDED = (
+    select(_E.id)
+    .where(
+        _E.parent_id == bindparam("workflow_id"),
+        _E.wf_consumed.is_(False),
+        in_literals(_E.status, sorted(status.value for status in TERMINAL_STATUSES)),
+    )
+    .limit(1)
+)
 
 
 def _retrying(attempt: Callable[[], _T]) -> _T:
@@ -94,15 +120,21 @@ _LOCK = (
     .values(version=WorkflowRun.version + 1)
     .returning(WorkflowRun)
 )
+_FREE = (
+    select(WorkflowRun.execution_id)
+    .where(WorkflowRun.execution_id == bindparam("id"))
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
+)
 
 
 def _advance(
-    database: Database, settings: Settings, workflow_id: int
-) -> tuple[list[dispatch.Dispatch], tuple[int, ...], bool] | None:
+    database: Database, settings: Settings, workflow_id: int, unless_busy: bool
+) -> tuple[list[dispatch.Dispatch], tuple[int, ...], bool, int] | None:
+    locked = WorkflowRun.execution_id == (_FREE if unless_busy else workflow_id)
     with database.session_scope() as session, session.no_autoflush:
         run = session.scalars(
-            _LOCK.where(WorkflowRun.execution_id == workflow_id),
-            execution_options={"populate_existing": True},
+            _LOCK.where(locked), {"id": workflow_id}, execution_options={"populate_existing": True}
         ).first()
         if run is None:
             return None
@@ -136,7 +168,7 @@ def _advance(
         follow = list(step.woken)
         if finished and parent.parent_id is not None:
             follow.append(parent.parent_id)
-        return step.dispatches, tuple(follow), finished
+        return step.dispatches, tuple(follow), finished, step.consumed
 
 
 _PARENT = select(_E.parameters, _E.secrets, _E.status, _E.parent_id, db_now().label("now")).where(
@@ -147,6 +179,7 @@ _PARENT = select(_E.parameters, _E.secrets, _E.status, _E.parent_id, db_now().la
 def _consume(step: Pass) -> None:
     """Take in every ended child's outcome (once each), in the order they ended."""
     rows = children.consume_ended(step)
+    step.consumed += len(rows)
     if not rows:
         return
     ids = {row.wf_task_id for row in rows}

@@ -39,6 +39,8 @@ class Pass:
     """Activations made ready in this pass, to start before it ends."""
     again: bool = False
     """A child was recorded ``failed`` (no worker serves it): take its outcome in this pass."""
+    consumed: int = 0
+    """Children whose outcome this pass took in."""
     busy: bool = False
     """Something is known to still run (a child started or still in flight): not idle."""
     changed: bool = False
