@@ -1,0 +1,251 @@
+"""The workflow files of the ``wf`` test pack, as data (name → document)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SUCCEEDED = "{{ succeeded() }}"
+FAILED = "{{ failed() }}"
+COMPLETED = "{{ completed() }}"
+NOOP_FAILING = {"action": "core.noop", "input": {"exit_code": 3}}
+
+
+def until_released(then: str) -> str:
+    """A command line that waits for ``<input.dir>/release``, then runs ``then``."""
+    return f'until [ -e "{{{{ input.dir }}}}/release" ]; do sleep 0.05; done; {then}'
+
+
+def counting(succeed_from: int) -> str:
+    """A command line that fails until its ``succeed_from``-th run (counted in input.dir)."""
+    return (
+        'n=$(ls "{{ input.dir }}" | wc -l); touch "{{ input.dir }}/run-$n"; '
+        f"[ $n -ge {succeed_from - 1} ] || exit 1; echo '{{\"runs\": '$((n + 1))'}}'"
+    )
+
+
+def handling(do: list[str]) -> dict[str, Any]:
+    """A task that fails, and a transition on failure to ``do`` (``report``: a task)."""
+    tasks = [{"name": "broken", **NOOP_FAILING, "next": [{"when": FAILED, "do": do}]}]
+    if "report" in do:
+        tasks.append({"name": "report", "action": "core.noop"})
+    return {"version": 1, "tasks": tasks}
+
+
+def _sequence() -> dict[str, Any]:
+    return {
+        "version": 1,
+        "vars": {"base": "{{ input.start }}"},
+        "tasks": [
+            {
+                "name": "first",
+                "action": "wf.sh",
+                "input": {"cmd": "echo '{\"n\": {{ vars.base + 1 }}}'"},
+                "next": [{"when": SUCCEEDED, "publish": {"n": "{{ result.n }}"}, "do": ["second"]}],
+            },
+            {
+                "name": "second",
+                "action": "wf.sh",
+                "input": {"cmd": "echo '{\"n\": {{ vars.n * 2 }}, \"label\": \"n{{ vars.n }}\"}'"},
+                "next": [{"when": SUCCEEDED, "publish": {"m": "{{ result.n }}"}, "do": ["third"]}],
+            },
+            {"name": "third", "action": "core.noop", "input": {"message": "m={{ vars.m }}"}},
+        ],
+        "output": {
+            "n": "{{ vars.n }}",
+            "m": "{{ vars.m }}",
+            "second": "{{ tasks.second.result }}",
+            "first_id": "{{ tasks.first.execution_id }}",
+        },
+    }
+
+
+def _branch() -> dict[str, Any]:
+    probe = "echo '{\"mode\": \"{{ input.mode }}\"}'; exit {{ input.code }}"
+    return {
+        "version": 1,
+        "tasks": [
+            {
+                "name": "probe",
+                "action": "wf.sh",
+                "input": {"cmd": probe},
+                "next": [
+                    {"when": SUCCEEDED, "do": ["on_success"]},
+                    {"when": FAILED, "do": ["on_failure"]},
+                    {"when": "{{ succeeded() and result.mode == 'fast' }}", "do": ["on_fast"]},
+                ],
+            },
+            {"name": "on_success", "action": "core.noop"},
+            {"name": "on_failure", "action": "core.noop"},
+            {"name": "on_fast", "action": "core.noop"},
+        ],
+    }
+
+
+def _joins(inbound_when: str) -> dict[str, Any]:
+    """``split`` → ``good`` and ``bad`` (which fails) → ``merge`` (join all)."""
+    bad_next: list[dict[str, Any]] = [
+        {"when": inbound_when, "publish": {"bad_ok": SUCCEEDED}, "do": ["merge"]}
+    ]
+    if inbound_when == SUCCEEDED:
+        bad_next.append({"when": FAILED, "do": ["noop"]})
+    return {
+        "version": 1,
+        "tasks": [
+            {"name": "split", "action": "core.noop", "next": [{"do": ["good", "bad"]}]},
+            {"name": "good", "action": "core.noop", "next": [{"when": COMPLETED, "do": ["merge"]}]},
+            {"name": "bad", **NOOP_FAILING, "next": bad_next},
+            {"name": "merge", "join": "all", "action": "core.noop"},
+        ],
+        "output": {"bad_ok": "{{ vars.bad_ok }}", "merge": "{{ tasks.merge.status }}"},
+    }
+
+
+def _nested() -> dict[str, dict[str, Any]]:
+    inner = {
+        "version": 1,
+        "tasks": [
+            {
+                "name": "times_ten",
+                "action": "wf.sh",
+                "input": {"cmd": "echo '{\"y\": {{ input.x * 10 }}}'"},
+                "next": [{"when": SUCCEEDED, "publish": {"y": "{{ result.y }}"}}],
+            }
+        ],
+        "output": {"y": "{{ vars.y }}"},
+    }
+    outer = {
+        "version": 1,
+        "tasks": [
+            {
+                "name": "child",
+                "action": "wf.inner",
+                "input": {"x": "{{ input.x }}"},
+                "next": [{"when": SUCCEEDED, "publish": {"inner": "{{ result }}"}}],
+            }
+        ],
+        "output": {"inner_y": "{{ vars.inner.y }}", "nested": "{{ tasks.child.result }}"},
+    }
+    return {"inner": inner, "outer": outer}
+
+
+def _fan() -> dict[str, Any]:
+    return {
+        "version": 1,
+        "tasks": [
+            {
+                "name": "each",
+                "action": "wf.sh",
+                "with": {"items": "{{ input.items }}", "concurrency": 5},
+                "input": {"cmd": "sleep 0.05; echo '{\"i\": {{ index }}, \"sq\": {{ item * item }}}'"},
+            }
+        ],
+        "output": {
+            "squares": "{{ tasks.each.result | map(attribute='result.sq') | list }}",
+            "items": "{{ tasks.each.result | map(attribute='item') | list }}",
+        },
+    }
+
+
+def _held(retry: bool) -> dict[str, Any]:
+    hold: dict[str, Any] = {
+        "name": "hold",
+        "action": "wf.hold",
+        "input": {"dir": "{{ input.dir }}"},
+        "next": [{"when": SUCCEEDED, "do": ["after"]}],
+    }
+    if retry:
+        hold["retry"] = {"on": ["abandoned"], "max_attempts": 2}
+    return {"version": 1, "tasks": [hold, {"name": "after", "action": "core.noop"}]}
+
+
+def _after(first: dict[str, Any]) -> dict[str, Any]:
+    """``first`` (a task named ``first``), then ``after`` once it succeeded."""
+    first = {**first, "name": "first", "next": [{"when": SUCCEEDED, "do": ["after"]}]}
+    return {"version": 1, "tasks": [first, {"name": "after", "action": "core.noop"}]}
+
+
+def _nap(seconds: int, **workflow: Any) -> dict[str, Any]:
+    nap = {"name": "nap", "action": "core.sleep", "input": {"seconds": seconds}}
+    return {"version": 1, **workflow, "tasks": [nap]}
+
+
+def _failing_input(field: dict[str, Any]) -> dict[str, Any]:
+    return {"version": 1, "tasks": [{"name": "speak", "action": "core.echo", **field}]}
+
+
+WORKFLOWS: dict[str, dict[str, Any]] = {
+    "sequence": _sequence(),
+    "branch": _branch(),
+    "handled_noop": handling(["noop"]),
+    "handled_fail": handling(["report", "fail"]),
+    "unhandled": handling([]),
+    "join_completed": _joins(COMPLETED),
+    "join_unreachable": _joins(SUCCEEDED),
+    **_nested(),
+    "fan": _fan(),
+    "held": _held(retry=False),
+    "held_retry": _held(retry=True),
+    "lost": _after({"action": "wf.sh", "input": {"cmd": until_released("echo '{}'")}}),
+    "race": {
+        "version": 1,
+        "tasks": [
+            {
+                "name": "first",
+                "action": "wf.sh",
+                "with": {"items": "{{ range(20) | list }}", "concurrency": 20},
+                "input": {"cmd": until_released("echo '{}'")},
+                "next": [{"when": SUCCEEDED, "do": ["after"]}],
+            },
+            {"name": "after", "action": "core.noop"},
+        ],
+    },
+    "backoff": _after(
+        {
+            "action": "wf.sh",
+            "input": {"cmd": counting(3)},
+            "retry": {"on": ["failed"], "max_attempts": 3, "delay_s": 0.5, "backoff": "exponential"},
+        }
+    ),
+    "task_timeout": {
+        "version": 1,
+        "tasks": [
+            {
+                "name": "slow",
+                "action": "core.sleep",
+                "input": {"seconds": 30},
+                "timeout": 1,
+                "next": [{"when": "{{ timed_out() }}", "publish": {"timed_out": True}, "do": ["noop"]}],
+            }
+        ],
+        "output": {"timed_out": "{{ vars.timed_out }}", "status": "{{ tasks.slow.status }}"},
+    },
+    "workflow_timeout": _nap(30, timeout=1),
+    "cancel_inner": _nap(60),
+    "cancel_outer": {"version": 1, "tasks": [{"name": "middle", "action": "wf.cancel_inner"}]},
+    "escape": _failing_input({"input": {"message": "{{ ''.__class__ }}"}}),
+    "undefined_input": _failing_input({"input": {"message": "{{ input.nothing_here }}"}}),
+    "undefined_when": _failing_input(
+        {
+            "input": {"message": "hi"},
+            "next": [{"when": "{{ result.missing > 1 }}", "do": ["noop"]}],
+        }
+    ),
+    "verbatim": {
+        "version": 1,
+        "tasks": [{"name": "say", "action": "core.echo", "input": {"message": "{{ input.text }}"}}],
+        "output": {"text": "{{ input.text }}"},
+    },
+    "secret": {
+        "version": 1,
+        "vars": {"kept": "{{ input.token }}"},
+        "tasks": [
+            {
+                "name": "show",
+                "action": "testing.secret_echo",
+                "input": {"token": "{{ input.token }}", "note": "about {{ input.token }}"},
+                "next": [{"when": SUCCEEDED, "publish": {"seen": "token {{ input.token }}"}}],
+            }
+        ],
+        "output": {"kept": "{{ vars.kept }}", "seen": "{{ vars.seen }}"},
+    },
+}
