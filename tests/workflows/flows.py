@@ -135,7 +135,7 @@ def _fan() -> dict[str, Any]:
             {
                 "name": "each",
                 "action": "wf.sh",
-                "with": {"items": "{{ input.items }}", "concurrency": 5},
+                "with": {"items": "{{ input.numbers }}", "concurrency": 5},
                 "input": {"cmd": "sleep 0.05; echo '{\"i\": {{ index }}, \"sq\": {{ item * item }}}'"},
             }
         ],

@@ -58,7 +58,7 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "branch": {"code": INTEGER, "mode": STRING},
     "inner": {"x": INTEGER},
     "outer": {"x": INTEGER},
-    "fan": {"items": {"type": "array", "required": True}},
+    "fan": {"numbers": {"type": "array", "required": True}},
     "held": {"dir": STRING},
     "held_retry": {"dir": STRING},
     "lost": {"dir": STRING},
