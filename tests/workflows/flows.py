@@ -45,7 +45,7 @@ def _sequence() -> dict[str, Any]:
             {
                 "name": "second",
                 "action": "wf.sh",
-                "input": {"cmd": "echo '{\"n\": {{ vars.n * 2 }}, \"label\": \"n{{ vars.n }}\"}'"},
+                "input": {"cmd": 'echo \'{"n": {{ vars.n * 2 }}, "label": "n{{ vars.n }}"}\''},
                 "next": [{"when": SUCCEEDED, "publish": {"m": "{{ result.n }}"}, "do": ["third"]}],
             },
             {"name": "third", "action": "core.noop", "input": {"message": "m={{ vars.m }}"}},
@@ -60,7 +60,7 @@ def _sequence() -> dict[str, Any]:
 
 
 def _branch() -> dict[str, Any]:
-    probe = "echo '{\"mode\": \"{{ input.mode }}\"}'; exit {{ input.code }}"
+    probe = 'echo \'{"mode": "{{ input.mode }}"}\'; exit {{ input.code }}'
     return {
         "version": 1,
         "tasks": [
@@ -136,7 +136,9 @@ def _fan() -> dict[str, Any]:
                 "name": "each",
                 "action": "wf.sh",
                 "with": {"items": "{{ input.numbers }}", "concurrency": 5},
-                "input": {"cmd": "sleep 0.05; echo '{\"i\": {{ index }}, \"sq\": {{ item * item }}}'"},
+                "input": {
+                    "cmd": 'sleep 0.05; echo \'{"i": {{ index }}, "sq": {{ item * item }}}\''
+                },
             }
         ],
         "output": {
@@ -203,7 +205,12 @@ WORKFLOWS: dict[str, dict[str, Any]] = {
         {
             "action": "wf.sh",
             "input": {"cmd": counting(3)},
-            "retry": {"on": ["failed"], "max_attempts": 3, "delay_s": 0.5, "backoff": "exponential"},
+            "retry": {
+                "on": ["failed"],
+                "max_attempts": 3,
+                "delay_s": 0.5,
+                "backoff": "exponential",
+            },
         }
     ),
     "task_timeout": {
@@ -214,7 +221,9 @@ WORKFLOWS: dict[str, dict[str, Any]] = {
                 "action": "core.sleep",
                 "input": {"seconds": 30},
                 "timeout": 1,
-                "next": [{"when": "{{ timed_out() }}", "publish": {"timed_out": True}, "do": ["noop"]}],
+                "next": [
+                    {"when": "{{ timed_out() }}", "publish": {"timed_out": True}, "do": ["noop"]}
+                ],
             }
         ],
         "output": {"timed_out": "{{ vars.timed_out }}", "status": "{{ tasks.slow.status }}"},

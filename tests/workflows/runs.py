@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections import Counter
@@ -11,6 +12,7 @@ from sqlalchemy import select
 
 from attune.store.db import Database
 from attune.store.models import TERMINAL_STATUSES, Execution, WorkflowRun, WorkflowTask
+from tests.processes import wait_until
 
 _TERMINAL = [status.value for status in TERMINAL_STATUSES]
 
@@ -46,6 +48,19 @@ def child_of(database: Database, parent_id: int, task: str) -> list[Execution]:
     """The child executions of task ``task`` of the run, oldest first."""
     ids = {row.id for row in activations(database, parent_id) if row.task == task}
     return [row for row in children(database, parent_id) if row.wf_task_id in ids]
+
+
+def wait_running(database: Database, parent_id: int, task: str | None = None) -> Execution:
+    """Wait until a child of the run (of task ``task``) runs, its process group known."""
+
+    def probe() -> Execution | None:
+        rows = (
+            children(database, parent_id) if task is None else child_of(database, parent_id, task)
+        )
+        live = [row for row in rows if row.status == "running" and row.pgid and row.worker]
+        return live[0] if live else None
+
+    return wait_until(probe, 30, f"a child of run {parent_id} ({task or 'any task'}) to run")
 
 
 def workflow_run(database: Database, parent_id: int) -> WorkflowRun:
@@ -88,7 +103,5 @@ def group_alive(pgid: int) -> bool:
 
 def kill_group(pgid: int) -> None:
     """SIGKILL process group ``pgid`` if anything of it is left."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

@@ -17,7 +17,14 @@ from attune.store.models import ExecutionStatus
 from attune.workflows.reconcile import RECONCILE_INTERVAL_S
 from tests.cluster import Cluster
 from tests.processes import CeleryProcess, markers, wait_until
-from tests.workflows.runs import child_of, group_alive, kill_group, task_states, unfinished
+from tests.workflows.runs import (
+    child_of,
+    group_alive,
+    kill_group,
+    task_states,
+    unfinished,
+    wait_running,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 _S = ExecutionStatus
@@ -39,24 +46,14 @@ def holders(deployment: Cluster) -> Iterator[dict[str, CeleryProcess]]:
         process.destroy()
 
 
-def running_child(deployment: Cluster, parent_id: int, task: str) -> tuple[int, str, int]:
-    """Wait until task ``task`` of the run runs: its (execution id, worker, process group)."""
-
-    def probe() -> tuple[int, str, int] | None:
-        rows = child_of(deployment.database, parent_id, task)
-        live = [r for r in rows if r.status == "running" and r.pgid and r.worker]
-        return None if not live else (live[0].id, str(live[0].worker), int(live[0].pgid or 0))
-
-    return wait_until(probe, 30, f"task {task} to run")
-
-
 @pytest.mark.parametrize("retry", [False, True], ids=["no-retry", "retry-on-abandoned"])
 def test_kill_9_of_the_worker_running_a_task(
     deployment: Cluster, holders: dict[str, CeleryProcess], tmp_path: Path, retry: bool
 ) -> None:
     # Given a task holding on one of two workers
     handle = attune.execute("wf.held_retry" if retry else "wf.held", {"dir": str(tmp_path)})
-    held_id, worker, pgid = running_child(deployment, handle.id, "hold")
+    held = wait_running(deployment.database, handle.id, "hold")
+    held_id, worker, pgid = held.id, str(held.worker), int(held.pgid or 0)
     assert markers(tmp_path, "started") == 1
 
     # When its host dies: the worker, its pool and the action's process group, all at once
@@ -97,7 +94,8 @@ def test_a_lost_advance_is_made_by_beats_safety_net(deployment: Cluster, tmp_pat
     # Given a task's child that ends with no advance sent: terminal in SQL, its runner still
     # holding (it would advance the run only once its process ends)
     handle = attune.execute("wf.lost", {"dir": str(tmp_path)})
-    first_id, _worker, pgid = running_child(deployment, handle.id, "first")
+    first = wait_running(deployment.database, handle.id, "first")
+    first_id, pgid = first.id, int(first.pgid or 0)
     with deployment.database.engine.begin() as connection:
         moved = connection.execute(
             text(
@@ -123,6 +121,6 @@ def test_a_lost_advance_is_made_by_beats_safety_net(deployment: Cluster, tmp_pat
         "first": "succeeded",
         "after": "succeeded",
     }
-    (first,) = child_of(deployment.database, handle.id, "first")
-    assert first.wf_consumed
+    (ended,) = child_of(deployment.database, handle.id, "first")
+    assert ended.wf_consumed
     wait_until(lambda: not group_alive(pgid), 30, "the held process to end")

@@ -30,7 +30,8 @@ def test_a_sequence_passes_data_from_task_to_task_with_native_types(deployment: 
     assert [c.action_ref for c in (first, second, third)] == ["wf.sh", "wf.sh", "core.noop"]
     assert third.parameters == {"message": "m=82", "exit_code": 0}
     for before, after in ((first, second), (second, third)):  # one after the other
-        assert before.finished_at is not None and after.started_at is not None
+        assert before.finished_at is not None
+        assert after.started_at is not None
         assert after.started_at >= before.finished_at
     assert workflow_run(deployment.database, record.id).vars == {"base": 40, "n": 41, "m": 82}
 
@@ -67,7 +68,10 @@ def test_fail_runs_the_other_targets_then_fails_the_run_naming_the_task(
     record = attune.execute("wf.handled_fail").wait(WAIT_S)
 
     assert record.status is _S.FAILED
-    assert task_states(deployment.database, record.id) == {"broken": "failed", "report": "succeeded"}
+    assert task_states(deployment.database, record.id) == {
+        "broken": "failed",
+        "report": "succeeded",
+    }
     (broken,) = child_of(deployment.database, record.id, "broken")
     (error,) = record.result["errors"]
     assert error == {
@@ -78,7 +82,8 @@ def test_fail_runs_the_other_targets_then_fails_the_run_naming_the_task(
         "status": "failed",
         "error": broken.error,
     }
-    assert record.error is not None and record.error.startswith("task broken: ")
+    assert record.error is not None
+    assert record.error.startswith("task broken: ")
 
 
 def test_an_unhandled_failure_fails_the_run(deployment: Cluster) -> None:
