@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -77,6 +78,21 @@ def duplicates(database: Database, parent_id: int) -> dict[Any, int]:
         (row.wf_task_id, row.wf_item, row.attempt) for row in children(database, parent_id)
     )
     return {key: count for key, count in keys.items() if count > 1}
+
+
+def most_at_once(rows: list[Execution]) -> int:
+    """The most of these executions running at one instant, on the database clock (an end
+    counts before a start at the same instant); each must have started and finished."""
+    events: list[tuple[datetime, int]] = []
+    for row in rows:
+        assert row.started_at is not None, f"execution {row.id} never started"
+        assert row.finished_at is not None, f"execution {row.id} never finished"
+        events += [(row.started_at, 1), (row.finished_at, -1)]
+    level = peak = 0
+    for _, step in sorted(events):
+        level += step
+        peak = max(peak, level)
+    return peak
 
 
 def unfinished(database: Database) -> list[tuple[int, str, str]]:
