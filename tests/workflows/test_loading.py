@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
 from attune.packs.loader import load_packs
 from attune.store.db import Database
-from attune.store.models import Action, Pack
 from tests.cluster import attune_cli
 from tests.pack_builder import action, header, workflow_action, write_pack, write_workflows
+from tests.test_pack_validation import rows
 
 Document = dict[str, Any]
 FLOW = "packs/bad/actions/workflows/flow.yaml"
@@ -117,13 +116,6 @@ def packs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     flow = workflow_action("bad.flow", {"who": {"type": "string", "default": "x"}})
     write_pack(packs, "bad", {"hello": action("bad.hello"), "flow": flow}, header("bad"))
     return packs
-
-
-def rows(database: Database) -> tuple[int, int]:
-    with database.session_scope() as session:
-        packs = session.scalar(select(func.count()).select_from(Pack))
-        actions = session.scalar(select(func.count()).select_from(Action))
-    return packs or 0, actions or 0
 
 
 def test_the_valid_workflow_of_these_tests_loads(
