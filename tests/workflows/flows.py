@@ -1,26 +1,12 @@
-"""The workflow files of the ``wf`` test pack, as data (name → document)."""
+"""The workflow files of the ``wf`` test pack, as data (name → document): control flow, data
+passing and expressions here, the hazards (kills, losses, time, failures) in
+:mod:`tests.workflows.hazards`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-SUCCEEDED = "{{ succeeded() }}"
-FAILED = "{{ failed() }}"
-COMPLETED = "{{ completed() }}"
-NOOP_FAILING = {"action": "core.noop", "input": {"exit_code": 3}}
-
-
-def until_released(then: str) -> str:
-    """A command line that waits for ``<input.dir>/release``, then runs ``then``."""
-    return f'until [ -e "{{{{ input.dir }}}}/release" ]; do sleep 0.05; done; {then}'
-
-
-def counting(succeed_from: int) -> str:
-    """A command line that fails until its ``succeed_from``-th run (counted in input.dir)."""
-    return (
-        'n=$(ls "{{ input.dir }}" | wc -l); touch "{{ input.dir }}/run-$n"; '
-        f"[ $n -ge {succeed_from - 1} ] || exit 1; echo '{{\"runs\": '$((n + 1))'}}'"
-    )
+from tests.workflows.hazards import COMPLETED, FAILED, HAZARDS, NOOP_FAILING, SUCCEEDED
 
 
 def handling(do: list[str]) -> dict[str, Any]:
@@ -148,31 +134,23 @@ def _fan() -> dict[str, Any]:
     }
 
 
-def _held(retry: bool) -> dict[str, Any]:
-    hold: dict[str, Any] = {
-        "name": "hold",
-        "action": "wf.hold",
-        "input": {"dir": "{{ input.dir }}"},
-        "next": [{"when": SUCCEEDED, "do": ["after"]}],
-    }
-    if retry:
-        hold["retry"] = {"on": ["abandoned"], "max_attempts": 2}
-    return {"version": 1, "tasks": [hold, {"name": "after", "action": "core.noop"}]}
-
-
-def _after(first: dict[str, Any]) -> dict[str, Any]:
-    """``first`` (a task named ``first``), then ``after`` once it succeeded."""
-    first = {**first, "name": "first", "next": [{"when": SUCCEEDED, "do": ["after"]}]}
-    return {"version": 1, "tasks": [first, {"name": "after", "action": "core.noop"}]}
-
-
-def _nap(seconds: int, **workflow: Any) -> dict[str, Any]:
-    nap = {"name": "nap", "action": "core.sleep", "input": {"seconds": seconds}}
-    return {"version": 1, **workflow, "tasks": [nap]}
-
-
 def _failing_input(field: dict[str, Any]) -> dict[str, Any]:
     return {"version": 1, "tasks": [{"name": "speak", "action": "core.echo", **field}]}
+
+
+def _loop() -> dict[str, Any]:
+    """``begin`` → ``count``, which names itself again while ``vars.n`` is below 3."""
+    again = {"when": "{{ vars.n < 3 }}", "publish": {"n": "{{ vars.n + 1 }}"}, "do": ["count"]}
+    count = {"name": "count", "action": "core.noop", "input": {"message": "n={{ vars.n }}"}}
+    return {
+        "version": 1,
+        "vars": {"n": 0},
+        "tasks": [
+            {"name": "begin", "action": "core.noop", "next": [{"do": ["count"]}]},
+            {**count, "next": [again]},
+        ],
+        "output": {"n": "{{ vars.n }}"},
+    }
 
 
 WORKFLOWS: dict[str, dict[str, Any]] = {
@@ -185,52 +163,8 @@ WORKFLOWS: dict[str, dict[str, Any]] = {
     "join_unreachable": _joins(SUCCEEDED),
     **_nested(),
     "fan": _fan(),
-    "held": _held(retry=False),
-    "held_retry": _held(retry=True),
-    "lost": _after({"action": "wf.sh", "input": {"cmd": until_released("echo '{}'")}}),
-    "race": {
-        "version": 1,
-        "tasks": [
-            {
-                "name": "first",
-                "action": "wf.sh",
-                "with": {"items": "{{ range(20) | list }}", "concurrency": 20},
-                "input": {"cmd": until_released("echo '{}'")},
-                "next": [{"when": SUCCEEDED, "do": ["after"]}],
-            },
-            {"name": "after", "action": "core.noop"},
-        ],
-    },
-    "backoff": _after(
-        {
-            "action": "wf.sh",
-            "input": {"cmd": counting(3)},
-            "retry": {
-                "on": ["failed"],
-                "max_attempts": 3,
-                "delay_s": 0.5,
-                "backoff": "exponential",
-            },
-        }
-    ),
-    "task_timeout": {
-        "version": 1,
-        "tasks": [
-            {
-                "name": "slow",
-                "action": "core.sleep",
-                "input": {"seconds": 30},
-                "timeout": 1,
-                "next": [
-                    {"when": "{{ timed_out() }}", "publish": {"timed_out": True}, "do": ["noop"]}
-                ],
-            }
-        ],
-        "output": {"timed_out": "{{ vars.timed_out }}", "status": "{{ tasks.slow.status }}"},
-    },
-    "workflow_timeout": _nap(30, timeout=1),
-    "cancel_inner": _nap(60),
-    "cancel_outer": {"version": 1, "tasks": [{"name": "middle", "action": "wf.cancel_inner"}]},
+    "loop": _loop(),
+    **HAZARDS,
     "escape": _failing_input({"input": {"message": "{{ ''.__class__ }}"}}),
     "undefined_input": _failing_input({"input": {"message": "{{ input.nothing_here }}"}}),
     "undefined_when": _failing_input(

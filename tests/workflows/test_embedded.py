@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,14 @@ import pytest
 from attune.store.db import Database
 from tests.cluster import attune_cli, embedded_environment
 from tests.workflows.pack import PACK, write_wf_pack
-from tests.workflows.runs import child_of, children, duplicates, most_at_once, task_states
+from tests.workflows.runs import (
+    activations,
+    child_of,
+    children,
+    duplicates,
+    most_at_once,
+    task_states,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +38,45 @@ for ref, params in json.loads(sys.argv[1]):
 print(json.dumps(records))
 """
 
+RACE = """
+import sys, threading, time
+from datetime import UTC, datetime
+from sqlalchemy import func, select, update
+import attune
+from attune.settings import Settings
+from attune.store.db import Database
+from attune.store.models import EXECUTION_TABLE as E
+from attune.workflows.engine import advance
+settings = Settings.from_env()
+database = Database.from_url(settings.database_url)
+handle = attune.execute("wf.race", {"dir": sys.argv[1]})
+mine = E.c.parent_id == handle.id
+count = select(func.count()).select_from(E).where(mine)
+def made():
+    with database.session_scope() as session:
+        return session.scalar(count)
+deadline = time.monotonic() + 60
+while made() < 20:
+    assert time.monotonic() < deadline, "20 children"
+    time.sleep(0.05)
+with database.session_scope() as session:
+    session.execute(update(E).where(mine, E.c.status.in_(["scheduled", "running"])).values(
+        status="succeeded", finished_at=datetime.now(UTC), result={}))
+barrier = threading.Barrier(50)
+sent = []
+def racer():
+    barrier.wait()
+    sent.append(advance(database, settings, handle.id).sent)
+threads = [threading.Thread(target=racer) for _ in range(50)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+open(sys.argv[1] + "/release", "w").close()
+record = handle.wait(60)
+print(handle.id, record.status.value, len(sent), sum(sent))
+"""
+
 RUNS: list[tuple[str, dict[str, Any]]] = [
     ("examples.release", {"version": "2"}),
     ("examples.release", {"version": "3", "lint_exit_code": 1}),
@@ -42,29 +89,47 @@ RUNS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+@dataclass(frozen=True)
+class Embedded:
+    """A working directory on the embedded default, the wf pack loaded."""
+
+    workdir: Path
+    env: dict[str, str]
+    database: Database
+
+    def call(self, script: str, *args: str) -> str:
+        """Run ``script`` as a Python caller in its own process; the last line it printed."""
+        caller = subprocess.run(
+            [sys.executable, "-c", script, *args],
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        assert caller.returncode == 0, caller.stderr[-3000:]
+        return caller.stdout.strip().splitlines()[-1]
+
+
 @pytest.fixture(scope="module")
-def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Database, list[Any]]]:
-    """The records of :data:`RUNS`, run one after the other by one caller process."""
+def place(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded]:
     workdir = tmp_path_factory.mktemp("embedded-workflows")
     env = embedded_environment(workdir)
     write_wf_pack(Path(env["ATTUNE_PACKS_DIR"]))
     loaded = attune_cli(env, "packs", "load", "--pack-name", PACK)
     assert loaded.returncode == 0, loaded.stdout + loaded.stderr
-    caller = subprocess.run(
-        [sys.executable, "-c", CALLER, json.dumps(RUNS)],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert caller.returncode == 0, caller.stderr[-3000:]
     database = Database.from_url(env["ATTUNE_DATABASE_URL"])
     try:
-        yield database, json.loads(caller.stdout.strip().splitlines()[-1])
+        yield Embedded(workdir, env, database)
     finally:
         database.dispose()
+
+
+@pytest.fixture(scope="module")
+def embedded(place: Embedded) -> tuple[Database, list[Any]]:
+    """The records of :data:`RUNS`, run one after the other by one caller process."""
+    return place.database, json.loads(place.call(CALLER, json.dumps(RUNS)))
 
 
 def test_the_examples_branch_join_and_fan_out(embedded: tuple[Database, list[Any]]) -> None:
@@ -109,3 +174,16 @@ def test_failures_name_the_task(embedded: tuple[Database, list[Any]]) -> None:
     assert escape["status"] == "failed"
     assert escape["error"].startswith("task speak: tasks[0].input: ")
     assert "__class__" in escape["error"]
+
+
+def test_fifty_concurrent_advances_on_sqlite_start_nothing_twice(
+    place: Embedded, tmp_path: Path
+) -> None:
+    run_id, status, advances, sent = place.call(RACE, str(tmp_path)).split()
+
+    assert (status, advances) == ("succeeded", "50")
+    assert int(sent) <= 1  # the embedded beat thread may have been first
+    parent = int(run_id)
+    assert [child.task for child in activations(place.database, parent)] == ["first", "after"]
+    assert len(children(place.database, parent)) == 21
+    assert duplicates(place.database, parent) == {}

@@ -9,7 +9,7 @@ import pytest
 import attune
 from attune.store.models import ExecutionStatus
 from tests.cluster import Cluster
-from tests.workflows.runs import child_of, children, task_states, workflow_run
+from tests.workflows.runs import activations, child_of, children, task_states, workflow_run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 _S = ExecutionStatus
@@ -135,3 +135,14 @@ def test_a_nested_workflow_is_a_child_and_its_output_is_the_tasks_result(
     (leaf,) = children(deployment.database, inner.id)
     assert (leaf.action_ref, leaf.result) == ("wf.sh", {"y": 40})
     assert workflow_run(deployment.database, inner.id).depth == 2
+
+
+def test_a_task_that_names_itself_runs_again_as_a_new_activation(deployment: Cluster) -> None:
+    record = attune.execute("wf.loop").wait(WAIT_S)
+
+    assert record.status is _S.SUCCEEDED, record.error
+    assert record.result == {"n": 3}
+    counted = [a for a in activations(deployment.database, record.id) if a.task == "count"]
+    assert [(a.occurrence, a.state) for a in counted] == [(n, "succeeded") for n in (1, 2, 3, 4)]
+    messages = [c.parameters["message"] for c in child_of(deployment.database, record.id, "count")]
+    assert messages == ["n=0", "n=1", "n=2", "n=3"]
