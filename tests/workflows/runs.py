@@ -117,6 +117,16 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+def wait_gone(*pgids: int | None) -> None:
+    """Wait until nothing of these process groups is left (reaped too)."""
+    assert None not in pgids, "a process group was never recorded"
+    wait_until(
+        lambda: not any(group_alive(pgid) for pgid in pgids if pgid is not None),
+        30,
+        f"process groups {pgids} to be gone",
+    )
+
+
 def kill_group(pgid: int) -> None:
     """SIGKILL process group ``pgid`` if anything of it is left."""
     with contextlib.suppress(ProcessLookupError):

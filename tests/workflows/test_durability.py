@@ -16,13 +16,14 @@ import attune
 from attune.store.models import ExecutionStatus
 from attune.workflows.reconcile import RECONCILE_INTERVAL_S
 from tests.cluster import Cluster
-from tests.processes import CeleryProcess, markers, wait_until
+from tests.processes import CeleryProcess, markers
 from tests.workflows.runs import (
     child_of,
     group_alive,
     kill_group,
     task_states,
     unfinished,
+    wait_gone,
     wait_running,
 )
 
@@ -87,7 +88,7 @@ def test_kill_9_of_the_worker_running_a_task(
         )
         assert child_of(deployment.database, handle.id, "after") == []
     assert unfinished(deployment.database) == []
-    wait_until(lambda: not group_alive(pgid), 10, "the killed action's processes to be reaped")
+    wait_gone(pgid)
 
 
 def test_a_lost_advance_is_made_by_beats_safety_net(deployment: Cluster, tmp_path: Path) -> None:
@@ -123,4 +124,4 @@ def test_a_lost_advance_is_made_by_beats_safety_net(deployment: Cluster, tmp_pat
     }
     (ended,) = child_of(deployment.database, handle.id, "first")
     assert ended.wf_consumed
-    wait_until(lambda: not group_alive(pgid), 30, "the held process to end")
+    wait_gone(pgid)

@@ -12,9 +12,9 @@ from tests.processes import wait_until
 from tests.workflows.runs import (
     child_of,
     children,
-    group_alive,
     task_states,
     unfinished,
+    wait_gone,
     wait_running,
 )
 
@@ -102,6 +102,5 @@ def test_a_deadline_cancels_a_nested_workflow_and_its_processes(deployment: Clus
     assert inner.status == "canceled"
     (ended,) = children(deployment.database, middle.id)
     assert (ended.id, ended.status) == (nap.id, "canceled")
-    assert nap.pgid is not None
-    wait_until(lambda: not group_alive(nap.pgid or 0), 10, "the nap's processes to be gone")
+    wait_gone(nap.pgid)
     assert unfinished(deployment.database) == []

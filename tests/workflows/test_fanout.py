@@ -23,8 +23,8 @@ from tests.workflows.runs import (
     child_of,
     children,
     duplicates,
-    group_alive,
     most_at_once,
+    wait_gone,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -131,5 +131,4 @@ def test_fifty_concurrent_advances_take_each_outcome_once_and_start_nothing_twic
         {"item": n, "ok": True, "status": "succeeded", "result": {"item": n}, "error": None}
         for n in range(20)
     ]
-    held = [child.pgid for child in running if child.pgid is not None]
-    wait_until(lambda: not any(map(group_alive, held)), 30, "the held processes to end")
+    wait_gone(*(child.pgid for child in running if child.pgid is not None))

@@ -17,9 +17,9 @@ from tests.processes import wait_until
 from tests.workflows.runs import (
     child_of,
     children,
-    group_alive,
     task_states,
     unfinished,
+    wait_gone,
     wait_running,
 )
 
@@ -27,11 +27,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 _S = ExecutionStatus
 SLACK_S = 3.0
 KILL_GRACE_S = 1.0  # tests.cluster's ATTUNE_KILL_GRACE_S
-
-
-def gone(pgid: int | None) -> None:
-    assert pgid is not None
-    wait_until(lambda: not group_alive(pgid), 10, f"process group {pgid} to be gone")
 
 
 def test_retries_of_a_task_wait_their_exponential_backoff(
@@ -78,7 +73,7 @@ def test_a_task_timeout_ends_its_child_timeout_and_timed_out_matches(
     assert slow.finished_at is not None
     took_s = (slow.finished_at - slow.started_at).total_seconds()
     assert 1.0 <= took_s < 1.0 + KILL_GRACE_S + SLACK_S
-    gone(pgid)
+    wait_gone(pgid)
 
 
 def test_a_workflow_timeout_ends_the_run_timeout_and_cancels_its_tasks(
@@ -97,7 +92,7 @@ def test_a_workflow_timeout_ends_the_run_timeout_and_cancels_its_tasks(
     (ended,) = children(deployment.database, record.id)
     assert (ended.id, ended.status) == (nap.id, "canceled")
     assert task_states(deployment.database, record.id) == {"nap": "canceled"}
-    gone(nap.pgid)
+    wait_gone(nap.pgid)
 
 
 def test_cancel_cascades_two_levels_deep_and_kills_the_processes(deployment: Cluster) -> None:
@@ -117,5 +112,5 @@ def test_cancel_cascades_two_levels_deep_and_kills_the_processes(deployment: Clu
     assert (inner.id, inner.action_ref, inner.status) == (middle.id, "wf.cancel_inner", "canceled")
     (ended,) = children(deployment.database, middle.id)
     assert (ended.id, ended.action_ref, ended.status) == (nap.id, "core.sleep", "canceled")
-    gone(nap.pgid)
+    wait_gone(nap.pgid)
     assert unfinished(deployment.database) == []
