@@ -78,7 +78,7 @@ SLOW = "sleep 1; echo '{}'"
 HAZARDS: dict[str, dict[str, Any]] = {
     "held": _held(retry=False),
     "held_retry": _held(retry=True),
-    "lost": _after({"action": "wf.sh", "input": {"cmd": until_released("echo '{}'")}}),
+    "lost": _after({"action": "wf.hold", "input": {"dir": "{{ input.dir }}"}}),
     "race": {
         "version": 1,
         "tasks": [

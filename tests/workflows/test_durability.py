@@ -1,10 +1,12 @@
 """Durability with real processes: ``kill -9`` of the worker running a task, with and without a
-retry (one successful run per task, nothing left running), and a lost advance that beat's
-safety net makes up for."""
+retry (one successful run per task, nothing left running), and a lost advance (its worker
+frozen) that beat's safety net makes up for."""
 
 from __future__ import annotations
 
 import itertools
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,6 @@ from tests.cluster import Cluster
 from tests.processes import CeleryProcess, markers
 from tests.workflows.runs import (
     child_of,
-    group_alive,
     kill_group,
     task_states,
     unfinished,
@@ -91,19 +92,22 @@ def test_kill_9_of_the_worker_running_a_task(
     wait_gone(pgid)
 
 
-def test_a_lost_advance_is_made_by_beats_safety_net(deployment: Cluster, tmp_path: Path) -> None:
-    # Given a task's child that ends with no advance sent: terminal in SQL, its runner still
-    # holding (it would advance the run only once its process ends)
+def test_a_lost_advance_is_made_by_beats_safety_net(
+    deployment: Cluster, holders: dict[str, CeleryProcess], tmp_path: Path
+) -> None:
+    # Given a task's child that ends while its worker is frozen (SIGSTOP, pool included): its
+    # runner neither advances the run nor sends the message; the row goes terminal in SQL
     handle = attune.execute("wf.lost", {"dir": str(tmp_path)})
     first = wait_running(deployment.database, handle.id, "first")
-    first_id, pgid = first.id, int(first.pgid or 0)
+    frozen = holders[str(first.worker)]
+    os.killpg(frozen.pid, signal.SIGSTOP)
     with deployment.database.engine.begin() as connection:
         moved = connection.execute(
             text(
                 "UPDATE execution SET status = 'succeeded', finished_at = now(), result = '{}'"
                 " WHERE id = :id AND status = 'running' AND NOT wf_consumed"
             ),
-            {"id": first_id},
+            {"id": first.id},
         ).rowcount
     assert moved == 1
     ended_at = time.monotonic()
@@ -111,12 +115,11 @@ def test_a_lost_advance_is_made_by_beats_safety_net(deployment: Cluster, tmp_pat
     # When nothing else happens
     record = handle.wait(30)
 
-    # Then the beat's reconcile advanced it: the run finished while the runner still held
+    # Then beat's reconcile advanced it, within one interval (plus slack)
     took_s = time.monotonic() - ended_at
-    held_still = group_alive(pgid)
-    (tmp_path / "release").touch()
+    frozen.destroy()
+    kill_group(int(first.pgid or 0))
     assert record.status is _S.SUCCEEDED, record.error
-    assert held_still
     assert took_s < RECONCILE_INTERVAL_S + SLACK_S
     assert task_states(deployment.database, handle.id) == {
         "first": "succeeded",
@@ -124,4 +127,5 @@ def test_a_lost_advance_is_made_by_beats_safety_net(deployment: Cluster, tmp_pat
     }
     (ended,) = child_of(deployment.database, handle.id, "first")
     assert ended.wf_consumed
-    wait_gone(pgid)
+    assert markers(tmp_path, "done") == 0  # the held process never ended on its own
+    wait_gone(first.pgid)
