@@ -91,3 +91,23 @@ def write_rules(packs_dir: Path, rules: dict[str, dict[str, Any]]) -> Path:
     for stem, document in rules.items():
         write_yaml(rules_dir / f"{stem}.yaml", document)
     return pack_dir
+
+
+def workflow_action(ref: str, parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A workflow action ``ref`` whose file is ``workflows/<name>.yaml``."""
+    name = ref.partition(".")[2]
+    return {
+        "ref": ref,
+        "description": f"The {name} workflow.",
+        "runner_type": "workflow",
+        "entry_point": f"workflows/{name}.yaml",
+        "parameters": dict(parameters or {}),
+    }
+
+
+def write_workflows(pack_dir: Path, workflows: Mapping[str, Mapping[str, Any]]) -> None:
+    """Write each workflow file (name → document) under the pack's ``actions/workflows/``."""
+    folder = pack_dir / "actions" / "workflows"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, document in workflows.items():
+        write_yaml(folder / f"{name}.yaml", document)

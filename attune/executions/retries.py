@@ -53,6 +53,9 @@ _COPIED = (
     "gate_key",
     "gate_limit",
     "first_attempt_id",
+    "parent_id",  # a workflow task's next attempt belongs to the same run, activation, item
+    "wf_task_id",
+    "wf_item",
 )
 
 

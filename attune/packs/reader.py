@@ -33,7 +33,7 @@ from attune.store.models import (
     ParameterFormat,
     RunnerType,
 )
-from attune.workflows.files import read_workflow_file
+from attune.workflows.files import abandoned_retry_problems, read_workflow_file
 
 PACK_KEYS = frozenset(
     {"ref", "label", "description", "version", "author", "email", "tags", "python"}
@@ -183,6 +183,7 @@ def _read_actions(pack_dir: Path, problems: list[str], files: PackFiles) -> tupl
             continue
         first_file[spec.ref] = path
         specs.append(spec)
+    problems.extend(abandoned_retry_problems(specs))
     return tuple(specs)
 
 

@@ -230,7 +230,9 @@ def end(
                 if target not in (FAIL, NOOP):
                     activate(step, target, activation.task)
     except AttuneError as problem:
+        activation.state = ExecutionStatus.FAILED.value  # the task fails, whatever its child did
         activation.error = str(problem)
+        step.tasks.forget()
         step.record_error(activation.task, str(problem), execution_id=execution_id)
         step.stop()
         return

@@ -19,6 +19,7 @@ from attune.executions import scheduler
 from attune.executions.dispatch import Dispatch
 from attune.executions.policies import Policy, RetryOn
 from attune.executions.retries import ENDED_COLUMNS, Ended, eligible_at
+from attune.executions.secretbox import SecretBox
 from attune.store.models import (
     EXECUTION_TABLE,
     TERMINAL_STATUSES,
@@ -49,7 +50,7 @@ def child_row(
     prepared = scheduler.prepare(step.session, step.settings, task.action, values, step.actions)
     if prepared.runner_type == RunnerType.WORKFLOW and step.run.depth >= MAX_DEPTH:
         raise AttuneError(f"{task.action} would nest workflows deeper than {MAX_DEPTH} levels")
-    row = dict(prepared.row)
+    row = _sealed(step, dict(prepared.row))
     if task.retry is not None:
         policy = Policy.from_json(row["policy"])
         if RetryOn.ABANDONED in task.retry.on and not policy.idempotent:
@@ -85,6 +86,24 @@ def record(
             step.again = True
     step.busy = True
     step.changed = True
+
+
+def _sealed(step: Pass, row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with every parameter that carries a secret of the run sealed as the child's own
+    secret and masked where it is stored (the child still gets the value, and redacts it)."""
+    carrying = {
+        name: value for name, value in row["parameters"].items() if step.redact(value) != value
+    }
+    if not carrying:
+        return row
+    box = SecretBox.for_settings(step.settings)
+    sealed = box.decrypt(row["secrets"]) if row["secrets"] else {}
+    masked = {name: step.redact(value) for name, value in carrying.items()}
+    return {
+        **row,
+        "parameters": {**row["parameters"], **masked},
+        "secrets": box.encrypt({**sealed, **carrying}),
+    }
 
 
 _CONSUME = (

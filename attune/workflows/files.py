@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from attune.errors import DocumentError
+from attune.executions.policies import Policy, RetryOn
 from attune.packs.documents import mapping_of
 from attune.packs.fields import Fields
 from attune.packs.fingerprint import PackFiles, read_bytes
+from attune.packs.specs import ActionSpec
 from attune.workflows.reader import read
 
 WORKFLOW_SUFFIXES = (".yaml", ".yml")
@@ -37,3 +40,20 @@ def read_workflow_file(fields: Fields, path: Path, files: PackFiles) -> dict[str
         fields.failed = True
         return None
     return dict(spec.document)
+
+
+def abandoned_retry_problems(actions: Sequence[ActionSpec]) -> list[str]:
+    """A problem for each workflow task that retries ``abandoned`` on an action of the same
+    pack that is not idempotent (other packs' actions are checked when the task starts)."""
+    idempotent = {spec.ref: Policy.from_json(spec.policy).idempotent for spec in actions}
+    problems = []
+    for spec in actions:
+        for index, task in enumerate((spec.workflow or {}).get("tasks", ())):
+            on = (task.get("retry") or {}).get("on") or ()
+            if RetryOn.ABANDONED.value in on and idempotent.get(task.get("action")) is False:
+                problems.append(
+                    f"{spec.source.parent / spec.entry_point}: tasks[{index}].retry.on: "
+                    f"abandoned needs an idempotent action; {task['action']} is not idempotent "
+                    "(idempotent: true)"
+                )
+    return problems
