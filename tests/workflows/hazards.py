@@ -63,12 +63,16 @@ def _branches(fail_fast: bool) -> dict[str, Any]:
 
 
 def _items(fail_fast: bool) -> dict[str, Any]:
-    """Eight items two at a time; item 2 fails."""
+    """Eight items two at a time; item 2 fails (item 3, its neighbour in flight, takes half a
+    second, so the failure is taken in before a slot frees)."""
     each = {
         "name": "each",
         "action": "wf.sh",
         "with": {"items": "{{ range(8) | list }}", "concurrency": 2, "fail_fast": fail_fast},
-        "input": {"cmd": "[ {{ item }} -ne 2 ] || exit 1; echo '{\"i\": {{ item }}}'"},
+        "input": {
+            "cmd": "[ {{ item }} -ne 2 ] || exit 1; [ {{ item }} -ne 3 ] || sleep 0.5; "
+            "echo '{\"i\": {{ item }}}'"
+        },
     }
     return {"version": 1, "fail_fast": fail_fast, "tasks": [each]}
 
