@@ -30,6 +30,8 @@ _SUMMARY = select(
     _E.started_at,
     _E.finished_at,
     _E.duration_ms,
+    _E.attempt,
+    _E.max_attempts,
 )
 
 

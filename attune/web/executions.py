@@ -20,6 +20,7 @@ from attune.web import forms
 from attune.web.actions import action_of, launched, run_page
 from attune.web.pages import render
 from attune.web.viewer import FormDep, ViewerDep, authorize
+from attune.workflows.listing import is_workflow, task_of, tasks_of
 
 router = APIRouter()
 
@@ -101,9 +102,12 @@ def executions_page(
 def execution_page(
     request: Request, execution_id: ExecutionId, viewer: ViewerDep, database: DatabaseDep
 ) -> HTMLResponse:
-    """One execution: timeline, attempts, masked parameters, result, error, output, buttons."""
+    """One execution: timeline, attempts, its workflow run and task (a child) or its task table
+    (a run), masked parameters, result, error, output, buttons."""
     record = records.get(database, execution_id)
     chain = chains.attempts(database, execution_id) if record.max_attempts > 1 else []
+    place = None if record.parent_id is None else task_of(database, execution_id)
+    tasks = tasks_of(database, execution_id) if is_workflow(database, record.action_ref) else None
     with database.session_scope() as session:
         requested_by = listing.requester(session, execution_id)
     result = None if record.result is None else json.dumps(record.result, indent=2, default=str)
@@ -113,6 +117,8 @@ def execution_page(
         "execution.html",
         record=record,
         chain=chain,
+        place=place,
+        tasks=tasks,
         requested_by=requested_by,
         result=None if result is None else result[:RESULT_SHOWN_CHARS],
         result_cut=result is not None and len(result) > RESULT_SHOWN_CHARS,
@@ -134,9 +140,10 @@ def result_download(execution_id: ExecutionId, _: ViewerDep, database: DatabaseD
 def cancel(
     execution_id: ExecutionId, viewer: ViewerDep, form: FormDep, database: DatabaseDep
 ) -> RedirectResponse:
-    """Cancel (operate scope), then back to the execution's page."""
+    """Cancel (operate scope) as ``attune executions cancel`` does: a workflow run cascades
+    to its tasks at once, a retry chain stops; then back to the execution's page."""
     authorize(viewer, form)
-    records.request_cancel(database, execution_id)
+    chains.cancel(database, execution_id)
     return RedirectResponse(f"/executions/{execution_id}", 303)
 
 

@@ -38,6 +38,14 @@ function link(href, text) {
   return a;
 }
 
+// Coalesce calls: the first one runs ``action`` after ``intervalMs``, the calls until then with it.
+function throttled(action, intervalMs) {
+  let timer = null;
+  return () => {
+    if (timer === null) timer = setTimeout(() => { timer = null; action(); }, intervalMs);
+  };
+}
+
 function patchRow(tr, row) {
   tr.querySelector(".c-status").replaceChildren(badge(row.status));
   tr.querySelector(".c-worker").textContent = row.worker || "";
@@ -55,7 +63,8 @@ function newRow(row) {
   action.append(link("/actions/" + encodeURIComponent(row.action_ref), row.action_ref));
   const requested = cell(moment(row.requested_at));
   tr.append(id, action, cell("", "c-status"), cell("", "c-worker"), cell(row.requested_by),
-    requested, cell("", "c-started"), cell("", "c-duration"), cell("", "c-exit"));
+    requested, cell("", "c-started"), cell("", "c-duration"), cell("", "c-exit"),
+    cell("", "c-attempt"));
   patchRow(tr, row);
   return tr;
 }
@@ -65,6 +74,8 @@ function followList(table) {
   const query = new URLSearchParams({ events: "execution" });
   if (table.dataset.action) query.set("action", table.dataset.action);
   const source = new EventSource("/api/v1/stream?" + query);
+  // Events carry no attempt: the page as rendered now fills it in for the rows added.
+  const fill = throttled(() => refetch(table.tBodies[0], "tbody"), 1000);
   source.addEventListener("execution", (event) => {
     const row = JSON.parse(event.data);
     const tr = table.querySelector(`tr[data-id="${row.id}"]`);
@@ -75,6 +86,7 @@ function followList(table) {
     if (table.dataset.live === "first" && matches) {
       table.querySelector("tr.empty")?.remove();
       table.tBodies[0].prepend(newRow(row));
+      fill();
     }
   });
   source.addEventListener("reset", () => location.reload());
@@ -136,6 +148,21 @@ function followExecution(box) {
   }, { once: true });
 }
 
+// A workflow run's task table: its children's events carry no parent, so any event of a child
+// shown, or of an execution newer than them all (a child just started), refetches the table.
+function followTasks(table) {
+  const run = Number(table.dataset.run);
+  const refresh = throttled(() => refetch(table.tBodies[0], "#tasks tbody"), 250);
+  const events = new EventSource("/api/v1/stream?events=execution");
+  events.addEventListener("execution", (event) => {
+    const id = JSON.parse(event.data).id;
+    const shown = [...table.querySelectorAll("tr[data-id]")].map((tr) => Number(tr.dataset.id));
+    if (shown.includes(id) || id > Math.max(run, ...shown)) refresh();
+  });
+  events.addEventListener("reset", refresh);
+  events.addEventListener("open", refresh, { once: true }); // changes since the render
+}
+
 function refreshWorkers(box) {
   const refresh = () => refetch(box, "#workers");
   setInterval(refresh, Number(box.dataset.refreshS) * 1000);
@@ -148,7 +175,11 @@ document.addEventListener("DOMContentLoaded", () => {
   const list = document.getElementById("executions");
   if (list) followList(list);
   const execution = document.getElementById("execution");
-  if (execution && execution.dataset.terminal === "no") followExecution(execution);
+  if (execution && execution.dataset.terminal === "no") {
+    followExecution(execution);
+    const tasks = document.getElementById("tasks");
+    if (tasks) followTasks(tasks);
+  }
   const workers = document.getElementById("workers");
   if (workers) refreshWorkers(workers);
 });

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
+import httpx
 from playwright.sync_api import Locator, Page
 
 from tests.api.conftest import Server
@@ -33,6 +35,16 @@ class Site:
     deployment: Cluster
     tokens: dict[str, str]
     streams: bool  # the API's event streams exist (GET /api/v1/stream is not a 404)
+
+    def start(self, action: str, parameters: dict[str, Any], who: str = "deployer") -> int:
+        """Start ``action`` through the API with ``who``'s key; the new execution's id."""
+        started = httpx.post(
+            f"{self.server.base_url}/api/v1/executions",
+            json={"action": action, "parameters": parameters},
+            headers={"Authorization": f"Bearer {self.tokens[who]}"},
+        )
+        assert started.status_code == 201, started.text
+        return int(started.json()["id"])
 
 
 def sign_in(page: Page, site: Site, who: str) -> None:

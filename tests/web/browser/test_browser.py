@@ -1,7 +1,7 @@
 """The web UI in Debian's Chromium (Python Playwright, never ``playwright install``), against a
 real ``attune serve`` on PostgreSQL + Redis with real Celery workers. One browser and one server
-per module (fixtures in conftest.py); each test has its own context (cookies) and saves a PNG of
-its page under its tmp dir.
+for the package (fixtures in conftest.py); each test has its own context (cookies) and saves a
+PNG of its page under its tmp dir.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from playwright.sync_api import Page, expect
 from tests.cluster import attune_cli
 from tests.pack_builder import rule, write_yaml
 from tests.processes import wait_until
-from tests.web.browsing import WAIT_MS, Site, run_from_form, sign_in, status_badge
+from tests.web.browser.browsing import WAIT_MS, Site, run_from_form, sign_in, status_badge
 
 pytestmark = pytest.mark.slow
 
@@ -98,13 +98,7 @@ def test_a_read_key_sees_no_cancel_and_a_forged_post_is_refused(
     open_page: Page, site: Site
 ) -> None:
     operator = {"Authorization": f"Bearer {site.tokens['deployer']}"}
-    started = httpx.post(
-        f"{site.server.base_url}/api/v1/executions",
-        json={"action": "core.sleep", "parameters": {"seconds": 30}},
-        headers=operator,
-    )
-    assert started.status_code == 201, started.text
-    execution_id = started.json()["id"]
+    execution_id = site.start("core.sleep", {"seconds": 30})
     sign_in(open_page, site, "dashboard")
     assert open_page.locator("#scope").inner_text() == "read"
     open_page.goto(f"/executions/{execution_id}")
@@ -149,12 +143,7 @@ def test_live_rows_and_output_follow_the_streams(open_page: Page, site: Site) ->
     sign_in(open_page, site, "deployer")
     operator = {"Authorization": f"Bearer {site.tokens['deployer']}"}
     started_at = time.monotonic()
-    started = httpx.post(
-        f"{site.server.base_url}/api/v1/executions",
-        json={"action": "core.local", "parameters": {"cmd": "sleep 1; echo live line"}},
-        headers=operator,
-    )
-    execution_id = started.json()["id"]
+    execution_id = site.start("core.local", {"cmd": "sleep 1; echo live line"})
     row = open_page.locator(f'tr[data-id="{execution_id}"]')
     expect(row).to_be_visible()
     appeared_s = time.monotonic() - started_at
@@ -179,11 +168,7 @@ def test_live_rows_and_output_follow_the_streams(open_page: Page, site: Site) ->
         f"\nlive list: a new execution appeared {appeared_s * 1000:.0f} ms after its POST;"
         f" its end reached the page {lag_ms:.0f} ms after finished_at"
     )
-    follow = httpx.post(
-        f"{site.server.base_url}/api/v1/executions",
-        json={"action": "core.local", "parameters": {"cmd": "echo first; sleep 2; echo second"}},
-        headers=operator,
-    ).json()["id"]
+    follow = site.start("core.local", {"cmd": "echo first; sleep 2; echo second"})
     open_page.goto(f"/executions/{follow}")
     expect(open_page.locator("#stdout")).to_contain_text("first")
     expect(status_badge(open_page)).not_to_have_text("succeeded")
