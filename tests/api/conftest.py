@@ -17,7 +17,7 @@ from attune.api import create_app
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.worker.app import resources
-from tests.cluster import BIN, embedded_environment
+from tests.cluster import BIN, attune_cli, embedded_environment
 from tests.processes import free_port, wait_until
 
 LOOPBACK = "http://127.0.0.1"
@@ -41,6 +41,16 @@ def new_key(database: Database, name: str, scope: Scope) -> dict[str, str]:
     with database.session_scope() as session:
         token = create_key(session, name, scope)
     return {"Authorization": f"Bearer {token}"}
+
+
+def api_keys(env: Mapping[str, str], **scopes: str) -> dict[str, str]:
+    """Create a key per ``name=scope`` with the CLI, as an operator would; the tokens by name."""
+    tokens = {}
+    for name, scope in scopes.items():
+        created = attune_cli(env, "apikey", "create", name, "--scope", scope)
+        assert created.returncode == 0, created.stderr
+        tokens[name] = created.stdout.strip()
+    return tokens
 
 
 @dataclass

@@ -5,7 +5,8 @@ fills it with ``INSERT … SELECT generate_series`` and drops it afterwards. It 
 with a real ``attune serve`` (uvicorn) and asks with a keep-alive httpx client and an API key,
 beside the bare SQL query the route runs (psycopg, same page), in one run:
 
-- first page and a deep cursor (the middle of the table), each ≤ 2 × its bare query (issue 16);
+- first page and a deep cursor (the middle of the table), each ≤ 2 × its bare query (issue 16),
+  the served and the bare calls alternating so that both see the same load;
 - the deep page ÷ the first: a keyset page costs the same wherever it is.
 """
 
@@ -55,8 +56,15 @@ _BARE = (
 def main() -> int:
     """Create and fill the database, serve it, time both paths, print ratios, drop it."""
     with filled_database("api") as (url, token), served(url, token) as client:
+        print(f"load before: {_load()}")
         bench_list(url, client)
+        print(f"load after:  {_load()}")
     return 0
+
+
+def _load() -> str:
+    """The machine's load averages (1, 5, 15 min): the benchmark shares 2 cores."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 @contextmanager
@@ -123,8 +131,10 @@ def bench_list(url: str, client: httpx.Client) -> None:
             ("first page", {"limit": PAGE}, 2**62),
             ("deep page", {"limit": PAGE, "cursor": cursor}, middle),
         ):
-            served = timed(lambda p=params: _ok(client.get("/api/v1/executions", params=p)))
-            plain = timed(lambda b=before: bare.execute(_BARE, (b, PAGE + 1)).fetchall())
+            served, plain = timed_pair(
+                lambda p=params: _ok(client.get("/api/v1/executions", params=p)),
+                lambda b=before: bare.execute(_BARE, (b, PAGE + 1)).fetchall(),
+            )
             print(
                 f"  {label:<10}  served {served * 1000:7.3f} ms"
                 f"   bare SQL {plain * 1000:7.3f} ms   ratio {served / plain:5.2f}x (goal <= 2)"
@@ -164,16 +174,19 @@ def _wait_for(client: httpx.Client) -> None:
     raise SystemExit("attune serve did not answer")
 
 
-def timed(call: Callable[[], object]) -> float:
-    """The median time of ``call`` over :data:`ROUNDS` runs, after a warm-up."""
+def timed_pair(first: Callable[[], object], second: Callable[[], object]) -> tuple[float, float]:
+    """The median times of ``first`` and ``second`` over :data:`ROUNDS` runs each, after a
+    warm-up, the two alternating so that both see the same load of the (shared) machine."""
     for _ in range(30):
-        call()
-    times = []
+        first()
+        second()
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(ROUNDS):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for call, kept in zip((first, second), times, strict=True):
+            started = time.perf_counter()
+            call()
+            kept.append(time.perf_counter() - started)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 if __name__ == "__main__":

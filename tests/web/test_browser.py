@@ -18,7 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
-from tests.api.conftest import Server, serve
+from tests.api.conftest import Server, api_keys, serve
 from tests.cluster import Cluster, attune_cli, cluster
 from tests.conftest import clear
 
@@ -55,11 +55,7 @@ def site(
     with cluster(postgres_url, redis_url, workdir) as deployment:
         deployment.start_worker("w-web", ["shell"])
         env = deployment.fleet.environment()
-        tokens = {}
-        for name, scope in (("deployer", "operate"), ("dashboard", "read")):
-            created = attune_cli(env, "apikey", "create", name, "--scope", scope)
-            assert created.returncode == 0, created.stderr
-            tokens[name] = created.stdout.strip()
+        tokens = api_keys(env, deployer="operate", dashboard="read")
         server = serve(env, workdir)
         with httpx.stream(  # only the status: a stream, once there, never ends
             "GET",
