@@ -35,16 +35,16 @@ ADMIN_URL = os.environ.get("ATTUNE_TEST_PG_URL", "postgresql+psycopg://postgres@
 ROWS = 1_000_000
 ROUNDS = 300
 PAGE = 50
-_FILL = f"""
+_FILL = """
 INSERT INTO execution (action_ref, parameters, status, worker, exit_code, stdout, stderr,
                        stdout_truncated, stderr_truncated, requested_at, started_at, finished_at,
                        duration_ms)
 SELECT (ARRAY['core.echo', 'core.sleep', 'examples.list_example'])[1 + n % 3],
-       '{{}}'::jsonb,
+       '{}'::jsonb,
        (ARRAY['succeeded', 'succeeded', 'succeeded', 'failed', 'timeout', 'canceled'])[1 + n % 6],
        'w' || (n % 20), 0, 'output ' || n, '', false, false,
-       now() - make_interval(secs => {ROWS} - n), now(), now(), 5
-FROM generate_series(1, {ROWS}) AS n
+       now() - make_interval(secs => :rows - n), now(), now(), 5
+FROM generate_series(1, :rows) AS n
 """
 _BARE = (
     "SELECT id, action_ref, status, worker, exit_code, error, requested_by, requested_at,"
@@ -56,20 +56,20 @@ _BARE = (
 def main() -> int:
     """Create and fill the database, serve it, time both paths, print ratios, drop it."""
     with filled_database("api") as (url, token), served(url, token) as client:
-        print(f"load before: {_load()}")
+        print(f"load before: {load()}")
         bench_list(url, client)
-        print(f"load after:  {_load()}")
+        print(f"load after:  {load()}")
     return 0
 
 
-def _load() -> str:
+def load() -> str:
     """The machine's load averages (1, 5, 15 min): the benchmark shares 2 cores."""
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 @contextmanager
-def filled_database(purpose: str) -> Iterator[tuple[str, str]]:
-    """A new database of :data:`ROWS` executions and a read key: its URL and the key's token;
+def filled_database(purpose: str, rows: int = ROWS) -> Iterator[tuple[str, str]]:
+    """A new database of ``rows`` executions and a read key: its URL and the key's token;
     dropped afterwards."""
     name = f"attune_bench_{purpose}_{os.getpid()}"
     admin = create_engine(f"{ADMIN_URL}/postgres", isolation_level="AUTOCOMMIT")
@@ -83,9 +83,9 @@ def filled_database(purpose: str) -> Iterator[tuple[str, str]]:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
             started = time.perf_counter()
-            connection.execute(text(_FILL))
+            connection.execute(text(_FILL), {"rows": rows})
             connection.execute(text("ANALYZE execution"))
-        print(f"filled {ROWS:,} executions in {time.perf_counter() - started:.1f} s")
+        print(f"filled {rows:,} executions in {time.perf_counter() - started:.1f} s")
         with database.session_scope() as session:
             token = create_key(session, "bench", Scope.READ)
         yield url, token
