@@ -1,9 +1,10 @@
 """Webhooks: the hook a path names (its enabled ``core.webhook`` rules), its signature and payload.
 
-Rules sharing a path should agree on their hook's params; where they do not, a request must
-pass every rule's checks: the smallest ``max_bytes``, a signature by each distinct secret, every
-``payload_schema``. A hook whose rules name no ``secret_env`` is unsigned: the HTTP API then
-asks for an API key instead.
+Rules sharing a path must agree on their hook's params (:func:`hook_problems`, when a pack
+loads); should stored rules disagree all the same, a request must pass every rule's checks:
+the smallest ``max_bytes``, a signature by each distinct secret, every ``payload_schema``. A
+hook whose rules name no ``secret_env`` is unsigned: the HTTP API then asks for an API key
+instead (it loads with a warning, :func:`unsigned_warnings`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from attune.rules import triggers
+from attune.rules.spec import RuleSpec
 from attune.store.models import ENFORCEMENT_TABLE, RULE_TABLE
 
 _R = RULE_TABLE.c
@@ -119,4 +121,52 @@ def enforcements_of(session: Session, event_id: int) -> list[tuple[str, str, int
     return [
         (row.rule_ref, row.status, row.execution_id)
         for row in session.execute(query.order_by(_E.id))
+    ]
+
+
+HOOK_PARAMS = ("secret_env", "payload_schema", "dedup_header", "max_bytes")
+"""The params rules sharing a webhook path must agree on."""
+
+
+def _hook_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    defaults = {
+        "dedup_header": DEFAULT_DEDUP_HEADER,
+        "max_bytes": triggers.DEFAULT_WEBHOOK_MAX_BYTES,
+    }
+    return {name: params.get(name, defaults.get(name)) for name in HOOK_PARAMS}
+
+
+def hook_problems(session: Session, pack_id: int, rules: Sequence[RuleSpec]) -> list[str]:
+    """Each webhook rule of pack ``pack_id`` whose hook params differ from those of another
+    rule on the same path: of this pack, or loaded from another (enabled or not)."""
+    query = select(_R.ref, _R.trigger_params).where(
+        _R.trigger_type == triggers.WEBHOOK, _R.pack_id != pack_id
+    )
+    first: dict[str, tuple[str, dict[str, Any]]] = {}
+    for row in session.execute(query.order_by(_R.id)):
+        first.setdefault(
+            str(row.trigger_params.get("path")), (row.ref, _hook_params(row.trigger_params))
+        )
+    problems = []
+    for rule in rules:
+        if rule.trigger_type != triggers.WEBHOOK:
+            continue
+        path, mine = str(rule.trigger_params["path"]), _hook_params(rule.trigger_params)
+        other, theirs = first.setdefault(path, (rule.ref, mine))
+        differing = [name for name in HOOK_PARAMS if theirs[name] != mine[name]]
+        if differing:
+            problems.append(
+                f"{rule.source}: trigger.params: path {path!r} is also the hook of {other},"
+                f" which differs in {', '.join(differing)}"
+            )
+    return problems
+
+
+def unsigned_warnings(rules: Sequence[RuleSpec]) -> list[str]:
+    """A warning for each webhook rule without a ``secret_env``: its hook needs an API key."""
+    return [
+        f"{rule.source}: trigger.params: no secret_env: POST /api/v1/webhooks/"
+        f"{rule.trigger_params['path']} takes an operate API key instead of a signature"
+        for rule in rules
+        if rule.trigger_type == triggers.WEBHOOK and "secret_env" not in rule.trigger_params
     ]
