@@ -90,6 +90,12 @@ class _Instruments:
             ["status"],
             registry=None,
         )
+        self.webhooks = Counter(
+            "attune_webhook_requests",
+            "Webhook requests answered, by status code (refusals included).",
+            ["code"],
+            registry=None,
+        )
         self.timer_lag = Histogram(
             "attune_timer_lag_seconds",
             "How late a timer tick fired: the pass's time minus the tick's scheduled time.",
@@ -107,6 +113,7 @@ class _Instruments:
             self.duration,
             self.events,
             self.enforcements,
+            self.webhooks,
             self.timer_lag,
         )
 
@@ -159,6 +166,11 @@ def record_event(
         instruments.enforcements.labels(status=enforcement).inc()
     if lag_s is not None:
         instruments.timer_lag.observe(max(lag_s, 0.0))
+
+
+def count_webhook(code: int) -> None:
+    """Add one to ``attune_webhook_requests_total{code}``."""
+    _get().webhooks.labels(code=str(code)).inc()
 
 
 def share_with_children(directory: Path) -> None:

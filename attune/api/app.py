@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from attune import __version__
+from attune import __version__, metrics
 from attune.api import problems
 from attune.api.auth import Access
 from attune.api.eventfeed import EventFeed
@@ -33,9 +33,13 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         feed = EventFeed(hub, resources.database)
         feed.start()  # before the embedded worker opens connections of its own
+        served = None  # the embedded worker serves this process's metrics itself
         if settings.is_embedded:
             embedded_worker.start()
+        elif settings.metrics_port is not None:
+            served = metrics.serve_beside(settings.metrics_port, resources.database)
         yield
+        metrics.stop(served)
         feed.stop()
 
     app = FastAPI(

@@ -20,6 +20,7 @@ from tests.api.conftest import Server, api_keys, serve
 from tests.cluster import attune_cli, cluster
 from tests.conftest import clear
 from tests.pack_builder import rule, write_rules
+from tests.processes import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -142,6 +143,7 @@ class Hooks:
     client: httpx.Client
     operator: httpx.Client
     reader: httpx.Client
+    metrics_url: str
 
 
 @pytest.fixture(scope="module")
@@ -153,12 +155,14 @@ def hooks(
         env = with_hooks(deployment.fleet.environment())
         deployment.start_worker("w-hooks", ["shell"])
         tokens = api_keys(env, ci="operate", dashboard="read")
-        server = serve(env, workdir)
+        metrics_port = free_port()
+        server = serve({**env, "ATTUNE_METRICS_PORT": str(metrics_port)}, workdir)
         client = server.client()
         operator = server.client({"Authorization": f"Bearer {tokens['ci']}"})
         reader = server.client({"Authorization": f"Bearer {tokens['dashboard']}"})
         try:
-            yield Hooks(server, deployment.database, client, operator, reader)
+            metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+            yield Hooks(server, deployment.database, client, operator, reader, metrics_url)
         finally:
             for each in (client, operator, reader):
                 each.close()
@@ -202,6 +206,9 @@ def test_each_refusal_has_its_status_in_order_and_writes_no_row(hooks: Hooks) ->
         {"pointer": "/body/ref", "message": "ref: 7 is not of type 'string'"}
     ]
     refused(database, deliver(client, "unset", {}), 503, before)
+    counted = httpx.get(hooks.metrics_url).text  # a log line and a count for each refusal
+    for code, times in ((404, 2), (405, 1), (415, 1), (411, 1), (413, 1), (401, 2), (422, 1)):
+        assert f'attune_webhook_requests_total{{code="{code}"}} {times:.1f}' in counted
 
 
 def test_a_hook_without_a_secret_asks_for_an_operate_key(hooks: Hooks) -> None:

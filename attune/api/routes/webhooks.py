@@ -5,7 +5,8 @@ No API key: the body's HMAC-SHA256 under the rule's secret (``X-Hub-Signature-25
 one; a hook whose rules name no ``secret_env`` asks for an ``operate`` key instead. The checks
 run in the order of the rules design, the first failure giving its status: 404 (no enabled rule
 on the path), 405, 415, 411/413 (before the body is read), 401, 400 (not JSON), 422 (a rule's
-``payload_schema``). A refused request writes no row, only a log line.
+``payload_schema``). A refused request writes no row, only a log line and a count in
+``attune_webhook_requests_total{code}``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
-from attune import client
+from attune import client, metrics
 from attune.access.keys import Scope
 from attune.api.auth import BEARER, require
 from attune.api.problems import TITLES, field_problems, problem, responses
@@ -50,6 +51,7 @@ def _refused(
     path: str, status: int, detail: str, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
     log.info("webhook %r refused: %s %s", path, status, detail)
+    metrics.count_webhook(status)
     return problem(status, TITLES[status], detail, headers, **extra)
 
 
@@ -106,6 +108,7 @@ async def deliver(
     else:
         verdicts = [(e.rule_ref, str(e.status), e.execution_id) for e in emitted.enforcements]
     log.info("webhook %r: event %s (%s)", path, emitted.event_id, response.status_code)
+    metrics.count_webhook(response.status_code)
     enforcements = [WebhookEnforcement(rule=r, status=s, execution_id=x) for r, s, x in verdicts]
     return WebhookOut(event_id=emitted.event_id, enforcements=enforcements)
 
