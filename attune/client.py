@@ -71,7 +71,13 @@ def execute(
     return handle
 
 
-def emit(trigger_type: str, payload: Mapping[str, Any], *, dedup_key: str | None = None) -> Emitted:
+def emit(
+    trigger_type: str,
+    payload: Mapping[str, Any],
+    *,
+    dedup_key: str | None = None,
+    source: str = "emit",
+) -> Emitted:
     """Record an event of a known trigger type and enforce the rules it selects.
 
     The payload is validated against the type (TriggerError); a repeated ``dedup_key`` records
@@ -83,7 +89,7 @@ def emit(trigger_type: str, payload: Mapping[str, Any], *, dedup_key: str | None
         embedded_worker.start()
     emitted = _reconnecting(
         lambda database: emission.emit(
-            database, settings, trigger_type, payload, dedup_key=dedup_key
+            database, settings, trigger_type, payload, dedup_key=dedup_key, source=source
         )
     )
     send_enforced(resources.database, emitted.enforcements)

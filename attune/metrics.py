@@ -107,6 +107,12 @@ class _Instruments:
             buckets=ADVANCE_BUCKETS_S,
             registry=None,
         )
+        self.webhooks = Counter(
+            "attune_webhook_requests",
+            "Webhook requests answered, by status code (refusals included).",
+            ["code"],
+            registry=None,
+        )
         self.timer_lag = Histogram(
             "attune_timer_lag_seconds",
             "How late a timer tick fired: the pass's time minus the tick's scheduled time.",
@@ -124,6 +130,7 @@ class _Instruments:
             self.duration,
             self.events,
             self.enforcements,
+            self.webhooks,
             self.timer_lag,
             self.advance,
         )
@@ -182,6 +189,11 @@ def record_event(
 def observe_workflow_advance(duration_s: float) -> None:
     """Observe one workflow advance's wall time."""
     _get().advance.observe(duration_s)
+
+
+def count_webhook(code: int) -> None:
+    """Add one to ``attune_webhook_requests_total{code}``."""
+    _get().webhooks.labels(code=str(code)).inc()
 
 
 def share_with_children(directory: Path) -> None:

@@ -82,6 +82,7 @@ class Settings:
     api_url: str = "http://127.0.0.1:8000"
     api_key: str | None = field(default=None, repr=False)
     inherited_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     envs: EnvSettings = field(default_factory=EnvSettings)
 
     @property
@@ -93,6 +94,11 @@ class Settings:
     def is_embedded(self) -> bool:
         """True on Celery's in-memory transport, where the worker runs inside the caller."""
         return urlsplit(self.broker_url).scheme == "memory"
+
+    def secret_from_env(self, variable: str) -> str | None:
+        """The value of ``variable`` in the environment these settings were read from (a
+        webhook rule names its secret's variable in ``secret_env``); None when unset or empty."""
+        return self.environ.get(variable) or None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -155,6 +161,7 @@ class Settings:
             api_url=get("ATTUNE_API_URL", _http_url, defaults.api_url),
             api_key=get("ATTUNE_API_KEY", lambda _n, v: v, None),
             inherited_env=inherited,
+            environ=dict(env),
             envs=EnvSettings(
                 envs_dir=get("ATTUNE_ENVS_DIR", lambda _n, v: Path(v), defaults.envs.envs_dir),
                 timeout_s=get("ATTUNE_ENV_TIMEOUT_S", _positive, defaults.envs.timeout_s),

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from attune.packs.loader import load_packs
 from attune.store.db import Database
 from attune.store.models import Rule, RuleTimer
-from tests.pack_builder import rule, write_rules
+from tests.pack_builder import rule, write_pack, write_rules, write_yaml
 
 
 def refs(database: Database) -> list[str]:
@@ -145,3 +145,42 @@ def test_the_shipped_example_rules_load(sqlite_database: Database) -> None:
 
     assert result.ok, result.errors
     assert {"examples.every_minute", "examples.on_failure"} <= set(refs(sqlite_database))
+
+
+def hook(path: str, **params: Any) -> dict[str, Any]:
+    """A webhook rule on ``path`` running ``demo.hello``."""
+    return {"type": "core.webhook", "params": {"path": path, **params}}
+
+
+def test_rules_sharing_a_webhook_path_must_agree_on_its_params_across_packs(
+    sqlite_database: Database, tmp_path: Path
+) -> None:
+    write_rules(tmp_path, {"push": rule("demo.push", trigger=hook("git", secret_env="GIT_KEY"))})
+    assert load_packs(sqlite_database, tmp_path, ["demo"]).ok
+    other = write_pack(tmp_path, "other")
+    (other / "rules").mkdir()
+    same = rule("other.same", trigger=hook("git", secret_env="GIT_KEY", max_bytes=1_048_576))
+    write_yaml(other / "rules" / "same.yaml", same)
+    assert load_packs(sqlite_database, tmp_path, ["other"]).ok  # defaults spelled out agree
+
+    write_yaml(other / "rules" / "same.yaml", rule("other.same", trigger=hook("git")))
+    result = load_packs(sqlite_database, tmp_path, ["other"])
+
+    assert not result.ok
+    [problem] = result.errors[0].problems
+    assert "rules/same.yaml: trigger.params: path 'git' is also the hook of demo.push" in problem
+    assert problem.endswith("which differs in secret_env")
+    assert refs(sqlite_database) == ["demo.push", "other.same"]  # as loaded before
+
+
+def test_a_webhook_rule_without_a_secret_loads_with_a_warning(
+    sqlite_database: Database, tmp_path: Path
+) -> None:
+    write_rules(tmp_path, {"ping": rule("demo.ping", trigger=hook("ping"))})
+
+    result = load_packs(sqlite_database, tmp_path)
+
+    assert result.ok
+    [warning] = result.warnings
+    assert "rules/ping.yaml: trigger.params: no secret_env" in warning
+    assert "/api/v1/webhooks/ping takes an operate API key" in warning

@@ -12,12 +12,14 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from attune.errors import ApiKeyError
+from attune.store.db import Database
 from attune.store.models import ApiKey
 from attune.store.sqltypes import db_ago, db_now
 
@@ -146,21 +148,26 @@ def any_usable_key(session: Session) -> bool:
     return session.scalar(select(ApiKey.id).where(*usable()).limit(1)) is not None
 
 
-def authenticate(session: Session, token: str) -> Principal | None:
+_AUTHENTICATED: tuple[Any, ...] = (ApiKey.id, ApiKey.name, ApiKey.scope, _recent.label("recent"))
+_AUTHENTICATE: Select[Any] = select(*_AUTHENTICATED).where(
+    ApiKey.digest == bindparam("digest"), *usable()
+)
+_RECORD_USE = update(ApiKey).where(ApiKey.id == bindparam("key_id")).values(last_used_at=db_now())
+
+
+def authenticate(database: Database, token: str) -> Principal | None:
     """The principal of a usable key with this token; None for any other.
 
-    One indexed read per request; ``last_used_at`` is written at most once a
-    :data:`USE_RECORD_S` per key, so reading the API costs no write per request.
+    One indexed read per request, prebuilt and run at the driver's cost (no session, no pool
+    checkout); ``last_used_at`` is written at most once a :data:`USE_RECORD_S` per key, so
+    reading the API costs no write per request.
     """
     if not token.startswith(TOKEN_PREFIX):
         return None
-    row = session.execute(
-        select(ApiKey.id, ApiKey.name, ApiKey.scope, _recent.label("recent")).where(
-            ApiKey.digest == digest_of(token), *usable()
-        )
-    ).first()
-    if row is None:
+    found = database.run(_AUTHENTICATE, {"digest": digest_of(token)})
+    if not found:
         return None
+    row = found[0]
     if not row.recent:
-        session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=db_now()))
+        database.run(_RECORD_USE, {"key_id": row.id})
     return Principal(row.name, Scope(row.scope))

@@ -7,13 +7,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from attune import __version__
+from attune import __version__, metrics
 from attune.api import problems
 from attune.api.auth import Access
 from attune.api.eventfeed import EventFeed
 from attune.api.events import hub
 from attune.api.guard import Guard
-from attune.api.routes import PREFIX, catalog, executions, health, streams, workers
+from attune.api.routes import PREFIX, catalog, executions, health, streams, webhooks, workers
 from attune.settings import Settings
 from attune.web import site
 from attune.worker.app import embedded_worker, resources
@@ -33,9 +33,13 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         feed = EventFeed(hub, resources.database)
         feed.start()  # before the embedded worker opens connections of its own
+        served = None  # the embedded worker serves this process's metrics itself
         if settings.is_embedded:
             embedded_worker.start()
+        elif settings.metrics_port is not None:
+            served = metrics.serve_beside(settings.metrics_port, resources.database)
         yield
+        metrics.stop(served)
         feed.stop()
 
     app = FastAPI(
@@ -54,7 +58,7 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
     problems.install(app)
     app.add_middleware(Guard, loopback=loopback)
     # streams before executions: /executions/{id}/output/stream is not an /output/{name}
-    for module in (health, catalog, streams, executions, workers):
+    for module in (health, catalog, streams, executions, workers, webhooks):
         app.include_router(module.router, prefix=PREFIX)
     site.install(app)  # the web UI at /, after the API so /api/v1 stays the API's
     return app

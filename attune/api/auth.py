@@ -32,7 +32,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ANONYMOUS = Principal("anonymous", Scope.OPERATE)
 """The principal of an unauthenticated request where that is allowed."""
 
-_BEARER = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer atk_…`")
+BEARER = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer atk_…`")
+"""The ``Authorization: Bearer`` credentials of a request (None without them)."""
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,12 @@ class Access:
 
     def principal(self, token: str | None) -> Principal | None:
         """The principal of a request carrying ``token`` (or none); None when unauthenticated."""
-        with self.database.session_scope() as session:
-            if token is not None:
-                return authenticate(session, token)
-            if self.open_without_keys and not any_usable_key(session):
-                return ANONYMOUS
+        if token is not None:
+            return authenticate(self.database, token)
+        if self.open_without_keys:
+            with self.database.session_scope() as session:
+                if not any_usable_key(session):
+                    return ANONYMOUS
         return None
 
     def session(self, request: Request) -> BrowserSession | None:
@@ -65,7 +67,7 @@ def require(scope: Scope) -> Callable[[Request, HTTPAuthorizationCredentials | N
 
     def dependency(
         request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
     ) -> Principal:
         access: Access = request.app.state.access
         browser = None if credentials is not None else access.session(request)

@@ -12,12 +12,12 @@ from attune.settings import Settings
 from attune.store.db import Database
 
 
-def _database(request: Request) -> Database:
+async def _database(request: Request) -> Database:  # async: no thread hop
     database: Database = request.app.state.database
     return database
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

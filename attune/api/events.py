@@ -10,10 +10,12 @@ A gap in a source (its database connection lost) is a ``reset`` in the ring itse
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,9 +35,29 @@ class Event:
     kind: str
     data: Mapping[str, Any]
 
+    @functools.cached_property
+    def text(self) -> str:
+        """``data`` as JSON, encoded once for all the subscribers it goes to."""
+        return json.dumps(self.data)
+
 
 Filter = Callable[[Event], bool]
 """Which events a subscriber wants (``reset`` always reaches it)."""
+
+
+def wake(subscriptions: Iterable[Subscription]) -> None:
+    """Wake the subscribers that have new events: one call into each event loop, from any
+    thread, whatever the number of subscribers on it."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
+    for subscription in subscriptions:
+        by_loop.setdefault(subscription.loop, []).append(subscription.ready)
+    for loop, ready in by_loop.items():
+        loop.call_soon_threadsafe(_set_all, ready)
+
+
+def _set_all(ready: list[asyncio.Event]) -> None:
+    for each in ready:
+        each.set()
 
 
 @dataclass(eq=False)
@@ -47,30 +69,30 @@ class Subscription:
     loop: asyncio.AbstractEventLoop
     _pending: deque[Event] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _ready: asyncio.Event = field(default_factory=asyncio.Event)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def offer(self, event: Event) -> None:
-        """Queue ``event`` if wanted; on overflow drop everything pending for one ``reset``."""
+    def offer(self, event: Event) -> bool:
+        """Queue ``event`` if wanted; on overflow drop everything pending for one ``reset``.
+        True when the queue was empty: the subscriber must then be woken (:func:`wake`)."""
         if event.kind != RESET and not self.wanted(event):
-            return
+            return False
         with self._lock:
             if len(self._pending) >= self.limit:
                 self._pending.clear()
                 event = Event(event.seq, RESET, {"reason": "this subscriber fell behind"})
             was_empty = not self._pending
             self._pending.append(event)
-        if was_empty:
-            self.loop.call_soon_threadsafe(self._ready.set)
+        return was_empty
 
     async def next(self, timeout_s: float) -> list[Event]:
         """The events pending, waiting up to ``timeout_s`` for one (else an empty list)."""
         if not self._pending:
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout_s)
+                await asyncio.wait_for(self.ready.wait(), timeout_s)
             except TimeoutError:
                 return []
         with self._lock:
-            self._ready.clear()
+            self.ready.clear()
             events = list(self._pending)
             self._pending.clear()
         return events
@@ -98,8 +120,7 @@ class EventHub:
             event = Event(self._seq, kind, data)
             self._ring.append(event)
             subscribers = list(self._subscribers)
-        for subscription in subscribers:
-            subscription.offer(event)
+        wake([subscription for subscription in subscribers if subscription.offer(event)])
 
     def gap(self, reason: str) -> None:
         """A source may have missed events: every subscriber, and every replay across it, resets."""
@@ -115,8 +136,9 @@ class EventHub:
                 if missed is None:
                     reason = f"Last-Event-ID {last_event_id} is not in this server's ring"
                     missed = [Event(self._seq, RESET, {"reason": reason})]
-                for event in missed:
-                    subscription.offer(event)
+                offered = [subscription.offer(event) for event in missed]
+                if any(offered):
+                    wake([subscription])
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -89,12 +89,13 @@ TITLES = {
 """The title of each status attune answers with a problem document."""
 
 
-def _parameter_problems(error: ParameterError) -> list[FieldProblem]:
+def field_problems(root: str, texts: Sequence[str]) -> list[FieldProblem]:
+    """Problems worded ``where: what`` (``where`` dotted) as pointers under ``/root``."""
     found = []
-    for text in error.problems:
+    for text in texts:
         match = _FIELD.match(text)
         field = match.group(1).replace(".", "/") if match else ""
-        found.append(FieldProblem(pointer=f"/parameters/{field}".rstrip("/"), message=text))
+        found.append(FieldProblem(pointer=f"/{root}/{field}".rstrip("/"), message=text))
     return found
 
 
@@ -105,7 +106,7 @@ def _attune_error(_: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, ActionNotFoundError | ExecutionNotFoundError):
         return problem(404, TITLES[404], detail)
     if isinstance(exc, ParameterError):
-        return problem(422, TITLES[422], detail, errors=_parameter_problems(exc))
+        return problem(422, TITLES[422], detail, errors=field_problems("parameters", exc.problems))
     if isinstance(exc, InvalidTransitionError | IdempotencyKeyError):
         return problem(409, TITLES[409], detail)
     if isinstance(exc, NoWorkerAvailableError | EnqueueError):

@@ -146,3 +146,18 @@ class WorkersOut(BaseModel):
 
     items: list[WorkerOut]
     sweeper: SweeperOut
+
+
+class WebhookEnforcement(BaseModel):
+    """One rule's verdict on a webhook delivery, and the execution it started (if any)."""
+
+    rule: str
+    status: str
+    execution_id: int | None
+
+
+class WebhookOut(BaseModel):
+    """The event a webhook delivery recorded, and what each rule on its path made of it."""
+
+    event_id: int
+    enforcements: list[WebhookEnforcement]

@@ -6,15 +6,18 @@ primary key, or on the ``(status, id)`` / ``(action_ref, id)`` indexes when filt
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import ColumnElement, Select, bindparam, select
 from sqlalchemy.orm import Session
 
+from attune.store.db import Database
 from attune.store.models import EXECUTION_TABLE, ExecutionStatus
 
 _E = EXECUTION_TABLE.c
@@ -54,45 +57,80 @@ class ExecutionFilter:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _filtered(query: Any, where: ExecutionFilter) -> Any:
-    if where.statuses:
-        query = query.where(_E.status.in_([status.value for status in where.statuses]))
-    if where.action_ref is not None:
-        query = query.where(_E.action_ref == where.action_ref)
+def _values(where: ExecutionFilter) -> dict[str, Any]:
+    """The filter's values, by the names of the bind parameters :func:`_statement` declares."""
+    values: dict[str, Any] = {
+        f"status_{n}": status.value for n, status in enumerate(where.statuses)
+    }
     if where.pack is not None:
-        query = query.where(_E.action_ref.startswith(f"{where.pack}.", autoescape=True))
-    if where.worker is not None:
-        query = query.where(_E.worker == where.worker)
-    if where.parent_id is not None:
-        query = query.where(_E.parent_id == where.parent_id)
-    if where.requested_by is not None:
-        query = query.where(_E.requested_by == where.requested_by)
-    if where.requested_after is not None:
-        query = query.where(_E.requested_at > where.requested_after)
-    if where.requested_before is not None:
-        query = query.where(_E.requested_at < where.requested_before)
+        escaped = where.pack.replace("/", "//").replace("%", "/%").replace("_", "/_")
+        values["pack_pattern"] = f"{escaped}.%"
+    for name in (
+        "action_ref",
+        "worker",
+        "parent_id",
+        "requested_by",
+        "requested_after",
+        "requested_before",
+    ):
+        if getattr(where, name) is not None:
+            values[name] = getattr(where, name)
+    return values
+
+
+@functools.lru_cache(maxsize=512)
+def _statement(names: frozenset[str], newest_first: bool) -> Select[Any]:
+    """The page query for a set of filter values (and ``before_id``/``after_id``), built once
+    per shape so :meth:`~attune.store.db.Database.run` compiles it once."""
+    order = _E.id.desc() if newest_first else _E.id.asc()
+    query = _SUMMARY.order_by(order).limit(bindparam("limit"))
+    statuses = sorted(name for name in names if name.startswith("status_"))
+    if statuses:
+        query = query.where(_E.status.in_([bindparam(name) for name in statuses]))
+    conditions: dict[str, Callable[[], ColumnElement[bool]]] = {
+        "action_ref": lambda: _E.action_ref == bindparam("action_ref"),
+        "pack_pattern": lambda: _E.action_ref.like(bindparam("pack_pattern"), escape="/"),
+        "worker": lambda: _E.worker == bindparam("worker"),
+        "parent_id": lambda: _E.parent_id == bindparam("parent_id"),
+        "requested_by": lambda: _E.requested_by == bindparam("requested_by"),
+        "requested_after": lambda: _E.requested_at > bindparam("requested_after"),
+        "requested_before": lambda: _E.requested_at < bindparam("requested_before"),
+        "before_id": lambda: _E.id < bindparam("before_id"),
+        "after_id": lambda: _E.id > bindparam("after_id"),
+    }
+    for name, condition in conditions.items():
+        if name in names:
+            query = query.where(condition())
     return query
 
 
+def _rows(database: Database, values: dict[str, Any], newest_first: bool) -> list[Any]:
+    statement = _statement(frozenset(values) - {"limit"}, newest_first)
+    return database.run(statement, values)
+
+
 def page(
-    session: Session, where: ExecutionFilter, *, limit: int, before_id: int | None = None
-) -> tuple[list[Row[Any]], int | None]:
-    """Up to ``limit`` summaries older than ``before_id``, and the id to continue from (or None)."""
-    query = _SUMMARY.order_by(_E.id.desc()).limit(limit + 1)
+    database: Database, where: ExecutionFilter, *, limit: int, before_id: int | None = None
+) -> tuple[list[Any], int | None]:
+    """Up to ``limit`` summaries older than ``before_id``, and the id to continue from (or None).
+
+    One prebuilt statement per filter shape, run at the driver's cost (no session, no pool
+    checkout, no compilation per call): a page is the API's hot read.
+    """
+    values = {**_values(where), "limit": limit + 1}
     if before_id is not None:
-        query = query.where(_E.id < before_id)
-    rows: list[Row[Any]] = list(session.connection().execute(_filtered(query, where)))
+        values["before_id"] = before_id
+    rows = _rows(database, values, newest_first=True)
     more = len(rows) > limit
     rows = rows[:limit]
     last: int | None = rows[-1].id if more else None
     return rows, last
 
 
-def newer(session: Session, where: ExecutionFilter, *, limit: int, after_id: int) -> list[Row[Any]]:
+def newer(database: Database, where: ExecutionFilter, *, limit: int, after_id: int) -> list[Any]:
     """The ``limit`` summaries just newer than ``after_id``, newest first (the page before)."""
-    query = _SUMMARY.order_by(_E.id.asc()).limit(limit).where(_E.id > after_id)
-    rows: list[Row[Any]] = list(session.connection().execute(_filtered(query, where)))
-    return rows[::-1]
+    values = {**_values(where), "limit": limit, "after_id": after_id}
+    return _rows(database, values, newest_first=False)[::-1]
 
 
 def requester(session: Session, execution_id: int) -> str | None:

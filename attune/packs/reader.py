@@ -25,6 +25,7 @@ from attune.packs.fingerprint import PackFiles, action_file_names, content_hash,
 from attune.packs.policies import POLICY_KEYS, read_policy
 from attune.packs.specs import ActionSpec, PackSpec
 from attune.rules.spec import read_rules
+from attune.rules.webhooks import unsigned_warnings
 from attune.store.models import (
     ACTION_REF_REGEX,
     PACK_REF_REGEX,
@@ -117,7 +118,10 @@ def read_pack(pack_dir: Path, files: PackFiles | None = None) -> PackSpec:
     if files is not None:  # the pack's hash covers its rules and requirements too
         header["source_hash"] = files.header_hash
     environment = {} if requirements is None else requirements.declared()
-    return PackSpec(**header, path=pack_dir, actions=actions, rules=rules, **environment)
+    warnings = (*environment.pop("warnings", ()), *unsigned_warnings(rules))
+    return PackSpec(
+        **header, path=pack_dir, actions=actions, rules=rules, warnings=warnings, **environment
+    )
 
 
 def _read_header(pack_dir: Path, problems: list[str], files: PackFiles) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from attune.packs.entrypoints import entry_point_problem
 from attune.packs.fingerprint import PackFiles
 from attune.packs.specs import ACTION_COLUMNS, PackSpec
 from attune.rules.upsert import RuleReport, action_problems, upsert_rules
+from attune.rules.webhooks import hook_problems
 from attune.store.models import ACTION_TABLE, Action, Pack, Rule
 from attune.store.sqltypes import db_now
 
@@ -136,7 +137,7 @@ def upsert_pack(session: Session, spec: PackSpec) -> PackReport:
     if stored:
         session.execute(delete(Action).where(Action.id.in_([row.id for row in stored.values()])))
     # Rules last: their actions (of this pack or another) must be loaded, else nothing is.
-    problems = action_problems(session, spec.rules)
+    problems = action_problems(session, spec.rules) + hook_problems(session, pack.id, spec.rules)
     if problems:
         raise PackError(spec.ref, problems)
     rules = upsert_rules(session, pack.id, spec.rules)

@@ -47,17 +47,18 @@ class TriggerType:
 
     def param_problems(self, params: Mapping[str, Any]) -> list[str]:
         """Every problem of ``params`` (``field: what``), schema first, then the type's checks."""
-        problems = _schema_problems(self.params_schema, params)
+        problems = schema_problems(self.params_schema, params)
         return problems or self.check(params)
 
     def validate_payload(self, payload: Any) -> None:
         """Raise :class:`TriggerError` unless ``payload`` satisfies this type's payload schema."""
-        problems = _schema_problems(self.payload_schema, payload)
+        problems = schema_problems(self.payload_schema, payload)
         if problems:
             raise TriggerError(self.ref, "payload: " + "; ".join(problems))
 
 
-def _schema_problems(schema: Mapping[str, Any], value: Any) -> list[str]:
+def schema_problems(schema: Mapping[str, Any], value: Any) -> list[str]:
+    """Every way ``value`` fails the JSON Schema (Draft 7) ``schema``: ``where: what``."""
     validator = _validator(_frozen(schema))
     problems = []
     for error in sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path)):

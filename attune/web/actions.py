@@ -46,9 +46,8 @@ def run_page(
     """The page of ``action`` with its run form (422 when ``problems`` are given); a re-run's
     form posts to the original execution's ``rerun``."""
     database: Database = request.app.state.database
-    with database.session_scope() as session:
-        where = listing.ExecutionFilter(action_ref=action.ref)
-        recent, _ = listing.page(session, where, limit=RECENT)
+    where = listing.ExecutionFilter(action_ref=action.ref)
+    recent, _ = listing.page(database, where, limit=RECENT)
     return render(
         request,
         viewer,

@@ -73,16 +73,15 @@ def executions_page(
         requested_after=_moment(after, "after"),
         requested_before=_moment(before, "before"),
     )
-    with database.session_scope() as session:
-        if newer is not None:
-            rows = listing.newer(session, where, limit=PAGE_SIZE, after_id=newer)
-            if len(rows) < PAGE_SIZE:  # the newest page: show it as the first page
-                rows, following = listing.page(session, where, limit=PAGE_SIZE)
-                newer = None
-            else:
-                following = rows[-1].id
+    if newer is not None:
+        rows = listing.newer(database, where, limit=PAGE_SIZE, after_id=newer)
+        if len(rows) < PAGE_SIZE:  # the newest page: show it as the first page
+            rows, following = listing.page(database, where, limit=PAGE_SIZE)
+            newer = None
         else:
-            rows, following = listing.page(session, where, limit=PAGE_SIZE, before_id=older)
+            following = rows[-1].id
+    else:
+        rows, following = listing.page(database, where, limit=PAGE_SIZE, before_id=older)
     first = older is None and newer is None
     kept = [pair for pair in request.query_params.multi_items() if pair[0] not in _CURSORS]
     return render(

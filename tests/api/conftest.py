@@ -43,6 +43,16 @@ def new_key(database: Database, name: str, scope: Scope) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def api_keys(env: Mapping[str, str], **scopes: str) -> dict[str, str]:
+    """Create a key per ``name=scope`` with the CLI, as an operator would; the tokens by name."""
+    tokens = {}
+    for name, scope in scopes.items():
+        created = attune_cli(env, "apikey", "create", name, "--scope", scope)
+        assert created.returncode == 0, created.stderr
+        tokens[name] = created.stdout.strip()
+    return tokens
+
+
 @dataclass
 class Server:
     """A running ``attune serve`` process and a client for it."""
@@ -90,16 +100,6 @@ def serve(env: Mapping[str, str], workdir: Path, *args: str) -> Server:
 
     wait_until(answers, 60, "attune serve to answer")
     return server
-
-
-def scoped_keys(env: Mapping[str, str]) -> dict[str, str]:
-    """Keys made with ``attune apikey create``: ``deployer`` (operate), ``dashboard`` (read)."""
-    tokens = {}
-    for name, scope in (("deployer", "operate"), ("dashboard", "read")):
-        created = attune_cli(env, "apikey", "create", name, "--scope", scope)
-        assert created.returncode == 0, created.stderr
-        tokens[name] = created.stdout.strip()
-    return tokens
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from attune.store.models import Execution
-from tests.api.conftest import Server, scoped_keys, serve
+from tests.api.conftest import Server, api_keys, serve
 from tests.cluster import Cluster, cluster
 from tests.conftest import clear
 from tests.processes import wait_until
@@ -37,7 +37,7 @@ def api(
     with cluster(postgres_url, redis_url, workdir) as deployment:
         deployment.start_worker("w-api", ["shell"])
         env = deployment.fleet.environment()
-        tokens = scoped_keys(env)
+        tokens = api_keys(env, deployer="operate", dashboard="read")
         server = serve(env, workdir)
         operator = server.client({"Authorization": f"Bearer {tokens['deployer']}"})
         reader = server.client({"Authorization": f"Bearer {tokens['dashboard']}"})

@@ -5,7 +5,8 @@ fills it with ``INSERT … SELECT generate_series`` and drops it afterwards. It 
 with a real ``attune serve`` (uvicorn) and asks with a keep-alive httpx client and an API key,
 beside the bare SQL query the route runs (psycopg, same page), in one run:
 
-- first page and a deep cursor (the middle of the table), each ≤ 2 × its bare query (issue 16);
+- first page and a deep cursor (the middle of the table), each ≤ 2 × its bare query (issue 16),
+  the served and the bare calls alternating so that both see the same load;
 - the deep page ÷ the first: a keyset page costs the same wherever it is.
 """
 
@@ -34,16 +35,16 @@ ADMIN_URL = os.environ.get("ATTUNE_TEST_PG_URL", "postgresql+psycopg://postgres@
 ROWS = 1_000_000
 ROUNDS = 300
 PAGE = 50
-_FILL = f"""
+_FILL = """
 INSERT INTO execution (action_ref, parameters, status, worker, exit_code, stdout, stderr,
                        stdout_truncated, stderr_truncated, requested_at, started_at, finished_at,
                        duration_ms)
 SELECT (ARRAY['core.echo', 'core.sleep', 'examples.list_example'])[1 + n % 3],
-       '{{}}'::jsonb,
+       '{}'::jsonb,
        (ARRAY['succeeded', 'succeeded', 'succeeded', 'failed', 'timeout', 'canceled'])[1 + n % 6],
        'w' || (n % 20), 0, 'output ' || n, '', false, false,
-       now() - make_interval(secs => {ROWS} - n), now(), now(), 5
-FROM generate_series(1, {ROWS}) AS n
+       now() - make_interval(secs => :rows - n), now(), now(), 5
+FROM generate_series(1, :rows) AS n
 """
 _BARE = (
     "SELECT id, action_ref, status, worker, exit_code, error, requested_by, requested_at,"
@@ -55,13 +56,20 @@ _BARE = (
 def main() -> int:
     """Create and fill the database, serve it, time both paths, print ratios, drop it."""
     with filled_database("api") as (url, token), served(url, token) as client:
+        print(f"load before: {load()}")
         bench_list(url, client)
+        print(f"load after:  {load()}")
     return 0
 
 
+def load() -> str:
+    """The machine's load averages (1, 5, 15 min): the benchmark shares 2 cores."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 @contextmanager
-def filled_database(purpose: str) -> Iterator[tuple[str, str]]:
-    """A new database of :data:`ROWS` executions and a read key: its URL and the key's token;
+def filled_database(purpose: str, rows: int = ROWS) -> Iterator[tuple[str, str]]:
+    """A new database of ``rows`` executions and a read key: its URL and the key's token;
     dropped afterwards."""
     name = f"attune_bench_{purpose}_{os.getpid()}"
     admin = create_engine(f"{ADMIN_URL}/postgres", isolation_level="AUTOCOMMIT")
@@ -75,9 +83,9 @@ def filled_database(purpose: str) -> Iterator[tuple[str, str]]:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
             started = time.perf_counter()
-            connection.execute(text(_FILL))
+            connection.execute(text(_FILL), {"rows": rows})
             connection.execute(text("ANALYZE execution"))
-        print(f"filled {ROWS:,} executions in {time.perf_counter() - started:.1f} s")
+        print(f"filled {rows:,} executions in {time.perf_counter() - started:.1f} s")
         with database.session_scope() as session:
             token = create_key(session, "bench", Scope.READ)
         yield url, token
@@ -123,8 +131,10 @@ def bench_list(url: str, client: httpx.Client) -> None:
             ("first page", {"limit": PAGE}, 2**62),
             ("deep page", {"limit": PAGE, "cursor": cursor}, middle),
         ):
-            served = timed(lambda p=params: _ok(client.get("/api/v1/executions", params=p)))
-            plain = timed(lambda b=before: bare.execute(_BARE, (b, PAGE + 1)).fetchall())
+            served, plain = timed_pair(
+                lambda p=params: _ok(client.get("/api/v1/executions", params=p)),
+                lambda b=before: bare.execute(_BARE, (b, PAGE + 1)).fetchall(),
+            )
             print(
                 f"  {label:<10}  served {served * 1000:7.3f} ms"
                 f"   bare SQL {plain * 1000:7.3f} ms   ratio {served / plain:5.2f}x (goal <= 2)"
@@ -164,16 +174,19 @@ def _wait_for(client: httpx.Client) -> None:
     raise SystemExit("attune serve did not answer")
 
 
-def timed(call: Callable[[], object]) -> float:
-    """The median time of ``call`` over :data:`ROUNDS` runs, after a warm-up."""
+def timed_pair(first: Callable[[], object], second: Callable[[], object]) -> tuple[float, float]:
+    """The median times of ``first`` and ``second`` over :data:`ROUNDS` runs each, after a
+    warm-up, the two alternating so that both see the same load of the (shared) machine."""
     for _ in range(30):
-        call()
-    times = []
+        first()
+        second()
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(ROUNDS):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for call, kept in zip((first, second), times, strict=True):
+            started = time.perf_counter()
+            call()
+            kept.append(time.perf_counter() - started)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 if __name__ == "__main__":

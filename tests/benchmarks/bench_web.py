@@ -9,7 +9,7 @@ route with a Bearer key, the page (50 rows rendered by Jinja2) with a session co
 from __future__ import annotations
 
 import httpx
-from bench_api import PAGE, filled_database, served, timed
+from bench_api import PAGE, filled_database, served, timed_pair
 
 
 def _ok(response: httpx.Response) -> None:
@@ -24,8 +24,10 @@ def main() -> int:
         assert signed_in.status_code == 303, signed_in.text
         html = page.get("/executions")
         assert html.text.count('<tr data-id="') == 50, html.text[:500]
-        listed = timed(lambda: _ok(api.get("/api/v1/executions", params={"limit": PAGE})))
-        rendered = timed(lambda: _ok(page.get("/executions")))
+        listed, rendered = timed_pair(
+            lambda: _ok(api.get("/api/v1/executions", params={"limit": PAGE})),
+            lambda: _ok(page.get("/executions")),
+        )
         print(
             f"  /executions page {rendered * 1000:7.3f} ms   API first page {listed * 1000:7.3f} ms"
             f"   ratio {rendered / listed:5.2f}x (goal <= 2)"

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BeforeValidator
+from pydantic_core import to_json
 from starlette.exceptions import HTTPException
 
 from attune import client
@@ -23,7 +24,6 @@ from attune.api.schemas import (
     CancelOut,
     ExecutionOut,
     ExecutionPage,
-    ExecutionSummary,
     RerunRequest,
     RunRequest,
 )
@@ -140,7 +140,11 @@ def _cursor(text: str | None, fingerprint: str) -> int | None:
 
 
 @router.get(
-    "", operation_id="list_executions", summary="List executions", responses=responses(400, 422)
+    "",
+    operation_id="list_executions",
+    summary="List executions",
+    response_model=ExecutionPage,
+    responses=responses(400, 422),
 )
 def list_executions(
     database: DatabaseDep,
@@ -155,7 +159,7 @@ def list_executions(
     parent: int | None = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-) -> ExecutionPage:
+) -> Response:
     """Executions newest first; ``next_cursor`` continues with older ones."""
     where = listing.ExecutionFilter(
         tuple(status or ()),
@@ -168,16 +172,14 @@ def list_executions(
         parent,
     )
     fingerprint = where.fingerprint()
-    with database.session_scope() as session:
-        rows, last = listing.page(
-            session, where, limit=limit, before_id=_cursor(cursor, fingerprint)
-        )
+    rows, last = listing.page(database, where, limit=limit, before_id=_cursor(cursor, fingerprint))
     following = None
     if last is not None:
         following = base64.urlsafe_b64encode(f"{last}.{fingerprint}".encode()).decode()
-    return ExecutionPage(
-        items=[ExecutionSummary(**row._asdict()) for row in rows], next_cursor=following
-    )
+    # The rows are the summary's columns as stored: serialized as they are, not validated
+    # into models and back (the page's JSON is the same, at a third of the cost).
+    page = {"items": [row._asdict() for row in rows], "next_cursor": following}
+    return Response(to_json(page), media_type="application/json")
 
 
 @router.get(

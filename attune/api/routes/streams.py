@@ -81,8 +81,8 @@ async def stream_events(
             yield ServerSentEvent(comment="attune events", retry=RETRY_MS)
             while True:
                 for event in await subscription.next(PING_S):
-                    data = json.dumps(event.data)
-                    yield ServerSentEvent(data=data, event=event.kind, id=hub.event_id(event))
+                    text = event.text
+                    yield ServerSentEvent(data=text, event=event.kind, id=hub.event_id(event))
         finally:
             hub.unsubscribe(subscription)
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.api.conftest import scoped_keys, serve
+from tests.api.conftest import api_keys, serve
 from tests.cluster import cluster
 from tests.conftest import clear
 from tests.web.browser.browsing import CHROMIUM, CHROMIUM_FLAGS, WAIT_MS, Site
@@ -29,7 +29,7 @@ def site(
     with cluster(postgres_url, redis_url, workdir) as deployment:
         deployment.start_worker("w-web", ["shell", "workflow"])
         env = deployment.fleet.environment()
-        tokens = scoped_keys(env)
+        tokens = api_keys(env, deployer="operate", dashboard="read")
         server = serve(env, workdir)
         with httpx.stream(  # only the status: a stream, once there, never ends
             "GET",
