@@ -28,7 +28,7 @@ from attune.api.schemas import (
     RunRequest,
 )
 from attune.errors import WaitTimeoutError
-from attune.executions import listing, records
+from attune.executions import chains, listing, records
 from attune.executions.rerun import rerun_request
 from attune.store.db import Database
 from attune.store.models import ExecutionStatus
@@ -229,8 +229,11 @@ def output(
     responses=responses(404, 409),
 )
 def cancel(execution_id: ExecutionId, database: DatabaseDep, _: Operator) -> CancelOut:
-    """Cancel at once if it has not started, else through ``canceling``; 409 once it is over."""
-    return CancelOut(id=execution_id, status=records.request_cancel(database, execution_id))
+    """Cancel at once if it has not started, else through ``canceling``; 409 once it is over.
+
+    A retry chain stops; a workflow run cancels its tasks (nested runs too) at once."""
+    _target, status = chains.cancel(database, execution_id)
+    return CancelOut(id=execution_id, status=status)
 
 
 @router.post(
