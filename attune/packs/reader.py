@@ -56,10 +56,11 @@ ACTION_KEYS = frozenset(
         "parameter_format",
         "output_format",
         "timeout",
+        "output",
         *POLICY_KEYS,
     }
 )
-"""The keys an action file may have."""
+"""The keys an action file may have (``output``: a workflow action's output schema)."""
 
 
 SEMVER_REGEX = (
@@ -219,6 +220,8 @@ def _read_action(
     timeout_s = fields.timeout()
     policy = read_policy(fields, parameters, timeout_s)
     workflow = None
+    if "output" in document and runner_type != RunnerType.WORKFLOW:
+        fields.problem("output", "only a workflow action has an output schema")
     if runner_type == RunnerType.WORKFLOW and entry_point and not fields.failed:
         workflow = read_workflow_file(fields, path.parent / entry_point, files)
     spec = ActionSpec(

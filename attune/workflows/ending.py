@@ -18,6 +18,7 @@ from attune.store.models import (
 )
 from attune.store.sqltypes import in_literals
 from attune.workflows import children
+from attune.workflows.files import output_problems
 from attune.workflows.spec import OnCancel
 from attune.workflows.state import STOPPED, Pass
 
@@ -123,7 +124,12 @@ def _verdict(step: Pass) -> tuple[str, Any, str | None]:
         except AttuneError as problem:
             step.record_error("output", str(problem))
         else:
-            return ExecutionStatus.SUCCEEDED.value, step.redact(output), None
+            for mismatch in output_problems(run.spec, output):
+                step.record_error(
+                    "output", f"does not match the action's output schema: {mismatch}"
+                )
+            if not run.errors:
+                return ExecutionStatus.SUCCEEDED.value, step.redact(output), None
     status = run.ending if run.ending in ("canceled", "timeout") else ExecutionStatus.FAILED.value
     errors = list(run.errors)
     first = errors[0]

@@ -139,7 +139,7 @@ def _advance(
         if run is None:
             return None
         parent = session.execute(_PARENT, {"id": workflow_id}).one()
-        spec = stored(run.spec)
+        spec = stored(run.spec["file"])
         secrets = SecretBox.for_settings(settings).decrypt(parent.secrets) if parent.secrets else {}
         step = Pass(
             session=session,

@@ -133,7 +133,7 @@ def _start(
 def _spec_of(action_ref: str, document: dict[str, Any] | None) -> WorkflowSpec:
     if document is None:
         raise AttuneError(f"{action_ref} is no longer a workflow; load its pack")
-    return stored(document)
+    return stored(document["file"])
 
 
 def _vars(step: Pass) -> dict[str, Any]:

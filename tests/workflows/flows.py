@@ -166,6 +166,11 @@ WORKFLOWS: dict[str, dict[str, Any]] = {
     "loop": _loop(),
     **HAZARDS,
     "escape": _failing_input({"input": {"message": "{{ ''.__class__ }}"}}),
+    "shaped": {
+        "version": 1,
+        "tasks": [{"name": "speak", "action": "core.noop"}],
+        "output": {"count": "{{ input.count }}"},
+    },
     "undefined_input": _failing_input({"input": {"message": "{{ input.nothing_here }}"}}),
     "undefined_when": _failing_input(
         {

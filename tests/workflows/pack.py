@@ -66,7 +66,12 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "backoff": {"dir": STRING},
     "verbatim": {"text": STRING},
     "secret": {"token": {"type": "string", "secret": True, "required": True}},
+    "shaped": {"count": {"type": "string", "required": True}},
 }
+OUTPUTS: dict[str, dict[str, Any]] = {
+    "shaped": {"type": "object", "properties": {"count": {"pattern": "^[0-9]+$"}}},
+}
+"""The output schemas of the workflow actions that have one."""
 
 
 def write_wf_pack(packs_dir: Path) -> Path:
@@ -74,6 +79,8 @@ def write_wf_pack(packs_dir: Path) -> Path:
     actions: dict[str, dict[str, Any]] = dict(ACTIONS)
     for name in WORKFLOWS:
         actions[name] = workflow_action(f"{PACK}.{name}", PARAMETERS.get(name))
+        if name in OUTPUTS:
+            actions[name]["output"] = OUTPUTS[name]
     pack_dir = write_pack(packs_dir, PACK, actions, header(PACK))
     for name, text in (("sh.sh", SH), ("hold.sh", HOLD)):
         (pack_dir / "actions" / name).write_text(text, encoding="utf-8")

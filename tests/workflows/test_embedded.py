@@ -86,6 +86,8 @@ RUNS: list[tuple[str, dict[str, Any]]] = [
     ("wf.join_unreachable", {}),
     ("wf.escape", {}),
     ("wf.outer", {"x": 2}),
+    ("wf.shaped", {"count": "12"}),
+    ("wf.shaped", {"count": "twelve"}),
 ]
 
 
@@ -174,6 +176,20 @@ def test_failures_name_the_task(embedded: tuple[Database, list[Any]]) -> None:
     assert escape["status"] == "failed"
     assert escape["error"].startswith("task speak: tasks[0].input: ")
     assert "__class__" in escape["error"]
+
+
+def test_the_output_is_checked_against_the_action_output_schema(
+    embedded: tuple[Database, list[Any]],
+) -> None:
+    _database, records = embedded
+    matching, mismatching = records[8], records[9]
+
+    assert matching["status"] == "succeeded", matching["error"]
+    assert matching["result"] == {"count": "12"}
+    assert mismatching["status"] == "failed"
+    (error,) = mismatching["result"]["errors"]
+    assert error["task"] == "output"
+    assert "output schema: output.count: 'twelve' does not match" in error["error"]
 
 
 def test_fifty_concurrent_advances_on_sqlite_start_nothing_twice(

@@ -162,6 +162,23 @@ def test_a_workflow_action_with_its_own_retry_is_refused(
     assert rows(sqlite_database) == (0, 0)
 
 
+def test_an_output_schema_that_is_no_schema_is_refused_and_one_on_a_plain_action_too(
+    packs_dir: Path, sqlite_database: Database
+) -> None:
+    write_workflows(packs_dir / "bad", {"flow": valid()})
+    flow = {**workflow_action("bad.flow"), "output": {"type": "thing"}}
+    hello = {**action("bad.hello"), "output": {"type": "object"}}
+    write_pack(packs_dir, "bad", {"hello": hello, "flow": flow})
+
+    result = load_packs(sqlite_database, packs_dir)
+
+    (error,) = result.errors
+    assert any(p.startswith(f"{ACTION_FILE}: output: not a JSON Schema") for p in error.problems)
+    plain = "packs/bad/actions/hello.yaml: output: only a workflow action has an output schema"
+    assert any(p.startswith(plain) for p in error.problems), error.problems
+    assert rows(sqlite_database) == (0, 0)
+
+
 def test_packs_load_exits_non_zero_naming_the_file_and_field(
     packs_dir: Path, sqlite_url: str, sqlite_database: Database
 ) -> None:
