@@ -12,6 +12,7 @@ from attune.cli.tail import tail
 from attune.executions import chains, env_records, gates, retention
 from attune.store.models import ExecutionStatus
 from attune.worker.app import resources
+from attune.worker.dispatch import RuleFinishing
 
 
 @click.group("executions")
@@ -86,7 +87,8 @@ def cancel(execution_id: int) -> None:
 
     Any id of a retry chain cancels the chain's live attempt and stops the chain.
     """
-    target, status = chains.cancel(resources.database, execution_id)
+    finishing = RuleFinishing(resources.settings)
+    target, status = chains.cancel(resources.database, execution_id, finishing)
     click.echo(f"execution {target}: {status.value}")
 
 

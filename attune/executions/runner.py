@@ -17,7 +17,8 @@ from attune.executions import dispatch, gates, liveoutput, releases, retries
 from attune.executions.completion import hub
 from attune.executions.environments import environment_of
 from attune.executions.policies import Policy
-from attune.executions.results import Finishing, store_result
+from attune.executions.records import Finishing
+from attune.executions.results import store_result
 from attune.executions.secretbox import SecretBox
 from attune.executions.supervision import CancelWatcher, Supervised
 from attune.runtimes import Invocation, Outcome, RunResult, run
@@ -154,7 +155,12 @@ _CLAIM_JOINED = _TO_RUNNING.where(_EXECUTION.action_ref == _ACTION.ref).returnin
 
 
 def settle_lost(
-    database: Database, settings: Settings, execution_id: int, worker_name: str, reason: str
+    database: Database,
+    settings: Settings,
+    execution_id: int,
+    worker_name: str,
+    reason: str,
+    finishing: Finishing | None = None,
 ) -> bool:
     """Abandon the execution this worker was running when its pool process died; True if so.
 
@@ -168,6 +174,7 @@ def settle_lost(
             settings,
             execution_id,
             ExecutionStatus.ABANDONED,
+            finishing,
             held_by=worker_name,
             error=error,
         )

@@ -20,6 +20,7 @@ from attune.web import forms
 from attune.web.actions import action_of, launched, run_page
 from attune.web.pages import render
 from attune.web.viewer import FormDep, ViewerDep, authorize
+from attune.worker.dispatch import RuleFinishing
 
 router = APIRouter()
 
@@ -130,11 +131,15 @@ def result_download(execution_id: ExecutionId, _: ViewerDep, database: DatabaseD
 
 @router.post("/executions/{execution_id}/cancel")
 def cancel(
-    execution_id: ExecutionId, viewer: ViewerDep, form: FormDep, database: DatabaseDep
+    execution_id: ExecutionId,
+    viewer: ViewerDep,
+    form: FormDep,
+    database: DatabaseDep,
+    settings: SettingsDep,
 ) -> RedirectResponse:
     """Cancel (operate scope), then back to the execution's page."""
     authorize(viewer, form)
-    records.request_cancel(database, execution_id)
+    records.request_cancel(database, execution_id, RuleFinishing(settings))
     return RedirectResponse(f"/executions/{execution_id}", 303)
 
 

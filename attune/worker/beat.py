@@ -51,11 +51,10 @@ class PeriodicPass:
 
 def beat_passes(database: Database, settings: Settings) -> tuple[PeriodicPass, ...]:
     """Every pass of the beat loop, on this process's ``database`` (a pass is one line here)."""
-    from attune.worker.dispatch import (
-        timer_pass,
-    )  # dispatch sends through the app, which imports us
+    # dispatch sends through the app, which imports us
+    from attune.worker.dispatch import RuleFinishing, timer_pass
 
-    sweep = partial(sweep_and_record, database, settings)
+    sweep = partial(sweep_and_record, database, settings, RuleFinishing(settings))
     passes = [
         PeriodicPass("sweep", settings.sweep_interval_s, sweep),
         PeriodicPass("timers", TIMER_INTERVAL_S, partial(timer_pass, database, settings)),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -70,6 +70,12 @@ class RuleFinishing:
     def record(self, session: Session, execution_id: int) -> Callable[[], object]:
         """Record the event in ``session``; returns the sending of the follow-ups."""
         enforced = finished.record_finished(session, self.settings, execution_id)
+        database = resources.database
+        return lambda: send_enforced(database, enforced)
+
+    def enforce(self, session: Session, event_ids: Sequence[int]) -> Callable[[], object]:
+        """Enforce the events the sweep recorded in ``session``; returns the sending."""
+        enforced = finished.enforce_recorded(session, self.settings, event_ids)
         database = resources.database
         return lambda: send_enforced(database, enforced)
 
