@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, Select, String, bindparam, case, insert, null, select
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Select,
+    String,
+    and_,
+    bindparam,
+    case,
+    insert,
+    null,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from attune.errors import ActionDisabledError, ActionNotFoundError, ParameterError
@@ -62,6 +73,37 @@ def _lookup(threshold_s: float) -> Select[Any]:
     ).where(_ACTION.ref == bindparam("ref"))
 
 
+ROUTED_COLUMNS = (*_REQUEST_COLUMNS, "status", "error", "finished_at")
+"""The execution columns :func:`routed_values` gives, in order."""
+
+
+def routed_values(threshold_s: float, name: Callable[[str], str] = str) -> list[Any]:
+    """The values of :data:`ROUTED_COLUMNS` for a request bound as ``name(column)``, read from
+    the action row (``scheduled``, or ``failed`` with ``name("no_worker")`` when no live
+    worker serves its runtime); select them where :func:`unchanged` holds."""
+    available = serving(threshold_s, _ACTION.runner_type)
+    return [
+        _ACTION.ref,
+        *(
+            bindparam(name(column), type_=EXECUTION_TABLE.c[column].type)
+            for column in _REQUEST_COLUMNS[1:]
+        ),
+        case((available, ExecutionStatus.SCHEDULED.value), else_=ExecutionStatus.FAILED.value),
+        case((available, null()), else_=bindparam(name("no_worker"), type_=String())),
+        case((available, null()), else_=db_now()),
+    ]
+
+
+def unchanged(name: Callable[[str], str] = str) -> ColumnElement[bool]:
+    """True on the row of action ``name("action_ref")`` while it is enabled and unchanged since
+    ``name("updated_at")``."""
+    return and_(
+        _ACTION.ref == bindparam(name("action_ref")),
+        _ACTION.updated_at == bindparam(name("updated_at"), type_=UTCDateTime()),
+        _ACTION.enabled.is_(True),
+    )
+
+
 @functools.cache
 def _insertion(threshold_s: float, standing: bool) -> Insert:
     """Record an execution of an action known unchanged since ``updated_at``, routed or failed.
@@ -69,22 +111,10 @@ def _insertion(threshold_s: float, standing: bool) -> Insert:
     One statement (built once): no row is inserted when the action changed or went away.
     With ``standing`` (PostgreSQL) it also returns where a gated execution stands in its gate.
     """
-    available = serving(threshold_s, _ACTION.runner_type)
-    routed = select(
-        _ACTION.ref,
-        *(bindparam(name, type_=EXECUTION_TABLE.c[name].type) for name in _REQUEST_COLUMNS[1:]),
-        case((available, ExecutionStatus.SCHEDULED.value), else_=ExecutionStatus.FAILED.value),
-        case((available, null()), else_=bindparam("no_worker", type_=String())),
-        case((available, null()), else_=db_now()),
-    ).where(
-        _ACTION.ref == bindparam("action_ref"),
-        _ACTION.updated_at == bindparam("updated_at", type_=UTCDateTime()),
-        _ACTION.enabled.is_(True),
-    )
-    columns = [*_REQUEST_COLUMNS, "status", "error", "finished_at"]
+    routed = select(*routed_values(threshold_s)).where(unchanged())
     return (
         insert(EXECUTION_TABLE)
-        .from_select(columns, routed)
+        .from_select(ROUTED_COLUMNS, routed)
         .returning(
             EXECUTION_TABLE.c.id,
             EXECUTION_TABLE.c.status,
@@ -203,10 +233,38 @@ def prepare(
         raise ActionNotFoundError(ref)
     if not found.enabled:
         raise ActionDisabledError(ref)
-    row = _row(
-        settings, ref, found.parameters, Policy.from_json(found.policy), values, None, None, None
-    )
+    policy = Policy.from_json(found.policy)
+    key = (str(session.get_bind().engine.url), ref)
+    _KNOWN[key] = _Known(found.runner_type, found.parameters, found.updated_at, policy)
+    row = _row(settings, ref, found.parameters, policy, values, None, None, None)
     return Prepared(row, found.runner_type, bool(found.available))
+
+
+@dataclass(frozen=True)
+class KnownRequest:
+    """A request validated against its action as this process last read it."""
+
+    row: dict[str, Any]
+    runner_type: str
+    updated_at: datetime
+
+
+def known_request(
+    database: Database, settings: Settings, ref: str, values: Mapping[str, Any]
+) -> KnownRequest | None:
+    """Validate ``values`` against action ``ref`` as last read here (rules fire in one
+    statement guarded by :func:`unchanged`); None when it is not known here, is gated, or
+    refuses the values (a fresh read must judge)."""
+    known = _KNOWN.get((str(database.engine.url), ref))
+    if known is None:
+        return None
+    try:
+        row = _row(settings, ref, known.parameters, known.policy, values, None, None, None)
+    except ParameterError:
+        return None
+    if row["gate_key"] is not None:
+        return None
+    return KnownRequest(row, known.runner_type, known.updated_at)
 
 
 _RECORD_MANY = insert(EXECUTION_TABLE).returning(EXECUTION_TABLE.c.id, sort_by_parameter_order=True)
