@@ -116,9 +116,7 @@ def test_a_sweep_records_one_event_per_execution_it_ended_with_its_enforcement(
     assert sorted(row.parameters["who"] for row in rows) == ["abandoned"] * 3 + ["failed"]
 
 
-def test_a_sweep_records_nothing_while_no_rule_listens(
-    database: Database, tmp_path: Path
-) -> None:
+def test_a_sweep_records_nothing_while_no_rule_listens(database: Database, tmp_path: Path) -> None:
     load(database, tmp_path)
     dead_worker_with(database, "gone", 2)
 

@@ -34,7 +34,11 @@ from attune.store.db import Database
 PURGE_INTERVAL_S = 3600.0
 """How often the beat loop purges old executions (with ``ATTUNE_RETENTION_DAYS``)."""
 TIMER_INTERVAL_S = 1.0
-"""How often the rules' timers are looked at: a tick fires at most this late, plus the pass."""
+"""How often the rules' timers are looked at: just after each whole second (timer ticks fall
+on whole seconds), so a tick fires about :data:`ALIGN_MARGIN_S` late, plus the pass."""
+ALIGN_MARGIN_S = 0.05
+"""How long after a multiple of its interval (wall clock) an aligned pass runs: room for the
+database clock being a little behind this host's."""
 
 
 logger = logging.getLogger(__name__)
@@ -47,6 +51,9 @@ class PeriodicPass:
     name: str
     interval_s: float
     run: Callable[[], object]
+    aligned: bool = False
+    """Run just after each multiple of ``interval_s`` of the wall clock (the timers: their
+    ticks are whole seconds since the epoch), not ``interval_s`` after the last run."""
 
 
 def beat_passes(database: Database, settings: Settings) -> tuple[PeriodicPass, ...]:
@@ -57,7 +64,7 @@ def beat_passes(database: Database, settings: Settings) -> tuple[PeriodicPass, .
     sweep = partial(sweep_and_record, database, settings, RuleFinishing(settings))
     passes = [
         PeriodicPass("sweep", settings.sweep_interval_s, sweep),
-        PeriodicPass("timers", TIMER_INTERVAL_S, partial(timer_pass, database, settings)),
+        PeriodicPass("timers", TIMER_INTERVAL_S, partial(timer_pass, database, settings), True),
     ]
     if (days := settings.retention_days) is not None:
         passes.append(PeriodicPass("purge", PURGE_INTERVAL_S, partial(purge, database, days)))
@@ -80,10 +87,14 @@ class BeatLoop:
     """
 
     def __init__(
-        self, passes: Sequence[PeriodicPass], clock: Callable[[], float] = time.monotonic
+        self,
+        passes: Sequence[PeriodicPass],
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.passes = tuple(passes)
         self._clock = clock
+        self._wall = wall  # only aligned passes look at it
         self._due: dict[str, float] = {}  # pass name -> clock time it is next due
 
     def tick(self) -> float:
@@ -99,9 +110,18 @@ class BeatLoop:
                 logger.exception(
                     "beat: pass %s failed; next try in %g s", periodic.name, periodic.interval_s
                 )
+            if periodic.aligned:
+                self._due[periodic.name] = self._clock() + self._to_boundary(periodic.interval_s)
+                continue
             following = due + periodic.interval_s
             self._due[periodic.name] = following if following > now else now + periodic.interval_s
         return max(0.0, min(self._due.values()) - self._clock())
+
+    def _to_boundary(self, interval_s: float) -> float:
+        """Seconds until :data:`ALIGN_MARGIN_S` past the next multiple of ``interval_s``, at
+        least the margin away (a pass that just ran a hair early does not run again at once)."""
+        wait_s = interval_s - (self._wall() - ALIGN_MARGIN_S) % interval_s
+        return wait_s + interval_s if wait_s < ALIGN_MARGIN_S else wait_s
 
 
 class BeatThread:
