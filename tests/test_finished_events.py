@@ -14,6 +14,8 @@ from sqlalchemy import select, update
 from attune.executions import endings, records, retries
 from attune.liveness import registry as workers
 from attune.liveness import sweep as sweeps
+from attune.liveness.heartbeat import Heartbeat
+from attune.liveness.orphans import settle_predecessor
 from attune.liveness.registry import Registration
 from attune.packs.loader import load_packs
 from attune.rules import finished
@@ -203,3 +205,40 @@ def test_the_runner_and_the_sweep_write_the_same_payload(
     assert recorded[by_sweep].payload == {**expected, "execution_id": by_sweep}
     assert recorded[by_runner].payload == {**expected, "execution_id": by_runner}
     assert recorded[by_sweep].source == recorded[by_runner].source == "execution"
+
+
+def test_a_worker_shutting_down_records_one_event_per_execution_it_abandons(
+    database: Database, tmp_path: Path
+) -> None:
+    load(database, tmp_path, on_finished=ON_FINISHED)
+    registration = Registration("w1", ("shell",), (), "h", 1)
+    heartbeat = Heartbeat(database, registration, interval_s=60)
+    heartbeat.start()
+    held = [add(database, "running", "w1"), add(database, "canceling", "w1")]
+
+    deactivation = heartbeat.deactivate("shut down", RuleFinishing(SETTINGS))
+
+    assert deactivation is not None
+    assert deactivation.abandoned == 2
+    recorded = finished_events(database)
+    assert sorted(recorded) == sorted(held)
+    assert {event.payload["status"] for event in recorded.values()} == {"abandoned"}
+    assert len(enforced(database)) == 2
+
+
+def test_a_restarted_worker_records_one_event_per_execution_its_predecessor_held(
+    database: Database, tmp_path: Path
+) -> None:
+    load(database, tmp_path, on_finished=ON_FINISHED)
+    with database.session_scope() as session:
+        workers.register(session, Registration("w1", ("shell",), (), "h", 1))
+    held = add(database, "running", "w1")
+
+    settle_predecessor(database, "w1", 0.2, RuleFinishing(SETTINGS))
+    settle_predecessor(database, "w1", 0.2, RuleFinishing(SETTINGS))
+
+    [event] = finished_events(database).values()
+    assert event.payload["execution_id"] == held
+    assert event.payload["status"] == "abandoned"
+    [enforcement] = enforced(database)
+    assert enforcement.event_id == event.id

@@ -9,7 +9,7 @@ transition records them (:mod:`attune.rules.finished`). The unique (type, dedup 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -27,6 +27,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from attune.executions.records import Finishing
 from attune.store.models import (
     EXECUTION_TABLE,
     RULE_TABLE,
@@ -120,3 +121,14 @@ def record_for(session: Session, execution_ids: Sequence[int]) -> list[int]:
         ended = select(*ENDED_COLUMNS).where(_X.id.in_(chunk)).subquery("ended")
         inserted.extend(session.execute(insert_events(dialect, ended)).scalars())
     return inserted
+
+
+def enforce_ended(
+    session: Session, finishing: Finishing | None, execution_ids: Sequence[int]
+) -> Callable[[], object] | None:
+    """Record the events of these executions just ended in ``session`` and enforce them there
+    (nothing without ``finishing``); what to do after the commit, if anything."""
+    if finishing is None or not execution_ids:
+        return None
+    event_ids = record_for(session, execution_ids)
+    return finishing.enforce(session, event_ids) if event_ids else None

@@ -31,9 +31,10 @@ def send_task(database: Database, execution_id: int, queue: str) -> None:
         execute_action.apply_async((execution_id,), queue=queue)
     except Exception as exc:  # kombu and redis raise several families; all mean "not sent"
         reason = f"the broker refused the message: {exc}"
+        finishing = RuleFinishing(resources.settings)
         database.reconnecting(
-            lambda: executions.transition(
-                database, execution_id, ExecutionStatus.FAILED, error=reason
+            lambda: executions.finish(
+                database, execution_id, ExecutionStatus.FAILED, finishing, error=reason
             )
         )
         raise EnqueueError(execution_id, str(exc)) from exc
