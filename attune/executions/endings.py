@@ -1,9 +1,11 @@
 """Execution-finished events written by SQL, for executions ended by the set.
 
 The sweep ends executions in one statement (the dead workers' abandoned, the unpicked timed
-out); their events are inserted from the rows it ended (``INSERT … SELECT``), not one by one,
-and only while an enabled execution-finished rule exists, as the runner's own terminal
-transition records them (:mod:`attune.rules.finished`). The unique (type, dedup key
+out), a worker shutting down or restarting abandons what it held; their events are inserted
+from the rows ended (``INSERT … SELECT``), not one by one, and only while an enabled
+execution-finished rule exists, as the runner's own terminal transition records them
+(:mod:`attune.rules.finished`); the rules enforce them in the same transaction
+(:meth:`~attune.executions.records.Finishing.enforce`). The unique (type, dedup key
 ``exec:<id>:<status>``) keeps it one event per execution, whoever ends it.
 """
 

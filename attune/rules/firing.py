@@ -83,10 +83,15 @@ SIGNATURE_NOW = select(func.coalesce(SIGNATURE, literal_column("''")))
 
 @dataclass(frozen=True)
 class KnownRules:
-    """The enabled rules of one trigger type as last read here, with their signature."""
+    """The enabled rules of one trigger type as last read here, with their signature.
+
+    ``general`` is True when one of them names ``event`` in its templates: an event of the
+    type takes the general path.
+    """
 
     signature: str
     rules: tuple[RuleRow, ...]
+    general: bool
 
 
 _RULES: dict[tuple[str, str], KnownRules] = {}
@@ -96,7 +101,8 @@ def remember(
     database: Database, trigger_type: str, signature: str, rules: Sequence[RuleRow]
 ) -> None:
     """Keep the rules read after ``signature`` for the next firings of ``trigger_type``."""
-    _RULES[(str(database.engine.url), trigger_type)] = KnownRules(signature, tuple(rules))
+    general = any("event" in json.dumps(rule.action_parameters) for rule in rules)
+    _RULES[(str(database.engine.url), trigger_type)] = KnownRules(signature, tuple(rules), general)
 
 
 def read_signature(session: Session, trigger_type: str) -> str | None:
@@ -105,11 +111,6 @@ def read_signature(session: Session, trigger_type: str) -> str | None:
     if session.get_bind().dialect.name != "postgresql":
         return None
     return str(session.scalar(SIGNATURE_NOW, {"trigger_type": trigger_type}))
-
-
-@functools.lru_cache(maxsize=4096)
-def _names_event(parameters_json: str) -> bool:
-    return "event" in parameters_json
 
 
 @dataclass(frozen=True)
@@ -133,15 +134,13 @@ def fire(
     """Record the event, its enforcements and executions in one statement; None when this
     process cannot (SQLite, rules or actions unknown here) or the guard wrote nothing."""
     known = _RULES.get((str(database.engine.url), trigger_type))
-    if known is None or database.is_sqlite:
+    if known is None or known.general or database.is_sqlite:
         return None
     event = Event(id=0, type=trigger_type, payload=payload, source=source, dedup_key=dedup_key)
     decided: list[tuple[RuleRow, Verdict, KnownRequest | None]] = []
     for rule in known.rules:
         if not rule.selects(event):
             continue
-        if _names_event(json.dumps(rule.action_parameters, sort_keys=True)):
-            return None
         verdict, values = judge(rule, event)
         request = None
         if values is not None:
