@@ -57,6 +57,7 @@ def execute(
             worker=worker,
             timeout_s=timeout_s,
             requested_by=requested_by,
+            finishing=RuleFinishing(settings),
         )
     )
     if isinstance(routed, Unroutable):

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from attune.executions import endings, records, retries
+from attune.executions import endings, records, retries, runner
+from attune.executions.scheduler import Routed, schedule
 from attune.liveness import registry as workers
 from attune.liveness import sweep as sweeps
 from attune.liveness.heartbeat import Heartbeat
@@ -24,9 +25,10 @@ from attune.store.db import Database
 from attune.store.models import Enforcement, Execution, ExecutionStatus, TriggerEvent, Worker
 from attune.store.sqltypes import db_ago
 from attune.worker.dispatch import RuleFinishing
-from tests.pack_builder import rule, write_rules
+from tests.pack_builder import action, rule, write_pack, write_rules
 
 SETTINGS = Settings(heartbeat_interval_s=30, heartbeat_staleness_multiplier=3)
+REJECT = {"limit": 1, "on_limit": "reject"}
 ON_FINISHED = rule(
     trigger={"type": "core.execution_finished", "params": {"action": "core.*"}},
     action={"ref": "demo.hello", "parameters": {"who": "{{ trigger.status }}"}},
@@ -242,3 +244,28 @@ def test_a_restarted_worker_records_one_event_per_execution_its_predecessor_held
     assert event.payload["status"] == "abandoned"
     [enforcement] = enforced(database)
     assert enforcement.event_id == event.id
+
+
+def test_a_gate_rejecting_at_the_schedule_or_at_the_claim_records_one_event(
+    database: Database, tmp_path: Path
+) -> None:
+    write_pack(tmp_path, "gating", {"hello": action("gating.hello", concurrency=REJECT)})
+    load(database, tmp_path, on_finished=ON_FINISHED)
+    with database.session_scope() as session:
+        workers.register(session, Registration("w", ("shell",), (), "h", 1))
+    finishing = RuleFinishing(SETTINGS)
+
+    def request() -> int:
+        routed = schedule(database, SETTINGS, "gating.hello", {}, finishing=finishing)
+        assert isinstance(routed, Routed)
+        return routed.execution_id
+
+    first, second = request(), request()
+    assert runner._claim(database, first, "w", finishing)[0] is not None
+    assert runner._claim(database, second, "w", finishing)[0] is None
+    third = request()  # the slot is held: rejected as it is recorded
+
+    recorded = finished_events(database)
+    assert sorted(recorded) == [second, third]
+    assert {event.payload["status"] for event in recorded.values()} == {"canceled"}
+    assert records.get(database, first).status is ExecutionStatus.RUNNING

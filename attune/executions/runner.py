@@ -59,7 +59,7 @@ def run_execution(
     """
     claimed, action = _retrying(
         f"claiming execution {execution_id}",
-        lambda: _claim(database, execution_id, worker_name),
+        lambda: _claim(database, execution_id, worker_name, finishing),
     )
     if claimed is None:
         return None
@@ -196,7 +196,9 @@ def _follow_up(database: Database, ended: retries.Transitioned) -> None:
     dispatch.send(sent)
 
 
-def _claim(database: Database, execution_id: int, worker_name: str) -> tuple[Any, Any]:
+def _claim(
+    database: Database, execution_id: int, worker_name: str, finishing: Finishing | None = None
+) -> tuple[Any, Any]:
     """Move the execution scheduled → running; its row and its action's, or (None, None)."""
     values = {"execution_id": execution_id, "worker": worker_name}
     if not database.is_sqlite:
@@ -206,7 +208,7 @@ def _claim(database: Database, execution_id: int, worker_name: str) -> tuple[Any
         for claimed in database.run(_CLAIM, values):
             return claimed, _action_of(database, claimed)
     # Not claimable as a plain execution: gated, early (a pending retry), or no longer due.
-    admitted = gates.claim(database, execution_id, worker_name, _CLAIMED_COLUMNS)
+    admitted = gates.claim(database, execution_id, worker_name, _CLAIMED_COLUMNS, finishing)
     if admitted is gates.UNGATED:
         for claimed in database.run(_CLAIM, values):  # PostgreSQL: its action is gone
             return claimed, _action_of(database, claimed)

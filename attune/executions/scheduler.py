@@ -27,6 +27,7 @@ from attune.executions import gates
 from attune.executions.params import mask, resolve, secret_names
 from attune.executions.policies import SNAPSHOT_COLUMNS, Policy
 from attune.executions.queues import runtime_queue, worker_queue
+from attune.executions.records import Finishing
 from attune.executions.secretbox import SecretBox
 from attune.liveness.freshness import no_worker_reason, serving, unavailable_reason
 from attune.settings import Settings
@@ -167,19 +168,23 @@ def schedule(
     worker: str | None = None,
     timeout_s: float | None = None,
     requested_by: str | None = None,
+    finishing: Finishing | None = None,
 ) -> Routed | Unroutable:
     """Validate ``values`` for action ``ref`` and record its execution (committed at once).
 
     Raises :class:`ActionNotFoundError` or :class:`ParameterError` before anything is stored.
     Secret values are stored encrypted, masked in ``parameters``, and never routed anywhere.
     ``requested_by`` names who asked (an API key), recorded with the execution.
+    ``finishing`` records the execution-finished event of one its gate cancels at once.
     """
     if timeout_s is not None and not timeout_s > 0:
         raise ParameterError(ref, [f"timeout_s: {timeout_s!r} is not a positive number of seconds"])
     key = (str(database.engine.url), ref)
     known = _KNOWN.get(key)
     if known is not None and worker is None:
-        recorded = _schedule_known(database, settings, ref, known, values, timeout_s, requested_by)
+        recorded = _schedule_known(
+            database, settings, ref, known, values, timeout_s, requested_by, finishing
+        )
         if recorded is not None:
             return recorded
     found = database.run(_lookup(settings.staleness_threshold_s), {"ref": ref})
@@ -200,7 +205,7 @@ def schedule(
         return Unroutable(database.run(_FAILED, {**row, "error": reason})[0].id, reason)
     execution_id: int = database.run(_SCHEDULED, row)[0].id
     queue = worker_queue(worker) if worker else runtime_queue(action.runner_type)
-    return _placed(database, Routed(execution_id, queue), row, policy)
+    return _placed(database, Routed(execution_id, queue), row, policy, None, finishing)
 
 
 @dataclass(frozen=True)
@@ -309,6 +314,7 @@ def _schedule_known(
     values: Mapping[str, Any],
     timeout_s: float | None,
     requested_by: str | None,
+    finishing: Finishing | None,
 ) -> Routed | Unroutable | None:
     """Record in one statement, trusting ``known``; None when a fresh read must decide."""
     try:
@@ -327,10 +333,10 @@ def _schedule_known(
     if inserted[0].status == ExecutionStatus.SCHEDULED:
         routed = Routed(inserted[0].id, runtime_queue(known.runner_type))
         if database.is_sqlite or row["gate_key"] is None:
-            return _placed(database, routed, row, known.policy)
+            return _placed(database, routed, row, known.policy, None, finishing)
         limit = row["gate_limit"]
         standing = gates.Queue(inserted[0].busy, inserted[0].ahead, limit)
-        return _placed(database, routed, row, known.policy, standing)
+        return _placed(database, routed, row, known.policy, standing, finishing)
     return Unroutable(inserted[0].id, reason)
 
 
@@ -339,13 +345,15 @@ def _placed(
     routed: Routed,
     row: dict[str, Any],
     policy: Policy,
-    standing: gates.Queue | None = None,
+    standing: gates.Queue | None,
+    finishing: Finishing | None,
 ) -> Routed:
     """A gated execution is sent only when its gate has room (or it is canceled at once)."""
     if row["gate_key"] is None:
         return routed
+    execution_id, gate_key = routed.execution_id, row["gate_key"]
     send, _rejected = gates.place(
-        database, routed.execution_id, row["action_ref"], row["gate_key"], policy, standing
+        database, execution_id, row["action_ref"], gate_key, policy, standing, finishing
     )
     return routed if send else Routed(routed.execution_id, routed.queue, send=False)
 
