@@ -121,6 +121,9 @@ class Fired:
     enforcements: tuple[Enforced, ...]
 
 
+_Decided = list[tuple[RuleRow, Verdict, KnownRequest | None]]
+
+
 def fire(
     database: Database,
     settings: Settings,
@@ -137,24 +140,10 @@ def fire(
     if known is None or known.general or database.is_sqlite:
         return None
     event = Event(id=0, type=trigger_type, payload=payload, source=source, dedup_key=dedup_key)
-    decided: list[tuple[RuleRow, Verdict, KnownRequest | None]] = []
-    for rule in known.rules:
-        if not rule.selects(event):
-            continue
-        verdict, values = judge(rule, event)
-        request = None
-        if values is not None:
-            limited = chain_limited(settings, verdict, depth)
-            if limited is None:
-                request = scheduler.known_request(database, settings, rule.action_ref, values)
-                if request is None:
-                    return None
-            else:
-                verdict = limited
-        decided.append((rule, verdict, request))
-    statement = _statement(
-        tuple(request is not None for _, _, request in decided), settings.staleness_threshold_s
-    )
+    decided = _decide(database, settings, known, event, depth)
+    if decided is None:
+        return None
+    shape = tuple(request is not None for _, _, request in decided)
     params: dict[str, Any] = {
         "trigger_type": trigger_type,
         "signature": known.signature,
@@ -170,10 +159,35 @@ def fire(
             reason = no_worker_reason(request.runner_type)
             execution = {**request.row, "updated_at": request.updated_at, "no_worker": reason}
             params.update({f"x{n}_{key}": value for key, value in execution.items()})
-    rows = database.run(statement, params)
+    rows = database.run(_statement(shape, settings.staleness_threshold_s), params)
     if not rows:
         return None
-    found = rows[0]
+    return Fired(rows[0].event_id, tuple(_stored(rows[0], decided)))
+
+
+def _decide(
+    database: Database, settings: Settings, known: KnownRules, event: Event, depth: int
+) -> _Decided | None:
+    """Each selecting rule's verdict and, when it runs, its request; None when a request
+    needs a fresh read of its action."""
+    decided: _Decided = []
+    for rule in known.rules:
+        if not rule.selects(event):
+            continue
+        verdict, values = judge(rule, event)
+        request = None
+        if values is not None and (limited := chain_limited(settings, verdict, depth)):
+            verdict = limited
+        elif values is not None:
+            request = scheduler.known_request(database, settings, rule.action_ref, values)
+            if request is None:
+                return None
+        decided.append((rule, verdict, request))
+    return decided
+
+
+def _stored(found: Any, decided: _Decided) -> list[Enforced]:
+    """The enforcements the statement returned (``found``), in the order decided."""
     enforced = []
     for n, (rule, verdict, request) in enumerate(decided):
         recorded: Routed | Unroutable | None = None
@@ -184,7 +198,7 @@ def fire(
             else:
                 recorded = Unroutable(execution_id, no_worker_reason(request.runner_type))
         enforced.append(enforced_of(getattr(found, f"e{n}"), rule.ref, verdict, recorded))
-    return Fired(found.event_id, tuple(enforced))
+    return enforced
 
 
 def _bound(prefix: str, table: Any, names: Sequence[str]) -> list[Any]:
