@@ -20,6 +20,7 @@ from sqlalchemy import (
     null,
     select,
 )
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from attune.errors import ActionDisabledError, ActionNotFoundError, ParameterError
@@ -239,10 +240,17 @@ def prepare(
     if not found.enabled:
         raise ActionDisabledError(ref)
     policy = Policy.from_json(found.policy)
-    key = (str(session.get_bind().engine.url), ref)
-    _KNOWN[key] = _Known(found.runner_type, found.parameters, found.updated_at, policy)
+    _KNOWN[(_url(session.get_bind().engine), ref)] = _Known(
+        found.runner_type, found.parameters, found.updated_at, policy
+    )
     row = _row(settings, ref, found.parameters, policy, values, None, None, None)
     return Prepared(row, found.runner_type, bool(found.available))
+
+
+@functools.lru_cache(maxsize=64)
+def _url(engine: Engine) -> str:
+    """The engine's URL as :data:`_KNOWN` keys it (rendered once per engine)."""
+    return str(engine.url)
 
 
 @dataclass(frozen=True)
