@@ -118,7 +118,7 @@ def sweep(
         .values(status=WorkerStatus.INACTIVE.value, updated_at=db_now())
         .returning(_W.c.name, _W.c.last_heartbeat)
     )
-    unpicked = _fail_unpicked(settings, now)
+    unpicked = _fail_unpicked(settings, now, events)
     if session.get_bind().dialect.name == "postgresql":
         rows, failed, event_ids = _sweep_in_one_statement(session, stale, unpicked, events)
     else:
@@ -158,7 +158,7 @@ def _sweep_in_one_statement(
             error=_stopped_heartbeating(dead.c),
             finished_at=db_now(),
         )
-        .returning(_E.c.worker, *endings.ENDED_COLUMNS)
+        .returning(_E.c.worker, *(endings.ENDED_COLUMNS if events else ()))
         .cte("abandoned")
     )
     counts = (
@@ -226,8 +226,9 @@ def abandon(
     return counts
 
 
-def _fail_unpicked(settings: Settings, now: datetime | None) -> Any:
-    """The UPDATE failing scheduled executions no worker picked up in time (None: disabled)."""
+def _fail_unpicked(settings: Settings, now: datetime | None, events: bool) -> Any:
+    """The UPDATE failing scheduled executions no worker picked up in time (None: disabled),
+    returning their ids (with ``events``, what their events are made of)."""
     timeout_s = settings.scheduled_timeout_s
     if timeout_s <= 0:
         return None
@@ -244,7 +245,7 @@ def _fail_unpicked(settings: Settings, now: datetime | None) -> Any:
             _E.c.eligible_at <= cutoff(timeout_s, now),
         )
         .values(status=ExecutionStatus.FAILED.value, error=error, finished_at=db_now())
-        .returning(*endings.ENDED_COLUMNS)
+        .returning(*(endings.ENDED_COLUMNS if events else (_E.c.id,)))
     )
 
 

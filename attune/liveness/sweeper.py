@@ -74,8 +74,9 @@ def _sweep_once(
     database: Database, settings: Settings, finishing: Finishing | None
 ) -> tuple[SweepReport, Callable[[], object] | None]:
     after = None
+    listening = finishing is not None and finishing.active(database)
     with database.session_scope() as session:
-        report = sweeps.sweep(session, settings, events=finishing is not None)
+        report = sweeps.sweep(session, settings, events=listening)
         record_run(session, SWEEP_RUN)
         if finishing is not None and report.events:
             after = finishing.enforce(session, report.events)
