@@ -19,7 +19,7 @@ from attune.rules.emission import Emitted
 from attune.store.db import Database
 from attune.store.models import ExecutionStatus
 from attune.worker.app import embedded_worker, resources
-from attune.worker.dispatch import send_enforced, send_task
+from attune.worker.dispatch import RuleFinishing, send_enforced, send_task
 
 _T = TypeVar("_T")
 
@@ -57,6 +57,7 @@ def execute(
             worker=worker,
             timeout_s=timeout_s,
             requested_by=requested_by,
+            finishing=RuleFinishing(settings),
         )
     )
     if isinstance(routed, Unroutable):
@@ -147,7 +148,8 @@ class ExecutionHandle:
 
         With a retry policy this cancels the chain's live attempt, and the chain stops.
         """
-        return _reconnecting(lambda database: chains.cancel(database, self.id))[1]
+        finishing = RuleFinishing(resources.settings)
+        return _reconnecting(lambda database: chains.cancel(database, self.id, finishing))[1]
 
 
 _RETRIABLE = frozenset({ExecutionStatus.FAILED, ExecutionStatus.TIMEOUT, ExecutionStatus.ABANDONED})

@@ -17,6 +17,7 @@ from attune.store.models import SWEEP_RUN, PeriodicRun, Worker
 from attune.store.sqltypes import db_ago
 from attune.worker.app import app
 from attune.worker.beat import (
+    ALIGN_MARGIN_S,
     PURGE_INTERVAL_S,
     TIMER_INTERVAL_S,
     BeatLoop,
@@ -99,6 +100,32 @@ def test_a_pass_that_fell_behind_runs_once_then_keeps_its_interval() -> None:
     assert loop.tick() == pytest.approx(1.9)
 
     assert runs == [("sweep", 1000.0), ("sweep", 1021.0)]
+
+
+@pytest.mark.parametrize(("wall_s", "run_s"), [(0.3, 0.0), (0.3, 0.2), (0.99, 0.0), (0.02, 0.1)])
+def test_an_aligned_pass_runs_just_after_each_whole_interval_of_the_wall_clock(
+    wall_s: float, run_s: float
+) -> None:
+    clock, wall = Clock(), Clock()
+    wall.now = 1_700_000_000.0 + wall_s
+    starts: list[float] = []
+
+    def timers() -> None:
+        starts.append(wall.now)
+        clock.now += run_s
+        wall.now += run_s
+
+    loop = BeatLoop([PeriodicPass("timers", 1.0, timers, aligned=True)], clock, wall)
+    for _ in range(3):
+        sleep_s = loop.tick()
+        clock.now += sleep_s
+        wall.now += sleep_s
+
+    # The first run is at once; each later one ALIGN_MARGIN_S after a whole second.
+    assert starts[0] == pytest.approx(1_700_000_000.0 + wall_s)
+    for later in starts[1:]:
+        assert later % 1.0 == pytest.approx(ALIGN_MARGIN_S)
+    assert starts[2] - starts[1] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(("run_s", "sleep_s"), [(1.5, 0.5), (3.0, 0.0)])

@@ -135,12 +135,19 @@ def test_a_refused_broker_message_fails_the_execution(
         "except EnqueueError as exc:\n"
         "    record = attune.get_execution(exc.execution_id)\n"
         "    print(record.status.value, record.error)\n"
+        "    # examples.on_failure listens: the failure has its execution-finished event\n"
+        "    from sqlalchemy import func, select\n"
+        "    from attune.store.models import TriggerEvent as E\n"
+        "    with resources.database.session_scope() as session:\n"
+        "        key = E.dedup_key == f'exec:{exc.execution_id}:failed'\n"
+        "        print(session.scalar(select(func.count()).where(key)))\n"
     )
     env = {**embedded_env, "ATTUNE_BROKER_URL": "redis://127.0.0.1:1/0"}
     result = python_caller(script, env, tmp_path)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("failed the broker refused the message")
+    assert result.stdout.splitlines()[-1] == "1"
 
 
 def test_the_embedded_worker_sweeps_in_a_thread_of_its_own_process(

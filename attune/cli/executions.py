@@ -13,6 +13,7 @@ from attune.cli.tail import tail
 from attune.executions import chains, env_records, gates, retention
 from attune.store.models import ExecutionStatus
 from attune.worker.app import resources
+from attune.worker.dispatch import RuleFinishing
 from attune.workflows.listing import tasks_of
 
 
@@ -119,7 +120,8 @@ def cancel(execution_id: int) -> None:
 
     Any id of a retry chain cancels the chain's live attempt and stops the chain.
     """
-    target, status = chains.cancel(resources.database, execution_id)
+    finishing = RuleFinishing(resources.settings)
+    target, status = chains.cancel(resources.database, execution_id, finishing)
     click.echo(f"execution {target}: {status.value}")
 
 

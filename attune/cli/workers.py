@@ -15,6 +15,7 @@ from attune.liveness.sweeper import (
     sweeper_status,
 )
 from attune.worker.app import resources
+from attune.worker.dispatch import RuleFinishing
 
 
 @click.group("workers")
@@ -57,7 +58,8 @@ def list_(as_json: bool) -> None:
 @workers.command("sweep")
 def sweep() -> None:
     """Deactivate stale workers and settle their executions now (what beat runs periodically)."""
-    report = sweep_and_record(resources.database, resources.settings)
+    settings = resources.settings
+    report = sweep_and_record(resources.database, settings, RuleFinishing(settings))
     for deactivation in report.deactivated:
         click.echo(
             f"deactivated {deactivation.name}: {deactivation.reason};"

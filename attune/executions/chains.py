@@ -72,9 +72,12 @@ def successor(database: Database, execution_id: int) -> int | None:
     return None
 
 
-def cancel(database: Database, execution_id: int) -> tuple[int, ExecutionStatus]:
+def cancel(
+    database: Database, execution_id: int, finishing: records.Finishing | None = None
+) -> tuple[int, ExecutionStatus]:
     """Cancel the live attempt of the chain of ``execution_id`` (canceled is never retried, so
-    the chain stops); the attempt's id and its state now.
+    the chain stops); the attempt's id and its state now. ``finishing`` records the
+    execution-finished event of an attempt canceled before it started.
 
     Raises :class:`InvalidTransitionError` when every attempt of the chain is over.
     """
@@ -83,7 +86,7 @@ def cancel(database: Database, execution_id: int) -> tuple[int, ExecutionStatus]
         live = database.run(_LIVE, {"first": first})
         target = int(live[0].id) if live else execution_id
         try:
-            status = records.request_cancel(database, target)
+            status = records.request_cancel(database, target, finishing)
         except InvalidTransitionError:
             if not live:
                 raise
@@ -92,4 +95,4 @@ def cancel(database: Database, execution_id: int) -> tuple[int, ExecutionStatus]
             dispatch.send(releases.after_cancel(database, target))
         dispatch.send(_runs_to_advance(database, target, status))
         return target, status
-    return execution_id, records.request_cancel(database, execution_id)
+    return execution_id, records.request_cancel(database, execution_id, finishing)

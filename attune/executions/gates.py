@@ -156,18 +156,27 @@ UNGATED = Refused("it is not gated")
 """A claim refused because the execution has no gate: the plain claim decides."""
 
 
-def claim(database: Database, execution_id: int, worker: str, columns: Sequence[Any]) -> Any:
+def claim(
+    database: Database,
+    execution_id: int,
+    worker: str,
+    columns: Sequence[Any],
+    finishing: records.Finishing | None = None,
+) -> Any:
     """After the plain claim refused: start a gated execution if its gate admits it.
 
     Returns the claimed row (``columns``; on PostgreSQL the columns of
     :data:`CLAIMED_GATED`) or a :class:`Refused`. An early execution (a pending retry) is
-    sent again for when it is due; over its limit, ``reject`` cancels it and ``queue`` leaves
-    it waiting (its message acknowledged, nothing spawned).
+    sent again for when it is due; over its limit, ``reject`` cancels it (``finishing``
+    records its execution-finished event) and ``queue`` leaves it waiting (its message
+    acknowledged, nothing spawned).
     """
     values = {"execution_id": execution_id, "worker": worker}
     if not database.is_sqlite:  # lock the gate's row and admit: one function, one round trip
         for claimed in database.run(_CLAIM_GATED, values):
             return claimed
+    listening = finishing if finishing is not None and finishing.active(database) else None
+    after = None
     with database.session_scope() as session:
         standing = session.execute(_STANDING, values).first()
         if standing is None or standing.status != _S.SCHEDULED.value:
@@ -189,11 +198,14 @@ def claim(database: Database, execution_id: int, worker: str, columns: Sequence[
         waiting = Queue(standing.busy, standing.ahead, standing.gate_limit)
         policy = Policy.from_json(standing.policy)
         reject = policy.concurrency is not None and policy.concurrency.on_limit is OnLimit.REJECT
-        if reject and not waiting.free:
-            reason = limit_reached(standing.action_ref, standing.gate_key, waiting.limit)
-            _cancel(session, execution_id, reason)
-            return Refused(reason)
-        return Refused(f"waiting: position {waiting.position} behind limit {waiting.limit}")
+        if not reject or waiting.free:
+            return Refused(f"waiting: position {waiting.position} behind limit {waiting.limit}")
+        reason = limit_reached(standing.action_ref, standing.gate_key, waiting.limit)
+        if _cancel(session, execution_id, reason) and listening is not None:
+            after = listening.record(session, execution_id)
+    if after is not None:
+        after()
+    return Refused(reason)
 
 
 CLAIMED_GATED: tuple[Any, ...] = (
@@ -227,12 +239,9 @@ def limit_reached(action_ref: str, gate_key: str, limit: int) -> str:
     return f"concurrency limit {limit} reached for {action_ref} (key {gate_key[:12]})"
 
 
-def _cancel(session: Session, execution_id: int, reason: str) -> None:
-    session.execute(
-        update(EXECUTION_TABLE)
-        .where(_E.id == execution_id, _E.status == _S.SCHEDULED.value)
-        .values(status=_S.CANCELED.value, error=reason, finished_at=db_now())
-    )
+def _cancel(session: Session, execution_id: int, reason: str) -> bool:
+    """Cancel the still scheduled execution; True when it moved."""
+    return records.transition_in(session, execution_id, _S.CANCELED, sources=_WAITING, error=reason)
 
 
 def standing(database: Database, execution_id: int) -> Queue | None:
@@ -251,13 +260,15 @@ def place(
     gate_key: str,
     policy: Policy,
     known: Queue | None = None,
+    finishing: records.Finishing | None = None,
 ) -> tuple[bool, str | None]:
     """Right after a gated execution is recorded: whether to send it now, and why it was
     canceled (``reject`` over the limit, or ``max_waiting`` reached), if it was.
 
     One not sent waits behind a full gate: the gate's releaser or the sweep sends it once it
     is a head. The claim still decides; this only spares messages that would be declined.
-    ``known``: where it stands, as its insertion returned it (:func:`inserted_standing`).
+    ``known``: where it stands, as its insertion returned it (:func:`inserted_standing`);
+    ``finishing`` records the execution-finished event of one canceled.
     """
     gate = policy.concurrency
     queue = known or standing(database, execution_id)
@@ -273,7 +284,9 @@ def place(
             f"{queue.ahead} executions already wait for a slot (max_waiting {gate.max_waiting})"
         )
     if reason is not None:
-        records.transition(database, execution_id, _S.CANCELED, sources=_WAITING, error=reason)
+        records.finish(
+            database, execution_id, _S.CANCELED, finishing, sources=_WAITING, error=reason
+        )
     return False, reason
 
 

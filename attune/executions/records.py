@@ -6,9 +6,10 @@ Every status change is one conditional UPDATE built from :data:`attune.store.mod
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.orm import Session
@@ -178,13 +179,54 @@ def transition(
 
 
 def transition_in(
-    session: Session, execution_id: int, target: ExecutionStatus, **values: Any
+    session: Session,
+    execution_id: int,
+    target: ExecutionStatus,
+    *,
+    sources: frozenset[ExecutionStatus] | None = None,
+    **values: Any,
 ) -> bool:
     """:func:`transition` in the caller's transaction (rules record the execution-finished
     event in the transaction that made it terminal); True when it moved."""
-    statement = _transition_statement(target, TRANSITIONS[target], tuple(sorted(values)), False)
+    allowed = TRANSITIONS[target] if sources is None else TRANSITIONS[target] & sources
+    statement = _transition_statement(target, allowed, tuple(sorted(values)), False)
     bound = {"execution_id": execution_id, "held_by": None, **values}
     return session.execute(statement, bound).first() is not None
+
+
+class Finishing(Protocol):
+    """What else happens in the transaction that makes an execution terminal (rules record
+    its execution-finished event there)."""
+
+    def active(self, database: Database) -> bool:
+        """True when anything listens, so the transition needs a transaction of its own."""
+
+    def record(self, session: Session, execution_id: int) -> Callable[[], object]:
+        """Record, in ``session``, that the execution ended; returns what to do after commit."""
+
+    def enforce(self, session: Session, event_ids: Sequence[int]) -> Callable[[], object]:
+        """Enforce, in ``session``, the events SQL recorded for executions it ended by the set
+        (:mod:`attune.executions.endings`); returns what to do after commit."""
+
+
+def finish(
+    database: Database,
+    execution_id: int,
+    target: ExecutionStatus,
+    finishing: Finishing | None,
+    *,
+    sources: frozenset[ExecutionStatus] | None = None,
+    **values: Any,
+) -> bool:
+    """Make the execution terminal; with an active ``finishing``, in one transaction with it."""
+    if finishing is None or not finishing.active(database):
+        return transition(database, execution_id, target, sources=sources, **values)
+    with database.session_scope() as session:
+        moved = transition_in(session, execution_id, target, sources=sources, **values)
+        after = finishing.record(session, execution_id) if moved else None
+    if after is not None:
+        after()
+    return moved
 
 
 @functools.cache
@@ -206,15 +248,19 @@ def _transition_statement(
     return statement.values(status=target.value, **values).returning(_E.id)
 
 
-def request_cancel(database: Database, execution_id: int) -> ExecutionStatus:
+def request_cancel(
+    database: Database, execution_id: int, finishing: Finishing | None = None
+) -> ExecutionStatus:
     """Cancel an execution: at once if no worker has it yet, through ``canceling`` if it runs.
 
     Returns the state it is now in; raises :class:`InvalidTransitionError` when it is over.
+    ``finishing`` records the execution-finished event of one canceled at once.
     """
-    if transition(
+    if finish(
         database,
         execution_id,
         ExecutionStatus.CANCELED,
+        finishing,
         sources=NOT_STARTED,
         error="canceled before it started",
     ):

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import func, update
-from sqlalchemy.orm import Session
 
 from attune import metrics
 from attune.executions import dispatch, retries
 from attune.executions import records as executions
 from attune.executions.completion import hub
 from attune.executions.policies import Policy
+from attune.executions.records import Finishing
 from attune.runtimes import Outcome, RunResult
 from attune.settings import Settings
 from attune.store.db import Database
@@ -31,35 +30,6 @@ OUTCOME_STATUS = {
     Outcome.CANCELED: ExecutionStatus.CANCELED,
 }
 """The execution status each runtime outcome ends in."""
-
-
-class Finishing(Protocol):
-    """What else happens in the transaction that makes an execution terminal (rules record
-    its execution-finished event there)."""
-
-    def active(self, database: Database) -> bool:
-        """True when anything listens, so the transition needs a transaction of its own."""
-
-    def record(self, session: Session, execution_id: int) -> Callable[[], object]:
-        """Record, in ``session``, that the execution ended; returns what to do after commit."""
-
-
-def _finish(
-    database: Database,
-    execution_id: int,
-    status: ExecutionStatus,
-    finishing: Finishing | None,
-    **values: Any,
-) -> bool:
-    """Make the execution terminal; with an active ``finishing``, in one transaction with it."""
-    if finishing is None or not finishing.active(database):
-        return executions.transition(database, execution_id, status, **values)
-    with database.session_scope() as session:
-        moved = executions.transition_in(session, execution_id, status, **values)
-        after = finishing.record(session, execution_id) if moved else None
-    if after is not None:
-        after()
-    return moved
 
 
 def store_result(
@@ -88,14 +58,14 @@ def store_result(
     if retries.retried_as(policy, status, spawned=True) is not None:
         # The attempt may be owed a successor: both in one transaction.
         ended = retries.end_attempt(
-            database, settings, execution_id, status, error=result.error, **fields
+            database, settings, execution_id, status, finishing, error=result.error, **fields
         )
         if ended is not None:
             hub.notify()
             metrics.record_execution(status, result.duration_ms / 1000)
             dispatch.send([] if ended.successor is None else [ended.successor])
             return status
-    elif _finish(database, execution_id, status, finishing, error=result.error, **fields):
+    elif executions.finish(database, execution_id, status, finishing, error=result.error, **fields):
         hub.notify()
         metrics.record_execution(status, result.duration_ms / 1000)
         return status

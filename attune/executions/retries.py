@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from attune.executions.dispatch import Dispatch
 from attune.executions.policies import Policy, RetryOn
 from attune.executions.queues import runtime_queue, worker_queue
+from attune.executions.records import Finishing
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import ACTION_TABLE, EXECUTION_TABLE, TRANSITIONS, ExecutionStatus
@@ -227,11 +228,13 @@ def end_attempt(
     settings: Settings,
     execution_id: int,
     target: ExecutionStatus,
+    finishing: Finishing | None = None,
     *,
     held_by: str | None = None,
     **values: Any,
 ) -> Transitioned | None:
-    """Move the attempt to terminal ``target`` and insert its successor, in one transaction.
+    """Move the attempt to terminal ``target`` and insert its successor, in one transaction
+    (with an active ``finishing``, its execution-finished event too).
 
     None when the attempt was not in a state that allows ``target`` (or, with ``held_by``,
     not held by that worker).
@@ -244,6 +247,7 @@ def end_attempt(
     )
     if held_by is not None:
         statement = statement.where(_E.worker == held_by)
+    listening = finishing if finishing is not None and finishing.active(database) else None
     with database.session_scope() as session:
         row = session.execute(statement).first()
         if row is None:
@@ -253,5 +257,8 @@ def end_attempt(
         if eligible_at(ended, settings) is not None:
             runner_type = session.scalar(select(_A.runner_type).where(_A.ref == row.action_ref))
         successor = follow(session, settings, ended, runner_type)
+        after = None if listening is None else listening.record(session, execution_id)
+    if after is not None:
+        after()
     gate = None if row.gate_key is None else (row.action_ref, row.gate_key, row.gate_limit)
     return Transitioned(successor, gate)

@@ -17,7 +17,8 @@ from attune.executions import dispatch, gates, liveoutput, releases, retries
 from attune.executions.completion import hub
 from attune.executions.environments import environment_of
 from attune.executions.policies import Policy
-from attune.executions.results import Finishing, store_result
+from attune.executions.records import Finishing
+from attune.executions.results import store_result
 from attune.executions.secretbox import SecretBox
 from attune.executions.supervision import CancelWatcher, Supervised
 from attune.runtimes import Invocation, Outcome, RunResult, run
@@ -58,7 +59,7 @@ def run_execution(
     """
     claimed, action = _retrying(
         f"claiming execution {execution_id}",
-        lambda: _claim(database, execution_id, worker_name),
+        lambda: _claim(database, execution_id, worker_name, finishing),
     )
     if claimed is None:
         return None
@@ -176,7 +177,12 @@ _CLAIM_JOINED = _TO_RUNNING.where(_EXECUTION.action_ref == _ACTION.ref).returnin
 
 
 def settle_lost(
-    database: Database, settings: Settings, execution_id: int, worker_name: str, reason: str
+    database: Database,
+    settings: Settings,
+    execution_id: int,
+    worker_name: str,
+    reason: str,
+    finishing: Finishing | None = None,
 ) -> bool:
     """Abandon the execution this worker was running when its pool process died; True if so.
 
@@ -190,6 +196,7 @@ def settle_lost(
             settings,
             execution_id,
             ExecutionStatus.ABANDONED,
+            finishing,
             held_by=worker_name,
             error=error,
         )
@@ -211,7 +218,9 @@ def _follow_up(database: Database, ended: retries.Transitioned) -> None:
     dispatch.send(sent)
 
 
-def _claim(database: Database, execution_id: int, worker_name: str) -> tuple[Any, Any]:
+def _claim(
+    database: Database, execution_id: int, worker_name: str, finishing: Finishing | None = None
+) -> tuple[Any, Any]:
     """Move the execution scheduled → running; its row and its action's, or (None, None)."""
     values = {"execution_id": execution_id, "worker": worker_name}
     if not database.is_sqlite:
@@ -221,7 +230,7 @@ def _claim(database: Database, execution_id: int, worker_name: str) -> tuple[Any
         for claimed in database.run(_CLAIM, values):
             return claimed, _action_of(database, claimed)
     # Not claimable as a plain execution: gated, early (a pending retry), or no longer due.
-    admitted = gates.claim(database, execution_id, worker_name, _CLAIMED_COLUMNS)
+    admitted = gates.claim(database, execution_id, worker_name, _CLAIMED_COLUMNS, finishing)
     if admitted is gates.UNGATED:
         for claimed in database.run(_CLAIM, values):  # PostgreSQL: its action is gone
             return claimed, _action_of(database, claimed)

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, Select, String, bindparam, case, insert, null, select
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Select,
+    String,
+    and_,
+    bindparam,
+    case,
+    insert,
+    null,
+    select,
+)
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from attune.errors import ActionDisabledError, ActionNotFoundError, ParameterError
@@ -16,6 +28,7 @@ from attune.executions import gates
 from attune.executions.params import mask, resolve, secret_names
 from attune.executions.policies import SNAPSHOT_COLUMNS, Policy
 from attune.executions.queues import runtime_queue, worker_queue
+from attune.executions.records import Finishing
 from attune.executions.secretbox import SecretBox
 from attune.liveness.freshness import no_worker_reason, serving, unavailable_reason
 from attune.settings import Settings
@@ -62,6 +75,37 @@ def _lookup(threshold_s: float) -> Select[Any]:
     ).where(_ACTION.ref == bindparam("ref"))
 
 
+ROUTED_COLUMNS = (*_REQUEST_COLUMNS, "status", "error", "finished_at")
+"""The execution columns :func:`routed_values` gives, in order."""
+
+
+def routed_values(threshold_s: float, name: Callable[[str], str] = str) -> list[Any]:
+    """The values of :data:`ROUTED_COLUMNS` for a request bound as ``name(column)``, read from
+    the action row (``scheduled``, or ``failed`` with ``name("no_worker")`` when no live
+    worker serves its runtime); select them where :func:`unchanged` holds."""
+    available = serving(threshold_s, _ACTION.runner_type)
+    return [
+        _ACTION.ref,
+        *(
+            bindparam(name(column), type_=EXECUTION_TABLE.c[column].type)
+            for column in _REQUEST_COLUMNS[1:]
+        ),
+        case((available, ExecutionStatus.SCHEDULED.value), else_=ExecutionStatus.FAILED.value),
+        case((available, null()), else_=bindparam(name("no_worker"), type_=String())),
+        case((available, null()), else_=db_now()),
+    ]
+
+
+def unchanged(name: Callable[[str], str] = str) -> ColumnElement[bool]:
+    """True on the row of action ``name("action_ref")`` while it is enabled and unchanged since
+    ``name("updated_at")``."""
+    return and_(
+        _ACTION.ref == bindparam(name("action_ref")),
+        _ACTION.updated_at == bindparam(name("updated_at"), type_=UTCDateTime()),
+        _ACTION.enabled.is_(True),
+    )
+
+
 @functools.cache
 def _insertion(threshold_s: float, standing: bool) -> Insert:
     """Record an execution of an action known unchanged since ``updated_at``, routed or failed.
@@ -69,22 +113,10 @@ def _insertion(threshold_s: float, standing: bool) -> Insert:
     One statement (built once): no row is inserted when the action changed or went away.
     With ``standing`` (PostgreSQL) it also returns where a gated execution stands in its gate.
     """
-    available = serving(threshold_s, _ACTION.runner_type)
-    routed = select(
-        _ACTION.ref,
-        *(bindparam(name, type_=EXECUTION_TABLE.c[name].type) for name in _REQUEST_COLUMNS[1:]),
-        case((available, ExecutionStatus.SCHEDULED.value), else_=ExecutionStatus.FAILED.value),
-        case((available, null()), else_=bindparam("no_worker", type_=String())),
-        case((available, null()), else_=db_now()),
-    ).where(
-        _ACTION.ref == bindparam("action_ref"),
-        _ACTION.updated_at == bindparam("updated_at", type_=UTCDateTime()),
-        _ACTION.enabled.is_(True),
-    )
-    columns = [*_REQUEST_COLUMNS, "status", "error", "finished_at"]
+    routed = select(*routed_values(threshold_s)).where(unchanged())
     return (
         insert(EXECUTION_TABLE)
-        .from_select(columns, routed)
+        .from_select(ROUTED_COLUMNS, routed)
         .returning(
             EXECUTION_TABLE.c.id,
             EXECUTION_TABLE.c.status,
@@ -137,19 +169,23 @@ def schedule(
     worker: str | None = None,
     timeout_s: float | None = None,
     requested_by: str | None = None,
+    finishing: Finishing | None = None,
 ) -> Routed | Unroutable:
     """Validate ``values`` for action ``ref`` and record its execution (committed at once).
 
     Raises :class:`ActionNotFoundError` or :class:`ParameterError` before anything is stored.
     Secret values are stored encrypted, masked in ``parameters``, and never routed anywhere.
     ``requested_by`` names who asked (an API key), recorded with the execution.
+    ``finishing`` records the execution-finished event of one its gate cancels at once.
     """
     if timeout_s is not None and not timeout_s > 0:
         raise ParameterError(ref, [f"timeout_s: {timeout_s!r} is not a positive number of seconds"])
     key = (str(database.engine.url), ref)
     known = _KNOWN.get(key)
     if known is not None and worker is None:
-        recorded = _schedule_known(database, settings, ref, known, values, timeout_s, requested_by)
+        recorded = _schedule_known(
+            database, settings, ref, known, values, timeout_s, requested_by, finishing
+        )
         if recorded is not None:
             return recorded
     found = database.run(_lookup(settings.staleness_threshold_s), {"ref": ref})
@@ -170,7 +206,7 @@ def schedule(
         return Unroutable(database.run(_FAILED, {**row, "error": reason})[0].id, reason)
     execution_id: int = database.run(_SCHEDULED, row)[0].id
     queue = worker_queue(worker) if worker else runtime_queue(action.runner_type)
-    return _placed(database, Routed(execution_id, queue), row, policy)
+    return _placed(database, Routed(execution_id, queue), row, policy, None, finishing)
 
 
 @dataclass(frozen=True)
@@ -203,10 +239,45 @@ def prepare(
         raise ActionNotFoundError(ref)
     if not found.enabled:
         raise ActionDisabledError(ref)
-    row = _row(
-        settings, ref, found.parameters, Policy.from_json(found.policy), values, None, None, None
+    policy = Policy.from_json(found.policy)
+    _KNOWN[(_url(session.get_bind().engine), ref)] = _Known(
+        found.runner_type, found.parameters, found.updated_at, policy
     )
+    row = _row(settings, ref, found.parameters, policy, values, None, None, None)
     return Prepared(row, found.runner_type, bool(found.available))
+
+
+@functools.lru_cache(maxsize=64)
+def _url(engine: Engine) -> str:
+    """The engine's URL as :data:`_KNOWN` keys it (rendered once per engine)."""
+    return str(engine.url)
+
+
+@dataclass(frozen=True)
+class KnownRequest:
+    """A request validated against its action as this process last read it."""
+
+    row: dict[str, Any]
+    runner_type: str
+    updated_at: datetime
+
+
+def known_request(
+    database: Database, settings: Settings, ref: str, values: Mapping[str, Any]
+) -> KnownRequest | None:
+    """Validate ``values`` against action ``ref`` as last read here (rules fire in one
+    statement guarded by :func:`unchanged`); None when it is not known here, is gated, or
+    refuses the values (a fresh read must judge)."""
+    known = _KNOWN.get((str(database.engine.url), ref))
+    if known is None:
+        return None
+    try:
+        row = _row(settings, ref, known.parameters, known.policy, values, None, None, None)
+    except ParameterError:
+        return None
+    if row["gate_key"] is not None:
+        return None
+    return KnownRequest(row, known.runner_type, known.updated_at)
 
 
 _RECORD_MANY = insert(EXECUTION_TABLE).returning(EXECUTION_TABLE.c.id, sort_by_parameter_order=True)
@@ -251,6 +322,7 @@ def _schedule_known(
     values: Mapping[str, Any],
     timeout_s: float | None,
     requested_by: str | None,
+    finishing: Finishing | None,
 ) -> Routed | Unroutable | None:
     """Record in one statement, trusting ``known``; None when a fresh read must decide."""
     try:
@@ -269,10 +341,10 @@ def _schedule_known(
     if inserted[0].status == ExecutionStatus.SCHEDULED:
         routed = Routed(inserted[0].id, runtime_queue(known.runner_type))
         if database.is_sqlite or row["gate_key"] is None:
-            return _placed(database, routed, row, known.policy)
+            return _placed(database, routed, row, known.policy, None, finishing)
         limit = row["gate_limit"]
         standing = gates.Queue(inserted[0].busy, inserted[0].ahead, limit)
-        return _placed(database, routed, row, known.policy, standing)
+        return _placed(database, routed, row, known.policy, standing, finishing)
     return Unroutable(inserted[0].id, reason)
 
 
@@ -281,13 +353,15 @@ def _placed(
     routed: Routed,
     row: dict[str, Any],
     policy: Policy,
-    standing: gates.Queue | None = None,
+    standing: gates.Queue | None,
+    finishing: Finishing | None,
 ) -> Routed:
     """A gated execution is sent only when its gate has room (or it is canceled at once)."""
     if row["gate_key"] is None:
         return routed
+    execution_id, gate_key = routed.execution_id, row["gate_key"]
     send, _rejected = gates.place(
-        database, routed.execution_id, row["action_ref"], row["gate_key"], policy, standing
+        database, execution_id, row["action_ref"], gate_key, policy, standing, finishing
     )
     return routed if send else Routed(routed.execution_id, routed.queue, send=False)
 

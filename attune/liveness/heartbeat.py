@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from attune.executions import endings
+from attune.executions.records import Finishing
 from attune.liveness import orphans
 from attune.liveness import registry as workers
 from attune.liveness import sweep as sweeps
@@ -71,9 +73,11 @@ class Heartbeat:
             self._thread.join()
             self._thread = None
 
-    def deactivate(self, reason: str) -> Deactivation | None:
-        """Stop beating, mark the row inactive and settle its executions (logged and signalled)."""
+    def deactivate(self, reason: str, finishing: Finishing | None = None) -> Deactivation | None:
+        """Stop beating, mark the row inactive and settle its executions (logged and signalled;
+        with ``finishing``, their execution-finished events in the same transaction)."""
         self.stop()
+        ended: list[int] = []
         try:
             with self.database.session_scope() as session:
                 deactivation = workers.deactivate(
@@ -82,10 +86,14 @@ class Heartbeat:
                     host=self.registration.host,
                     pid=self.registration.pid,
                     reason=reason,
+                    ended=ended,
                 )
+                after = endings.enforce_ended(session, finishing, ended)
         except Exception:
             logger.exception("worker %s could not mark itself inactive", self.name)
             return None
+        if after is not None:
+            after()
         if deactivation is not None:
             sweeps.announce_deactivation(deactivation, expected=True)
         return deactivation

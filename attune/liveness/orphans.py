@@ -15,6 +15,8 @@ from sqlalchemy import literal, select, update
 from sqlalchemy.orm import Session
 
 from attune import metrics
+from attune.executions import endings
+from attune.executions.records import Finishing
 from attune.liveness.sweep import abandon
 from attune.runtimes.reaper import ProcessGroup, host_identity, stop_groups_soon
 from attune.store.db import Database
@@ -53,15 +55,22 @@ def stop_orphans(database: Database, worker: str, kill_grace_s: float) -> int:
     return len(groups)
 
 
-def settle_predecessor(database: Database, worker: str, kill_grace_s: float) -> int:
+def settle_predecessor(
+    database: Database, worker: str, kill_grace_s: float, finishing: Finishing | None = None
+) -> int:
     """Before a worker's pool starts: what an earlier process of the same name still held is
     abandoned, and the live groups it recorded on this host are killed; how many groups.
 
     A worker name belongs to one process at a time: its new process takes over the row.
     """
+    ended: list[int] = []
     with database.session_scope() as session:
-        abandoned = abandon(session, [worker], lambda _w: literal(f"worker {worker} restarted"))
+        restarted = literal(f"worker {worker} restarted")
+        abandoned = abandon(session, [worker], lambda _w: restarted, ended)
         groups = claim_orphans(session, worker)
+        after = endings.enforce_ended(session, finishing, ended)
+    if after is not None:
+        after()
     if abandoned[worker]:
         metrics.count_abandoned(abandoned[worker])
         logger.warning(

@@ -153,7 +153,13 @@ _REACTIVATE = (
 
 
 def deactivate(
-    session: Session, name: str, *, host: str, pid: int, reason: str
+    session: Session,
+    name: str,
+    *,
+    host: str,
+    pid: int,
+    reason: str,
+    ended: list[int] | None = None,
 ) -> Deactivation | None:
     """Mark this process's row ``inactive``; its executions still going are abandoned.
 
@@ -169,7 +175,7 @@ def deactivate(
     ).first()
     if last_heartbeat is None:
         return None
-    abandoned = abandon(session, [name], lambda _workers: literal(f"worker {name} {reason}"))
+    abandoned = abandon(session, [name], lambda _workers: literal(f"worker {name} {reason}"), ended)
     return Deactivation(name, last_heartbeat[0], abandoned[name], reason)
 
 

@@ -28,7 +28,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from attune import metrics
-from attune.executions import dispatch, overdue
+from attune.executions import dispatch, endings, overdue
 from attune.executions.dispatch import Dispatch
 from attune.liveness.freshness import is_stale
 from attune.liveness.signals import WorkerTransition, worker_deactivated, worker_reactivated
@@ -82,6 +82,9 @@ class SweepReport:
     failed_scheduled: int = 0
     dispatches: tuple[Dispatch, ...] = ()
     """Task messages the policies owe (retries, gate heads), sent by :func:`announce`."""
+    events: tuple[int, ...] = ()
+    """The execution-finished events of the executions it ended, for the rules to enforce
+    in its transaction (:func:`sweep` with ``events``)."""
 
     @property
     def abandoned(self) -> int:
@@ -97,8 +100,12 @@ class SweepReport:
         }
 
 
-def sweep(session: Session, settings: Settings, now: datetime | None = None) -> SweepReport:
-    """Deactivate stale workers, abandon their executions, fail scheduled ones left too long.
+def sweep(
+    session: Session, settings: Settings, now: datetime | None = None, *, events: bool = False
+) -> SweepReport:
+    """Deactivate stale workers, abandon their executions, fail scheduled ones left too long;
+    with ``events``, record the execution-finished events of those it ended, from their rows
+    (:mod:`attune.executions.endings`), for the caller to enforce before it commits.
 
     Idempotent, and safe to run concurrently: every change is a conditional UPDATE whose
     condition is re-checked on the locked row, so a second sweep finds nothing left to do and a
@@ -111,25 +118,30 @@ def sweep(session: Session, settings: Settings, now: datetime | None = None) -> 
         .values(status=WorkerStatus.INACTIVE.value, updated_at=db_now())
         .returning(_W.c.name, _W.c.last_heartbeat)
     )
-    unpicked = _fail_unpicked(settings, now)
+    unpicked = _fail_unpicked(settings, now, events)
     if session.get_bind().dialect.name == "postgresql":
-        rows, failed = _sweep_in_one_statement(session, stale, unpicked)
+        rows, failed, event_ids = _sweep_in_one_statement(session, stale, unpicked, events)
     else:
         found = session.execute(stale).all()
-        abandoned = abandon(session, [row.name for row in found], _stopped_heartbeating)
+        ended: list[int] = []
+        abandoned = abandon(session, [row.name for row in found], _stopped_heartbeating, ended)
         rows = [(row.name, row.last_heartbeat, abandoned[row.name]) for row in found]
-        failed = 0 if unpicked is None else len(session.execute(unpicked).all())
+        unpicked_ids = [] if unpicked is None else list(session.execute(unpicked).scalars())
+        failed = len(unpicked_ids)
+        event_ids = endings.record_for(session, ended + unpicked_ids) if events else []
     deactivated = tuple(
         Deactivation(name, last_heartbeat, count) for name, last_heartbeat, count in sorted(rows)
     )
-    return SweepReport(deactivated, failed, tuple(overdue.catch_up(session, settings, now)))
+    dispatches = tuple(overdue.catch_up(session, settings, now))
+    return SweepReport(deactivated, failed, dispatches, tuple(event_ids))
 
 
 def _sweep_in_one_statement(
-    session: Session, stale: Any, unpicked: Any
-) -> tuple[list[tuple[str, datetime | None, int]], int]:
+    session: Session, stale: Any, unpicked: Any, events: bool
+) -> tuple[list[tuple[str, datetime | None, int]], int, list[int]]:
     """PostgreSQL: deactivate, settle and fail the unpicked in one round trip (data-modifying
-    CTEs); the dead workers with their counts, and how many scheduled executions failed."""
+    CTEs), with ``events`` inserting the ended executions' events from the rows returned;
+    the dead workers with their counts, how many scheduled executions failed, the events."""
     dead = stale.cte("dead")
     # worker = ANY(ARRAY(SELECT name FROM dead)) lets the planner probe the index of held
     # executions by worker for the dead workers' instead of scanning every running execution.
@@ -146,7 +158,7 @@ def _sweep_in_one_statement(
             error=_stopped_heartbeating(dead.c),
             finished_at=db_now(),
         )
-        .returning(_E.c.worker)
+        .returning(_E.c.worker, *(endings.ENDED_COLUMNS if events else ()))
         .cte("abandoned")
     )
     counts = (
@@ -161,17 +173,22 @@ def _sweep_in_one_statement(
     )
     # One row per dead worker, or a single row of NULLs when none died: the count of failed
     # scheduled executions rides on every row, so it is never lost.
+    failed_cte = None if unpicked is None else unpicked.cte("unpicked")
     failed = (
         literal(0)
-        if unpicked is None
-        else select(func.count()).select_from(unpicked.cte("unpicked"))
+        if failed_cte is None
+        else select(func.count()).select_from(failed_cte).scalar_subquery()
     )
-    found = select(failed.label("failed")).subquery("failed")
+    ended = (abandoned,) if failed_cte is None else (abandoned, failed_cte)
+    event_ids = endings.recorded_ids(ended) if events else literal(None)
+    found = select(failed.label("failed"), event_ids.label("events")).subquery("failed")
     rows = session.execute(
-        select(*settled.c, found.c.failed).select_from(found.outerjoin(settled, true()))
+        select(*settled.c, found.c.failed, found.c.events).select_from(
+            found.outerjoin(settled, true())
+        )
     ).all()
     dead_rows = [(row[0], row[1], int(row[2])) for row in rows if row[0] is not None]
-    return dead_rows, int(rows[0].failed)
+    return dead_rows, int(rows[0].failed), list(rows[0].events or [])
 
 
 def _stopped_heartbeating(columns: Any) -> ColumnElement[str]:
@@ -181,11 +198,15 @@ def _stopped_heartbeating(columns: Any) -> ColumnElement[str]:
 
 
 def abandon(
-    session: Session, names: Sequence[str], error: Callable[[Any], ColumnElement[str]]
+    session: Session,
+    names: Sequence[str],
+    error: Callable[[Any], ColumnElement[str]],
+    ended: list[int] | None = None,
 ) -> Counter[str]:
     """Settle the running and canceling executions of ``names`` as abandoned.
 
-    ``error`` builds the error from the worker table's columns (joined by name).
+    ``error`` builds the error from the worker table's columns (joined by name); the ids of
+    the executions it abandoned are appended to ``ended``.
     """
     counts: Counter[str] = Counter()
     for start in range(0, len(names), _NAMES_PER_STATEMENT):
@@ -197,14 +218,17 @@ def abandon(
                 in_constants(_E.c.status, HELD_STATUSES),
             )
             .values(status=ExecutionStatus.ABANDONED.value, error=error(_W.c), finished_at=db_now())
-            .returning(_E.c.worker)
-        ).scalars()
-        counts.update(rows)
+            .returning(_E.c.worker, _E.c.id)
+        ).all()
+        counts.update(row.worker for row in rows)
+        if ended is not None:
+            ended.extend(row.id for row in rows)
     return counts
 
 
-def _fail_unpicked(settings: Settings, now: datetime | None) -> Any:
-    """The UPDATE failing scheduled executions no worker picked up in time (None: disabled)."""
+def _fail_unpicked(settings: Settings, now: datetime | None, events: bool) -> Any:
+    """The UPDATE failing scheduled executions no worker picked up in time (None: disabled),
+    returning their ids (with ``events``, what their events are made of)."""
     timeout_s = settings.scheduled_timeout_s
     if timeout_s <= 0:
         return None
@@ -221,7 +245,7 @@ def _fail_unpicked(settings: Settings, now: datetime | None) -> Any:
             _E.c.eligible_at <= cutoff(timeout_s, now),
         )
         .values(status=ExecutionStatus.FAILED.value, error=error, finished_at=db_now())
-        .returning(_E.c.id)
+        .returning(*(endings.ENDED_COLUMNS if events else (_E.c.id,)))
     )
 
 

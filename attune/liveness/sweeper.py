@@ -7,6 +7,7 @@ database clock) commit in one transaction, so a sweep is recorded exactly when i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,7 @@ from sqlalchemy import case, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from attune.executions.records import Finishing
 from attune.liveness import sweep as sweeps
 from attune.liveness.sweep import SweepReport
 from attune.settings import Settings
@@ -52,22 +54,33 @@ class SweeperStatus:
         }
 
 
-def sweep_and_record(database: Database, settings: Settings) -> SweepReport:
-    """Sweep, record the sweep, commit both at once, then announce what changed.
+def sweep_and_record(
+    database: Database, settings: Settings, finishing: Finishing | None = None
+) -> SweepReport:
+    """Sweep, record the sweep, commit both at once, then announce what changed; with
+    ``finishing``, the ended executions' events are recorded and enforced in that transaction.
 
     A sweep that met a connection the database had dropped (a restart) runs again at once on
     a fresh one: it is idempotent, and the next turn may be a whole interval away.
     """
-    report = database.reconnecting(lambda: _sweep_once(database, settings))
+    report, after = database.reconnecting(lambda: _sweep_once(database, settings, finishing))
+    if after is not None:
+        after()
     sweeps.announce(report)
     return report
 
 
-def _sweep_once(database: Database, settings: Settings) -> SweepReport:
+def _sweep_once(
+    database: Database, settings: Settings, finishing: Finishing | None
+) -> tuple[SweepReport, Callable[[], object] | None]:
+    after = None
+    listening = finishing is not None and finishing.active(database)
     with database.session_scope() as session:
-        report = sweeps.sweep(session, settings)
+        report = sweeps.sweep(session, settings, events=listening)
         record_run(session, SWEEP_RUN)
-    return report
+        if finishing is not None and report.events:
+            after = finishing.enforce(session, report.events)
+    return report, after
 
 
 def record_run(session: Session, name: str, now: datetime | None = None) -> None:

@@ -13,6 +13,7 @@ import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, insert, select, update
@@ -96,6 +97,7 @@ class _Action(NamedTuple):
     enabled: bool
     available: bool
     policy: dict[str, Any] | None
+    updated_at: datetime
 
 
 def selected_rules(
@@ -113,6 +115,7 @@ def selected_rules(
             _A.enabled.label("action_enabled"),
             available.label("available"),
             _A.policy.label("action_policy"),
+            _A.updated_at.label("action_updated_at"),
         )
         .outerjoin(ACTION_TABLE, _A.ref == _R.action_ref)
         .where(_R.trigger_type == trigger_type, _R.enabled.is_(True))
@@ -127,6 +130,7 @@ def selected_rules(
                 row.action_enabled,
                 row.available,
                 row.action_policy,
+                row.action_updated_at,
             )
             if loaded
             else None
@@ -225,15 +229,7 @@ def enforce_all(
     actions = {} if actions is None else actions
     decided = [_decide(session, settings, rule, event, depth, actions) for event, rule in pairs]
     rows = [
-        {
-            "event_id": event.id,
-            "rule_id": rule.id,
-            "rule_ref": rule.ref,
-            "status": verdict.status.value,
-            "reason": verdict.reason,
-            "criteria_trace": [check.to_json() for check in verdict.trace],
-            "parameters": prepared.row["parameters"] if prepared else {},
-        }
+        {"event_id": event.id, **enforcement_row(rule, verdict, prepared.row if prepared else None)}
         for (event, rule), (verdict, prepared) in zip(pairs, decided, strict=True)
     ]
     ids = session.execute(_INSERT_MANY, rows).scalars().all()
@@ -249,9 +245,23 @@ def enforce_all(
         session.execute(_LINK, links)
     executions = {n: r for (n, _), r in zip(runs, recorded, strict=True)}
     return [
-        _enforced(ids[n], rule.ref, verdict, executions.get(n))
+        enforced_of(ids[n], rule.ref, verdict, executions.get(n))
         for n, ((_, rule), (verdict, _)) in enumerate(zip(pairs, decided, strict=True))
     ]
+
+
+def enforcement_row(
+    rule: RuleRow, verdict: Verdict, execution: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """An enforcement's columns but its event's id (``execution``: the execution's row)."""
+    return {
+        "rule_id": rule.id,
+        "rule_ref": rule.ref,
+        "status": verdict.status.value,
+        "reason": verdict.reason,
+        "criteria_trace": [check.to_json() for check in verdict.trace],
+        "parameters": execution["parameters"] if execution else {},
+    }
 
 
 _INSERT_MANY = insert(ENFORCEMENT_TABLE).returning(_E.id, sort_by_parameter_order=True)
@@ -262,9 +272,10 @@ _LINK = (
 )
 
 
-def _enforced(
+def enforced_of(
     enforcement_id: int, rule_ref: str, verdict: Verdict, recorded: Routed | Unroutable | None
 ) -> Enforced:
+    """The stored enforcement, with its recorded execution if any."""
     if recorded is None:
         return Enforced(enforcement_id, rule_ref, verdict.status, verdict.reason)
     queue = recorded.queue if isinstance(recorded, Routed) else None
@@ -284,10 +295,8 @@ def _decide(
     verdict, values = judge(rule, event)
     if values is None:
         return verdict, None
-    if depth + 1 > settings.max_trigger_depth:
-        limit = settings.max_trigger_depth
-        reason = f"trigger depth {depth + 1} exceeds ATTUNE_MAX_TRIGGER_DEPTH ({limit})"
-        return Verdict(EnforcementStatus.CHAIN_LIMIT, reason, verdict.trace, {}), None
+    if (limited := chain_limited(settings, verdict, depth)) is not None:
+        return limited, None
     try:
         return verdict, prepare(session, settings, rule.action_ref, values, actions)
     except ActionNotFoundError as error:
@@ -295,3 +304,12 @@ def _decide(
     except ParameterError as error:
         reason = "; ".join(error.problems)
         return Verdict(EnforcementStatus.PARAMS_INVALID, reason, verdict.trace, {}), None
+
+
+def chain_limited(settings: Settings, verdict: Verdict, depth: int) -> Verdict | None:
+    """The ``chain_limit`` verdict when a follow-up of trigger depth ``depth`` goes too deep."""
+    if depth + 1 <= settings.max_trigger_depth:
+        return None
+    limit = settings.max_trigger_depth
+    reason = f"trigger depth {depth + 1} exceeds ATTUNE_MAX_TRIGGER_DEPTH ({limit})"
+    return Verdict(EnforcementStatus.CHAIN_LIMIT, reason, verdict.trace, {})

@@ -11,13 +11,14 @@ from typing import Any
 from jsonschema import Draft7Validator
 
 from attune.errors import TriggerError
+from attune.executions import endings
 from attune.rules import schedules
 from attune.store.models import TERMINAL_STATUSES
 
 INTERVAL = "core.intervaltimer"
 CRON = "core.crontimer"
 DATETIME = "core.datetimetimer"
-EXECUTION_FINISHED = "core.execution_finished"
+EXECUTION_FINISHED = endings.EXECUTION_FINISHED
 WEBHOOK = "core.webhook"
 
 TIMER_TYPES = frozenset({INTERVAL, CRON, DATETIME})

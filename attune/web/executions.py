@@ -20,6 +20,7 @@ from attune.web import forms
 from attune.web.actions import action_of, launched, run_page
 from attune.web.pages import render
 from attune.web.viewer import FormDep, ViewerDep, authorize
+from attune.worker.dispatch import RuleFinishing
 from attune.workflows.listing import is_workflow, task_of, tasks_of
 
 router = APIRouter()
@@ -137,12 +138,16 @@ def result_download(execution_id: ExecutionId, _: ViewerDep, database: DatabaseD
 
 @router.post("/executions/{execution_id}/cancel")
 def cancel(
-    execution_id: ExecutionId, viewer: ViewerDep, form: FormDep, database: DatabaseDep
+    execution_id: ExecutionId,
+    viewer: ViewerDep,
+    form: FormDep,
+    database: DatabaseDep,
+    settings: SettingsDep,
 ) -> RedirectResponse:
     """Cancel (operate scope) as ``attune executions cancel`` does: a workflow run cascades
     to its tasks at once, a retry chain stops; then back to the execution's page."""
     authorize(viewer, form)
-    chains.cancel(database, execution_id)
+    chains.cancel(database, execution_id, RuleFinishing(settings))
     return RedirectResponse(f"/executions/{execution_id}", 303)
 
 

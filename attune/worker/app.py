@@ -24,10 +24,12 @@ from attune import __version__, metrics
 from attune.errors import AttuneError
 from attune.executions import dispatch, environments
 from attune.executions.queues import worker_queues
+from attune.executions.records import Finishing
 from attune.liveness.heartbeat import Heartbeat
 from attune.liveness.orphans import settle_predecessor
 from attune.liveness.registry import Registration
 from attune.runtimes.reaper import die_with_parent, reaper
+from attune.settings import Settings
 
 # Re-exported: callers and tasks import ``resources`` from here too.
 from attune.store.resources import resources as resources
@@ -166,7 +168,9 @@ class Liveness(bootsteps.StartStopStep):
             queues.select_add(queues[queue])  # as declared by name (its own queue expiring)
         resources.worker_name, resources.main_pid = self.name, os.getpid()
         try:
-            settle_predecessor(resources.database, self.name, settings.kill_grace_s)
+            settle_predecessor(
+                resources.database, self.name, settings.kill_grace_s, _finishing(settings)
+            )
         except Exception:  # the worker still starts; the sweep settles what it could not
             logger.exception("worker %s could not settle its previous process", self.name)
         self.heartbeat: Heartbeat | None = None
@@ -218,13 +222,20 @@ class Liveness(bootsteps.StartStopStep):
     def shutdown(self, consumer: Any) -> None:
         """After the pool stopped: stop heartbeating, mark the row inactive, settle leftovers."""
         if self.heartbeat is not None:
-            self.heartbeat.deactivate("shut down")
+            self.heartbeat.deactivate("shut down", _finishing(resources.settings))
             self.heartbeat = None
         metrics.stop(self.metrics_server)
         self.metrics_server = None
         if self.metrics_dir is not None:
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
             self.metrics_dir = None
+
+
+def _finishing(settings: Settings) -> Finishing:
+    """The rules' execution-finished hook (imported late: it sends through this app)."""
+    from attune.worker.dispatch import RuleFinishing
+
+    return RuleFinishing(settings)
 
 
 def _pool_name(controller: Any) -> str:

@@ -35,7 +35,11 @@ from attune.workflows.reconcile import RECONCILE_INTERVAL_S, reconcile
 PURGE_INTERVAL_S = 3600.0
 """How often the beat loop purges old executions (with ``ATTUNE_RETENTION_DAYS``)."""
 TIMER_INTERVAL_S = 1.0
-"""How often the rules' timers are looked at: a tick fires at most this late, plus the pass."""
+"""How often the rules' timers are looked at: just after each whole second (timer ticks fall
+on whole seconds), so a tick fires about :data:`ALIGN_MARGIN_S` late, plus the pass."""
+ALIGN_MARGIN_S = 0.05
+"""How long after a multiple of its interval (wall clock) an aligned pass runs: room for the
+database clock being a little behind this host's."""
 
 
 logger = logging.getLogger(__name__)
@@ -48,18 +52,20 @@ class PeriodicPass:
     name: str
     interval_s: float
     run: Callable[[], object]
+    aligned: bool = False
+    """Run just after each multiple of ``interval_s`` of the wall clock (the timers: their
+    ticks are whole seconds since the epoch), not ``interval_s`` after the last run."""
 
 
 def beat_passes(database: Database, settings: Settings) -> tuple[PeriodicPass, ...]:
     """Every pass of the beat loop, on this process's ``database`` (a pass is one line here)."""
-    from attune.worker.dispatch import (
-        timer_pass,
-    )  # dispatch sends through the app, which imports us
+    # dispatch sends through the app, which imports us
+    from attune.worker.dispatch import RuleFinishing, timer_pass
 
-    sweep = partial(sweep_and_record, database, settings)
+    sweep = partial(sweep_and_record, database, settings, RuleFinishing(settings))
     passes = [
         PeriodicPass("sweep", settings.sweep_interval_s, sweep),
-        PeriodicPass("timers", TIMER_INTERVAL_S, partial(timer_pass, database, settings)),
+        PeriodicPass("timers", TIMER_INTERVAL_S, partial(timer_pass, database, settings), True),
         PeriodicPass("workflows", RECONCILE_INTERVAL_S, partial(reconcile, database, settings)),
     ]
     if (days := settings.retention_days) is not None:
@@ -83,10 +89,14 @@ class BeatLoop:
     """
 
     def __init__(
-        self, passes: Sequence[PeriodicPass], clock: Callable[[], float] = time.monotonic
+        self,
+        passes: Sequence[PeriodicPass],
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.passes = tuple(passes)
         self._clock = clock
+        self._wall = wall  # only aligned passes look at it
         self._due: dict[str, float] = {}  # pass name -> clock time it is next due
 
     def tick(self) -> float:
@@ -102,9 +112,18 @@ class BeatLoop:
                 logger.exception(
                     "beat: pass %s failed; next try in %g s", periodic.name, periodic.interval_s
                 )
+            if periodic.aligned:
+                self._due[periodic.name] = self._clock() + self._to_boundary(periodic.interval_s)
+                continue
             following = due + periodic.interval_s
             self._due[periodic.name] = following if following > now else now + periodic.interval_s
         return max(0.0, min(self._due.values()) - self._clock())
+
+    def _to_boundary(self, interval_s: float) -> float:
+        """Seconds until :data:`ALIGN_MARGIN_S` past the next multiple of ``interval_s``, at
+        least the margin away (a pass that just ran a hair early does not run again at once)."""
+        wait_s = interval_s - (self._wall() - ALIGN_MARGIN_S) % interval_s
+        return wait_s + interval_s if wait_s < ALIGN_MARGIN_S else wait_s
 
 
 class BeatThread:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,9 +31,10 @@ def send_task(database: Database, execution_id: int, queue: str) -> None:
         execute_action.apply_async((execution_id,), queue=queue)
     except Exception as exc:  # kombu and redis raise several families; all mean "not sent"
         reason = f"the broker refused the message: {exc}"
+        finishing = RuleFinishing(resources.settings)
         database.reconnecting(
-            lambda: executions.transition(
-                database, execution_id, ExecutionStatus.FAILED, error=reason
+            lambda: executions.finish(
+                database, execution_id, ExecutionStatus.FAILED, finishing, error=reason
             )
         )
         raise EnqueueError(execution_id, str(exc)) from exc
@@ -70,6 +71,12 @@ class RuleFinishing:
     def record(self, session: Session, execution_id: int) -> Callable[[], object]:
         """Record the event in ``session``; returns the sending of the follow-ups."""
         enforced = finished.record_finished(session, self.settings, execution_id)
+        database = resources.database
+        return lambda: send_enforced(database, enforced)
+
+    def enforce(self, session: Session, event_ids: Sequence[int]) -> Callable[[], object]:
+        """Enforce the events the sweep recorded in ``session``; returns the sending."""
+        enforced = finished.enforce_recorded(session, self.settings, event_ids)
         database = resources.database
         return lambda: send_enforced(database, enforced)
 

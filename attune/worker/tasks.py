@@ -34,6 +34,7 @@ class ExecutionRequest(Request):
                     execution_id,
                     resources.worker_name,
                     reason,
+                    RuleFinishing(resources.settings),
                 )
             except Exception:  # never break Celery's own handling of the lost task
                 log.exception("could not abandon execution %s of a dead pool process", execution_id)
@@ -46,7 +47,8 @@ def sweep_workers() -> dict[str, int]:
 
     Beat sweeps in its own process; this task is for whoever wants a sweep from a worker.
     """
-    return sweep_and_record(resources.database, resources.settings).counts()
+    settings = resources.settings
+    return sweep_and_record(resources.database, settings, RuleFinishing(settings)).counts()
 
 
 @app.task(name="attune.advance_workflow")

@@ -32,6 +32,7 @@ from attune.executions import chains, listing, records
 from attune.executions.rerun import rerun_request
 from attune.store.db import Database
 from attune.store.models import ExecutionStatus
+from attune.worker.dispatch import RuleFinishing
 
 router = APIRouter(prefix="/executions", tags=["executions"], responses=responses(401, 403))
 
@@ -228,11 +229,13 @@ def output(
     summary="Cancel an execution",
     responses=responses(404, 409),
 )
-def cancel(execution_id: ExecutionId, database: DatabaseDep, _: Operator) -> CancelOut:
+def cancel(
+    execution_id: ExecutionId, database: DatabaseDep, settings: SettingsDep, _: Operator
+) -> CancelOut:
     """Cancel at once if it has not started, else through ``canceling``; 409 once it is over.
 
     A retry chain stops; a workflow run cancels its tasks (nested runs too) at once."""
-    _target, status = chains.cancel(database, execution_id)
+    _target, status = chains.cancel(database, execution_id, RuleFinishing(settings))
     return CancelOut(id=execution_id, status=status)
 
 

@@ -1,0 +1,271 @@
+"""Execution-finished events on the paths that end executions outside the runner's own
+terminal transition (on both databases): the sweep's abandoned and timed-out executions, by the
+set, a cancel before the start, an attempt ended by ``end_attempt``. One event each, with its
+enforcement, in the transaction that ended it; none while no rule listens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from attune.executions import endings, records, retries, runner
+from attune.executions.scheduler import Routed, schedule
+from attune.liveness import registry as workers
+from attune.liveness import sweep as sweeps
+from attune.liveness.heartbeat import Heartbeat
+from attune.liveness.orphans import settle_predecessor
+from attune.liveness.registry import Registration
+from attune.packs.loader import load_packs
+from attune.rules import finished
+from attune.settings import Settings
+from attune.store.db import Database
+from attune.store.models import Enforcement, Execution, ExecutionStatus, TriggerEvent, Worker
+from attune.store.sqltypes import db_ago
+from attune.worker.dispatch import RuleFinishing
+from tests.pack_builder import action, rule, write_pack, write_rules
+
+SETTINGS = Settings(heartbeat_interval_s=30, heartbeat_staleness_multiplier=3)
+REJECT = {"limit": 1, "on_limit": "reject"}
+ON_FINISHED = rule(
+    trigger={"type": "core.execution_finished", "params": {"action": "core.*"}},
+    action={"ref": "demo.hello", "parameters": {"who": "{{ trigger.status }}"}},
+)
+
+
+@pytest.fixture(autouse=True)
+def rules_looked_up_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test loads its own rules into a database of the same URL: no cached answer."""
+    monkeypatch.setattr(finished, "RULES_SEEN_FOR_S", 0.0)
+
+
+def load(database: Database, packs_dir: Path, **rules: dict[str, Any]) -> None:
+    write_rules(packs_dir, rules)
+    result = load_packs(database, packs_dir)
+    assert result.ok, result.errors
+
+
+def add(database: Database, status: str, worker: str | None = None) -> int:
+    with database.session_scope() as session:
+        execution = Execution(action_ref="core.sleep", worker=worker, status=status)
+        session.add(execution)
+        session.flush()
+        return execution.id
+
+
+def dead_worker_with(database: Database, name: str, count: int) -> list[int]:
+    with database.session_scope() as session:
+        workers.register(session, Registration(name, ("shell",), (), "h", 1))
+        session.execute(update(Worker).values(last_heartbeat=db_ago(1000)))
+    return [add(database, "running", name) for _ in range(count)]
+
+
+def finished_events(database: Database) -> dict[int, TriggerEvent]:
+    with database.session_scope() as session:
+        query = select(TriggerEvent).where(TriggerEvent.type == "core.execution_finished")
+        rows = list(session.scalars(query))
+    return {row.payload["execution_id"]: row for row in rows}
+
+
+def enforced(database: Database) -> list[Enforcement]:
+    with database.session_scope() as session:
+        return list(session.scalars(select(Enforcement).order_by(Enforcement.id)))
+
+
+def sweep_enforcing(database: Database, settings: Settings) -> sweeps.SweepReport:
+    with database.session_scope() as session:
+        report = sweeps.sweep(session, settings, events=True)
+        finished.enforce_recorded(session, settings, report.events)
+    return report
+
+
+def test_a_sweep_records_one_event_per_execution_it_ended_with_its_enforcement(
+    database: Database, tmp_path: Path
+) -> None:
+    load(database, tmp_path, on_finished=ON_FINISHED)
+    abandoned = dead_worker_with(database, "gone", 3)
+    unpicked = add(database, "scheduled")
+    with database.session_scope() as session:
+        session.execute(
+            update(Execution).where(Execution.id == unpicked).values(eligible_at=db_ago(600))
+        )
+    settings = Settings(heartbeat_interval_s=30, scheduled_timeout_s=60)
+
+    report = sweep_enforcing(database, settings)
+    again = sweep_enforcing(database, settings)
+
+    assert report.abandoned == 3
+    assert report.failed_scheduled == 1
+    assert again.events == ()
+    recorded = finished_events(database)
+    assert sorted(recorded) == sorted([*abandoned, unpicked])
+    assert sorted(report.events) == sorted(event.id for event in recorded.values())
+    assert {recorded[n].payload["status"] for n in abandoned} == {"abandoned"}
+    payload = recorded[unpicked].payload
+    assert payload == {
+        "execution_id": unpicked,
+        "action_ref": "core.sleep",
+        "status": "failed",
+        "exit_code": None,
+        "parameters": {},
+        "result": None,
+        "depth": 0,
+    }
+    assert recorded[unpicked].dedup_key == f"exec:{unpicked}:failed"
+    rows = enforced(database)
+    assert sorted(row.event_id for row in rows) == sorted(report.events)
+    assert all(row.status == "scheduled" and row.execution_id for row in rows)
+    assert sorted(row.parameters["who"] for row in rows) == ["abandoned"] * 3 + ["failed"]
+
+
+def test_a_sweep_records_nothing_while_no_rule_listens(database: Database, tmp_path: Path) -> None:
+    load(database, tmp_path)
+    dead_worker_with(database, "gone", 2)
+
+    report = sweep_enforcing(database, SETTINGS)
+
+    assert report.abandoned == 2
+    assert report.events == ()
+    assert finished_events(database) == {}
+
+
+def test_a_large_result_is_cut_in_the_event_as_the_runner_cuts_it(
+    database: Database, tmp_path: Path
+) -> None:
+    load(database, tmp_path, on_finished=ON_FINISHED)
+    [execution_id] = dead_worker_with(database, "gone", 1)
+    big = {"text": "x" * (endings.MAX_RESULT_CHARS + 10)}
+    with database.session_scope() as session:
+        session.execute(update(Execution).values(result=big))
+
+    sweep_enforcing(database, SETTINGS)
+
+    cut = finished_events(database)[execution_id].payload["result"]
+    assert isinstance(cut, str)
+    assert len(cut) == endings.MAX_RESULT_CHARS
+    assert cut.startswith('{"text": "xxx') or cut.startswith('{"text":"xxx')
+
+
+def test_a_cancel_before_the_start_records_one_event(database: Database, tmp_path: Path) -> None:
+    load(database, tmp_path, on_finished=ON_FINISHED)
+    execution_id = add(database, "scheduled")
+    finishing = RuleFinishing(SETTINGS)
+
+    status = records.request_cancel(database, execution_id, finishing)
+    later = records.transition(database, execution_id, ExecutionStatus.CANCELED)
+
+    assert status is ExecutionStatus.CANCELED
+    assert not later
+    event = finished_events(database)[execution_id]
+    assert event.payload["status"] == "canceled"
+    [enforcement] = enforced(database)
+    assert enforcement.event_id == event.id
+    assert enforcement.parameters["who"] == "canceled"
+
+
+def test_an_attempt_ended_by_end_attempt_records_one_event(
+    database: Database, tmp_path: Path
+) -> None:
+    load(database, tmp_path, on_finished=ON_FINISHED)
+    execution_id = add(database, "running", "w1")
+    finishing = RuleFinishing(SETTINGS)
+
+    ended = retries.end_attempt(
+        database, SETTINGS, execution_id, ExecutionStatus.ABANDONED, finishing, held_by="w1"
+    )
+    again = retries.end_attempt(
+        database, SETTINGS, execution_id, ExecutionStatus.ABANDONED, finishing, held_by="w1"
+    )
+
+    assert ended is not None
+    assert again is None
+    assert finished_events(database)[execution_id].payload["status"] == "abandoned"
+    assert len(enforced(database)) == 1
+
+
+def test_the_runner_and_the_sweep_write_the_same_payload(
+    database: Database, tmp_path: Path
+) -> None:
+    load(database, tmp_path, on_finished=ON_FINISHED)
+    [by_sweep] = dead_worker_with(database, "gone", 1)
+    by_runner = add(database, "running", "w1")
+    values = {"result": {"n": 1}, "exit_code": 3, "parameters": {"seconds": 2}}
+    with database.session_scope() as session:
+        session.execute(
+            update(Execution).where(Execution.id.in_([by_sweep, by_runner])).values(**values)
+        )
+
+    sweep_enforcing(database, SETTINGS)
+    records.finish(
+        database, by_runner, ExecutionStatus.ABANDONED, RuleFinishing(SETTINGS), error="x"
+    )
+
+    recorded = finished_events(database)
+    expected = {**values, "status": "abandoned", "action_ref": "core.sleep", "depth": 0}
+    assert recorded[by_sweep].payload == {**expected, "execution_id": by_sweep}
+    assert recorded[by_runner].payload == {**expected, "execution_id": by_runner}
+    assert recorded[by_sweep].source == recorded[by_runner].source == "execution"
+
+
+def test_a_worker_shutting_down_records_one_event_per_execution_it_abandons(
+    database: Database, tmp_path: Path
+) -> None:
+    load(database, tmp_path, on_finished=ON_FINISHED)
+    registration = Registration("w1", ("shell",), (), "h", 1)
+    heartbeat = Heartbeat(database, registration, interval_s=60)
+    heartbeat.start()
+    held = [add(database, "running", "w1"), add(database, "canceling", "w1")]
+
+    deactivation = heartbeat.deactivate("shut down", RuleFinishing(SETTINGS))
+
+    assert deactivation is not None
+    assert deactivation.abandoned == 2
+    recorded = finished_events(database)
+    assert sorted(recorded) == sorted(held)
+    assert {event.payload["status"] for event in recorded.values()} == {"abandoned"}
+    assert len(enforced(database)) == 2
+
+
+def test_a_restarted_worker_records_one_event_per_execution_its_predecessor_held(
+    database: Database, tmp_path: Path
+) -> None:
+    load(database, tmp_path, on_finished=ON_FINISHED)
+    with database.session_scope() as session:
+        workers.register(session, Registration("w1", ("shell",), (), "h", 1))
+    held = add(database, "running", "w1")
+
+    settle_predecessor(database, "w1", 0.2, RuleFinishing(SETTINGS))
+    settle_predecessor(database, "w1", 0.2, RuleFinishing(SETTINGS))
+
+    [event] = finished_events(database).values()
+    assert event.payload["execution_id"] == held
+    assert event.payload["status"] == "abandoned"
+    [enforcement] = enforced(database)
+    assert enforcement.event_id == event.id
+
+
+def test_a_gate_rejecting_at_the_schedule_or_at_the_claim_records_one_event(
+    database: Database, tmp_path: Path
+) -> None:
+    write_pack(tmp_path, "gating", {"hello": action("gating.hello", concurrency=REJECT)})
+    load(database, tmp_path, on_finished=ON_FINISHED)
+    with database.session_scope() as session:
+        workers.register(session, Registration("w", ("shell",), (), "h", 1))
+    finishing = RuleFinishing(SETTINGS)
+
+    def request() -> int:
+        routed = schedule(database, SETTINGS, "gating.hello", {}, finishing=finishing)
+        assert isinstance(routed, Routed)
+        return routed.execution_id
+
+    first, second = request(), request()
+    assert runner._claim(database, first, "w", finishing)[0] is not None
+    assert runner._claim(database, second, "w", finishing)[0] is None
+    third = request()  # the slot is held: rejected as it is recorded
+
+    recorded = finished_events(database)
+    assert sorted(recorded) == [second, third]
+    assert {event.payload["status"] for event in recorded.values()} == {"canceled"}
+    assert records.get(database, first).status is ExecutionStatus.RUNNING
