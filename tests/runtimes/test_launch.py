@@ -9,7 +9,7 @@ import pytest
 from attune.runtimes import Outcome, RunResult, run
 from attune.store.models import ParameterFormat, RunnerType
 
-from .conftest import Pack
+from .conftest import SUFFIXES, Pack
 
 
 def assert_failed(result: RunResult, *fragments: str) -> None:
@@ -20,7 +20,7 @@ def assert_failed(result: RunResult, *fragments: str) -> None:
         assert fragment in result.error
 
 
-@pytest.mark.parametrize("runtime", list(RunnerType))
+@pytest.mark.parametrize("runtime", list(SUFFIXES))  # the runtimes that run a process
 def test_missing_entry_point(pack: Pack, runtime: RunnerType) -> None:
     missing = pack.path / "actions" / "missing"
     assert_failed(run(pack.invocation(missing, runtime)), str(missing), "does not exist")

@@ -10,7 +10,7 @@ import pytest
 from attune.runtimes import Outcome, RunResult, run
 from attune.store.models import MASK, OutputFormat, ParameterDelivery, RunnerType
 
-from .conftest import Pack
+from .conftest import SUFFIXES, Pack
 
 SECRET = "s3cr3t-Pa55"
 
@@ -34,7 +34,7 @@ SPY = {
 }
 
 
-@pytest.mark.parametrize("runtime", list(RunnerType))
+@pytest.mark.parametrize("runtime", list(SUFFIXES))  # the runtimes that run a process
 def test_secret_is_in_the_document_only(pack: Pack, tmp_path: Path, runtime: RunnerType) -> None:
     # Given an action with a secret parameter, and a spy folder passed through the environment
     spy = tmp_path / "spy"
