@@ -221,6 +221,8 @@ class Transitioned:
     successor: Dispatch | None
     gate: tuple[str, str, int] | None
     """(action_ref, gate_key, gate_limit) of a gated attempt: its gate has a free slot now."""
+    parent_id: int | None = None
+    """The workflow run the attempt is a task of: it has an outcome to take in."""
 
 
 def end_attempt(
@@ -243,7 +245,7 @@ def end_attempt(
         update(EXECUTION_TABLE)
         .where(_E.id == execution_id, _E.status.in_(sorted(TRANSITIONS[target])))
         .values(status=target.value, finished_at=db_now(), **values)
-        .returning(*ENDED_COLUMNS, _E.action_ref, _E.gate_key, _E.gate_limit)
+        .returning(*ENDED_COLUMNS, _E.action_ref, _E.gate_key, _E.gate_limit, _E.parent_id)
     )
     if held_by is not None:
         statement = statement.where(_E.worker == held_by)
@@ -261,4 +263,4 @@ def end_attempt(
     if after is not None:
         after()
     gate = None if row.gate_key is None else (row.action_ref, row.gate_key, row.gate_limit)
-    return Transitioned(successor, gate)
+    return Transitioned(successor, gate, row.parent_id)

@@ -211,10 +211,13 @@ def settle_lost(
 
 
 def _follow_up(database: Database, ended: retries.Transitioned) -> None:
-    """After an attempt ended: send its successor and the heads of the gate it freed."""
+    """After an attempt ended: send its successor, the heads of the gate it freed, and the
+    advance of the workflow run it is a task of."""
     sent = [] if ended.successor is None else [ended.successor]
     if ended.gate is not None:
         sent.extend(releases.release(database, *ended.gate))
+    if ended.parent_id is not None and ended.successor is None:
+        sent.append(dispatch.advance(ended.parent_id))
     dispatch.send(sent)
 
 
