@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from attune import metrics
 from attune.errors import AttuneError, PackEnvironmentError
@@ -34,6 +32,7 @@ from attune.store.models import (
     ParameterFormat,
     RunnerType,
 )
+from attune.store.outage import through_outage
 from attune.store.sqltypes import db_now, in_literals
 
 log = logging.getLogger(__name__)
@@ -119,15 +118,7 @@ def _advance_parent(database: Database, settings: Settings, parent_id: int) -> N
 
 def _retrying(what: str, attempt: Callable[[], _T]) -> _T:
     """Retry ``attempt`` through a database outage: the result must not be lost."""
-    for delay_s in (*DB_RETRY_DELAYS_S, None):
-        try:
-            return attempt()
-        except (OperationalError, InterfaceError) as exc:
-            if delay_s is None:
-                raise
-            log.warning("%s: database error, retrying in %g s: %s", what, delay_s, exc)
-            time.sleep(delay_s)
-    raise AssertionError("unreachable")
+    return through_outage(what, attempt, DB_RETRY_DELAYS_S)
 
 
 _EXECUTION = EXECUTION_TABLE.c

@@ -11,14 +11,10 @@ coordinator process, no sleep and no Celery canvas.
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from attune import metrics
 from attune.executions import dispatch
@@ -35,15 +31,14 @@ from attune.store.models import (
     WorkflowRun,
     WorkflowTask,
 )
+from attune.store.outage import through_outage
 from attune.store.sqltypes import db_now, in_literals
 from attune.workflows import activations, children, ending
 from attune.workflows.context import Redactor, TaskResults
 from attune.workflows.reader import stored
 from attune.workflows.state import Pass
 
-log = logging.getLogger(__name__)
 _E = EXECUTION_TABLE.c
-_T = TypeVar("_T")
 
 DB_RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0, 2.0)
 """Pauses before trying an advance again after a database error (the beat net follows)."""
@@ -74,7 +69,11 @@ def advance(
     follow: list[int] = []
     while True:
         started = time.perf_counter()
-        result = _retrying(lambda: _advance(database, settings, workflow_id, unless_busy))
+        result = through_outage(
+            f"advancing workflow {workflow_id}",
+            lambda: _advance(database, settings, workflow_id, unless_busy),
+            DB_RETRY_DELAYS_S,
+        )
         metrics.observe_workflow_advance(time.perf_counter() - started)
         if result is None:
             break
@@ -100,18 +99,6 @@ _ENDED = (
     )
     .limit(1)
 )
-
-
-def _retrying(attempt: Callable[[], _T]) -> _T:
-    for delay_s in (*DB_RETRY_DELAYS_S, None):
-        try:
-            return attempt()
-        except (OperationalError, InterfaceError) as exc:
-            if delay_s is None:
-                raise
-            log.warning("advancing a workflow: database error, retrying in %g s: %s", delay_s, exc)
-            time.sleep(delay_s)
-    raise AssertionError("unreachable")
 
 
 _LOCK = (

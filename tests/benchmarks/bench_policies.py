@@ -18,11 +18,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run as a script: make `tests` importable
+from tests.benchmarks.fleet import stop, until, workers  # noqa: E402
+
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432"
 BROKER_URL = "redis://127.0.0.1:6379/13"
 ROUND_TRIPS = int(os.environ.get("BENCH_ROUND_TRIPS", "200"))
@@ -31,32 +32,7 @@ NODES = ("bench-p1@localhost", "bench-p2@localhost")
 
 
 def _workers(env: dict[str, str], concurrency: int) -> list[subprocess.Popen[bytes]]:
-    celery = str(Path(sys.executable).with_name("celery"))
-    log_level = os.environ.get("BENCH_LOG", "warning")
-    common = ["-c", str(concurrency), "--without-mingle", "--without-gossip", "-l", log_level]
-    return [
-        subprocess.Popen(
-            [celery, "-A", "attune", "worker", "-n", node, *common],
-            cwd=ROOT,
-            env={**env, "ATTUNE_WORKER_NAME": node.partition("@")[0]},
-        )
-        for node in NODES
-    ]
-
-
-def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
-    for worker in workers:
-        worker.terminate()
-    for worker in workers:
-        worker.wait(60)
-
-
-def _until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"benchmark: {what} did not happen within {timeout_s} s")
-        time.sleep(0.05)
+    return workers(env, NODES, concurrency)
 
 
 def _pack(packs_dir: Path) -> None:
@@ -116,7 +92,7 @@ def _measure(env: dict[str, str]) -> None:
 
     workers = _workers(env, 4)
     try:
-        _until(ready, 60, "the workers registering")
+        until(ready, 60, "the workers registering")
         for _ in range(20):
             attune.execute("bench.plain").wait(10)
             attune.execute("bench.gated").wait(10)
@@ -129,13 +105,13 @@ def _measure(env: dict[str, str]) -> None:
         )
         gated_rate, most = _drain("bench.drain")
     finally:
-        _stop(workers)
+        stop(workers)
     workers = _workers(env, 2)
     try:
-        _until(ready, 60, "the -c 2 workers registering")
+        until(ready, 60, "the -c 2 workers registering")
         plain_rate, _ = _drain("bench.plain")
     finally:
-        _stop(workers)
+        stop(workers)
     print(
         f"drain of {DRAIN}: gated (limit 4, 2 workers -c 4) {gated_rate:.0f}/s, at most {most} "
         f"running; ungated (2 workers -c 2) {plain_rate:.0f}/s; ratio "
@@ -197,7 +173,7 @@ def _drain(ref: str) -> tuple[float, int]:
     start = time.perf_counter()
     app.control.add_consumer("attune.shell", destination=hosts, reply=True)
     watcher.start()
-    _until(lambda: count(*TERMINAL_STATUSES) == DRAIN, 600, f"draining {ref}")
+    until(lambda: count(*TERMINAL_STATUSES) == DRAIN, 600, f"draining {ref}")
     rate = DRAIN / (time.perf_counter() - start)
     done.set()
     with resources.database.session_scope() as session:

@@ -22,43 +22,18 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run as a script: make `tests` importable
+from tests.benchmarks.fleet import stop, until, workers  # noqa: E402
+
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432"
 BROKER_URL = "redis://127.0.0.1:6379/12"
 ROUNDS = int(os.environ.get("BENCH_WORKFLOW_ROUNDS", "10"))
 ITEMS = int(os.environ.get("BENCH_WORKFLOW_ITEMS", "1000"))
 NODES = ("bench-w1@localhost", "bench-w2@localhost")
 METRICS_PORTS = (19411, 19412)
-
-
-def _workers(env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
-    celery = str(Path(sys.executable).with_name("celery"))
-    log_level = os.environ.get("BENCH_LOG", "warning")
-    common = ["-c", "4", "--without-mingle", "--without-gossip", "-l", log_level]
-    return [
-        subprocess.Popen(
-            [celery, "-A", "attune", "worker", "-n", node, *common],
-            cwd=ROOT,
-            env={
-                **env,
-                "ATTUNE_WORKER_NAME": node.partition("@")[0],
-                "ATTUNE_METRICS_PORT": str(port),
-            },
-        )
-        for node, port in zip(NODES, METRICS_PORTS, strict=True)
-    ]
-
-
-def _until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"benchmark: {what} did not happen within {timeout_s} s")
-        time.sleep(0.05)
 
 
 def _pack(packs_dir: Path) -> None:
@@ -112,18 +87,15 @@ def main() -> None:
         "ATTUNE_PACKS_DIR": str(packs_dir),
     }
     os.environ.update(env)
-    workers: list[subprocess.Popen[bytes]] = []
+    fleet: list[subprocess.Popen[bytes]] = []
     try:
         bin_dir = Path(sys.executable).parent
         subprocess.run([bin_dir / "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True)
         subprocess.run([bin_dir / "attune", "packs", "load"], cwd=ROOT, env=env, check=True)
-        workers = _workers(env)
+        fleet = workers(env, NODES, 4, lambda n: {"ATTUNE_METRICS_PORT": str(METRICS_PORTS[n])})
         _measure()
     finally:
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            worker.wait(60)
+        stop(fleet)
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
@@ -139,7 +111,7 @@ def _measure() -> None:
         except AttuneError:
             return False
 
-    _until(ready, 90, "the workers registering")
+    until(ready, 90, "the workers registering")
     for _ in range(10):
         attune.execute("bench.plain").wait(10)
     sequence, trips = [], []
