@@ -94,6 +94,13 @@ _GATE_OF = select(_E.action_ref, _E.gate_key, _E.gate_limit).where(
 )
 
 
+def gate_of(database: Database, execution_id: int) -> tuple[str, str, int] | None:
+    """The gate of an execution (its action's ref, its key, its limit), None if ungated."""
+    for gate in database.run(_GATE_OF, {"execution_id": execution_id}):
+        return gate.action_ref, gate.gate_key, gate.gate_limit
+    return None
+
+
 def after_cancel(database: Database, execution_id: int) -> list[Dispatch]:
     """After a waiting gated execution was canceled: the gate's head (the one behind it may
     have moved up to the head without a message)."""

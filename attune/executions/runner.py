@@ -16,6 +16,7 @@ from attune.errors import AttuneError, PackEnvironmentError
 from attune.executions import dispatch, gates, liveoutput, releases, retries
 from attune.executions.completion import hub
 from attune.executions.environments import environment_of
+from attune.executions.handoff import Gate, Handoff, handing_on, take_head
 from attune.executions.policies import Policy
 from attune.executions.results import Finishing, store_result
 from attune.executions.secretbox import SecretBox
@@ -50,18 +51,106 @@ def run_execution(
     execution_id: int,
     watcher: CancelWatcher,
     finishing: Finishing | None = None,
+    handoff: Handoff | None = None,
 ) -> ExecutionStatus | None:
     """Run the execution if it is still ``scheduled``; the status it ended in, else None.
 
     None means no row moved to ``running``: it was canceled, already run, or is a
-    redelivered message, and nothing more happens.
+    redelivered message, and nothing more happens. Each gated execution that ends here frees
+    a slot, and this process claims and runs the gate's head next (:mod:`.handoff`).
     """
+    chain_started = time.monotonic()
     claimed, action = _retrying(
         f"claiming execution {execution_id}",
         lambda: _claim(database, execution_id, worker_name),
     )
-    if claimed is None:
+    if claimed is not None:
+        return _run_chain(
+            database,
+            settings,
+            worker_name,
+            (execution_id, claimed, action),
+            watcher,
+            finishing,
+            handoff,
+            chain_started,
+        )
+    # A gate's message is sent when the gate has room: if not for this one, for its head.
+    gate = None if handoff is None else releases.gate_of(database, execution_id)
+    if gate is not None:
+        taken = take_head(database, worker_name, gate, handoff, chain_started, _claim_gated)
+        if taken is not None:
+            _run_chain(
+                database, settings, worker_name, taken, watcher, finishing, handoff, chain_started
+            )
+    return None
+
+
+def _run_chain(
+    database: Database,
+    settings: Settings,
+    worker_name: str,
+    taken: tuple[int, Any, Any],
+    watcher: CancelWatcher,
+    finishing: Finishing | None,
+    handoff: Handoff | None,
+    chain_started: float,
+) -> ExecutionStatus:
+    """Run a claimed execution; then, while a gated one's slot passes on to this process,
+    its gate's heads. The status the first ended in."""
+    first: ExecutionStatus | None = None
+    try:
+        while True:
+            execution_id, claimed, action = taken
+            gate = _gate_of(claimed)
+            passing = handing_on(
+                worker_name, gate, handoff, chain_started, _CLAIMED_COLUMNS, finishing
+            )
+            status = _run_claimed(
+                database,
+                settings,
+                worker_name,
+                execution_id,
+                claimed,
+                action,
+                watcher,
+                passing or finishing,
+            )
+            first = status if first is None else first
+            if gate is None:
+                return first
+            if passing is not None and passing.taken is not None:
+                head_id, head = passing.taken
+                taken = (head_id, *_with_action(database, head))
+                continue
+            # Not passed on in the transaction (a retry's end, a late result, a race)
+            found = take_head(database, worker_name, gate, handoff, chain_started, _hand_off)
+            if found is None:
+                return first
+            taken = found
+    finally:
+        if handoff is not None:
+            handoff.running(None)
+
+
+def _gate_of(claimed: Any) -> Gate | None:
+    """The gate of a claimed execution, None if it has none."""
+    if claimed.gate_key is None:
         return None
+    return claimed.action_ref, claimed.gate_key, claimed.gate_limit
+
+
+def _run_claimed(
+    database: Database,
+    settings: Settings,
+    worker_name: str,
+    execution_id: int,
+    claimed: Any,
+    action: Any,
+    watcher: CancelWatcher,
+    finishing: Finishing | None,
+) -> ExecutionStatus:
+    """Run a claimed execution and store its result; the status it ended in."""
     policy = Policy.from_json(claimed.policy)
     live = liveoutput.backend(settings)
     sink = None if live is None else live.sink(execution_id)
@@ -88,10 +177,6 @@ def run_execution(
     )
     if sink is not None:
         sink.end()
-    if claimed.gate_key is not None:  # its slot is free: start the gate's next heads
-        dispatch.send(
-            releases.release(database, claimed.action_ref, claimed.gate_key, claimed.gate_limit)
-        )
     return status
 
 
@@ -199,6 +284,18 @@ def _claim(database: Database, execution_id: int, worker_name: str) -> tuple[Any
         for claimed in database.run(_CLAIM, values):
             return claimed, _action_of(database, claimed)
     # Not claimable as a plain execution: gated, early (a pending retry), or no longer due.
+    return _claim_gated(database, execution_id, worker_name)
+
+
+def _claim_gated(
+    database: Database, execution_id: int, worker_name: str, *, handed_off: bool = False
+) -> tuple[Any, Any]:
+    """The claim of an execution the plain claim refused (gated, early, or gone).
+
+    ``handed_off``: claimed by the process that freed the slot, which sends nothing on: any
+    other free slot is being handed on by whoever freed it.
+    """
+    values = {"execution_id": execution_id, "worker": worker_name}
     admitted = gates.claim(database, execution_id, worker_name, _CLAIMED_COLUMNS)
     if admitted is gates.UNGATED:
         for claimed in database.run(_CLAIM, values):  # PostgreSQL: its action is gone
@@ -209,14 +306,25 @@ def _claim(database: Database, execution_id: int, worker_name: str) -> tuple[Any
             dispatch.send([admitted.dispatch])
         return None, None
     # Strict FIFO admits one at a time: with a slot left and others waiting, send the next.
-    if database.is_sqlite or (
-        admitted.busy_before + 1 < admitted.gate_limit and admitted.waiting_behind > 0
+    if not handed_off and (
+        database.is_sqlite
+        or (admitted.busy_before + 1 < admitted.gate_limit and admitted.waiting_behind > 0)
     ):
         gate = (admitted.action_ref, admitted.gate_key, admitted.gate_limit)
         dispatch.send(releases.release(database, *gate))
-    if not database.is_sqlite:  # the gated claim brought its action along
+    return _with_action(database, admitted)
+
+
+def _with_action(database: Database, admitted: Any) -> tuple[Any, Any]:
+    """A gated claim's row and its action's (on PostgreSQL the claim brought it along)."""
+    if not database.is_sqlite:
         return admitted, admitted if admitted.runner_type is not None else None
     return admitted, _action_of(database, admitted)
+
+
+def _hand_off(database: Database, execution_id: int, worker_name: str) -> tuple[Any, Any]:
+    """The claim of a gate's head by the process that freed its slot."""
+    return _claim_gated(database, execution_id, worker_name, handed_off=True)
 
 
 def _action_of(database: Database, claimed: Any) -> Any:
