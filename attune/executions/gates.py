@@ -109,8 +109,9 @@ def _ahead(me: Any) -> Any:
 
 
 @functools.cache
-def _admit(columns: tuple[Any, ...]) -> Any:
-    """Claim ``:execution_id`` for ``:worker`` if its gate has room for it (FIFO)."""
+def admission(columns: tuple[Any, ...]) -> Any:
+    """Claim ``:execution_id`` for ``:worker`` if its gate has room for it (FIFO), returning
+    ``columns``: SQLite's gated claim (PostgreSQL's locks the gate's row first)."""
     return (
         update(EXECUTION_TABLE)
         .where(
@@ -183,7 +184,7 @@ def claim(database: Database, execution_id: int, worker: str, columns: Sequence[
         if standing.gate_key is None:
             return UNGATED
         if database.is_sqlite:  # SQLite's single writer serializes the claims
-            claimed = admit_in(session, execution_id, worker, columns)
+            claimed = session.execute(admission(tuple(columns)), values).first()
             if claimed is not None:
                 return claimed
         waiting = Queue(standing.busy, standing.ahead, standing.gate_limit)
@@ -220,17 +221,6 @@ _CLAIM_GATED: Select[Any] = select(*CLAIMED_GATED).select_from(
         bindparam("execution_id", type_=BigInteger()), bindparam("worker", type_=Text())
     )
 )
-
-
-def admit_in(session: Session, execution_id: int, worker: str, columns: Sequence[Any]) -> Any:
-    """The gated claim in the caller's transaction: the claimed row, None if not admitted.
-
-    ``columns`` are SQLite's; on PostgreSQL the row has those of :data:`CLAIMED_GATED`.
-    """
-    values = {"execution_id": execution_id, "worker": worker}
-    if session.get_bind().dialect.name == "sqlite":
-        return session.execute(_admit(tuple(columns)), values).first()
-    return session.execute(_CLAIM_GATED, values).first()
 
 
 def limit_reached(action_ref: str, gate_key: str, limit: int) -> str:

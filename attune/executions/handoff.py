@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import BigInteger, String, Text, bindparam, column, func, select
 from sqlalchemy.orm import Session
 
 from attune.executions import dispatch, gates, releases
@@ -89,37 +89,114 @@ class HandingOn:
     def record(self, session: Session, execution_id: int) -> Callable[[], object]:
         """Claim the head in ``session`` (and what ``then`` records)."""
         after = self.then.record(session, execution_id) if self.then and self._then_active else None
-        self.taken = None
-        if self.handoff.allowed():
-            action_ref, gate_key, _ = self.gate
-            values = {"action_ref": action_ref, "gate_key": gate_key}
-            head = session.execute(_HEAD, values).first()
-            if head is not None and head.target_worker in (None, self.worker):
-                self.handoff.running(head.id)  # before the commit: a death after it is seen
-                claimed = gates.admit_in(session, head.id, self.worker, self.columns)
-                if claimed is None:
-                    self.handoff.running(None)
-                else:
-                    self.taken = head.id, claimed
+        self.taken = _claim_head_in(session, self.gate, self.worker, self.columns)
+        if self.taken is not None:  # before the commit: a death once it is made is seen
+            self.handoff.running(self.taken[0])
         return after or _nothing
+
+
+_CLAIMED_HEAD = (column("id", BigInteger()), *gates.CLAIMED_GATED[:-2])
+_CLAIM_HEAD = select(*_CLAIMED_HEAD).select_from(
+    func.attune_claim_head(
+        bindparam("action_ref", type_=String()),
+        bindparam("gate_key", type_=String()),
+        bindparam("worker", type_=Text()),
+    )
+)
+
+
+def _claim_head_in(
+    session: Session, gate: Gate, worker: str, columns: Sequence[Any]
+) -> tuple[int, Any] | None:
+    """Claim the gate's head for ``worker`` in ``session``: its id and claimed row, or None
+    (nobody waits, no slot is free, or the head is another worker's)."""
+    action_ref, gate_key, _ = gate
+    values = {"action_ref": action_ref, "gate_key": gate_key, "worker": worker}
+    if session.get_bind().dialect.name != "sqlite":  # the gate locked, then its head: one trip
+        claimed = session.execute(_CLAIM_HEAD, values).first()
+        return None if claimed is None else (claimed.id, claimed)
+    head = session.execute(_HEAD, values).first()  # SQLite's single writer serializes it
+    if head is None or head.target_worker not in (None, worker):
+        return None
+    values["execution_id"] = head.id
+    claimed = session.execute(gates.admission(tuple(columns)), values).first()
+    return None if claimed is None else (head.id, claimed)
 
 
 def _nothing() -> None:
     """Nothing to do after the commit."""
 
 
-def handing_on(
-    worker: str,
-    gate: Gate | None,
-    handoff: Handoff | None,
-    chain_started: float,
-    columns: Sequence[Any],
-    then: Finishing | None,
-) -> HandingOn | None:
-    """The hand-off of a gated execution's slot, if this process may take it on."""
-    if gate is None or handoff is None or time.monotonic() - chain_started >= CHAIN_FOR_S:
+Taken = tuple[int, Any, Any]
+"""A claimed execution: its id, its claimed row and its action's row."""
+RunOne = Callable[[Taken, Finishing | None], ExecutionStatus]
+"""The runner's run of a claimed execution, with what its terminal transaction records."""
+
+
+@dataclass(frozen=True)
+class Chain:
+    """What one task's process runs: its execution, then the heads its slots pass on to it."""
+
+    database: Database
+    worker: str
+    handoff: Handoff | None
+    columns: Sequence[Any]
+    hand_off: Claim
+    """The claim of a head this process freed the slot of (it sends nothing on)."""
+    with_action: Callable[[Database, Any], tuple[Any, Any]]
+    """A gated claim's row and its action's."""
+    started: float = field(default_factory=time.monotonic)
+
+    def run(self, taken: Taken, run_one: RunOne, finishing: Finishing | None) -> ExecutionStatus:
+        """Run a claimed execution; then, while a gated one's slot passes on to this process,
+        its gate's heads. The status the first ended in."""
+        first: ExecutionStatus | None = None
+        try:
+            while True:
+                gate = _gate_of(taken[1])
+                passing = self._handing_on(gate, finishing)
+                status = run_one(taken, passing or finishing)
+                first = status if first is None else first
+                if gate is None:
+                    return first
+                if passing is not None and passing.taken is not None:
+                    head_id, head = passing.taken
+                    taken = (head_id, *self.with_action(self.database, head))
+                    continue
+                # Not passed on in its transaction: a retry's end, a late result, a race
+                found = take_head(
+                    self.database, self.worker, gate, self.handoff, self.started, self.hand_off
+                )
+                if found is None:
+                    return first
+                taken = found
+        finally:
+            if self.handoff is not None:
+                self.handoff.running(None)
+
+    def after_refused(
+        self, execution_id: int, claim: Claim, run_one: RunOne, finishing: Finishing | None
+    ) -> None:
+        """A gate's message is sent when the gate has room: if not for its execution (taken
+        meanwhile, or not yet the head), then for the gate's head (``claim``)."""
+        gate = None if self.handoff is None else releases.gate_of(self.database, execution_id)
+        if gate is not None:
+            taken = take_head(self.database, self.worker, gate, self.handoff, self.started, claim)
+            if taken is not None:
+                self.run(taken, run_one, finishing)
+
+    def _handing_on(self, gate: Gate | None, then: Finishing | None) -> HandingOn | None:
+        """The hand-off of a gated execution's slot, if this process may take it on."""
+        if gate is None or self.handoff is None or time.monotonic() - self.started >= CHAIN_FOR_S:
+            return None
+        return HandingOn(self.worker, gate, self.handoff, self.columns, then)
+
+
+def _gate_of(claimed: Any) -> Gate | None:
+    """The gate of a claimed execution, None if it has none."""
+    if claimed.gate_key is None:
         return None
-    return HandingOn(worker, gate, handoff, columns, then)
+    return claimed.action_ref, claimed.gate_key, claimed.gate_limit
 
 
 def take_head(

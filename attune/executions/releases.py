@@ -82,11 +82,14 @@ def heads(
     return [Dispatch(row.id, queue_of(row.target_worker, row.runner_type)) for row in rows]
 
 
-def release(database: Database, action_ref: str, gate_key: str, limit: int) -> list[Dispatch]:
-    """After a gated execution's terminal transition committed (or a gated claim left slots
-    free): the gate's head, unless another release just sent it."""
+def release(
+    database: Database, action_ref: str, gate_key: str, limit: int, *, fresh: bool = True
+) -> list[Dispatch]:
+    """After a gated execution's terminal transition committed: the gate's head, unless
+    another release just sent it. ``fresh=False`` (a gated claim left slots free): even so,
+    since a message whose execution was taken meanwhile claims the gate's head instead."""
     with database.session_scope(autocommit=True) as session:
-        return heads(session, action_ref, gate_key, limit, fresh=True)
+        return heads(session, action_ref, gate_key, limit, fresh=fresh)
 
 
 _GATE_OF = select(_E.action_ref, _E.gate_key, _E.gate_limit).where(

@@ -16,7 +16,7 @@ from attune.errors import AttuneError, PackEnvironmentError
 from attune.executions import dispatch, gates, liveoutput, releases, retries
 from attune.executions.completion import hub
 from attune.executions.environments import environment_of
-from attune.executions.handoff import Gate, Handoff, handing_on, take_head
+from attune.executions.handoff import Chain, Handoff, Taken
 from attune.executions.policies import Policy
 from attune.executions.results import Finishing, store_result
 from attune.executions.secretbox import SecretBox
@@ -59,85 +59,19 @@ def run_execution(
     redelivered message, and nothing more happens. Each gated execution that ends here frees
     a slot, and this process claims and runs the gate's head next (:mod:`.handoff`).
     """
-    chain_started = time.monotonic()
+    chain = Chain(database, worker_name, handoff, _CLAIMED_COLUMNS, _hand_off, _with_action)
     claimed, action = _retrying(
         f"claiming execution {execution_id}",
         lambda: _claim(database, execution_id, worker_name),
     )
+
+    def run_one(taken: Taken, then: Finishing | None) -> ExecutionStatus:
+        return _run_claimed(database, settings, worker_name, *taken, watcher, then)
+
     if claimed is not None:
-        return _run_chain(
-            database,
-            settings,
-            worker_name,
-            (execution_id, claimed, action),
-            watcher,
-            finishing,
-            handoff,
-            chain_started,
-        )
-    # A gate's message is sent when the gate has room: if not for this one, for its head.
-    gate = None if handoff is None else releases.gate_of(database, execution_id)
-    if gate is not None:
-        taken = take_head(database, worker_name, gate, handoff, chain_started, _claim_gated)
-        if taken is not None:
-            _run_chain(
-                database, settings, worker_name, taken, watcher, finishing, handoff, chain_started
-            )
+        return chain.run((execution_id, claimed, action), run_one, finishing)
+    chain.after_refused(execution_id, _claim_gated, run_one, finishing)
     return None
-
-
-def _run_chain(
-    database: Database,
-    settings: Settings,
-    worker_name: str,
-    taken: tuple[int, Any, Any],
-    watcher: CancelWatcher,
-    finishing: Finishing | None,
-    handoff: Handoff | None,
-    chain_started: float,
-) -> ExecutionStatus:
-    """Run a claimed execution; then, while a gated one's slot passes on to this process,
-    its gate's heads. The status the first ended in."""
-    first: ExecutionStatus | None = None
-    try:
-        while True:
-            execution_id, claimed, action = taken
-            gate = _gate_of(claimed)
-            passing = handing_on(
-                worker_name, gate, handoff, chain_started, _CLAIMED_COLUMNS, finishing
-            )
-            status = _run_claimed(
-                database,
-                settings,
-                worker_name,
-                execution_id,
-                claimed,
-                action,
-                watcher,
-                passing or finishing,
-            )
-            first = status if first is None else first
-            if gate is None:
-                return first
-            if passing is not None and passing.taken is not None:
-                head_id, head = passing.taken
-                taken = (head_id, *_with_action(database, head))
-                continue
-            # Not passed on in the transaction (a retry's end, a late result, a race)
-            found = take_head(database, worker_name, gate, handoff, chain_started, _hand_off)
-            if found is None:
-                return first
-            taken = found
-    finally:
-        if handoff is not None:
-            handoff.running(None)
-
-
-def _gate_of(claimed: Any) -> Gate | None:
-    """The gate of a claimed execution, None if it has none."""
-    if claimed.gate_key is None:
-        return None
-    return claimed.action_ref, claimed.gate_key, claimed.gate_limit
 
 
 def _run_claimed(
@@ -311,7 +245,7 @@ def _claim_gated(
         or (admitted.busy_before + 1 < admitted.gate_limit and admitted.waiting_behind > 0)
     ):
         gate = (admitted.action_ref, admitted.gate_key, admitted.gate_limit)
-        dispatch.send(releases.release(database, *gate))
+        dispatch.send(releases.release(database, *gate, fresh=False))
     return _with_action(database, admitted)
 
 
