@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import BigInteger, String, Text, bindparam, column, func, select
+from sqlalchemy import BigInteger, Boolean, String, Text, bindparam, column, func, select
 from sqlalchemy.orm import Session
 
 from attune.executions import dispatch, gates, releases
@@ -33,10 +33,6 @@ CHAIN_FOR_S = 60.0
 broker: the task's message stays unacknowledged meanwhile (RabbitMQ closes a channel whose
 delivery is left unacknowledged for its ``consumer_timeout``, 30 min by default)."""
 
-TRIES = 3
-"""Heads a process tries to claim in a row after its commit: another process may claim each
-first (a head refused and still the head has no slot)."""
-
 
 class Handoff(Protocol):
     """The worker's side: whether this process may run a head itself, and what it runs."""
@@ -51,8 +47,6 @@ class Handoff(Protocol):
 
 Gate = tuple[str, str, int]
 """A gate: its action's ref, its key and its limit."""
-Claim = Callable[[Database, int, str], tuple[Any, Any]]
-"""The runner's claim: the claimed row and its action's, or (None, None)."""
 
 _HEAD = (
     select(_E.id, _E.target_worker)
@@ -89,7 +83,7 @@ class HandingOn:
     def record(self, session: Session, execution_id: int) -> Callable[[], object]:
         """Claim the head in ``session`` (and what ``then`` records)."""
         after = self.then.record(session, execution_id) if self.then and self._then_active else None
-        self.taken = _claim_head_in(session, self.gate, self.worker, self.columns)
+        self.taken = _claim_head_in(session, self.gate, self.worker, self.columns, transfer=True)
         if self.taken is not None:  # before the commit: a death once it is made is seen
             self.handoff.running(self.taken[0])
         return after or _nothing
@@ -101,18 +95,21 @@ _CLAIM_HEAD = select(*_CLAIMED_HEAD).select_from(
         bindparam("action_ref", type_=String()),
         bindparam("gate_key", type_=String()),
         bindparam("worker", type_=Text()),
+        bindparam("transfer", type_=Boolean()),
     )
 )
 
 
 def _claim_head_in(
-    session: Session, gate: Gate, worker: str, columns: Sequence[Any]
+    session: Session, gate: Gate, worker: str, columns: Sequence[Any], *, transfer: bool
 ) -> tuple[int, Any] | None:
     """Claim the gate's head for ``worker`` in ``session``: its id and claimed row, or None
-    (nobody waits, no slot is free, or the head is another worker's)."""
+    (nobody waits, no slot is free, or the head is another worker's). ``transfer``: the
+    session's transaction ends one of the gate's executions, whose slot the head takes."""
     action_ref, gate_key, _ = gate
-    values = {"action_ref": action_ref, "gate_key": gate_key, "worker": worker}
-    if session.get_bind().dialect.name != "sqlite":  # the gate locked, then its head: one trip
+    values: dict[str, Any] = {"action_ref": action_ref, "gate_key": gate_key, "worker": worker}
+    if session.get_bind().dialect.name != "sqlite":  # one round trip
+        values["transfer"] = transfer
         claimed = session.execute(_CLAIM_HEAD, values).first()
         return None if claimed is None else (claimed.id, claimed)
     head = session.execute(_HEAD, values).first()  # SQLite's single writer serializes it
@@ -141,8 +138,6 @@ class Chain:
     worker: str
     handoff: Handoff | None
     columns: Sequence[Any]
-    hand_off: Claim
-    """The claim of a head this process freed the slot of (it sends nothing on)."""
     with_action: Callable[[Database, Any], tuple[Any, Any]]
     """A gated claim's row and its action's."""
     started: float = field(default_factory=time.monotonic)
@@ -154,40 +149,55 @@ class Chain:
         try:
             while True:
                 gate = _gate_of(taken[1])
-                passing = self._handing_on(gate, finishing)
+                passing = self._handing_on(gate, taken[1], finishing)
                 status = run_one(taken, passing or finishing)
                 first = status if first is None else first
                 if gate is None:
                     return first
-                if passing is not None and passing.taken is not None:
-                    head_id, head = passing.taken
-                    taken = (head_id, *self.with_action(self.database, head))
-                    continue
-                # Not passed on in its transaction: a retry's end, a late result, a race
-                found = take_head(
-                    self.database, self.worker, gate, self.handoff, self.started, self.hand_off
-                )
+                found = None if passing is None else passing.taken
+                if found is None:  # not passed on in its transaction: an idle gate, a
+                    # retry's end, a late result
+                    found = take_head(
+                        self.database, self.worker, gate, self.handoff, self.started, self.columns
+                    )
                 if found is None:
                     return first
-                taken = found
+                taken = (found[0], *self.with_action(self.database, found[1]))
         finally:
             if self.handoff is not None:
                 self.handoff.running(None)
 
     def after_refused(
-        self, execution_id: int, claim: Claim, run_one: RunOne, finishing: Finishing | None
+        self, execution_id: int, run_one: RunOne, finishing: Finishing | None
     ) -> None:
         """A gate's message is sent when the gate has room: if not for its execution (taken
-        meanwhile, or not yet the head), then for the gate's head (``claim``)."""
+        meanwhile, or not yet the head), then for the gate's head."""
         gate = None if self.handoff is None else releases.gate_of(self.database, execution_id)
-        if gate is not None:
-            taken = take_head(self.database, self.worker, gate, self.handoff, self.started, claim)
-            if taken is not None:
-                self.run(taken, run_one, finishing)
+        if gate is None:
+            return
+        found = take_head(
+            self.database, self.worker, gate, self.handoff, self.started, self.columns, ramp=True
+        )
+        if found is not None:
+            self.run((found[0], *self.with_action(self.database, found[1])), run_one, finishing)
 
-    def _handing_on(self, gate: Gate | None, then: Finishing | None) -> HandingOn | None:
-        """The hand-off of a gated execution's slot, if this process may take it on."""
+    def _handing_on(
+        self, gate: Gate | None, claimed: Any, then: Finishing | None
+    ) -> HandingOn | None:
+        """The hand-off of a gated execution's slot in its terminal transaction, if this
+        process may take it on and the gate was crowded when it was claimed.
+
+        A message's gated claim on PostgreSQL says how crowded (``busy_before``,
+        ``waiting_behind``): with room left and nobody waiting, later requests are sent as they
+        come, and its end hands on after the commit, sparing an idle gate the transaction."""
         if gate is None or self.handoff is None or time.monotonic() - self.started >= CHAIN_FOR_S:
+            return None
+        limit = gate[2]
+        busy, waiting = (
+            getattr(claimed, "busy_before", limit),
+            getattr(claimed, "waiting_behind", 1),
+        )
+        if busy + 1 < limit and waiting == 0:
             return None
         return HandingOn(self.worker, gate, self.handoff, self.columns, then)
 
@@ -204,45 +214,26 @@ def take_head(
     worker: str,
     gate: Gate,
     handoff: Handoff | None,
-    chain_started: float,
-    claim: Claim,
-) -> tuple[int, Any, Any] | None:
-    """After a gated execution ended or a gate's message found its execution taken: claim the
-    gate's head for ``worker`` (``claim``), outside any transaction.
-
-    Returns the head's id, its claimed row and its action's, for the caller to run (recorded
-    with ``handoff`` as running here); else None, once the head's message is sent if it is owed.
-    """
-    if handoff is not None and time.monotonic() - chain_started < CHAIN_FOR_S:
+    started: float,
+    columns: Sequence[Any],
+    *,
+    ramp: bool = False,
+) -> tuple[int, Any] | None:
+    """Outside a terminal transaction: claim the gate's head for ``worker`` (recorded with
+    ``handoff`` as running here before it commits), its id and claimed row; else None, once
+    the head's message is sent if it is owed. ``ramp`` (on a message's behalf): with the head
+    claimed and slots left, the next head is sent too, as a message's own claim would."""
+    if handoff is not None and time.monotonic() - started < CHAIN_FOR_S and handoff.allowed():
         action_ref, gate_key, _ = gate
-        refused = None
-        for _ in range(TRIES):
-            if not handoff.allowed():
-                break
-            heads = database.run(_HEAD, {"action_ref": action_ref, "gate_key": gate_key})
-            if not heads:
-                return None  # nobody waits: nothing to send either
-            head = heads[0]
-            if head.id == refused:
-                return None  # no slot left for it: who frees one next hands it on
-            if head.target_worker not in (None, worker):
-                break  # another worker's turn: its message
-            taken = _claim_head(database, worker, head.id, handoff, claim)
-            if taken is not None:
-                return taken
-            refused = head.id
-    dispatch.send(releases.release(database, *gate))
+        if not database.run(_HEAD, {"action_ref": action_ref, "gate_key": gate_key}):
+            return None  # nobody waits: nothing to send either
+        with database.session_scope() as session:
+            taken = _claim_head_in(session, gate, worker, columns, transfer=False)
+            if taken is not None:  # before the commit: a death once it is made is seen
+                handoff.running(taken[0])
+        if taken is not None:
+            if ramp:
+                dispatch.send(releases.release(database, *gate, fresh=False))
+            return taken
+    dispatch.send(releases.release(database, *gate))  # no slot, or another worker's head
     return None
-
-
-def _claim_head(
-    database: Database, worker: str, head_id: int, handoff: Handoff, claim: Claim
-) -> tuple[int, Any, Any] | None:
-    handoff.running(head_id)  # before the claim commits: a death in between is seen
-    claimed: Any = None
-    try:
-        claimed, action = claim(database, head_id, worker)
-    finally:
-        if claimed is None:
-            handoff.running(None)
-    return None if claimed is None else (head_id, claimed, action)

@@ -59,7 +59,7 @@ def run_execution(
     redelivered message, and nothing more happens. Each gated execution that ends here frees
     a slot, and this process claims and runs the gate's head next (:mod:`.handoff`).
     """
-    chain = Chain(database, worker_name, handoff, _CLAIMED_COLUMNS, _hand_off, _with_action)
+    chain = Chain(database, worker_name, handoff, _CLAIMED_COLUMNS, _with_action)
     claimed, action = _retrying(
         f"claiming execution {execution_id}",
         lambda: _claim(database, execution_id, worker_name),
@@ -70,7 +70,7 @@ def run_execution(
 
     if claimed is not None:
         return chain.run((execution_id, claimed, action), run_one, finishing)
-    chain.after_refused(execution_id, _claim_gated, run_one, finishing)
+    chain.after_refused(execution_id, run_one, finishing)
     return None
 
 
@@ -221,14 +221,8 @@ def _claim(database: Database, execution_id: int, worker_name: str) -> tuple[Any
     return _claim_gated(database, execution_id, worker_name)
 
 
-def _claim_gated(
-    database: Database, execution_id: int, worker_name: str, *, handed_off: bool = False
-) -> tuple[Any, Any]:
-    """The claim of an execution the plain claim refused (gated, early, or gone).
-
-    ``handed_off``: claimed by the process that freed the slot, which sends nothing on: any
-    other free slot is being handed on by whoever freed it.
-    """
+def _claim_gated(database: Database, execution_id: int, worker_name: str) -> tuple[Any, Any]:
+    """The claim of an execution the plain claim refused (gated, early, or gone)."""
     values = {"execution_id": execution_id, "worker": worker_name}
     admitted = gates.claim(database, execution_id, worker_name, _CLAIMED_COLUMNS)
     if admitted is gates.UNGATED:
@@ -240,9 +234,8 @@ def _claim_gated(
             dispatch.send([admitted.dispatch])
         return None, None
     # Strict FIFO admits one at a time: with a slot left and others waiting, send the next.
-    if not handed_off and (
-        database.is_sqlite
-        or (admitted.busy_before + 1 < admitted.gate_limit and admitted.waiting_behind > 0)
+    if database.is_sqlite or (
+        admitted.busy_before + 1 < admitted.gate_limit and admitted.waiting_behind > 0
     ):
         gate = (admitted.action_ref, admitted.gate_key, admitted.gate_limit)
         dispatch.send(releases.release(database, *gate, fresh=False))
@@ -254,11 +247,6 @@ def _with_action(database: Database, admitted: Any) -> tuple[Any, Any]:
     if not database.is_sqlite:
         return admitted, admitted if admitted.runner_type is not None else None
     return admitted, _action_of(database, admitted)
-
-
-def _hand_off(database: Database, execution_id: int, worker_name: str) -> tuple[Any, Any]:
-    """The claim of a gate's head by the process that freed its slot."""
-    return _claim_gated(database, execution_id, worker_name, handed_off=True)
 
 
 def _action_of(database: Database, claimed: Any) -> Any:
