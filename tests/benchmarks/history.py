@@ -138,7 +138,7 @@ def hot_path(settings: Settings, execution_id: int) -> dict[str, Callable[[Sessi
     return {
         "lookup (action, live worker)": run(scheduler._lookup(threshold_s), {"ref": "core.echo"}),
         "insert (action known)": run(
-            scheduler._insertion(threshold_s),
+            scheduler._insertion(threshold_s, True),
             {**request, "updated_at": datetime.now(UTC), "no_worker": "none"},
         ),
         "insert (after a lookup)": run(scheduler._SCHEDULED, request),
