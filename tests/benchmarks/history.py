@@ -120,6 +120,11 @@ def hot_path(settings: Settings, execution_id: int) -> dict[str, Callable[[Sessi
         "secrets": None,
         "target_worker": None,
         "timeout_s": None,
+        "requested_by": None,
+        "policy": None,
+        "max_attempts": 1,
+        "gate_key": None,
+        "gate_limit": None,
     }
     by_id = {"execution_id": execution_id}
     store = records._transition_statement(
