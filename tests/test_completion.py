@@ -9,17 +9,24 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import psycopg
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, make_url, text, update
 
 from attune.client import ExecutionHandle
+from attune.executions import completion
 from attune.executions.completion import NOTIFY_CHANNEL, CompletionHub, hub
+from attune.liveness import registry
+from attune.liveness import sweep as sweeps
+from attune.liveness.registry import Registration
 from attune.settings import Settings
 from attune.store.db import Database
-from attune.store.models import Execution
+from attune.store.models import Execution, ExecutionStatus, Worker
+from attune.store.sqltypes import db_ago
 from attune.worker.app import resources
 from tests.conftest import PG_ADMIN_URL, require_server
 from tests.processes import wait_until
+from tests.rows import add_execution
 
 
 def notify(database: Database, payload: str) -> None:
@@ -77,6 +84,60 @@ def test_an_id_alone_means_finished_read_the_record(
 
     wait_until(lambda: listening.finished_record(41) is not None, 5, "the notice of 41")
     assert listening.finished_record(41) == {}
+
+
+def test_ids_in_an_array_mean_finished_read_the_records(
+    listening: CompletionHub, pg_database: Database
+) -> None:
+    listening.await_record(41)
+    listening.await_record(43)
+
+    notify(pg_database, "[40,41,42]")
+
+    wait_until(lambda: listening.finished_record(41) is not None, 5, "the notice of 41")
+    assert listening.finished_record(41) == {}
+    assert listening.finished_record(43) is None
+
+
+def test_the_sweep_announces_what_it_settled_in_arrays_of_ids(
+    pg_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a dead worker holding three executions, one left unpicked too long, two ids per
+    # notification, and a listener on both execution channels
+    with pg_database.session_scope() as session:
+        registry.register(session, Registration("dead", ("shell",), ("attune.shell",), "h", 1))
+        session.execute(update(Worker).values(last_heartbeat=db_ago(3600)))
+    held = sorted(add_execution(pg_database, "dead") for _ in range(3))
+    unpicked = add_execution(pg_database, None, ExecutionStatus.SCHEDULED)
+    with pg_database.session_scope() as session:
+        session.execute(
+            update(Execution).where(Execution.id == unpicked).values(eligible_at=db_ago(7200))
+        )
+    monkeypatch.setattr(completion, "IDS_PER_NOTIFICATION", 2)
+    url = pg_database.engine.url.set(drivername="postgresql")
+    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as listener:
+        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        listener.execute("LISTEN attune_execution_event")
+
+        # When the sweep settles them, then one of them is moved on by a later transaction
+        with pg_database.session_scope() as session:
+            report = sweeps.sweep(session, Settings(scheduled_timeout_s=3600))
+        assert (report.abandoned, report.failed_scheduled) == (3, 1)
+        with pg_database.session_scope() as session:
+            session.execute(
+                update(Execution).where(Execution.id == held[0]).values(status="failed")
+            )
+        notes = list(listener.notifies(timeout=2, stop_after=9))
+
+    # Then the sweep's are two arrays of ids; the stream still has an event per row
+    done = [note.payload for note in notes if note.channel == NOTIFY_CHANNEL]
+    assert len(done) == 3
+    assert sorted(json.loads(done[0]) + json.loads(done[1])) == sorted([*held, unpicked])
+    assert json.loads(done[2])["id"] == held[0]  # the row trigger, on again after the sweep
+    events = [json.loads(note.payload) for note in notes if note.channel != NOTIFY_CHANNEL]
+    assert sorted(event["id"] for event in events if event["status"] == "abandoned") == held
+    failed = [event["id"] for event in events if event["status"] == "failed"]
+    assert sorted(failed) == sorted([unpicked, held[0]])
 
 
 def test_a_lost_connection_changes_the_epoch(

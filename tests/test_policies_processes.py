@@ -9,6 +9,8 @@ the policies themselves guarantee (a retry never starts before its delay).
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -253,6 +255,40 @@ def test_a_worker_killed_while_holding_a_slot_frees_it_after_the_sweep(
         heir.stop()  # the next test's python worker is to be the only one
     assert record.status is _S.SUCCEEDED
     assert record.worker == "p-heir"
+
+
+def test_the_process_that_frees_a_slot_runs_the_next_head_and_its_death_abandons_it(
+    deployment: Cluster, tmp_path: Path
+) -> None:
+    # Given a worker running the one slot of a gate, and a second request waiting behind it
+    worker = deployment.start_worker("p-chain", ["python"])
+    pool_of_action = "awk '/^PPid/{print $2}' /proc/$PPID/status"  # bash < run.py < pool
+    first = attune.execute(
+        "policies.held", {"cmd": f"{pool_of_action} > {tmp_path}/first; sleep 1"}
+    )
+    wait_until((tmp_path / "first").exists, 30, "the first to run")
+    second = attune.execute(
+        "policies.held",
+        {
+            "cmd": f"{pool_of_action} > {tmp_path}/second.tmp; "
+            f"mv {tmp_path}/second.tmp {tmp_path}/second; sleep 60"
+        },
+    )
+    try:
+        # When the first ends, the pool process it ran in claims and runs the second itself
+        wait_until((tmp_path / "second").exists, 30, "the second to run")
+        pool = int((tmp_path / "second").read_text())
+        assert pool == int((tmp_path / "first").read_text())
+        assert first.wait(30, follow=False).status is _S.SUCCEEDED
+
+        # Then when that pool process dies, the main process abandons the second at once
+        os.kill(pool, signal.SIGKILL)
+        record = second.wait(30, follow=False)
+    finally:
+        worker.stop()
+    assert record.status is _S.ABANDONED
+    assert record.error is not None
+    assert record.error.startswith("the worker process running it on p-chain died")
 
 
 def test_an_idempotent_action_abandoned_is_retried_not_before_its_window(

@@ -3,7 +3,8 @@
 In-process, the runner calls :meth:`CompletionHub.notify` (the embedded worker shares the
 caller's process). Across processes on PostgreSQL, a trigger on the execution table sends
 ``NOTIFY attune_execution_done`` and one listener thread per process relays it; the payload
-is the finished record as JSON (or its id alone when too big), kept for the executions this
+is the finished record as JSON (or its id alone when too big; a JSON array of ids from the
+sweep, which settles executions by the thousand in one statement), kept for the executions this
 process waits on, so a woken waiter needs no SELECT. Waiters still re-read the database on a
 short back-off, so a lost wake-up costs latency, never correctness. A process that has awaited
 nothing for a while stops listening (UNLISTEN, the connection kept) until it awaits again: a
@@ -95,10 +96,9 @@ class CompletionHub:
         """One notification: keep its record if awaited, then wake every waiter."""
         with self._condition:
             if self._awaited:
-                fields = json.loads(payload) if payload.startswith("{") else {}
-                execution_id = fields["id"] if fields else int(payload)
-                if execution_id in self._awaited:
-                    self._awaited[execution_id] = fields
+                for execution_id, fields in _finished(payload):
+                    if execution_id in self._awaited:
+                        self._awaited[execution_id] = fields
             self.notify()  # the condition's lock is reentrant
 
     def wait_for_change(self, seen: int, timeout_s: float) -> bool:
@@ -180,6 +180,25 @@ class CompletionHub:
                     self._listening.clear()
                     return True
         return False
+
+
+def _finished(payload: str) -> list[tuple[int, dict[str, Any]]]:
+    """What a notification says finished: a record, an id alone, or ids (a JSON array: the
+    sweep's); an id alone comes with ``{}``, "read the record"."""
+    if payload.startswith("{"):
+        fields = json.loads(payload)
+        return [(fields["id"], fields)]
+    if payload.startswith("["):
+        return [(int(execution_id), {}) for execution_id in json.loads(payload)]
+    return [(int(payload), {})]
+
+
+BULK_SETTING = "attune.bulk_done"
+"""While this PostgreSQL setting is ``on`` in a transaction, the trigger sends no notification
+per finished row: the transaction sends the ids itself, in JSON arrays."""
+
+IDS_PER_NOTIFICATION = 500
+"""Ids per notification of many: a payload stays well under NOTIFY's 8,000 bytes."""
 
 
 hub = CompletionHub()

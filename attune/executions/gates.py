@@ -109,8 +109,9 @@ def _ahead(me: Any) -> Any:
 
 
 @functools.cache
-def _admit(columns: tuple[Any, ...]) -> Any:
-    """Claim ``:execution_id`` for ``:worker`` if its gate has room for it (FIFO)."""
+def admission(columns: tuple[Any, ...]) -> Any:
+    """Claim ``:execution_id`` for ``:worker`` if its gate has room for it (FIFO), returning
+    ``columns``: SQLite's gated claim (PostgreSQL's locks the gate's row first)."""
     return (
         update(EXECUTION_TABLE)
         .where(
@@ -192,7 +193,7 @@ def claim(
         if standing.gate_key is None:
             return UNGATED
         if database.is_sqlite:  # SQLite's single writer serializes the claims
-            claimed = session.execute(_admit(tuple(columns)), values).first()
+            claimed = session.execute(admission(tuple(columns)), values).first()
             if claimed is not None:
                 return claimed
         waiting = Queue(standing.busy, standing.ahead, standing.gate_limit)

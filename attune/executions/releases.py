@@ -82,16 +82,26 @@ def heads(
     return [Dispatch(row.id, queue_of(row.target_worker, row.runner_type)) for row in rows]
 
 
-def release(database: Database, action_ref: str, gate_key: str, limit: int) -> list[Dispatch]:
-    """After a gated execution's terminal transition committed (or a gated claim left slots
-    free): the gate's head, unless another release just sent it."""
+def release(
+    database: Database, action_ref: str, gate_key: str, limit: int, *, fresh: bool = True
+) -> list[Dispatch]:
+    """After a gated execution's terminal transition committed: the gate's head, unless
+    another release just sent it. ``fresh=False`` (a gated claim left slots free): even so,
+    since a message whose execution was taken meanwhile claims the gate's head instead."""
     with database.session_scope(autocommit=True) as session:
-        return heads(session, action_ref, gate_key, limit, fresh=True)
+        return heads(session, action_ref, gate_key, limit, fresh=fresh)
 
 
 _GATE_OF = select(_E.action_ref, _E.gate_key, _E.gate_limit).where(
     _E.id == bindparam("execution_id"), _E.gate_key.is_not(None)
 )
+
+
+def gate_of(database: Database, execution_id: int) -> tuple[str, str, int] | None:
+    """The gate of an execution (its action's ref, its key, its limit), None if ungated."""
+    for gate in database.run(_GATE_OF, {"execution_id": execution_id}):
+        return gate.action_ref, gate.gate_key, gate.gate_limit
+    return None
 
 
 def after_cancel(database: Database, execution_id: int) -> list[Dispatch]:

@@ -14,6 +14,7 @@ from attune.errors import AttuneError, PackEnvironmentError
 from attune.executions import dispatch, gates, liveoutput, releases, retries
 from attune.executions.completion import hub
 from attune.executions.environments import environment_of
+from attune.executions.handoff import Chain, Handoff, Taken
 from attune.executions.policies import Policy
 from attune.executions.records import Finishing
 from attune.executions.results import store_result
@@ -50,18 +51,40 @@ def run_execution(
     execution_id: int,
     watcher: CancelWatcher,
     finishing: Finishing | None = None,
+    handoff: Handoff | None = None,
 ) -> ExecutionStatus | None:
     """Run the execution if it is still ``scheduled``; the status it ended in, else None.
 
     None means no row moved to ``running``: it was canceled, already run, or is a
-    redelivered message, and nothing more happens.
+    redelivered message, and nothing more happens. Each gated execution that ends here frees
+    a slot, and this process claims and runs the gate's head next (:mod:`.handoff`).
     """
+    chain = Chain(database, worker_name, handoff, _CLAIMED_COLUMNS, _with_action)
     claimed, action = _retrying(
         f"claiming execution {execution_id}",
         lambda: _claim(database, execution_id, worker_name, finishing),
     )
-    if claimed is None:
-        return None
+
+    def run_one(taken: Taken, then: Finishing | None) -> ExecutionStatus:
+        return _run_claimed(database, settings, worker_name, *taken, watcher, then)
+
+    if claimed is not None:
+        return chain.run((execution_id, claimed, action), run_one, finishing)
+    chain.after_refused(execution_id, run_one, finishing)
+    return None
+
+
+def _run_claimed(
+    database: Database,
+    settings: Settings,
+    worker_name: str,
+    execution_id: int,
+    claimed: Any,
+    action: Any,
+    watcher: CancelWatcher,
+    finishing: Finishing | None,
+) -> ExecutionStatus:
+    """Run a claimed execution and store its result; the status it ended in."""
     if action is not None and action.runner_type == RunnerType.WORKFLOW:
         from attune.workflows.start import start  # the engine builds on this module's layer
 
@@ -95,10 +118,6 @@ def run_execution(
     )
     if sink is not None:
         sink.end()
-    if claimed.gate_key is not None:  # its slot is free: start the gate's next heads
-        dispatch.send(
-            releases.release(database, claimed.action_ref, claimed.gate_key, claimed.gate_limit)
-        )
     parent_id = getattr(claimed, "parent_id", None)  # a gated claim on PostgreSQL has none
     if parent_id is not None:  # a workflow's task: its run moves on at once
         _advance_parent(database, settings, parent_id)
@@ -224,6 +243,14 @@ def _claim(
         for claimed in database.run(_CLAIM, values):
             return claimed, _action_of(database, claimed)
     # Not claimable as a plain execution: gated, early (a pending retry), or no longer due.
+    return _claim_gated(database, execution_id, worker_name, finishing)
+
+
+def _claim_gated(
+    database: Database, execution_id: int, worker_name: str, finishing: Finishing | None = None
+) -> tuple[Any, Any]:
+    """The claim of an execution the plain claim refused (gated, early, or gone)."""
+    values = {"execution_id": execution_id, "worker": worker_name}
     admitted = gates.claim(database, execution_id, worker_name, _CLAIMED_COLUMNS, finishing)
     if admitted is gates.UNGATED:
         for claimed in database.run(_CLAIM, values):  # PostgreSQL: its action is gone
@@ -238,8 +265,13 @@ def _claim(
         admitted.busy_before + 1 < admitted.gate_limit and admitted.waiting_behind > 0
     ):
         gate = (admitted.action_ref, admitted.gate_key, admitted.gate_limit)
-        dispatch.send(releases.release(database, *gate))
-    if not database.is_sqlite:  # the gated claim brought its action along
+        dispatch.send(releases.release(database, *gate, fresh=False))
+    return _with_action(database, admitted)
+
+
+def _with_action(database: Database, admitted: Any) -> tuple[Any, Any]:
+    """A gated claim's row and its action's (on PostgreSQL the claim brought it along)."""
+    if not database.is_sqlite:
         return admitted, admitted if admitted.runner_type is not None else None
     return admitted, _action_of(database, admitted)
 

@@ -16,7 +16,9 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     String,
+    Text,
     any_,
+    bindparam,
     case,
     func,
     literal,
@@ -28,7 +30,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from attune import metrics
-from attune.executions import dispatch, endings, overdue
+from attune.executions import completion, dispatch, endings, overdue
 from attune.executions.dispatch import Dispatch
 from attune.liveness.freshness import is_stale
 from attune.liveness.signals import WorkerTransition, worker_deactivated, worker_reactivated
@@ -158,7 +160,7 @@ def _sweep_in_one_statement(
             error=_stopped_heartbeating(dead.c),
             finished_at=db_now(),
         )
-        .returning(_E.c.worker, *(endings.ENDED_COLUMNS if events else ()))
+        .returning(_E.c.worker, *(endings.ENDED_COLUMNS if events else (_E.c.id,)))
         .cte("abandoned")
     )
     counts = (
@@ -173,22 +175,50 @@ def _sweep_in_one_statement(
     )
     # One row per dead worker, or a single row of NULLs when none died: the count of failed
     # scheduled executions rides on every row, so it is never lost.
-    failed_cte = None if unpicked is None else unpicked.cte("unpicked")
+    unpicked_rows = None if unpicked is None else unpicked.cte("unpicked")
     failed = (
         literal(0)
-        if failed_cte is None
-        else select(func.count()).select_from(failed_cte).scalar_subquery()
+        if unpicked_rows is None
+        else select(func.count()).select_from(unpicked_rows).scalar_subquery()
     )
-    ended = (abandoned,) if failed_cte is None else (abandoned, failed_cte)
+    finished = select(abandoned.c.id)
+    if unpicked_rows is not None:
+        finished = finished.union_all(select(unpicked_rows.c.id))  # type: ignore[assignment]
+    ended = (abandoned,) if unpicked_rows is None else (abandoned, unpicked_rows)
     event_ids = endings.recorded_ids(ended) if events else literal(None)
-    found = select(failed.label("failed"), event_ids.label("events")).subquery("failed")
+    found = select(
+        failed.label("failed"), _announce(finished).label("notified"), event_ids.label("events")
+    ).subquery("failed")
+    # The row trigger is silent meanwhile: what finished goes in a few notifications.
+    session.execute(_BULK_DONE, {"value": "on"})
     rows = session.execute(
-        select(*settled.c, found.c.failed, found.c.events).select_from(
+        select(*settled.c, found.c.failed, found.c.notified, found.c.events).select_from(
             found.outerjoin(settled, true())
         )
     ).all()
+    session.execute(_BULK_DONE, {"value": "off"})
     dead_rows = [(row[0], row[1], int(row[2])) for row in rows if row[0] is not None]
     return dead_rows, int(rows[0].failed), list(rows[0].events or [])
+
+
+_BULK_DONE = select(func.set_config(completion.BULK_SETTING, bindparam("value"), True))
+
+
+def _announce(finished: Any) -> Any:
+    """``NOTIFY attune_execution_done`` of the ``finished`` ids, a JSON array per
+    :data:`~attune.executions.completion.IDS_PER_NOTIFICATION`; how many were sent."""
+    ids = finished.subquery("finished")
+    numbered = select(
+        ids.c.id,
+        ((func.row_number().over() - 1) // completion.IDS_PER_NOTIFICATION).label("batch"),
+    ).subquery("numbered")
+    batches = (
+        select(sql_cast(func.json_agg(numbered.c.id), Text()).label("payload"))
+        .group_by(numbered.c.batch)
+        .subquery("batches")
+    )
+    notified = func.pg_notify(completion.NOTIFY_CHANNEL, batches.c.payload)
+    return select(func.count(notified)).select_from(batches).scalar_subquery()
 
 
 def _stopped_heartbeating(columns: Any) -> ColumnElement[str]:

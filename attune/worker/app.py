@@ -18,7 +18,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from celery import Celery, bootsteps
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_shutting_down
 
 from attune import __version__, metrics
 from attune.errors import AttuneError
@@ -35,6 +35,7 @@ from attune.settings import Settings
 from attune.store.resources import resources as resources
 from attune.worker.beat import BeatLoop, BeatThread, beat_passes
 from attune.worker.broker import restore_unacknowledged
+from attune.worker.pool_table import pool_table
 from attune.worker.queues import AMQP
 
 app = Celery("attune", amqp=AMQP)
@@ -64,6 +65,11 @@ def _after_fork(**_: Any) -> None:
     die_with_parent(resources.main_pid)
     reaper.start()
     resources.forget_database()
+
+
+@worker_shutting_down.connect
+def _shutting_down(**_: Any) -> None:
+    pool_table.stop()  # no pool process takes a gate's head on: a warm shutdown ends sooner
 
 
 class EmbeddedWorker:
@@ -176,6 +182,8 @@ class Liveness(bootsteps.StartStopStep):
         self.heartbeat: Heartbeat | None = None
         self.metrics_server: WSGIServer | None = None
         self.metrics_dir: Path | None = None
+        if _pool_name(consumer.controller) == "prefork":
+            pool_table.share()  # before the pool forks (attune.worker.pool_table)
         if settings.metrics_port is not None and _pool_name(consumer.controller) == "prefork":
             # Before the pool forks, so every pool process counts into this worker's directory.
             existing = os.environ.get(metrics.MULTIPROCESS_ENV)

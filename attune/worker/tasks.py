@@ -14,6 +14,7 @@ from attune.executions.supervision import CancelWatcher
 from attune.liveness.sweeper import sweep_and_record
 from attune.worker.app import app, resources
 from attune.worker.dispatch import RuleFinishing
+from attune.worker.pool_table import pool_table
 from attune.workflows.engine import advance
 
 _watcher = CancelWatcher(lambda: resources.database)
@@ -26,18 +27,20 @@ class ExecutionRequest(Request):
     def on_failure(self, exc_info: Any, *args: Any, **kwargs: Any) -> None:
         lost = getattr(exc_info.exception, "exc", exc_info.exception)  # billiard may wrap it
         if isinstance(lost, WorkerLostError):
-            execution_id, reason = self.args[0], str(lost)
-            try:
-                settle_lost(
-                    resources.database,
-                    resources.settings,
-                    execution_id,
-                    resources.worker_name,
-                    reason,
-                    RuleFinishing(resources.settings),
-                )
-            except Exception:  # never break Celery's own handling of the lost task
-                log.exception("could not abandon execution %s of a dead pool process", execution_id)
+            # Its task's execution, and a gate's head it went on to run (attune.worker.pool_table)
+            head = pool_table.running_in(self.worker_pid) if self.worker_pid else None
+            for execution_id in (self.args[0], *(() if head is None else (head,))):
+                try:
+                    settle_lost(
+                        resources.database,
+                        resources.settings,
+                        execution_id,
+                        resources.worker_name,
+                        str(lost),
+                        RuleFinishing(resources.settings),
+                    )
+                except Exception:  # never break Celery's own handling of the lost task
+                    log.exception("could not abandon execution %s of a dead pool", execution_id)
         super().on_failure(exc_info, *args, **kwargs)
 
 
@@ -69,7 +72,6 @@ def execute_action(execution_id: int) -> str | None:
     """Run one scheduled execution on this worker (at most once, whatever is redelivered)."""
     settings = resources.settings
     database, worker = resources.database, resources.worker_name
-    status = run_execution(
-        database, settings, worker, execution_id, _watcher, RuleFinishing(settings)
-    )
+    finishing, handoff = RuleFinishing(settings), pool_table
+    status = run_execution(database, settings, worker, execution_id, _watcher, finishing, handoff)
     return None if status is None else status.value

@@ -281,7 +281,7 @@ def _history(attune_call: Callable[[], None], baseline_call: Callable[[], None])
 
     def emptied() -> None:
         with database.engine.begin() as connection:
-            connection.execute(text("TRUNCATE execution RESTART IDENTITY"))
+            connection.execute(text("TRUNCATE execution RESTART IDENTITY CASCADE"))
         history.vacuum(database)
 
     def round_trips() -> tuple[float, float]:

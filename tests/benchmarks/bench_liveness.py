@@ -147,7 +147,7 @@ def bench_sweep(database: Database, url: str) -> bool:
     Returns whether every sweep deactivated and abandoned exactly the stale workers' rows.
     """
     with database.engine.begin() as connection:
-        connection.execute(text("TRUNCATE worker, execution RESTART IDENTITY"))
+        connection.execute(text("TRUNCATE worker, execution RESTART IDENTITY CASCADE"))
         connection.execute(
             text(
                 "INSERT INTO worker (name, worker_role, runtimes, queues, host, pid, status,"

@@ -170,6 +170,9 @@ def _drain(ref: str) -> tuple[float, int]:
             time.sleep(0.05)
 
     watcher = threading.Thread(target=watch, daemon=True)
+    early = DRAIN - count("scheduled")  # a worker that went on consuming while it filled
+    if early:
+        print(f"  {ref}: {early} of {DRAIN} left the queue before the timer started: rate inflated")
     start = time.perf_counter()
     app.control.add_consumer("attune.shell", destination=hosts, reply=True)
     watcher.start()

@@ -120,6 +120,11 @@ def hot_path(settings: Settings, execution_id: int) -> dict[str, Callable[[Sessi
         "secrets": None,
         "target_worker": None,
         "timeout_s": None,
+        "requested_by": None,
+        "policy": None,
+        "max_attempts": 1,
+        "gate_key": None,
+        "gate_limit": None,
     }
     by_id = {"execution_id": execution_id}
     store = records._transition_statement(
@@ -138,7 +143,7 @@ def hot_path(settings: Settings, execution_id: int) -> dict[str, Callable[[Sessi
     return {
         "lookup (action, live worker)": run(scheduler._lookup(threshold_s), {"ref": "core.echo"}),
         "insert (action known)": run(
-            scheduler._insertion(threshold_s),
+            scheduler._insertion(threshold_s, True),
             {**request, "updated_at": datetime.now(UTC), "no_worker": "none"},
         ),
         "insert (after a lookup)": run(scheduler._SCHEDULED, request),
