@@ -150,7 +150,7 @@ def child_ended(step: Pass, activation: WorkflowTask, row: Any) -> None:
     """Take in the outcome of a child's last attempt."""
     activation.in_flight -= 1
     step.changed = True
-    step.busy = step.busy or activation.in_flight > 0
+    step.touched.append(activation)
     task = step.spec.tasks[activation.task]
     if task.fan_out is None:
         end(step, activation, row.status, row.result, row.error, row.id)

@@ -84,7 +84,7 @@ def record(
             step.dispatches.append(Dispatch(placed.execution_id, placed.queue))
         else:
             step.again = True
-    step.busy = True
+    step.touched.append(activation)
     step.changed = True
 
 

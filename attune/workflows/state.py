@@ -41,8 +41,8 @@ class Pass:
     """A child was recorded ``failed`` (no worker serves it): take its outcome in this pass."""
     consumed: int = 0
     """Children whose outcome this pass took in."""
-    busy: bool = False
-    """Something is known to still run (a child started or still in flight): not idle."""
+    touched: list[WorkflowTask] = field(default_factory=list)
+    """Activations whose children this pass started or took in."""
     changed: bool = False
 
     @property
@@ -54,6 +54,11 @@ class Pass:
     def may_start(self) -> bool:
         """True while new tasks may start: not canceling, not stopped by a fail-fast failure."""
         return self.run.phase == RunPhase.RUNNING and self.run.ending is None
+
+    @property
+    def busy(self) -> bool:
+        """True when a child is known to still run (one this pass touched is in flight)."""
+        return any(activation.in_flight > 0 for activation in self.touched)
 
     def context(self, **names: Any) -> dict[str, Any]:
         """The names an expression sees, with ``names`` (``result``, ``item``, …) added."""
