@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
 from attune.executions import releases, retries
@@ -40,7 +40,18 @@ def catch_up(session: Session, settings: Settings, now: datetime | None = None) 
 def resend(session: Session, settings: Settings, now: datetime | None = None) -> list[Dispatch]:
     """Ungated executions ``scheduled`` for ``ATTUNE_RESEND_AFTER_S`` past their eligible time,
     each sent again at most once per that interval (``dispatched_at``); 0 turns it off."""
-    after_s = settings.resend_after_s
+    return resend_stale(session, settings.resend_after_s, now)
+
+
+def resend_stale(
+    session: Session,
+    after_s: float,
+    now: datetime | None = None,
+    *among: ColumnElement[bool],
+) -> list[Dispatch]:
+    """The messages of ungated executions (``among`` narrows them) still ``scheduled``
+    ``after_s`` past their eligible time, each at most once per ``after_s`` (``dispatched_at``,
+    stamped here); none when ``after_s`` is 0."""
     if after_s <= 0:
         return []
     since = cutoff(after_s, now)
@@ -48,6 +59,7 @@ def resend(session: Session, settings: Settings, now: datetime | None = None) ->
         select(_E.id, _E.target_worker, _A.runner_type)
         .select_from(EXECUTION_TABLE.join(ACTION_TABLE, _A.ref == _E.action_ref))
         .where(
+            *among,
             in_constants(_E.status, (ExecutionStatus.SCHEDULED,)),
             _E.gate_key.is_(None),
             _E.eligible_at <= since,

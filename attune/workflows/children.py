@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, select, update
 
 from attune.errors import AttuneError
 from attune.executions import scheduler
@@ -106,13 +106,15 @@ def _sealed(step: Pass, row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def ended(parent: ColumnElement[bool]) -> tuple[ColumnElement[bool], ...]:
+    """The conditions of the children (of the runs ``parent`` picks) that ended and whose
+    outcome their run has not taken in yet (the partial index ``ix_execution_unconsumed``)."""
+    return (parent, _E.wf_consumed.is_(False), in_literals(_E.status, _TERMINAL))
+
+
 _CONSUME = (
     update(EXECUTION_TABLE)
-    .where(
-        _E.parent_id == bindparam("workflow_id"),
-        _E.wf_consumed.is_(False),
-        in_literals(_E.status, _TERMINAL),
-    )
+    .where(*ended(_E.parent_id == bindparam("workflow_id")))
     .values(wf_consumed=True)
     .returning(*ENDED_COLUMNS, _E.result, _E.error, _E.wf_task_id, _E.wf_item)
 )

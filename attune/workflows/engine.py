@@ -24,7 +24,6 @@ from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import (
     EXECUTION_TABLE,
-    TERMINAL_STATUSES,
     ExecutionStatus,
     RunPhase,
     TaskState,
@@ -32,7 +31,7 @@ from attune.store.models import (
     WorkflowTask,
 )
 from attune.store.outage import through_outage
-from attune.store.sqltypes import db_now, in_literals
+from attune.store.sqltypes import db_now
 from attune.workflows import activations, children, ending
 from attune.workflows.context import Redactor, TaskResults
 from attune.workflows.reader import stored
@@ -90,15 +89,7 @@ def advance(
     return Advanced(sent, tuple(follow), finished)
 
 
-_ENDED = (
-    select(_E.id)
-    .where(
-        _E.parent_id == bindparam("workflow_id"),
-        _E.wf_consumed.is_(False),
-        in_literals(_E.status, sorted(status.value for status in TERMINAL_STATUSES)),
-    )
-    .limit(1)
-)
+_ENDED = select(_E.id).where(*children.ended(_E.parent_id == bindparam("workflow_id"))).limit(1)
 
 
 _LOCK = (

@@ -11,47 +11,40 @@ not the size of the tables.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 
-from attune.executions.dispatch import Dispatch, send
-from attune.executions.retries import queue_of
+from attune.executions import overdue
+from attune.executions.dispatch import send
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import (
-    ACTION_TABLE,
     EXECUTION_TABLE,
-    TERMINAL_STATUSES,
     ExecutionStatus,
     RunPhase,
     WorkflowRun,
 )
-from attune.store.sqltypes import db_now, in_literals
+from attune.store.sqltypes import db_now
+from attune.workflows import children
 from attune.workflows.engine import advance
 
 RECONCILE_INTERVAL_S = 2.0
 """How often the beat loop looks for runs to advance."""
 BATCH = 100
-"""Most runs one pass advances, and most children it sends again."""
+"""Most runs one pass advances."""
 UNPICKED_S = 10.0
 """A child ``scheduled`` and due this long without a worker taking it is sent again."""
 
 log = logging.getLogger(__name__)
 _E = EXECUTION_TABLE.c
-_A = ACTION_TABLE.c
-_TERMINAL = tuple(sorted(status.value for status in TERMINAL_STATUSES))
 
 
 def reconcile(database: Database, settings: Settings) -> int:
     """One pass; returns how many runs it advanced."""
     with database.session_scope() as session:
         now: datetime = session.execute(select(db_now())).scalar_one()
-        ended = select(_E.parent_id).where(
-            _E.parent_id.is_not(None),
-            _E.wf_consumed.is_(False),
-            in_literals(_E.status, _TERMINAL),
-        )
+        ended = select(_E.parent_id).where(*children.ended(_E.parent_id.is_not(None)))
         due = select(WorkflowRun.execution_id).where(
             WorkflowRun.phase != RunPhase.DONE.value, WorkflowRun.wake_at <= now
         )
@@ -64,27 +57,10 @@ def reconcile(database: Database, settings: Settings) -> int:
             )
         )
         runs = session.scalars(ended.union(due, canceled).limit(BATCH)).all()
-        stale = now - timedelta(seconds=UNPICKED_S)
-        unpicked = session.execute(
-            select(_E.id, _E.target_worker, _A.runner_type)
-            .join(ACTION_TABLE, _A.ref == _E.action_ref)
-            .where(
-                _E.parent_id.is_not(None),
-                _E.wf_consumed.is_(False),
-                _E.status == ExecutionStatus.SCHEDULED.value,
-                _E.gate_key.is_(None),
-                _E.eligible_at <= stale,
-                or_(_E.dispatched_at.is_(None), _E.dispatched_at <= stale),
-            )
-            .limit(BATCH)
-        ).all()
-        if unpicked:
-            session.execute(
-                update(EXECUTION_TABLE)
-                .where(_E.id.in_([row.id for row in unpicked]))
-                .values(dispatched_at=now)
-            )
-    send(Dispatch(row.id, queue_of(row.target_worker, row.runner_type)) for row in unpicked)
+        unpicked = overdue.resend_stale(
+            session, UNPICKED_S, now, _E.parent_id.is_not(None), _E.wf_consumed.is_(False)
+        )
+    send(unpicked)
     for workflow_id in runs:
         try:
             advance(database, settings, workflow_id)
