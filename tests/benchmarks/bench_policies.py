@@ -15,16 +15,14 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run as a script: make `tests` importable
-from tests.benchmarks.fleet import stop, until, workers  # noqa: E402
+from tests.benchmarks.fleet import deployment, stop, until, workers  # noqa: E402
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432"
 BROKER_URL = "redis://127.0.0.1:6379/13"
 ROUND_TRIPS = int(os.environ.get("BENCH_ROUND_TRIPS", "200"))
 DRAIN = int(os.environ.get("BENCH_DRAIN", "2000"))
@@ -52,32 +50,8 @@ def _pack(packs_dir: Path) -> None:
 
 def main() -> None:
     """Run both side by side and print medians, rates and ratios."""
-    import redis
-    from sqlalchemy import create_engine, text
-
-    name = f"attune_bench_policies_{os.getpid()}"
-    admin = create_engine(f"{PG_ADMIN}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    redis.Redis.from_url(BROKER_URL).flushdb()
-    packs_dir = Path(tempfile.mkdtemp(prefix="attune-bench-"))
-    _pack(packs_dir)
-    env = {
-        **os.environ,
-        "ATTUNE_DATABASE_URL": f"{PG_ADMIN}/{name}",
-        "ATTUNE_BROKER_URL": BROKER_URL,
-        "ATTUNE_PACKS_DIR": str(packs_dir),
-    }
-    os.environ.update(env)
-    try:
-        bin_dir = Path(sys.executable).parent
-        subprocess.run([bin_dir / "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True)
-        subprocess.run([bin_dir / "attune", "packs", "load"], cwd=ROOT, env=env, check=True)
+    with deployment(f"attune_bench_policies_{os.getpid()}", BROKER_URL, _pack) as env:
         _measure(env)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _measure(env: dict[str, str]) -> None:
