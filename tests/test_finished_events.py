@@ -47,9 +47,11 @@ def load(database: Database, packs_dir: Path, **rules: dict[str, Any]) -> None:
     assert result.ok, result.errors
 
 
-def add(database: Database, status: str, worker: str | None = None) -> int:
+def add(
+    database: Database, status: str, worker: str | None = None, action_ref: str = "core.sleep"
+) -> int:
     with database.session_scope() as session:
-        execution = Execution(action_ref="core.sleep", worker=worker, status=status)
+        execution = Execution(action_ref=action_ref, worker=worker, status=status)
         session.add(execution)
         session.flush()
         return execution.id
@@ -129,6 +131,83 @@ def test_a_sweep_records_nothing_while_no_rule_listens(database: Database, tmp_p
     assert report.abandoned == 2
     assert report.events == ()
     assert finished_events(database) == {}
+
+
+def test_only_executions_a_rule_s_trigger_params_select_record_an_event(
+    database: Database, tmp_path: Path
+) -> None:
+    """Given rules watching ``core.s*`` ending abandoned or failed, and ``demo.?ello`` ending
+    succeeded: the sweep's set and the runner's one-by-one transitions record an event for
+    exactly the executions those params select, and none for the others."""
+    load(
+        database,
+        tmp_path,
+        sleepers=rule(
+            "demo.sleepers",
+            trigger={
+                "type": "core.execution_finished",
+                "params": {"action": "core.s*", "status": ["abandoned", "failed"]},
+            },
+            action={"ref": "demo.hello", "parameters": {}},
+        ),
+        hellos=rule(
+            "demo.hellos",
+            trigger={
+                "type": "core.execution_finished",
+                "params": {"action": "demo.?ello", "status": ["succeeded"]},
+            },
+            action={"ref": "demo.hello", "parameters": {}},
+        ),
+    )
+    with database.session_scope() as session:
+        workers.register(session, Registration("gone", ("shell",), (), "h", 1))
+        workers.register(session, Registration("w1", ("shell",), (), "h", 1))
+        session.execute(
+            update(Worker).where(Worker.name == "gone").values(last_heartbeat=db_ago(1000))
+        )
+    swept_sleep = add(database, "running", "gone")
+    swept_echo = add(database, "running", "gone", "core.echo")
+    swept_hello = add(database, "running", "gone", "demo.hello")
+    hello_ok = add(database, "running", "w1", "demo.hello")
+    hello_failed = add(database, "running", "w1", "demo.hello")
+    hallo_ok = add(database, "running", "w1", "demo.hallo_x")
+    sleep_ok = add(database, "running", "w1")
+    finishing = RuleFinishing(SETTINGS)
+
+    sweep_enforcing(database, SETTINGS)
+    for execution_id, target, action_ref in (
+        (hello_ok, ExecutionStatus.SUCCEEDED, "demo.hello"),
+        (hello_failed, ExecutionStatus.FAILED, "demo.hello"),
+        (hallo_ok, ExecutionStatus.SUCCEEDED, None),
+        (sleep_ok, ExecutionStatus.SUCCEEDED, "core.sleep"),
+    ):
+        assert records.finish(database, execution_id, target, finishing, action_ref=action_ref)
+
+    assert sorted(finished_events(database)) == [swept_sleep, hello_ok]
+    with database.session_scope() as session:
+        swept = session.scalars(
+            select(Execution.status).where(Execution.id.in_([swept_echo, swept_hello]))
+        ).all()
+    assert swept == ["abandoned", "abandoned"]  # ended by the sweep, yet unwatched
+
+
+def test_an_action_glob_with_brackets_is_refused_at_load(
+    database: Database, tmp_path: Path
+) -> None:
+    write_rules(
+        tmp_path,
+        {
+            "bracketed": rule(
+                trigger={"type": "core.execution_finished", "params": {"action": "core.[ab]*"}},
+                action={"ref": "demo.hello", "parameters": {}},
+            )
+        },
+    )
+
+    result = load_packs(database, tmp_path)
+
+    assert not result.ok
+    assert "bracketed.yaml: trigger.params: action: 'core.[ab]*'" in str(result.errors)
 
 
 def test_a_large_result_is_cut_in_the_event_as_the_runner_cuts_it(
@@ -250,7 +329,11 @@ def test_a_gate_rejecting_at_the_schedule_or_at_the_claim_records_one_event(
     database: Database, tmp_path: Path
 ) -> None:
     write_pack(tmp_path, "gating", {"hello": action("gating.hello", concurrency=REJECT)})
-    load(database, tmp_path, on_finished=ON_FINISHED)
+    on_gating = rule(
+        trigger={"type": "core.execution_finished", "params": {"action": "gating.*"}},
+        action={"ref": "demo.hello", "parameters": {"who": "{{ trigger.status }}"}},
+    )
+    load(database, tmp_path, on_finished=on_gating)
     with database.session_scope() as session:
         workers.register(session, Registration("w", ("shell",), (), "h", 1))
     finishing = RuleFinishing(SETTINGS)

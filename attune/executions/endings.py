@@ -2,9 +2,10 @@
 
 The sweep ends executions in one statement (the dead workers' abandoned, the unpicked timed
 out), a worker shutting down or restarting abandons what it held; their events are inserted
-from the rows ended (``INSERT … SELECT``), not one by one, and only while an enabled
-execution-finished rule exists, as the runner's own terminal transition records them
-(:mod:`attune.rules.finished`); the rules enforce them in the same transaction
+from the rows ended (``INSERT … SELECT``), not one by one, and only for the rows an enabled
+execution-finished rule's trigger params select (its ``action`` glob, its ``status`` list), as
+the runner's own terminal transition records them (:mod:`attune.rules.finished`); the rules
+enforce them in the same transaction
 (:meth:`~attune.executions.records.Finishing.enforce`). The unique (type, dedup key
 ``exec:<id>:<status>``) keeps it one event per execution, whoever ends it.
 """
@@ -22,6 +23,7 @@ from sqlalchemy import (
     exists,
     func,
     literal_column,
+    or_,
     select,
     union_all,
 )
@@ -58,8 +60,30 @@ ENDED_COLUMNS = (
 )
 """What an event's payload is built from (a terminal UPDATE returns them)."""
 
-LISTENING = exists().where(_R.trigger_type == EXECUTION_FINISHED, _R.enabled.is_(True))
-"""True while an enabled execution-finished rule exists."""
+
+def _selecting(dialect: str, action_ref: Any, status: Any) -> ColumnElement[bool]:
+    """True when an enabled execution-finished rule's trigger params select the ended row of
+    ``action_ref`` and ``status``: the ``action`` glob (``*`` and ``?``; default ``*``) and the
+    ``status`` list (default: every terminal status), as
+    :meth:`attune.rules.enforcement.RuleRow.selects` reads them."""
+    params = _R.trigger_params
+    if dialect == "postgresql":  # the glob as a LIKE pattern, its own % and _ escaped
+        glob: ColumnElement[Any] = func.coalesce(params.op("->>")("action"), "*")
+        for plain, escaped in (("\\", "\\\\"), ("%", "\\%"), ("_", "\\_"), ("*", "%"), ("?", "_")):
+            glob = func.replace(glob, plain, escaped)
+        action = action_ref.like(glob)
+        statuses = params.op("->")("status")
+        status_ok = or_(statuses.is_(None), statuses.op("?")(status))
+    else:  # SQLite's GLOB is the same case-sensitive glob
+        action = action_ref.op("GLOB")(func.coalesce(func.json_extract(params, "$.action"), "*"))
+        listed = func.json_each(params, "$.status").table_valued("value")
+        status_ok = or_(
+            func.json_extract(params, "$.status").is_(None),
+            status.in_(select(listed.c.value)),
+        )
+    return exists().where(
+        _R.trigger_type == EXECUTION_FINISHED, _R.enabled.is_(True), action, status_ok
+    )
 
 
 def dedup_key(execution_id: int, status: str) -> str:
@@ -69,7 +93,7 @@ def dedup_key(execution_id: int, status: str) -> str:
 
 def insert_events(dialect: str, ended: Any) -> Insert:
     """``INSERT INTO trigger_event … SELECT`` the events of the rows of ``ended`` (a CTE or
-    subquery with :data:`ENDED_COLUMNS`), while a rule listens; RETURNING their ids."""
+    subquery with :data:`ENDED_COLUMNS`) that a rule selects; RETURNING their ids."""
     c = ended.c
     postgres = dialect == "postgresql"
     text = sql_cast(c.result, String()) if postgres else c.result
@@ -95,7 +119,7 @@ def insert_events(dialect: str, ended: Any) -> Insert:
         payload,
         literal_column(f"'{EventStatus.FIRED.value}'"),
         key,
-    ).where(LISTENING)
+    ).where(_selecting(dialect, c.action_ref, c.status))
     construct = postgresql.insert if postgres else sqlite.insert
     return (
         construct(TRIGGER_EVENT_TABLE)

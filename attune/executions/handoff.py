@@ -75,9 +75,11 @@ class HandingOn:
     """The head's id and its claimed row, once the transaction committed."""
     _then_active: bool = False
 
-    def active(self, database: Database) -> bool:
+    def active(
+        self, database: Database, action_ref: str | None = None, status: str | None = None
+    ) -> bool:
         """Always: the claim needs the transaction of its own."""
-        self._then_active = self.then is not None and self.then.active(database)
+        self._then_active = self.then is not None and self.then.active(database, action_ref, status)
         return True
 
     def record(self, session: Session, execution_id: int) -> Callable[[], object]:

@@ -198,8 +198,11 @@ class Finishing(Protocol):
     """What else happens in the transaction that makes an execution terminal (rules record
     its execution-finished event there)."""
 
-    def active(self, database: Database) -> bool:
-        """True when anything listens, so the transition needs a transaction of its own."""
+    def active(
+        self, database: Database, action_ref: str | None = None, status: str | None = None
+    ) -> bool:
+        """True when anything listens to an execution of ``action_ref`` ending ``status``
+        (None: not known), so the transition needs a transaction of its own."""
 
     def record(self, session: Session, execution_id: int) -> Callable[[], object]:
         """Record, in ``session``, that the execution ended; returns what to do after commit."""
@@ -216,10 +219,12 @@ def finish(
     finishing: Finishing | None,
     *,
     sources: frozenset[ExecutionStatus] | None = None,
+    action_ref: str | None = None,
     **values: Any,
 ) -> bool:
-    """Make the execution terminal; with an active ``finishing``, in one transaction with it."""
-    if finishing is None or not finishing.active(database):
+    """Make the execution terminal; with ``finishing`` active for it (``action_ref``: its
+    action, if known), in one transaction with it."""
+    if finishing is None or not finishing.active(database, action_ref, target.value):
         return transition(database, execution_id, target, sources=sources, **values)
     with database.session_scope() as session:
         moved = transition_in(session, execution_id, target, sources=sources, **values)

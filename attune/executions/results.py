@@ -40,8 +40,10 @@ def store_result(
     lost: bool,
     finishing: Finishing | None,
     policy: Policy,
+    action_ref: str | None = None,
 ) -> ExecutionStatus:
-    """Store the result; an execution settled meanwhile (``lost``: and seen so) keeps its status."""
+    """Store the result of an execution (of ``action_ref``, if known); an execution settled
+    meanwhile (``lost``: and seen so) keeps its status."""
     status = OUTCOME_STATUS[result.outcome]
     fields: dict[str, Any] = {
         "pgid": None,  # the group is gone: nothing is left to kill
@@ -65,7 +67,15 @@ def store_result(
             metrics.record_execution(status, result.duration_ms / 1000)
             dispatch.send([] if ended.successor is None else [ended.successor])
             return status
-    elif executions.finish(database, execution_id, status, finishing, error=result.error, **fields):
+    elif executions.finish(
+        database,
+        execution_id,
+        status,
+        finishing,
+        action_ref=action_ref,
+        error=result.error,
+        **fields,
+    ):
         hub.notify()
         metrics.record_execution(status, result.duration_ms / 1000)
         return status

@@ -249,7 +249,8 @@ def end_attempt(
     )
     if held_by is not None:
         statement = statement.where(_E.worker == held_by)
-    listening = finishing if finishing is not None and finishing.active(database) else None
+    watching = finishing is not None and finishing.active(database, status=target.value)
+    listening = finishing if watching else None
     with database.session_scope() as session:
         row = session.execute(statement).first()
         if row is None:

@@ -113,7 +113,14 @@ def _run_claimed(
     status = _retrying(
         f"storing the result of execution {execution_id}",
         lambda: store_result(
-            database, settings, execution_id, result, supervised.lost, finishing, policy
+            database,
+            settings,
+            execution_id,
+            result,
+            supervised.lost,
+            finishing,
+            policy,
+            claimed.action_ref,
         ),
     )
     if sink is not None:

@@ -8,7 +8,6 @@ parameter validation raise nothing into the transaction), so one rule cannot spo
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import json
 from collections.abc import Mapping, Sequence
@@ -47,16 +46,19 @@ class RuleRow:
     action_ref: str
     action_parameters: Mapping[str, Any]
 
+    @functools.cached_property
+    def watch(self) -> triggers.Watch:
+        """What its trigger params select of finished executions (execution-finished rules)."""
+        return triggers.watch_of(self.trigger_params)
+
     def selects(self, event: Event) -> bool:
         """True when the rule's trigger params pick this event (its timer, its action, …)."""
         if self.trigger_type in triggers.TIMER_TYPES:
             return event.rule_id == self.id
         payload = event.payload
         if self.trigger_type == triggers.EXECUTION_FINISHED:
-            pattern = str(self.trigger_params.get("action", "*"))
-            statuses = self.trigger_params.get("status")
-            return fnmatch.fnmatchcase(str(payload.get("action_ref", "")), pattern) and (
-                statuses is None or payload.get("status") in statuses
+            return self.watch.selects(
+                str(payload.get("action_ref", "")), str(payload.get("status", ""))
             )
         if self.trigger_type == triggers.WEBHOOK and "path" in payload:
             return bool(payload["path"] == self.trigger_params.get("path"))

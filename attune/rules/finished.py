@@ -19,26 +19,31 @@ from attune.rules.enforcement import Enforced, RuleRow, enforce, enforce_all, se
 from attune.rules.events import Event
 from attune.settings import Settings
 from attune.store.db import Database
-from attune.store.models import EXECUTION_TABLE, TRIGGER_EVENT_TABLE, EventStatus
+from attune.store.models import EXECUTION_TABLE, RULE_TABLE, TRIGGER_EVENT_TABLE, EventStatus
 
 RULES_SEEN_FOR_S = 1.0
-"""How long a process trusts its last look at whether any execution-finished rule is enabled."""
+"""How long a process trusts its last look at the enabled execution-finished rules."""
 
 _IDS_PER_STATEMENT = 500  # well under SQLite's bound-parameter limit
 _X = EXECUTION_TABLE.c
 _T = TRIGGER_EVENT_TABLE.c
-_ANY_RULE = select(endings.LISTENING)
+_R = RULE_TABLE.c
+_WATCHING = select(_R.trigger_params).where(
+    _R.trigger_type == triggers.EXECUTION_FINISHED, _R.enabled.is_(True)
+)
 _RECORDED = select(TRIGGER_EVENT_TABLE)
 _FINISHED = select(
     _X.action_ref, _X.status, _X.exit_code, _X.parameters, _X.result, _X.trigger_depth
 ).where(_X.id == bindparam("execution_id"))
-_seen: dict[str, tuple[float, bool]] = {}
+
+
+_seen: dict[str, tuple[float, tuple[triggers.Watch, ...]]] = {}
 _lock = threading.Lock()
 
 
-def rules_enabled(database: Database) -> bool:
-    """True when an enabled execution-finished rule exists (looked up at most once a second
-    per process: a rule loaded meanwhile applies within about a second)."""
+def watches(database: Database) -> tuple[triggers.Watch, ...]:
+    """The enabled execution-finished rules' selections (looked up at most once a second per
+    process: a rule loaded or enabled meanwhile applies within about a second)."""
     key = str(database.engine.url)
     now = time.monotonic()
     with _lock:
@@ -46,10 +51,16 @@ def rules_enabled(database: Database) -> bool:
     if seen is not None and now - seen[0] < RULES_SEEN_FOR_S:
         return seen[1]
     with database.session_scope(autocommit=True) as session:
-        present = bool(session.scalar(_ANY_RULE))
+        found = tuple(triggers.watch_of(params) for params in session.scalars(_WATCHING))
     with _lock:
-        _seen[key] = (now, present)
-    return present
+        _seen[key] = (now, found)
+    return found
+
+
+def watched(database: Database, action_ref: str | None = None, status: str | None = None) -> bool:
+    """True when an enabled execution-finished rule would select an execution of
+    ``action_ref`` ending ``status`` (None: either not known yet)."""
+    return any(watch.selects(action_ref, status) for watch in watches(database))
 
 
 def _result(value: Any) -> Any:
@@ -61,6 +72,10 @@ def record_finished(session: Session, settings: Settings, execution_id: int) -> 
     """Record the execution-finished event of ``execution_id`` (already terminal in this
     transaction) and enforce its rules; the dedup key makes it one event per execution."""
     row = session.execute(_FINISHED, {"execution_id": execution_id}).one()
+    actions: dict[str, Any] = {}
+    rules = selected_rules(session, settings, triggers.EXECUTION_FINISHED, actions)
+    if not any(rule.watch.selects(row.action_ref, row.status) for rule in rules):
+        return []  # no rule's trigger params select it: no event, as the sweep's SQL decides
     payload = {
         "execution_id": execution_id,
         "action_ref": row.action_ref,
@@ -79,8 +94,6 @@ def record_finished(session: Session, settings: Settings, execution_id: int) -> 
     )
     if event is None:
         return []
-    actions: dict[str, Any] = {}
-    rules = selected_rules(session, settings, triggers.EXECUTION_FINISHED, actions)
     enforced = enforce(session, settings, event, rules, depth=row.trigger_depth, actions=actions)
     statuses = [item.status for item in enforced]
     metrics.record_event(triggers.EXECUTION_FINISHED, EventStatus.FIRED, statuses)

@@ -64,9 +64,11 @@ class RuleFinishing:
 
     settings: Settings
 
-    def active(self, database: Database) -> bool:
-        """True when an enabled execution-finished rule exists."""
-        return finished.rules_enabled(database)
+    def active(
+        self, database: Database, action_ref: str | None = None, status: str | None = None
+    ) -> bool:
+        """True when an enabled execution-finished rule may select the execution."""
+        return finished.watched(database, action_ref, status)
 
     def record(self, session: Session, execution_id: int) -> Callable[[], object]:
         """Record the event in ``session``; returns the sending of the follow-ups."""
