@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, update
 
 from attune.executions import endings, records, retries, runner
-from attune.executions.scheduler import Routed, schedule
+from attune.executions.scheduler import Routed, Unroutable, schedule
 from attune.liveness import registry as workers
 from attune.liveness import sweep as sweeps
 from attune.liveness.heartbeat import Heartbeat
@@ -189,6 +189,36 @@ def test_only_executions_a_rule_s_trigger_params_select_record_an_event(
             select(Execution.status).where(Execution.id.in_([swept_echo, swept_hello]))
         ).all()
     assert swept == ["abandoned", "abandoned"]  # ended by the sweep, yet unwatched
+
+
+def test_an_execution_failed_as_it_is_requested_records_one_event(
+    database: Database, tmp_path: Path
+) -> None:
+    """Given a rule watching demo's failures and no live worker: each request (the first and
+    the remembered one) is recorded failed with its event; unwatched, it records none."""
+    watching = rule(
+        trigger={
+            "type": "core.execution_finished",
+            "params": {"action": "demo.*", "status": ["failed"]},
+        },
+        action={"ref": "demo.hello", "parameters": {"who": "{{ trigger.execution_id }}"}},
+    )
+    write_pack(tmp_path, "other", {"noop": action("other.noop")})
+    load(database, tmp_path, on_failed=watching)
+    finishing = RuleFinishing(SETTINGS)
+
+    requested = [
+        schedule(database, SETTINGS, "demo.hello", {}, finishing=finishing) for _ in range(2)
+    ]
+    unwatched = schedule(database, SETTINGS, "other.noop", {}, finishing=finishing)
+
+    assert all(isinstance(routed, Unroutable) for routed in [*requested, unwatched])
+    recorded = finished_events(database)
+    assert sorted(recorded) == sorted(routed.execution_id for routed in requested)
+    assert {event.payload["status"] for event in recorded.values()} == {"failed"}
+    assert sorted(row.event_id for row in enforced(database)) == sorted(
+        event.id for event in recorded.values()
+    )
 
 
 def test_an_action_glob_with_brackets_is_refused_at_load(

@@ -176,13 +176,17 @@ def schedule(
     Raises :class:`ActionNotFoundError` or :class:`ParameterError` before anything is stored.
     Secret values are stored encrypted, masked in ``parameters``, and never routed anywhere.
     ``requested_by`` names who asked (an API key), recorded with the execution.
-    ``finishing`` records the execution-finished event of one its gate cancels at once.
+    ``finishing`` records the execution-finished event of one its gate cancels at once, or
+    that is recorded ``failed`` because no live worker serves it.
     """
     if timeout_s is not None and not timeout_s > 0:
         raise ParameterError(ref, [f"timeout_s: {timeout_s!r} is not a positive number of seconds"])
     key = (str(database.engine.url), ref)
     known = _KNOWN.get(key)
-    if known is not None and worker is None:
+    failing = finishing  # what records its event if no live worker serves it
+    if failing is not None and not failing.active(database, ref, ExecutionStatus.FAILED.value):
+        failing = None
+    if known is not None and worker is None and failing is None:
         recorded = _schedule_known(
             database, settings, ref, known, values, timeout_s, requested_by, finishing
         )
@@ -203,10 +207,24 @@ def schedule(
     else:
         reason = None if action.available else no_worker_reason(action.runner_type)
     if reason is not None:
-        return Unroutable(database.run(_FAILED, {**row, "error": reason})[0].id, reason)
+        return _unroutable(database, {**row, "error": reason}, failing)
     execution_id: int = database.run(_SCHEDULED, row)[0].id
     queue = worker_queue(worker) if worker else runtime_queue(action.runner_type)
     return _placed(database, Routed(execution_id, queue), row, policy, None, finishing)
+
+
+def _unroutable(
+    database: Database, row: dict[str, Any], finishing: Finishing | None
+) -> Unroutable:
+    """Record the execution ``failed`` (no live worker can run it), with its execution-finished
+    event in the same transaction when ``finishing`` watches it."""
+    if finishing is None:
+        return Unroutable(database.run(_FAILED, row)[0].id, row["error"])
+    with database.session_scope() as session:
+        execution_id = session.execute(_FAILED, row).scalar_one()
+        after = finishing.record(session, execution_id)
+    after()
+    return Unroutable(execution_id, row["error"])
 
 
 @dataclass(frozen=True)
