@@ -13,7 +13,8 @@ from attune.executions import chains
 from attune.executions import records as executions
 from attune.executions.completion import hub
 from attune.executions.records import ExecutionRecord
-from attune.executions.scheduler import Unroutable, schedule
+from attune.executions.routing import Unroutable
+from attune.executions.scheduler import schedule
 from attune.rules import emission
 from attune.rules.emission import Emitted
 from attune.store.db import Database

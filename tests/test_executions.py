@@ -130,7 +130,8 @@ def test_cancel_of_a_running_execution_kills_its_process_group(
 def test_cancel_of_a_scheduled_execution_means_it_never_runs(
     deployment: Cluster, tmp_path: Path
 ) -> None:
-    from attune.executions.scheduler import Routed, schedule
+    from attune.executions.routing import Routed
+    from attune.executions.scheduler import schedule
     from attune.worker.app import resources
     from attune.worker.tasks import execute_action
 

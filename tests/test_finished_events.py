@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import select, update
 
 from attune.executions import endings, records, retries, runner
-from attune.executions.scheduler import Routed, Unroutable, schedule
+from attune.executions.routing import Routed, Unroutable
+from attune.executions.scheduler import schedule
 from attune.liveness import registry as workers
 from attune.liveness import sweep as sweeps
 from attune.liveness.heartbeat import Heartbeat

@@ -16,7 +16,8 @@ from sqlalchemy import func, select, update
 from attune.errors import InvalidTransitionError
 from attune.executions import chains, dispatch, retries, runner
 from attune.executions.dispatch import Dispatch
-from attune.executions.scheduler import Routed, schedule
+from attune.executions.routing import Routed
+from attune.executions.scheduler import schedule
 from attune.liveness import sweep as sweeps
 from attune.packs.loader import load_packs
 from attune.settings import Settings

@@ -16,7 +16,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from attune.executions.scheduler import Routed, schedule
+from attune.executions.routing import Routed
+from attune.executions.scheduler import schedule
 from attune.packs.loader import load_packs
 from attune.settings import Settings
 from attune.store.db import Database

@@ -11,7 +11,8 @@ from cryptography.fernet import Fernet
 from sqlalchemy import delete, func, select, update
 
 from attune.errors import ActionNotFoundError, ParameterError, SecretKeyError
-from attune.executions.scheduler import Routed, Unroutable, schedule
+from attune.executions.routing import Routed, Unroutable
+from attune.executions.scheduler import schedule
 from attune.executions.secretbox import SecretBox
 from attune.liveness.registry import Registration, register
 from attune.packs.loader import load_packs

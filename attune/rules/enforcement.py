@@ -19,7 +19,8 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from attune.errors import ActionNotFoundError, ExpressionError, ParameterError
-from attune.executions.scheduler import Prepared, Routed, Unroutable, prepare, record_many
+from attune.executions.batch import Prepared, prepare, record_many
+from attune.executions.routing import Routed, Unroutable
 from attune.expressions import Template
 from attune.liveness.freshness import serving
 from attune.rules import triggers
@@ -92,7 +93,7 @@ def rule_row(row: Any) -> RuleRow:
 
 
 class _Action(NamedTuple):
-    """An action as :func:`attune.executions.scheduler.prepare` reads it."""
+    """An action as :func:`attune.executions.batch.prepare` reads it."""
 
     runner_type: str
     parameters: dict[str, Any]

@@ -37,9 +37,10 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
-from attune.executions import scheduler
+from attune.executions import batch, routing
+from attune.executions.batch import KnownRequest
 from attune.executions.queues import runtime_queue
-from attune.executions.scheduler import KnownRequest, Routed, Unroutable
+from attune.executions.routing import Routed, Unroutable
 from attune.liveness.freshness import no_worker_reason
 from attune.rules.enforcement import (
     Enforced,
@@ -179,7 +180,7 @@ def _decide(
         if values is not None and (limited := chain_limited(settings, verdict, depth)):
             verdict = limited
         elif values is not None:
-            request = scheduler.known_request(database, settings, rule.action_ref, values)
+            request = batch.known_request(database, settings, rule.action_ref, values)
             if request is None:
                 return None
         decided.append((rule, verdict, request))
@@ -209,7 +210,7 @@ _DEFAULTS = {
     column.name: literal(column.default.arg, column.type)
     for column in EXECUTION_TABLE.c
     if isinstance(column.default, ScalarElementColumnDefault)
-    and column.name not in {"id", "trigger_depth", *scheduler.ROUTED_COLUMNS}
+    and column.name not in {"id", "trigger_depth", *routing.ROUTED_COLUMNS}
 }
 """The execution columns with a Python-side default, as constants of the statement."""
 _ENFORCEMENT_COLUMNS = ("rule_id", "rule_ref", "status", "reason", "criteria_trace", "parameters")
@@ -224,7 +225,7 @@ def _statement(shape: tuple[bool, ...], threshold_s: float) -> Select[Any]:
         func.coalesce(SIGNATURE, literal_column("''")) == bindparam("signature", type_=String())
     ]
     guards.extend(
-        exists().where(scheduler.unchanged(names[n])).select_from(ACTION_TABLE)
+        exists().where(routing.unchanged(names[n])).select_from(ACTION_TABLE)
         for n, with_execution in enumerate(shape)
         if with_execution
     )
@@ -266,15 +267,15 @@ def _statement(shape: tuple[bool, ...], threshold_s: float) -> Select[Any]:
         outputs.append(select(enforcement.c.id).scalar_subquery().label(f"e{n}"))
         if ids is None:
             continue
-        values = scheduler.routed_values(threshold_s, names[n])
+        values = routing.routed_values(threshold_s, names[n])
         execution = (
             insert(EXECUTION_TABLE)
             .from_select(
-                ["id", "enforcement_id", "trigger_depth", *scheduler.ROUTED_COLUMNS, *_DEFAULTS],
+                ["id", "enforcement_id", "trigger_depth", *routing.ROUTED_COLUMNS, *_DEFAULTS],
                 select(ids.c.id, enforcement.c.id, bindparam("depth"), *values)
                 .add_columns(*_DEFAULTS.values())
                 .select_from(ids.join(enforcement, true()))
-                .where(scheduler.unchanged(names[n])),
+                .where(routing.unchanged(names[n])),
                 include_defaults=False,  # SQLAlchemy fills them for one INSERT CTE only
             )
             .returning(_X.id, _X.status)

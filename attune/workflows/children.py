@@ -15,10 +15,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, bindparam, select, update
 
 from attune.errors import AttuneError
-from attune.executions import scheduler
+from attune.executions import batch
 from attune.executions.dispatch import Dispatch
 from attune.executions.policies import Policy, RetryOn
 from attune.executions.retries import ENDED_COLUMNS, Ended, eligible_at
+from attune.executions.routing import Routed
 from attune.executions.secretbox import SecretBox
 from attune.store.models import (
     EXECUTION_TABLE,
@@ -39,7 +40,7 @@ _TERMINAL = tuple(sorted(status.value for status in TERMINAL_STATUSES))
 
 def child_row(
     step: Pass, activation: WorkflowTask, task: TaskSpec, index: int | None
-) -> tuple[scheduler.Prepared, dict[str, Any]]:
+) -> tuple[batch.Prepared, dict[str, Any]]:
     """The execution of one attempt of ``task`` (item ``index`` of a fan-out), not recorded.
 
     A rendering or validation problem raises :class:`AttuneError` naming the field.
@@ -47,7 +48,7 @@ def child_row(
     item = None if index is None or activation.items is None else activation.items[index]
     context = step.context(item=item, index=index)
     values = task.input.render(context, f"{task.field}.input")
-    prepared = scheduler.prepare(step.session, step.settings, task.action, values, step.actions)
+    prepared = batch.prepare(step.session, step.settings, task.action, values, step.actions)
     if prepared.runner_type == RunnerType.WORKFLOW and step.run.depth >= MAX_DEPTH:
         raise AttuneError(f"{task.action} would nest workflows deeper than {MAX_DEPTH} levels")
     row = _sealed(step, dict(prepared.row))
@@ -69,7 +70,7 @@ def child_row(
 def record(
     step: Pass,
     activation: WorkflowTask,
-    pending: list[tuple[scheduler.Prepared, dict[str, Any]]],
+    pending: list[tuple[batch.Prepared, dict[str, Any]]],
 ) -> None:
     """Record ``pending`` children ``scheduled`` (``failed`` where no worker serves them, taken
     in later in this pass) and queue their messages for after commit."""
@@ -79,8 +80,8 @@ def record(
     if activation.id is None:
         step.session.flush()  # a new activation: written with its in-flight count, for its id
     requests = [(prepared, {**extra, "wf_task_id": activation.id}) for prepared, extra in pending]
-    for placed in scheduler.record_many(step.session, requests):
-        if isinstance(placed, scheduler.Routed):
+    for placed in batch.record_many(step.session, requests):
+        if isinstance(placed, Routed):
             step.dispatches.append(Dispatch(placed.execution_id, placed.queue))
         else:
             step.again = True

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
-from attune.executions import records, runner, scheduler, supervision
+from attune.executions import records, routing, runner, scheduler, supervision
 from attune.liveness import freshness, registry, sweep
 from attune.settings import Settings
 from attune.store.db import Database
@@ -141,7 +141,7 @@ def hot_path(settings: Settings, execution_id: int) -> dict[str, Callable[[Sessi
         return lambda session: session.execute(statement, values)
 
     return {
-        "lookup (action, live worker)": run(scheduler._lookup(threshold_s), {"ref": "core.echo"}),
+        "lookup (action, live worker)": run(routing.lookup(threshold_s), {"ref": "core.echo"}),
         "insert (action known)": run(
             scheduler._insertion(threshold_s, True),
             {**request, "updated_at": datetime.now(UTC), "no_worker": "none"},

@@ -1,0 +1,141 @@
+"""Routing a request: the row it becomes, the action it is validated against (read by one
+lookup statement, remembered per process), the SQL that routes it from the action row, and
+where it ends up (:class:`Routed` or :class:`Unroutable`).
+
+Shared by the scheduler (one request, committed at once) and by the batch API of rules and
+workflows (requests recorded in the caller's transaction).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, String, and_, bindparam, case, null, select
+
+from attune.executions.params import mask, resolve, secret_names
+from attune.executions.policies import SNAPSHOT_COLUMNS, Policy
+from attune.executions.secretbox import SecretBox
+from attune.liveness.freshness import serving
+from attune.settings import Settings
+from attune.store.models import ACTION_TABLE, EXECUTION_TABLE, ExecutionStatus
+from attune.store.sqltypes import UTCDateTime, db_now
+
+_ACTION = ACTION_TABLE.c
+REQUEST_COLUMNS = (
+    "action_ref",
+    "parameters",
+    "secrets",
+    "target_worker",
+    "timeout_s",
+    "requested_by",
+    *SNAPSHOT_COLUMNS,
+)
+"""The execution columns a request sets: the keys of :func:`request_row`, in order."""
+
+
+@functools.cache
+def lookup(threshold_s: float) -> Select[Any]:
+    """The action and whether a live worker serves its runtime, in one statement (built once)."""
+    return select(
+        _ACTION.runner_type,
+        _ACTION.parameters,
+        _ACTION.enabled,
+        _ACTION.updated_at,
+        _ACTION.policy,
+        serving(threshold_s, _ACTION.runner_type).label("available"),
+    ).where(_ACTION.ref == bindparam("ref"))
+
+
+ROUTED_COLUMNS = (*REQUEST_COLUMNS, "status", "error", "finished_at")
+"""The execution columns :func:`routed_values` gives, in order."""
+
+
+def routed_values(threshold_s: float, name: Callable[[str], str] = str) -> list[Any]:
+    """The values of :data:`ROUTED_COLUMNS` for a request bound as ``name(column)``, read from
+    the action row (``scheduled``, or ``failed`` with ``name("no_worker")`` when no live
+    worker serves its runtime); select them where :func:`unchanged` holds."""
+    available = serving(threshold_s, _ACTION.runner_type)
+    return [
+        _ACTION.ref,
+        *(
+            bindparam(name(column), type_=EXECUTION_TABLE.c[column].type)
+            for column in REQUEST_COLUMNS[1:]
+        ),
+        case((available, ExecutionStatus.SCHEDULED.value), else_=ExecutionStatus.FAILED.value),
+        case((available, null()), else_=bindparam(name("no_worker"), type_=String())),
+        case((available, null()), else_=db_now()),
+    ]
+
+
+def unchanged(name: Callable[[str], str] = str) -> ColumnElement[bool]:
+    """True on the row of action ``name("action_ref")`` while it is enabled and unchanged since
+    ``name("updated_at")``."""
+    return and_(
+        _ACTION.ref == bindparam(name("action_ref")),
+        _ACTION.updated_at == bindparam(name("updated_at"), type_=UTCDateTime()),
+        _ACTION.enabled.is_(True),
+    )
+
+
+@dataclass(frozen=True)
+class Known:
+    """An action as this process last read it: enough to validate a request on its own."""
+
+    runner_type: str
+    parameters: dict[str, Any]
+    updated_at: datetime
+    policy: Policy
+
+
+KNOWN: dict[tuple[str, str], Known] = {}
+"""Actions by (database URL, ref), as last read; a stale entry costs one more statement."""
+
+
+@dataclass(frozen=True)
+class Routed:
+    """The execution is recorded ``scheduled``; its task goes to ``queue``.
+
+    ``send`` is False for a gated execution that waits behind a full gate (the gate's releaser
+    or the sweep sends it) or that its gate canceled at once (``reject``, ``max_waiting``).
+    """
+
+    execution_id: int
+    queue: str
+    send: bool = True
+
+
+@dataclass(frozen=True)
+class Unroutable:
+    """The execution is recorded ``failed``: no live worker can run it."""
+
+    execution_id: int
+    reason: str
+
+
+def request_row(
+    settings: Settings,
+    ref: str,
+    schema: dict[str, Any],
+    policy: Policy,
+    values: Mapping[str, Any],
+    worker: str | None,
+    timeout_s: float | None,
+    requested_by: str | None,
+) -> dict[str, Any]:
+    """The execution's columns: parameters validated, defaults filled, secrets sealed apart,
+    the action's policy snapshotted."""
+    resolved = resolve(ref, schema, values)
+    secrets = {name: resolved[name] for name in secret_names(schema) if name in resolved}
+    return {
+        "action_ref": ref,
+        "parameters": mask(schema, resolved),
+        "secrets": SecretBox.for_settings(settings).encrypt(secrets) if secrets else None,
+        "target_worker": worker,
+        "timeout_s": timeout_s,
+        "requested_by": requested_by,
+        **policy.snapshot(ref, resolved),
+    }
