@@ -8,14 +8,9 @@ from typing import Any
 import pytest
 
 from attune.errors import ParameterError
-from attune.executions.params import (
-    definition_problems,
-    json_schema,
-    mask,
-    parse_cli_value,
-    resolve,
-    secret_names,
-)
+from attune.executions.param_arguments import parse_cli_value
+from attune.executions.param_definitions import definition_problems
+from attune.executions.params import json_schema, mask, resolve, secret_names
 from attune.store.models import MASK
 
 PARAMETERS: dict[str, Any] = {

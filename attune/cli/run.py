@@ -10,7 +10,7 @@ from sqlalchemy import select
 from attune.cli.output import show_record
 from attune.client import execute, get_execution
 from attune.errors import ActionNotFoundError, ParameterError
-from attune.executions.params import parse_cli_value
+from attune.executions.param_arguments import parse_cli_value
 from attune.store.models import Action
 from attune.worker.app import embedded_worker, resources
 

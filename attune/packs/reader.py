@@ -212,7 +212,7 @@ def _read_action(
         if problem:
             fields.problem("entry_point", problem)
     # Imported here: jsonschema costs a reload that parses nothing a fifth of its time.
-    from attune.executions.params import definition_problems
+    from attune.executions.param_definitions import definition_problems
 
     # ``parameters:`` left empty means none, as an empty mapping does.
     parameters = document.get("parameters") or {}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from attune.errors import ParameterError
-from attune.executions.params import parse_cli_value
+from attune.executions.param_arguments import parse_cli_value
 from attune.store.models import MASK
 
 FORM_LEVEL = ""

@@ -103,7 +103,7 @@ def measure(url: str, packs_dir: str) -> None:
     the report."""
     # Imported by the reader when it first parses; imports are no part of the work figure (as
     # the baseline's ``import yaml`` is not), the process figure counts them all.
-    import attune.executions.params  # noqa: F401
+    import attune.executions.param_definitions  # noqa: F401
     from attune.packs import reader
     from attune.packs.loader import load_packs
     from attune.store.db import Database
