@@ -1,8 +1,10 @@
-"""Settings: every ``ATTUNE_*`` environment variable, read once into one frozen object."""
+"""Settings: every ``ATTUNE_*`` environment variable, read once into one frozen object.
+
+Each variable's text is parsed and checked by :mod:`attune.setting_values`.
+"""
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -10,14 +12,8 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from attune.errors import SettingsError
-
-RUNTIMES: tuple[str, ...] = ("shell", "python", "native", "workflow")
-"""The runtimes attune knows, in the order workers list them."""
-
-REDIS_TRANSPORTS: tuple[str, ...] = ("attune", "kombu")
-"""Transports a ``redis://`` broker can go through: attune's (:mod:`attune.worker.broker`) or
-kombu's own."""
+from attune import setting_values
+from attune.setting_values import RUNTIMES
 
 INHERITED_ENV: tuple[str, ...] = ("PATH", "HOME", "LANG", "TZ", "TMPDIR")
 """Variables of the worker's environment that an action's process inherits (plus ``LC_*``)."""
@@ -28,9 +24,6 @@ INSTALLER_ENV: tuple[str, ...] = (
     *("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE"),
 )
 """Proxy and CA variables an environment installer inherits besides :data:`INHERITED_ENV`."""
-
-ENV_INSTALLERS: tuple[str, ...] = ("auto", "uv", "pip")
-"""The values of ``ATTUNE_ENV_INSTALLER``: ``auto`` takes uv when importable, else pip."""
 
 _T = TypeVar("_T")
 
@@ -112,62 +105,82 @@ class Settings:
                 return default
             return parse(name, raw.strip())
 
-        passthrough: tuple[str, ...] = get("ATTUNE_PASSTHROUGH_ENV", _names, ())
+        passthrough: tuple[str, ...] = get("ATTUNE_PASSTHROUGH_ENV", setting_values.names, ())
         inherited = {
             key: value
             for key, value in env.items()
             if key in INHERITED_ENV or key.startswith("LC_") or key in passthrough
         }
         return cls(
-            database_url=get("ATTUNE_DATABASE_URL", _database_url, defaults.database_url),
-            broker_url=get("ATTUNE_BROKER_URL", _broker_url, defaults.broker_url),
+            database_url=get(
+                "ATTUNE_DATABASE_URL", setting_values.database_url, defaults.database_url
+            ),
+            broker_url=get("ATTUNE_BROKER_URL", setting_values.broker_url, defaults.broker_url),
             redis_transport=get(
-                "ATTUNE_REDIS_TRANSPORT", _redis_transport, defaults.redis_transport
+                "ATTUNE_REDIS_TRANSPORT", setting_values.redis_transport, defaults.redis_transport
             ),
             worker_queue_expires_s=get(
-                "ATTUNE_WORKER_QUEUE_EXPIRES_S", _positive, defaults.worker_queue_expires_s
+                "ATTUNE_WORKER_QUEUE_EXPIRES_S",
+                setting_values.positive,
+                defaults.worker_queue_expires_s,
             ),
             packs_dir=get("ATTUNE_PACKS_DIR", lambda _n, v: Path(v), defaults.packs_dir),
             heartbeat_interval_s=get(
-                "ATTUNE_HEARTBEAT_INTERVAL_S", _positive, defaults.heartbeat_interval_s
+                "ATTUNE_HEARTBEAT_INTERVAL_S",
+                setting_values.positive,
+                defaults.heartbeat_interval_s,
             ),
             heartbeat_staleness_multiplier=get(
                 "ATTUNE_HEARTBEAT_STALENESS_MULTIPLIER",
-                _multiplier,
+                setting_values.multiplier,
                 defaults.heartbeat_staleness_multiplier,
             ),
-            sweep_interval_s=get("ATTUNE_SWEEP_INTERVAL_S", _positive, defaults.sweep_interval_s),
+            sweep_interval_s=get(
+                "ATTUNE_SWEEP_INTERVAL_S", setting_values.positive, defaults.sweep_interval_s
+            ),
             scheduled_timeout_s=get(
-                "ATTUNE_SCHEDULED_TIMEOUT_S", _non_negative, defaults.scheduled_timeout_s
+                "ATTUNE_SCHEDULED_TIMEOUT_S",
+                setting_values.non_negative,
+                defaults.scheduled_timeout_s,
             ),
-            resend_after_s=get("ATTUNE_RESEND_AFTER_S", _non_negative, defaults.resend_after_s),
+            resend_after_s=get(
+                "ATTUNE_RESEND_AFTER_S", setting_values.non_negative, defaults.resend_after_s
+            ),
             default_timeout_s=get(
-                "ATTUNE_DEFAULT_TIMEOUT_S", _positive, defaults.default_timeout_s
+                "ATTUNE_DEFAULT_TIMEOUT_S", setting_values.positive, defaults.default_timeout_s
             ),
-            kill_grace_s=get("ATTUNE_KILL_GRACE_S", _non_negative, defaults.kill_grace_s),
+            kill_grace_s=get(
+                "ATTUNE_KILL_GRACE_S", setting_values.non_negative, defaults.kill_grace_s
+            ),
             max_output_bytes=get(
-                "ATTUNE_MAX_OUTPUT_BYTES", _positive_int, defaults.max_output_bytes
+                "ATTUNE_MAX_OUTPUT_BYTES", setting_values.positive_int, defaults.max_output_bytes
             ),
             worker_name=get("ATTUNE_WORKER_NAME", lambda _n, v: v, None),
-            worker_runtimes=get("ATTUNE_WORKER_RUNTIMES", _runtimes, defaults.worker_runtimes),
+            worker_runtimes=get(
+                "ATTUNE_WORKER_RUNTIMES", setting_values.runtimes, defaults.worker_runtimes
+            ),
             passthrough_env=passthrough,
             secret_key=get("ATTUNE_SECRET_KEY", lambda _n, v: v, None),
-            metrics_port=get("ATTUNE_METRICS_PORT", _port, None),
-            retention_days=get("ATTUNE_RETENTION_DAYS", _positive_or_none, None),
+            metrics_port=get("ATTUNE_METRICS_PORT", setting_values.port, None),
+            retention_days=get("ATTUNE_RETENTION_DAYS", setting_values.positive_or_none, None),
             max_trigger_depth=get(
-                "ATTUNE_MAX_TRIGGER_DEPTH", _positive_int, defaults.max_trigger_depth
+                "ATTUNE_MAX_TRIGGER_DEPTH", setting_values.positive_int, defaults.max_trigger_depth
             ),
-            live_output=get("ATTUNE_LIVE_OUTPUT", _live_output, defaults.live_output),
-            api_url=get("ATTUNE_API_URL", _http_url, defaults.api_url),
+            live_output=get("ATTUNE_LIVE_OUTPUT", setting_values.live_output, defaults.live_output),
+            api_url=get("ATTUNE_API_URL", setting_values.http_url, defaults.api_url),
             api_key=get("ATTUNE_API_KEY", lambda _n, v: v, None),
             inherited_env=inherited,
             environ=dict(env),
             envs=EnvSettings(
                 envs_dir=get("ATTUNE_ENVS_DIR", lambda _n, v: Path(v), defaults.envs.envs_dir),
-                timeout_s=get("ATTUNE_ENV_TIMEOUT_S", _positive, defaults.envs.timeout_s),
-                installer=get("ATTUNE_ENV_INSTALLER", _installer, defaults.envs.installer),
-                offline=get("ATTUNE_ENV_OFFLINE", _flag, False),
-                find_links=get("ATTUNE_ENV_FIND_LINKS", _locations, ()),
+                timeout_s=get(
+                    "ATTUNE_ENV_TIMEOUT_S", setting_values.positive, defaults.envs.timeout_s
+                ),
+                installer=get(
+                    "ATTUNE_ENV_INSTALLER", setting_values.installer, defaults.envs.installer
+                ),
+                offline=get("ATTUNE_ENV_OFFLINE", setting_values.flag, False),
+                find_links=get("ATTUNE_ENV_FIND_LINKS", setting_values.locations, ()),
                 index_url=get("ATTUNE_ENV_INDEX_URL", lambda _n, v: v, None),
                 installer_env={
                     key: value
@@ -176,138 +189,3 @@ class Settings:
                 },
             ),
         )
-
-
-def _number(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(name, raw, "not a number") from None
-    if not math.isfinite(value):
-        raise SettingsError(name, raw, "not a finite number")
-    return value
-
-
-def _positive(name: str, raw: str) -> float:
-    value = _number(name, raw)
-    if value <= 0:
-        raise SettingsError(name, raw, "must be greater than 0")
-    return value
-
-
-def _positive_or_none(name: str, raw: str) -> float | None:
-    return _positive(name, raw)
-
-
-def _non_negative(name: str, raw: str) -> float:
-    value = _number(name, raw)
-    if value < 0:
-        raise SettingsError(name, raw, "must be 0 or more")
-    return value
-
-
-def _multiplier(name: str, raw: str) -> float:
-    value = _number(name, raw)
-    if value < 1:
-        raise SettingsError(name, raw, "must be at least 1")
-    return value
-
-
-def _positive_int(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(name, raw, "not an integer") from None
-    if value <= 0:
-        raise SettingsError(name, raw, "must be greater than 0")
-    return value
-
-
-def _port(name: str, raw: str) -> int:
-    value = _positive_int(name, raw)
-    if value > 65535:
-        raise SettingsError(name, raw, "not a TCP port (1..65535)")
-    return value
-
-
-def _names(name: str, raw: str) -> tuple[str, ...]:
-    names = tuple(part.strip() for part in raw.split(",") if part.strip())
-    for item in names:
-        if not item.replace("_", "a").isalnum():
-            raise SettingsError(name, raw, f"{item!r} is not an environment variable name")
-    return names
-
-
-def _flag(name: str, raw: str) -> bool:
-    lowered = raw.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(name, raw, "not a flag (1/0, true/false, yes/no, on/off)")
-
-
-def _installer(name: str, raw: str) -> str:
-    if raw not in ENV_INSTALLERS:
-        raise SettingsError(name, raw, f"choose from {', '.join(ENV_INSTALLERS)}")
-    return raw
-
-
-def _locations(_name: str, raw: str) -> tuple[str, ...]:
-    """Directories or URLs separated by spaces or commas (pip's own separator is a space)."""
-    return tuple(part for part in raw.replace(",", " ").split() if part)
-
-
-def _runtimes(name: str, raw: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
-    if not names:
-        raise SettingsError(name, raw, f"no runtime given; choose from {', '.join(RUNTIMES)}")
-    unknown = [item for item in names if item not in RUNTIMES]
-    if unknown:
-        raise SettingsError(
-            name, raw, f"unknown runtime {', '.join(unknown)}; choose from {', '.join(RUNTIMES)}"
-        )
-    return names
-
-
-def _redis_transport(name: str, raw: str) -> str:
-    if raw not in REDIS_TRANSPORTS:
-        raise SettingsError(name, raw, f"choose from {', '.join(REDIS_TRANSPORTS)}")
-    return raw
-
-
-def _database_url(name: str, raw: str) -> str:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        url = make_url(raw)
-    except ArgumentError:
-        raise SettingsError(name, raw, "not a database URL (dialect+driver://…)") from None
-    if url.get_backend_name() not in ("sqlite", "postgresql"):
-        raise SettingsError(name, raw, "only sqlite and postgresql databases are supported")
-    return raw
-
-
-def _broker_url(name: str, raw: str) -> str:
-    try:
-        parts = urlsplit(raw)
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError as exc:
-        raise SettingsError(name, raw, f"not a broker URL: {exc}") from None
-    if not parts.scheme or "://" not in raw:
-        raise SettingsError(name, raw, "not a broker URL (transport://…)")
-    return raw
-
-
-def _live_output(name: str, raw: str) -> str:
-    if raw in ("auto", "off") or urlsplit(raw).scheme in ("redis", "rediss"):
-        return raw
-    raise SettingsError(name, raw, "expected auto, off or a redis:// URL")
-
-
-def _http_url(name: str, raw: str) -> str:
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SettingsError(name, raw, "not an http:// or https:// URL")
-    return raw.rstrip("/")

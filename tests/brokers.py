@@ -20,7 +20,7 @@ from amqp.exceptions import NotFound
 from kombu import Connection, Exchange, Queue, pools
 
 from attune.executions.queues import SWEEP_QUEUE, runtime_queue
-from attune.settings import RUNTIMES
+from attune.setting_values import RUNTIMES
 
 BROKERS = ("redis", "rabbitmq")
 """The brokers an end-to-end test runs on unless marked ``@pytest.mark.brokers(...)``."""

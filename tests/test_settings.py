@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from attune.errors import SettingsError
-from attune.settings import RUNTIMES, Settings
+from attune.setting_values import RUNTIMES
+from attune.settings import Settings
 
 
 def test_defaults_match_the_documented_values() -> None:
