@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from attune import metrics
 from attune.rules import events, firing, triggers
-from attune.rules.enforcement import Enforced, enforce, selected_rules
+from attune.rules.enforcement import Enforced, enforce
+from attune.rules.selection import selected_rules
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import TRIGGER_EVENT_TABLE, EventStatus

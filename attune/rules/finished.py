@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 from attune import metrics
 from attune.executions import endings
 from attune.rules import events, triggers
-from attune.rules.enforcement import Enforced, RuleRow, enforce, enforce_all, selected_rules
+from attune.rules.enforcement import Enforced, enforce, enforce_all
 from attune.rules.events import Event
+from attune.rules.selection import RuleRow, selected_rules
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import EXECUTION_TABLE, RULE_TABLE, TRIGGER_EVENT_TABLE, EventStatus

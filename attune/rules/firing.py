@@ -42,16 +42,10 @@ from attune.executions.batch import KnownRequest
 from attune.executions.queues import runtime_queue
 from attune.executions.routing import Routed, Unroutable
 from attune.liveness.freshness import no_worker_reason
-from attune.rules.enforcement import (
-    Enforced,
-    RuleRow,
-    Verdict,
-    chain_limited,
-    enforced_of,
-    enforcement_row,
-    judge,
-)
+from attune.rules.enforcement import Enforced, enforced_of, enforcement_row
 from attune.rules.events import Event
+from attune.rules.selection import RuleRow
+from attune.rules.verdicts import Verdict, chain_limited, judge
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import (

@@ -13,8 +13,9 @@ from attune.errors import ParameterError
 from attune.executions.params import mask, resolve
 from attune.rules.catalog import find_rule
 from attune.rules.criteria import Check
-from attune.rules.enforcement import judge, rules_by_id
 from attune.rules.events import Event
+from attune.rules.selection import rules_by_id
+from attune.rules.verdicts import judge
 from attune.store.models import Action, EnforcementStatus
 
 

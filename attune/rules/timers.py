@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 
 from attune import metrics
 from attune.rules import events, triggers
-from attune.rules.enforcement import RULE_COLUMNS, Enforced, enforce_all, rule_row
+from attune.rules.enforcement import Enforced, enforce_all
 from attune.rules.events import Event
 from attune.rules.schedules import Schedule, schedule_of
+from attune.rules.selection import RULE_COLUMNS, rule_row
 from attune.rules.spec import MAX_CATCHUP, MisfirePolicy
 from attune.settings import Settings
 from attune.store.db import Database
