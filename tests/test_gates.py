@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from attune.executions import dispatch, gates, releases, runner
+from attune.executions import dispatch, releases, runner, standings
 from attune.executions.dispatch import Dispatch
 from attune.executions.routing import Routed
 from attune.executions.scheduler import schedule
@@ -88,7 +88,7 @@ def test_racing_claims_admit_at_most_the_limit_in_request_order(
         claim(database, execution_id)
     assert [execution_row(database, i).status for i in ids[:3]] == ["running"] * 3
     assert [execution_row(database, i).status for i in ids[3:]] == ["scheduled"] * 9
-    assert gates.standing(database, ids[4]) == gates.Queue(busy=3, ahead=1, limit=3)
+    assert standings.standing(database, ids[4]) == standings.Queue(busy=3, ahead=1, limit=3)
 
 
 def test_an_ending_execution_releases_its_slot_to_the_next_heads(

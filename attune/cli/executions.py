@@ -10,7 +10,7 @@ import click
 import attune.executions.records as store
 from attune.cli.output import show_record, show_table
 from attune.cli.tail import tail
-from attune.executions import chains, env_records, gates, retention
+from attune.executions import chains, env_records, retention, standings
 from attune.store.models import ExecutionStatus
 from attune.worker.app import resources
 from attune.worker.dispatch import RuleFinishing
@@ -40,7 +40,7 @@ def get(execution_id: int, as_json: bool) -> None:
         eligible = after.eligible_at.isoformat() if after.eligible_at else "-"
         extra.update(next_attempt_id=following, next_eligible_at=eligible)
         notes.append(f"next attempt: {following} ({after.status.value}), eligible at {eligible}")
-    waiting = gates.standing(database, execution_id)
+    waiting = standings.standing(database, execution_id)
     if waiting is not None:
         extra["waiting"] = {"position": waiting.position, "limit": waiting.limit}
         notes.append(f"waiting for a slot: position {waiting.position}, limit {waiting.limit}")

@@ -6,7 +6,8 @@ or ``canceling`` counting those that wait ahead of it (``eligible_at, id``): one
 UPDATE, serialized per gate by a row lock on ``concurrency_gate`` (PostgreSQL) or by SQLite's
 single writer (on PostgreSQL the function ``attune_claim_gated`` does both in one round
 trip). No lock service, no Redis lock. A declined claim changes nothing; what wakes the
-waiting is in :mod:`attune.executions.releases`.
+waiting is in :mod:`attune.executions.releases`, where an execution stands in its gate in
+:mod:`attune.executions.standings`.
 """
 
 from __future__ import annotations
@@ -14,98 +15,34 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    ColumnElement,
     Float,
     Integer,
     String,
     Text,
-    and_,
     bindparam,
-    case,
     column,
     func,
-    literal_column,
-    or_,
     select,
     update,
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
-from attune.executions import records
+from attune.executions import records, standings
 from attune.executions.dispatch import Dispatch
 from attune.executions.policies import OnLimit, Policy
 from attune.executions.retries import queue_of
 from attune.store.db import Database
 from attune.store.models import ACTION_TABLE, EXECUTION_TABLE, ExecutionStatus
-from attune.store.sqltypes import JSONType, db_now, in_literals, seconds_since
+from attune.store.sqltypes import JSONType, db_now
 
 _E = EXECUTION_TABLE.c
 _A = ACTION_TABLE.c
 _S = ExecutionStatus
-HOLDING = (_S.RUNNING.value, _S.CANCELING.value)
-"""The states that hold a slot of a gate."""
-
-
-@dataclass(frozen=True)
-class Queue:
-    """Where a gated execution stands: ``busy`` slots taken, ``ahead`` waiting before it."""
-
-    busy: int
-    ahead: int
-    limit: int
-
-    @property
-    def free(self) -> bool:
-        """True while the gate has room for it: fewer than ``limit`` hold or wait before it."""
-        return self.busy + self.ahead < self.limit
-
-    @property
-    def first(self) -> bool:
-        """True when it may start now: a slot is free and none waits before it (FIFO)."""
-        return self.busy < self.limit and self.ahead == 0
-
-    @property
-    def position(self) -> int:
-        """Its place among the waiting, from 1."""
-        return self.ahead + 1
-
-
-def _peer(other: Any, gate: Any) -> ColumnElement[bool]:
-    """``other`` is in the same gate as ``gate`` (columns of two execution rows)."""
-    return and_(other.c.action_ref == gate.action_ref, other.c.gate_key == gate.gate_key)
-
-
-def _busy(gate: Any) -> Any:
-    peer = EXECUTION_TABLE.alias("holding")
-    return (
-        select(func.count())
-        .where(_peer(peer, gate), in_literals(peer.c.status, HOLDING))
-        .scalar_subquery()
-    )
-
-
-def _ahead(me: Any) -> Any:
-    """How many of ``me``'s gate wait before it, eligible now, in (eligible_at, id) order."""
-    peer = EXECUTION_TABLE.alias("waiting")
-    return (
-        select(func.count())
-        .where(
-            _peer(peer, me),
-            peer.c.status == _S.SCHEDULED.value,
-            peer.c.eligible_at <= db_now(),
-            or_(
-                peer.c.eligible_at < me.eligible_at,
-                and_(peer.c.eligible_at == me.eligible_at, peer.c.id < me.id),
-            ),
-        )
-        .scalar_subquery()
-    )
 
 
 @functools.cache
@@ -119,30 +56,12 @@ def admission(columns: tuple[Any, ...]) -> Any:
             _E.status == _S.SCHEDULED.value,
             _E.gate_key.is_not(None),
             _E.eligible_at <= db_now(),
-            _busy(_E) < _E.gate_limit,
-            _ahead(_E) == 0,
+            standings.busy_of(_E) < _E.gate_limit,
+            standings.ahead_of(_E) == 0,
         )
         .values(status=_S.RUNNING.value, worker=bindparam("worker"), started_at=db_now())
         .returning(*columns)
     )
-
-
-_STANDING = (
-    select(
-        _E.status,
-        _E.action_ref,
-        _E.gate_key,
-        _E.gate_limit,
-        _E.policy,
-        _E.target_worker,
-        (-seconds_since(_E.eligible_at)).label("early_s"),
-        _A.runner_type,
-        _busy(_E).label("busy"),
-        _ahead(_E).label("ahead"),
-    )
-    .select_from(EXECUTION_TABLE.outerjoin(ACTION_TABLE, _A.ref == _E.action_ref))
-    .where(_E.id == bindparam("execution_id"))
-)
 
 
 @dataclass(frozen=True)
@@ -179,7 +98,7 @@ def claim(
     listening = finishing if finishing is not None and finishing.active(database) else None
     after = None
     with database.session_scope() as session:
-        standing = session.execute(_STANDING, values).first()
+        standing = session.execute(standings.STANDING, values).first()
         if standing is None or standing.status != _S.SCHEDULED.value:
             return Refused("it is no longer scheduled")
         if standing.early_s > 0:
@@ -196,7 +115,7 @@ def claim(
             claimed = session.execute(admission(tuple(columns)), values).first()
             if claimed is not None:
                 return claimed
-        waiting = Queue(standing.busy, standing.ahead, standing.gate_limit)
+        waiting = standings.Queue(standing.busy, standing.ahead, standing.gate_limit)
         policy = Policy.from_json(standing.policy)
         reject = policy.concurrency is not None and policy.concurrency.on_limit is OnLimit.REJECT
         if not reject or waiting.free:
@@ -245,22 +164,13 @@ def _cancel(session: Session, execution_id: int, reason: str) -> bool:
     return records.transition_in(session, execution_id, _S.CANCELED, sources=_WAITING, error=reason)
 
 
-def standing(database: Database, execution_id: int) -> Queue | None:
-    """Where a waiting gated execution stands (None: not gated, or not waiting)."""
-    with database.session_scope(autocommit=True) as session:
-        row = session.execute(_STANDING, {"execution_id": execution_id}).first()
-    if row is None or row.gate_key is None or row.status != _S.SCHEDULED.value:
-        return None
-    return Queue(row.busy, row.ahead, row.gate_limit)
-
-
 def place(
     database: Database,
     execution_id: int,
     action_ref: str,
     gate_key: str,
     policy: Policy,
-    known: Queue | None = None,
+    known: standings.Queue | None = None,
     finishing: records.Finishing | None = None,
 ) -> tuple[bool, str | None]:
     """Right after a gated execution is recorded: whether to send it now, and why it was
@@ -268,11 +178,12 @@ def place(
 
     One not sent waits behind a full gate: the gate's releaser or the sweep sends it once it
     is a head. The claim still decides; this only spares messages that would be declined.
-    ``known``: where it stands, as its insertion returned it (:func:`inserted_standing`);
-    ``finishing`` records the execution-finished event of one canceled.
+    ``known``: where it stands, as its insertion returned it
+    (:func:`attune.executions.standings.inserted_standing`); ``finishing`` records the
+    execution-finished event of one canceled.
     """
     gate = policy.concurrency
-    queue = known or standing(database, execution_id)
+    queue = known or standings.standing(database, execution_id)
     if gate is None or queue is None or queue.first:
         return True, None
     if queue.free:  # room, but its turn comes after those ahead: their claims send it
@@ -292,20 +203,3 @@ def place(
 
 
 _WAITING = frozenset({_S.SCHEDULED})
-
-
-_ROW_NAMES = ("action_ref", "gate_key", "eligible_at", "id")
-
-
-def inserted_standing() -> tuple[Any, Any]:
-    """RETURNING columns of an insertion into the execution table (PostgreSQL): the new
-    execution's ``busy`` and ``ahead`` (its statement's snapshot does not see the row itself),
-    0 and 0 for an ungated one without any subquery run."""
-    # The inserted row by name: SQLAlchemy does not correlate into an INSERT's RETURNING.
-    inserted = SimpleNamespace(**{name: literal_column(f"execution.{name}") for name in _ROW_NAMES})
-    busy, ahead = _busy(inserted), _ahead(inserted)
-    ungated = _E.gate_key.is_(None)
-    return (
-        case((ungated, 0), else_=busy).label("busy"),
-        case((ungated, 0), else_=ahead).label("ahead"),
-    )

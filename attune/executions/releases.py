@@ -14,8 +14,8 @@ from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from attune.executions.dispatch import Dispatch
-from attune.executions.gates import HOLDING
 from attune.executions.retries import SWEEP_BATCH, queue_of
+from attune.executions.standings import HOLDING
 from attune.store.db import Database
 from attune.store.models import ACTION_TABLE, EXECUTION_TABLE, ExecutionStatus
 from attune.store.sqltypes import cutoff, db_now

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Insert, bindparam, insert, select
 
 from attune.errors import ActionDisabledError, ActionNotFoundError, ParameterError
-from attune.executions import gates, routing
+from attune.executions import gates, routing, standings
 from attune.executions.policies import Policy
 from attune.executions.queues import runtime_queue, worker_queue
 from attune.executions.records import Finishing
@@ -57,7 +57,7 @@ def _insertion(threshold_s: float, standing: bool) -> Insert:
         .returning(
             EXECUTION_TABLE.c.id,
             EXECUTION_TABLE.c.status,
-            *(gates.inserted_standing() if standing else ()),
+            *(standings.inserted_standing() if standing else ()),
         )
     )
 
@@ -160,7 +160,7 @@ def _schedule_known(
         if database.is_sqlite or row["gate_key"] is None:
             return _placed(database, routed, row, known.policy, None, finishing)
         limit = row["gate_limit"]
-        standing = gates.Queue(inserted[0].busy, inserted[0].ahead, limit)
+        standing = standings.Queue(inserted[0].busy, inserted[0].ahead, limit)
         return _placed(database, routed, row, known.policy, standing, finishing)
     return Unroutable(inserted[0].id, reason)
 
@@ -170,7 +170,7 @@ def _placed(
     routed: Routed,
     row: dict[str, Any],
     policy: Policy,
-    standing: gates.Queue | None,
+    standing: standings.Queue | None,
     finishing: Finishing | None,
 ) -> Routed:
     """A gated execution is sent only when its gate has room (or it is canceled at once)."""
