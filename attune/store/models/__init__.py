@@ -27,24 +27,14 @@ from attune.store.models.base import (
     RunnerType,
     WorkerStatus,
 )
-from attune.store.models.core import (
-    ACTION_TABLE,
-    EXECUTION_TABLE,
-    PERIODIC_RUN_TABLE,
-    SWEEP_RUN,
-    WORKER_TABLE,
-    Action,
-    Execution,
-    Pack,
-    PeriodicRun,
-    Worker,
-)
 from attune.store.models.environments import (
     EnvironmentStatus,
     ExecutionEnvironment,
     PackEnvironment,
 )
+from attune.store.models.executions import EXECUTION_TABLE, Execution
 from attune.store.models.gates import GATE_TABLE, ConcurrencyGate
+from attune.store.models.packs import ACTION_TABLE, Action, Pack
 from attune.store.models.rules import (
     ENFORCEMENT_TABLE,
     RULE_TABLE,
@@ -56,6 +46,13 @@ from attune.store.models.rules import (
     Rule,
     RuleTimer,
     TriggerEvent,
+)
+from attune.store.models.workers import (
+    PERIODIC_RUN_TABLE,
+    SWEEP_RUN,
+    WORKER_TABLE,
+    PeriodicRun,
+    Worker,
 )
 from attune.store.models.workflows import (
     OPEN_TASK_STATES,
