@@ -65,7 +65,7 @@ def _selecting(dialect: str, action_ref: Any, status: Any) -> ColumnElement[bool
     """True when an enabled execution-finished rule's trigger params select the ended row of
     ``action_ref`` and ``status``: the ``action`` glob (``*`` and ``?``; default ``*``) and the
     ``status`` list (default: every terminal status), as
-    :meth:`attune.rules.enforcement.RuleRow.selects` reads them."""
+    :meth:`attune.rules.selection.RuleRow.selects` reads them."""
     params = _R.trigger_params
     if dialect == "postgresql":  # the glob as a LIKE pattern, its own % and _ escaped
         glob: ColumnElement[Any] = func.coalesce(params.op("->>")("action"), "*")
