@@ -72,6 +72,7 @@ class Settings:
     retention_days: float | None = None
     max_trigger_depth: int = 8
     live_output: str = "auto"
+    live_output_after_s: float = 0.25
     api_url: str = "http://127.0.0.1:8000"
     api_key: str | None = field(default=None, repr=False)
     inherited_env: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -167,6 +168,11 @@ class Settings:
                 "ATTUNE_MAX_TRIGGER_DEPTH", setting_values.positive_int, defaults.max_trigger_depth
             ),
             live_output=get("ATTUNE_LIVE_OUTPUT", setting_values.live_output, defaults.live_output),
+            live_output_after_s=get(
+                "ATTUNE_LIVE_OUTPUT_AFTER_S",
+                setting_values.non_negative,
+                defaults.live_output_after_s,
+            ),
             api_url=get("ATTUNE_API_URL", setting_values.http_url, defaults.api_url),
             api_key=get("ATTUNE_API_KEY", lambda _n, v: v, None),
             inherited_env=inherited,

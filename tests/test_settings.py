@@ -56,6 +56,7 @@ def test_every_variable_is_read() -> None:
             "ATTUNE_MAX_TRIGGER_DEPTH": "3",
             "ATTUNE_REDIS_TRANSPORT": "kombu",
             "ATTUNE_WORKER_QUEUE_EXPIRES_S": "1.5",
+            "ATTUNE_LIVE_OUTPUT_AFTER_S": "0",
         }
     )
 
@@ -68,6 +69,7 @@ def test_every_variable_is_read() -> None:
     assert settings.scheduled_timeout_s == 0
     assert settings.default_timeout_s == 12
     assert settings.kill_grace_s == 0.5
+    assert settings.live_output_after_s == 0
     assert settings.max_output_bytes == 1024
     assert settings.worker_name == "w1"
     assert settings.worker_runtimes == ("shell", "python")
@@ -118,6 +120,7 @@ def test_secret_key_is_not_in_the_repr() -> None:
         ("ATTUNE_SCHEDULED_TIMEOUT_S", "-5", "0 or more"),
         ("ATTUNE_DEFAULT_TIMEOUT_S", "0", "greater than 0"),
         ("ATTUNE_KILL_GRACE_S", "-1", "0 or more"),
+        ("ATTUNE_LIVE_OUTPUT_AFTER_S", "-0.1", "0 or more"),
         ("ATTUNE_MAX_OUTPUT_BYTES", "1.5", "not an integer"),
         ("ATTUNE_MAX_OUTPUT_BYTES", "0", "greater than 0"),
         ("ATTUNE_WORKER_RUNTIMES", "shell,ruby", "ruby"),

@@ -319,4 +319,5 @@ def _invocation(
         cancel=supervised.cancel,
         on_start=supervised.started,
         live=sink,
+        live_after_s=settings.live_output_after_s,
     )

@@ -38,6 +38,8 @@ class Invocation:
     on_start: Callable[[ProcessGroup], None] | None = field(default=None, compare=False, repr=False)
     """Called with the action's process group once its process started."""
     live: LiveSink | None = field(default=None, compare=False, repr=False)
+    live_after_s: float = 0.0
+    """How long the action runs before its output goes to ``live`` (see LiveFeed)."""
     """Where output goes while the action runs (after redaction and the cap); None: nowhere."""
 
     @property

@@ -5,14 +5,17 @@ and ticks it on each wake-up; the feed decodes UTF-8 incrementally, masks secret
 the last ``len(longest secret) - 1`` characters (a secret split across two chunks is still
 masked once the rest arrives), and publishes to a :class:`LiveSink` at ``FLUSH_BYTES`` or
 ``FLUSH_S``, whichever comes first, and at the end. An action that prints nothing publishes
-nothing. Runtimes never see the database: the sink is whatever the worker gives them.
+nothing; nor does one that ends within the feed's ``quiet_s`` (``ATTUNE_LIVE_OUTPUT_AFTER_S``):
+what it would have published is held until then, and dropped if the process ended first, since
+its stored output is there as soon as it ends. Runtimes never see the database: the sink is
+whatever the worker gives them.
 """
 
 from __future__ import annotations
 
 import codecs
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from attune.runtimes.output import redact, redact_cut
@@ -49,8 +52,18 @@ class _Stream:
 class LiveFeed:
     """Publishes the two output streams of one process to ``sink`` (see the module doc)."""
 
-    def __init__(self, sink: LiveSink, secrets: Sequence[str]) -> None:
+    def __init__(
+        self,
+        sink: LiveSink,
+        secrets: Sequence[str],
+        quiet_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._sink = sink
+        self._clock = clock
+        self._opens_at = clock() + quiet_s
+        self._held: list[tuple[str, int, str]] | None = [] if quiet_s > 0 else None
+        """What was due to be published before ``opens_at`` (None once open)."""
         self._secrets = tuple(secrets)
         self._hold = max((len(secret) for secret in self._secrets), default=1) - 1
         self._streams = {name: _Stream(name) for name in ("stdout", "stderr")}
@@ -64,7 +77,7 @@ class LiveFeed:
         if "\0" in text:
             text = text.replace("\0", "\ufffd")
         if not state.pending:
-            state.since = time.monotonic()
+            state.since = self._clock()
         state.pending = redact(state.pending + text, self._secrets)
         if len(state.pending) >= FLUSH_BYTES:
             self._flush(state, final=False)
@@ -74,14 +87,23 @@ class LiveFeed:
         self._streams[stream].truncated = True
 
     def tick(self) -> None:
-        """Publish text that has waited ``FLUSH_S``; called on each wake-up of the loop."""
-        now = time.monotonic()
+        """Publish text that has waited ``FLUSH_S`` (and, once the quiet start is over, what
+        was held); called on each wake-up of the loop."""
+        now = self._clock()
+        if self._held is not None and now >= self._opens_at:
+            held, self._held = self._held, None
+            for stream, offset, text in held:
+                self._sink.publish(stream, offset, text)
         for state in self._streams.values():
             if state.pending and now - state.since >= FLUSH_S:
                 self._flush(state, final=False)
 
     def finish(self) -> None:
-        """The process ended: publish everything left, then any truncation."""
+        """The process ended: publish everything left, then any truncation; nothing at all
+        if it ended within the quiet start."""
+        self.tick()
+        if self._held is not None:
+            return
         for state in self._streams.values():
             rest = state.decoder.decode(b"", final=True)
             state.pending = redact(state.pending + rest, self._secrets)
@@ -97,6 +119,9 @@ class LiveFeed:
         if cut <= 0:
             return
         text, state.pending = state.pending[:cut], state.pending[cut:]
-        state.since = time.monotonic()
-        self._sink.publish(state.name, state.offset, text)
+        state.since = self._clock()
+        if self._held is None:
+            self._sink.publish(state.name, state.offset, text)
+        else:
+            self._held.append((state.name, state.offset, text))
         state.offset += len(text)

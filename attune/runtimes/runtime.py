@@ -46,7 +46,9 @@ def run(invocation: Invocation) -> RunResult:
                 timeout_s=invocation.timeout_s,
                 kill_grace_s=invocation.kill_grace_s,
                 max_output_bytes=invocation.max_output_bytes,
-                feed=None if invocation.live is None else LiveFeed(invocation.live, secrets),
+                feed=None
+                if invocation.live is None
+                else LiveFeed(invocation.live, secrets, invocation.live_after_s),
             ),
             invocation.cancel,
             on_start=invocation.on_start,

@@ -3,9 +3,9 @@
 Each parameter becomes one field: ``string`` a text input (with its pattern and lengths),
 ``integer``/``number`` a number input, ``boolean`` a checkbox behind a hidden ``false``,
 ``enum`` a select, ``array``/``object`` a JSON textarea, ``secret`` a password input. Posted
-text is parsed by :func:`attune.executions.param_arguments.parse_cli_value`, as ``attune run`` parses
-``name=value``, and the values are then checked by the same ``resolve`` when the execution is
-scheduled; every problem is reported under the field it is about.
+text is parsed by :func:`attune.executions.param_arguments.parse_cli_value`, as ``attune run``
+parses ``name=value``, and the values are then checked by the same ``resolve`` when the
+execution is scheduled; every problem is reported under the field it is about.
 """
 
 from __future__ import annotations

@@ -298,11 +298,14 @@ def test_without_live_output_a_running_execution_says_so_then_ends_with_the_stor
 
 @pytest.mark.parametrize("served", ["postgres"], indirect=True)  # the Redis backend
 def test_the_redis_stream_expires_after_the_end_and_silence_writes_none(served: Served) -> None:
+    """Given an action printing past the quiet start (0.25 s), one silent, one printing and
+    ending at once: only the first has a stream, which expires after its end."""
     client = redis.Redis.from_url(served.env["ATTUNE_BROKER_URL"])
     try:
-        printing = start(served, "core.echo", message="kept a while")
+        printing = start(served, "core.local", cmd="sleep 0.4; echo kept a while")
         silent = start(served, "core.noop")
-        for execution_id in (printing, silent):
+        quick = start(served, "core.echo", message="stored, not streamed")
+        for execution_id in (printing, silent, quick):
             output = Events(served, f"/api/v1/executions/{execution_id}/output/stream")
             try:
                 output.wait_for(ended, "the end of the output")
@@ -313,5 +316,6 @@ def test_the_redis_stream_expires_after_the_end_and_silence_writes_none(served: 
         kinds = [fields[b"k"] for _id, fields in client.xrange(key)]
         assert kinds == [b"stdout", b"end"]
         assert not client.exists(stream_key(silent))
+        assert not client.exists(stream_key(quick))
     finally:
         client.close()

@@ -134,3 +134,44 @@ def test_a_flood_publishes_only_what_the_cap_keeps(tmp_path: Path) -> None:
     )
     assert sink.truncated == ["stdout"]
     assert max(len(text) for _stream, _offset, text in sink.published) <= FLUSH_BYTES * 5
+
+
+class Clock:
+    """Time that moves only when the test says."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_action_ending_within_the_quiet_start_publishes_nothing() -> None:
+    """Given a 0.25 s quiet start, output that ended 0.2 s in is left to the stored record."""
+    sink, clock = Recorder(), Clock()
+    feed = LiveFeed(sink, [], quiet_s=0.25, clock=clock)
+    feed.kept("stdout", b"quick\n")
+    clock.now += 0.2
+    feed.tick()
+    feed.kept("stderr", b"warn\n")
+    feed.dropped("stderr")
+    feed.finish()
+    assert sink.published == []
+    assert sink.truncated == []
+
+
+def test_what_was_held_during_the_quiet_start_is_published_in_order_after_it() -> None:
+    sink, clock = Recorder(), Clock()
+    feed = LiveFeed(sink, ["hunter2-secret"], quiet_s=0.25, clock=clock)
+    feed.kept("stdout", b"one hunter2")
+    clock.now += 0.15
+    feed.tick()  # text waited FLUSH_S: due, but still held
+    feed.kept("stdout", b"-secret two\n")
+    assert sink.published == []
+    clock.now += 0.15
+    feed.tick()
+    published = list(sink.published)
+    feed.kept("stdout", b"three\n")
+    feed.finish()
+    assert published  # out as soon as the quiet start ended, not only at the end
+    assert sink.text("stdout") == f"one {MASK} two\nthree\n"
