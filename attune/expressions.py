@@ -28,10 +28,24 @@ _WHOLE = re.compile(r"\A\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*\Z", re.DOTAL
 _MARKERS = ("{{", "{%", "{#")
 
 
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, where a dotted name reads a mapping's key before its attribute: a
+    parameter named ``items`` is ``input.items``, not the ``dict.items`` method."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """``obj[attribute]`` for a mapping that has that key, else the sandbox's lookup."""
+        if isinstance(obj, Mapping):
+            try:
+                return obj[attribute]
+            except (KeyError, TypeError):
+                pass
+        return super().getattr(obj, attribute)
+
+
 @functools.cache
 def environment() -> ImmutableSandboxedEnvironment:
     """The shared sandbox: no attribute escapes, no mutation, a missing name is an error."""
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    return _Sandbox(undefined=StrictUndefined, autoescape=False)
 
 
 Renderer = Callable[[Mapping[str, Any]], Any]
