@@ -11,7 +11,7 @@ token in ``X-CSRF-Token``, as the web UI's forms carry it in a field.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Request, Security
@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 
 from attune.access.keys import Principal, Scope, any_usable_key, authenticate
 from attune.access.sessions import BrowserSession, find_session
+from attune.api.credentials import CredentialCache
 from attune.store.db import Database
 
 SESSION_COOKIE = "attune_session"
@@ -38,28 +39,52 @@ BEARER = HTTPBearer(auto_error=False, description="An API key: `Authorization: B
 
 @dataclass(frozen=True)
 class Access:
-    """How this app authenticates: its database, and whether it may answer without a key."""
+    """How this app authenticates: its database, whether it may answer without a key, and the
+    keys and sessions it verified within the last second (see :mod:`attune.api.credentials`)."""
 
     database: Database
     open_without_keys: bool
+    keys: CredentialCache[Principal] = field(default_factory=CredentialCache)
+    sessions: CredentialCache[BrowserSession] = field(default_factory=CredentialCache)
 
     def principal(self, token: str | None) -> Principal | None:
         """The principal of a request carrying ``token`` (or none); None when unauthenticated."""
         if token is not None:
-            return authenticate(self.database, token)
+            remembered = self.keys.key_of(token)
+            principal = self.keys.get(remembered)
+            if principal is None:
+                principal = authenticate(self.database, token)
+                if principal is not None:
+                    self.keys.put(remembered, principal)
+            return principal
         if self.open_without_keys:
             with self.database.session_scope() as session:
                 if not any_usable_key(session):
                     return ANONYMOUS
         return None
 
+    def remembered(self, token: str | None) -> Principal | None:
+        """The principal of ``token`` if this process verified it within the bound, without
+        asking the database (None otherwise: then :meth:`principal` asks)."""
+        return None if token is None else self.keys.get(self.keys.key_of(token))
+
     def session(self, request: Request) -> BrowserSession | None:
         """The live browser session whose cookie ``request`` carries, if any."""
         session_id = request.cookies.get(SESSION_COOKIE)
         if not session_id:
             return None
-        with self.database.session_scope() as session:
-            return find_session(session, session_id)
+        remembered = self.sessions.key_of(session_id)
+        browser = self.sessions.get(remembered)
+        if browser is None:
+            with self.database.session_scope() as session:
+                browser = find_session(session, session_id)
+            if browser is not None:
+                self.sessions.put(remembered, browser)
+        return browser
+
+    def forget_session(self, session_id: str) -> None:
+        """Stop trusting a session this process ended (logout) at once, not after the bound."""
+        self.sessions.drop(self.sessions.key_of(session_id))
 
 
 def require(scope: Scope) -> Callable[[Request, HTTPAuthorizationCredentials | None], Principal]:

@@ -132,11 +132,7 @@ class Database:
         with ``execute``; database errors are raised as SQLAlchemy's, and a connection found
         dead is dropped and the error marked ``connection_invalidated``.
         """
-        compiled = self._compiled.get(statement) or self._compile(statement)
-        params = {**compiled.defaults, **values}
-        for name, process in compiled.processors:
-            params[name] = process(params[name])
-        args = params if compiled.positions is None else [params[n] for n in compiled.positions]
+        compiled, args = self._bound(statement, values)
         connection = self._held.pop() if self._held else self._hold()
         cursor = None
         try:
@@ -175,6 +171,20 @@ class Database:
             )
             for found in rows
         ]
+
+    def bound(self, statement: Prebuilt, values: Mapping[str, Any]) -> tuple[str, Any]:
+        """The SQL of a prebuilt statement and its arguments for ``values``, as the driver takes
+        them (compiled once, values through the columns' types): for another runner of it."""
+        compiled, args = self._bound(statement, values)
+        return compiled.sql, args
+
+    def _bound(self, statement: Prebuilt, values: Mapping[str, Any]) -> tuple[_Compiled, Any]:
+        compiled = self._compiled.get(statement) or self._compile(statement)
+        params = {**compiled.defaults, **values}
+        for name, process in compiled.processors:
+            params[name] = process(params[name])
+        args = params if compiled.positions is None else [params[n] for n in compiled.positions]
+        return compiled, args
 
     def _know_results(
         self, statement: Prebuilt, compiled: _Compiled, description: Any
