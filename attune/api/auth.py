@@ -68,6 +68,12 @@ class Access:
         asking the database (None otherwise: then :meth:`principal` asks)."""
         return None if token is None else self.keys.get(self.keys.key_of(token))
 
+    def remembered_session(self, request: Request) -> BrowserSession | None:
+        """The session whose cookie ``request`` carries if this process verified it within the
+        bound, without asking the database (None otherwise: then :meth:`session` asks)."""
+        session_id = request.cookies.get(SESSION_COOKIE)
+        return self.sessions.get(self.sessions.key_of(session_id)) if session_id else None
+
     def session(self, request: Request) -> BrowserSession | None:
         """The live browser session whose cookie ``request`` carries, if any."""
         session_id = request.cookies.get(SESSION_COOKIE)

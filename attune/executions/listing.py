@@ -141,6 +141,20 @@ def _rows(database: Database, values: dict[str, Any], newest_first: bool) -> lis
     return database.run(statement, values)
 
 
+def _page_values(where: ExecutionFilter, limit: int, before_id: int | None) -> dict[str, Any]:
+    """The values of a page's query: one row more than the page, to know if more follow."""
+    values = {**_values(where), "limit": limit + 1}
+    if before_id is not None:
+        values["before_id"] = before_id
+    return values
+
+
+def _cut(rows: list[Any], limit: int) -> tuple[list[Any], int | None]:
+    """The page's rows and the id to continue from (None when no row follows)."""
+    kept = rows[:limit]
+    return kept, kept[-1].id if len(rows) > limit else None
+
+
 def page(
     database: Database, where: ExecutionFilter, *, limit: int, before_id: int | None = None
 ) -> tuple[list[Any], int | None]:
@@ -149,21 +163,32 @@ def page(
     One prebuilt statement per filter shape, run at the driver's cost (no session, no pool
     checkout, no compilation per call): a page is the API's hot read.
     """
-    values = {**_values(where), "limit": limit + 1}
-    if before_id is not None:
-        values["before_id"] = before_id
-    rows = _rows(database, values, newest_first=True)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    last: int | None = rows[-1].id if more else None
-    return rows, last
+    return _cut(_rows(database, _page_values(where, limit, before_id), newest_first=True), limit)
+
+
+async def page_async(
+    database: Database,
+    reader: AsyncReader | None,
+    where: ExecutionFilter,
+    *,
+    limit: int,
+    before_id: int | None = None,
+) -> tuple[list[Any], int | None]:
+    """:func:`page` from an event loop: on the ``reader``'s connections (PostgreSQL), else
+    (SQLite, no reader) in a worker thread."""
+    if reader is None:
+        return await anyio.to_thread.run_sync(
+            functools.partial(page, database, where, limit=limit, before_id=before_id)
+        )
+    values = _page_values(where, limit, before_id)
+    return _cut(await reader.rows(_statement(frozenset(values) - {"limit"}, True), values), limit)
 
 
 @functools.lru_cache(maxsize=512)
 def _json_statement(names: frozenset[str]) -> Select[Any]:
-    """The page query whose rows are each summary as JSON text, and its id."""
+    """The page query whose rows are each summary as JSON text (``item``), and its id."""
     found = _statement(names, True, _JSON_SUMMARY).subquery("summary")
-    item = cast(func.row_to_json(found.table_valued()), Text)
+    item = cast(func.row_to_json(found.table_valued()), Text).label("item")
     return select(item, found.c.id).order_by(found.c.id.desc())
 
 
@@ -177,22 +202,17 @@ async def page_json(
 ) -> tuple[bytes, int | None]:
     """:func:`page` as a JSON array of the summaries, and the id to continue from (or None).
 
-    With a ``reader`` (PostgreSQL) the database writes the JSON and the rows are never
-    decoded: one prebuilt statement on an asyncio connection. Without (SQLite), the rows of
+    With a ``reader`` (PostgreSQL) the database writes the JSON, which passes through as
+    text: one prebuilt statement on an asyncio connection. Without (SQLite), the rows of
     :func:`page` are read in a worker thread and serialized here, to the same JSON.
     """
     if reader is None:
-        rows, last = await anyio.to_thread.run_sync(
-            functools.partial(page, database, where, limit=limit, before_id=before_id)
-        )
+        rows, last = await page_async(database, None, where, limit=limit, before_id=before_id)
         return to_json([row._asdict() for row in rows]), last
-    values = {**_values(where), "limit": limit + 1}
-    if before_id is not None:
-        values["before_id"] = before_id
+    values = _page_values(where, limit, before_id)
     found = await reader.rows(_json_statement(frozenset(values) - {"limit"}), values)
-    kept = found[:limit]
-    items = "[" + ",".join(item for item, _id in kept) + "]"
-    return items.encode(), kept[-1][1] if len(found) > limit else None
+    kept, last = _cut(found, limit)
+    return ("[" + ",".join(row.item for row in kept) + "]").encode(), last
 
 
 def newer(database: Database, where: ExecutionFilter, *, limit: int, after_id: int) -> list[Any]:

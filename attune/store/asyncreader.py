@@ -18,11 +18,7 @@ from attune.store.db import Database, Prebuilt
 
 
 class AsyncReader:
-    """Runs prebuilt statements of ``database`` (PostgreSQL) on asyncio connections.
-
-    Rows come as the driver returns them, without SQLAlchemy's result types: for statements
-    whose columns need none (text such as JSON, integers).
-    """
+    """Runs prebuilt statements of ``database`` (PostgreSQL) on asyncio connections."""
 
     def __init__(self, database: Database) -> None:
         if database.is_sqlite:
@@ -31,8 +27,9 @@ class AsyncReader:
         # Connections between calls; list.pop/append never interleave with an await.
         self._held: list[psycopg.AsyncConnection[Any]] = []
 
-    async def rows(self, statement: Prebuilt, values: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """The rows ``statement`` returns for ``values``; each call commits on its own.
+    async def rows(self, statement: Prebuilt, values: dict[str, Any]) -> list[Any]:
+        """The rows ``statement`` returns for ``values``, as :meth:`Database.run` returns them
+        (named tuples through the columns' types); each call commits on its own.
 
         A database error is raised as SQLAlchemy's (as :meth:`Database.run` raises it), and
         the connection it came on is closed rather than reused.
@@ -44,6 +41,7 @@ class AsyncReader:
                 connection = await self._connect()
             cursor = await connection.execute(sql, args)
             found = await cursor.fetchall()
+            description = cursor.description
         except psycopg.Error as exc:
             if connection is not None:
                 with suppress(psycopg.Error):
@@ -57,7 +55,7 @@ class AsyncReader:
                 dialect=self.database.engine.dialect,
             ) from exc
         self._held.append(connection)
-        return found
+        return self.database.shaped(statement, description, found)
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         engine = self.database.engine

@@ -139,8 +139,7 @@ class Database:
             cursor = connection.cursor()
             cursor.execute(compiled.sql, args)
             rows = cursor.fetchall() if compiled.columns else []
-            if compiled.columns and compiled.row is None:
-                compiled = self._know_results(statement, compiled, cursor.description)
+            description = cursor.description
             cursor.close()
         except self.engine.dialect.loaded_dbapi.Error as exc:
             dead = self.engine.dialect.is_disconnect(exc, connection, cursor)
@@ -159,8 +158,18 @@ class Database:
                 dialect=self.engine.dialect,
             ) from exc
         self._held.append(connection)
-        if compiled.row is None:
+        return self.shaped(statement, description, rows)
+
+    def shaped(self, statement: Prebuilt, description: Any, rows: list[Any]) -> list[Any]:
+        """The driver's ``rows`` of a prebuilt statement as :meth:`run` returns them: named
+        tuples, each value through its column's SQLAlchemy type (``description``: the
+        cursor's); for another runner of it."""
+        compiled = self._compiled.get(statement) or self._compile(statement)
+        if not compiled.columns:
             return []
+        if compiled.row is None:
+            compiled = self._know_results(statement, compiled, description)
+        assert compiled.row is not None
         results = compiled.results
         return [
             compiled.row(

@@ -131,11 +131,14 @@ def served(url: str, token: str) -> Iterator[httpx.Client]:
 
 
 class LeanClient:
-    """A keep-alive HTTP/1.1 client of the standard library, presenting ``client``'s headers."""
+    """A keep-alive HTTP/1.1 client of the standard library, presenting ``client``'s headers
+    and cookies."""
 
     def __init__(self, client: httpx.Client) -> None:
         self.connection = http.client.HTTPConnection(client.base_url.host, client.base_url.port)
         self.headers = dict(client.headers)
+        if client.cookies:
+            self.headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
 
     def get(self, path: str, params: dict[str, object]) -> bytes:
         """The body of ``GET path?params``; raises unless the status is 200."""
