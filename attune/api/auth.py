@@ -10,10 +10,11 @@ token in ``X-CSRF-Token``, as the web UI's forms carry it in a field.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
+import anyio
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
@@ -93,15 +94,21 @@ class Access:
         self.sessions.drop(self.sessions.key_of(session_id))
 
 
-def require(scope: Scope) -> Callable[[Request, HTTPAuthorizationCredentials | None], Principal]:
+def require(
+    scope: Scope,
+) -> Callable[[Request, HTTPAuthorizationCredentials | None], Awaitable[Principal]]:
     """A route dependency: the request's principal, which must hold ``scope`` (401, 403)."""
 
-    def dependency(
+    async def dependency(  # async: a credential verified lately costs no thread
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
     ) -> Principal:
         access: Access = request.app.state.access
-        browser = None if credentials is not None else access.session(request)
+        browser = None
+        if credentials is None:
+            browser = access.remembered_session(request) or await anyio.to_thread.run_sync(
+                access.session, request
+            )
         if browser is not None:
             if request.method not in SAFE_METHODS and not browser.csrf_ok(
                 request.headers.get(CSRF_HEADER)
@@ -109,7 +116,10 @@ def require(scope: Scope) -> Callable[[Request, HTTPAuthorizationCredentials | N
                 raise HTTPException(403, f"a session request needs its {CSRF_HEADER} header")
             principal: Principal | None = browser.principal
         else:
-            principal = access.principal(None if credentials is None else credentials.credentials)
+            token = None if credentials is None else credentials.credentials
+            principal = access.remembered(token) or await anyio.to_thread.run_sync(
+                access.principal, token
+            )
         if principal is None:
             raise HTTPException(401, "a valid API key is required: Authorization: Bearer atk_…")
         if not principal.scope.allows(scope):

@@ -27,7 +27,6 @@ from sqlalchemy import (
     literal_column,
     select,
 )
-from sqlalchemy.orm import Session
 
 from attune.store.asyncreader import AsyncReader
 from attune.store.db import Database
@@ -221,6 +220,11 @@ def newer(database: Database, where: ExecutionFilter, *, limit: int, after_id: i
     return _rows(database, values, newest_first=False)[::-1]
 
 
-def requester(session: Session, execution_id: int) -> str | None:
+_REQUESTER = select(_E.requested_by).where(_E.id == bindparam("execution_id"))
+
+
+def requester(database: Database, execution_id: int) -> str | None:
     """Who requested the execution (an API key's name), None for the CLI and Python callers."""
-    return session.scalar(select(_E.requested_by).where(_E.id == execution_id))
+    for row in database.run(_REQUESTER, {"execution_id": execution_id}):
+        return row.requested_by  # type: ignore[no-any-return]
+    return None

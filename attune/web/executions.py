@@ -115,8 +115,7 @@ def execution_page(
     chain = chains.attempts(database, execution_id) if record.max_attempts > 1 else []
     place = None if record.parent_id is None else task_of(database, execution_id)
     tasks = tasks_of(database, execution_id) if is_workflow(database, record.action_ref) else None
-    with database.session_scope() as session:
-        requested_by = listing.requester(session, execution_id)
+    requested_by = listing.requester(database, execution_id)
     result = None if record.result is None else json.dumps(record.result, indent=2, default=str)
     return render(
         request,

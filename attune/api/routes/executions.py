@@ -69,8 +69,7 @@ _LINKS = {
 
 def _out(database: Database, execution_id: int) -> ExecutionOut:
     record = records.get(database, execution_id)
-    with database.session_scope() as session:
-        return ExecutionOut.of(record, listing.requester(session, execution_id))
+    return ExecutionOut.of(record, listing.requester(database, execution_id))
 
 
 def _launch(principal: Principal, request: RunRequest) -> int:
