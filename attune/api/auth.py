@@ -51,13 +51,7 @@ class Access:
     def principal(self, token: str | None) -> Principal | None:
         """The principal of a request carrying ``token`` (or none); None when unauthenticated."""
         if token is not None:
-            remembered = self.keys.key_of(token)
-            principal = self.keys.get(remembered)
-            if principal is None:
-                principal = authenticate(self.database, token)
-                if principal is not None:
-                    self.keys.put(remembered, principal)
-            return principal
+            return self.keys.verified(token, lambda: authenticate(self.database, token))
         if self.open_without_keys:
             with self.database.session_scope() as session:
                 if not any_usable_key(session):
@@ -67,31 +61,28 @@ class Access:
     def remembered(self, token: str | None) -> Principal | None:
         """The principal of ``token`` if this process verified it within the bound, without
         asking the database (None otherwise: then :meth:`principal` asks)."""
-        return None if token is None else self.keys.get(self.keys.key_of(token))
+        return None if token is None else self.keys.remembered(token)
 
     def remembered_session(self, request: Request) -> BrowserSession | None:
         """The session whose cookie ``request`` carries if this process verified it within the
         bound, without asking the database (None otherwise: then :meth:`session` asks)."""
         session_id = request.cookies.get(SESSION_COOKIE)
-        return self.sessions.get(self.sessions.key_of(session_id)) if session_id else None
+        return self.sessions.remembered(session_id) if session_id else None
 
     def session(self, request: Request) -> BrowserSession | None:
         """The live browser session whose cookie ``request`` carries, if any."""
         session_id = request.cookies.get(SESSION_COOKIE)
         if not session_id:
             return None
-        remembered = self.sessions.key_of(session_id)
-        browser = self.sessions.get(remembered)
-        if browser is None:
-            with self.database.session_scope() as session:
-                browser = find_session(session, session_id)
-            if browser is not None:
-                self.sessions.put(remembered, browser)
-        return browser
+        return self.sessions.verified(session_id, lambda: self._find_session(session_id))
+
+    def _find_session(self, session_id: str) -> BrowserSession | None:
+        with self.database.session_scope() as session:
+            return find_session(session, session_id)
 
     def forget_session(self, session_id: str) -> None:
         """Stop trusting a session this process ended (logout) at once, not after the bound."""
-        self.sessions.drop(self.sessions.key_of(session_id))
+        self.sessions.forget(session_id)
 
 
 def require(

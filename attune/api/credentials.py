@@ -33,13 +33,9 @@ class CredentialCache(Generic[_V]):
         self.clock = clock
         self._verified: dict[str, tuple[float, _V]] = {}
 
-    @staticmethod
-    def key_of(secret: str) -> str:
-        """What a secret is remembered by: never the secret itself."""
-        return hashlib.sha256(secret.encode()).hexdigest()
-
-    def get(self, key: str) -> _V | None:
-        """What ``key`` was verified as, if that was less than the bound ago."""
+    def remembered(self, secret: str) -> _V | None:
+        """What ``secret`` was verified as, if that was less than the bound ago."""
+        key = _key_of(secret)
         found = self._verified.get(key)
         if found is None:
             return None
@@ -49,12 +45,23 @@ class CredentialCache(Generic[_V]):
             return None
         return value
 
-    def put(self, key: str, value: _V) -> None:
-        """Remember that ``key`` verified as ``value`` just now."""
-        if len(self._verified) >= MAX_REMEMBERED:
-            self._verified.clear()
-        self._verified[key] = (self.clock() + CREDENTIAL_CACHE_S, value)
+    def verified(self, secret: str, verify: Callable[[], _V | None]) -> _V | None:
+        """What ``secret`` is: as remembered, else as ``verify`` finds it (then remembered
+        if it is usable)."""
+        value = self.remembered(secret)
+        if value is None:
+            value = verify()
+            if value is not None:
+                if len(self._verified) >= MAX_REMEMBERED:
+                    self._verified.clear()
+                self._verified[_key_of(secret)] = (self.clock() + CREDENTIAL_CACHE_S, value)
+        return value
 
-    def drop(self, key: str) -> None:
-        """Forget ``key`` at once (its session ended in this process)."""
-        self._verified.pop(key, None)
+    def forget(self, secret: str) -> None:
+        """Forget ``secret`` at once (its session ended in this process)."""
+        self._verified.pop(_key_of(secret), None)
+
+
+def _key_of(secret: str) -> str:
+    """What a secret is remembered by: never the secret itself."""
+    return hashlib.sha256(secret.encode()).hexdigest()
