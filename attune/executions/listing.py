@@ -209,9 +209,11 @@ async def page_json(
         rows, last = await page_async(database, None, where, limit=limit, before_id=before_id)
         return to_json([row._asdict() for row in rows]), last
     values = _page_values(where, limit, before_id)
-    found = await reader.rows(_json_statement(frozenset(values) - {"limit"}), values)
-    kept, last = _cut(found, limit)
-    return ("[" + ",".join(row.item for row in kept) + "]").encode(), last
+    statement = _json_statement(frozenset(values) - {"limit"})
+    found = await reader.rows(statement, values, typed=False)  # text and ids: no decoding
+    kept = found[:limit]
+    items = "[" + ",".join(item for item, _id in kept) + "]"
+    return items.encode(), kept[-1][1] if len(found) > limit else None
 
 
 def newer(database: Database, where: ExecutionFilter, *, limit: int, after_id: int) -> list[Any]:

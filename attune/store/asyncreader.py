@@ -27,9 +27,13 @@ class AsyncReader:
         # Connections between calls; list.pop/append never interleave with an await.
         self._held: list[psycopg.AsyncConnection[Any]] = []
 
-    async def rows(self, statement: Prebuilt, values: dict[str, Any]) -> list[Any]:
+    async def rows(
+        self, statement: Prebuilt, values: dict[str, Any], *, typed: bool = True
+    ) -> list[Any]:
         """The rows ``statement`` returns for ``values``, as :meth:`Database.run` returns them
-        (named tuples through the columns' types); each call commits on its own.
+        (named tuples through the columns' types); each call commits on its own. Not
+        ``typed``: the driver's tuples as they are, for columns that need no type (text such
+        as JSON, integers), at no cost per row.
 
         A database error is raised as SQLAlchemy's (as :meth:`Database.run` raises it), and
         the connection it came on is closed rather than reused.
@@ -55,7 +59,7 @@ class AsyncReader:
                 dialect=self.database.engine.dialect,
             ) from exc
         self._held.append(connection)
-        return self.database.shaped(statement, description, found)
+        return self.database.shaped(statement, description, found) if typed else found
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         engine = self.database.engine
