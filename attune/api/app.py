@@ -13,8 +13,10 @@ from attune.api.auth import Access
 from attune.api.eventfeed import EventFeed
 from attune.api.events import hub
 from attune.api.guard import Guard
+from attune.api.lane import ListingLane
 from attune.api.routes import PREFIX, catalog, executions, health, streams, webhooks, workers
 from attune.settings import Settings
+from attune.store.asyncreader import AsyncReader
 from attune.web import site
 from attune.worker.app import embedded_worker, resources
 
@@ -41,6 +43,8 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
         yield
         metrics.stop(served)
         feed.stop()
+        if reader is not None:
+            await reader.close()
 
     app = FastAPI(
         title="attune",
@@ -53,9 +57,12 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
     )
     app.state.settings = settings
     app.state.database = resources.database
+    reader = None if resources.database.is_sqlite else AsyncReader(resources.database)
+    app.state.reader = reader
     app.state.access = Access(resources.database, settings.is_embedded and loopback)
     app.state.loopback = loopback
     problems.install(app)
+    app.add_middleware(ListingLane)  # inside the guard: its checks come first
     app.add_middleware(Guard, loopback=loopback)
     # streams before executions: /executions/{id}/output/stream is not an /output/{name}
     for module in (health, catalog, streams, executions, workers, webhooks):

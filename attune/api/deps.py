@@ -9,12 +9,18 @@ from fastapi import Depends, Request
 from attune.access.keys import Principal, Scope
 from attune.api.auth import require
 from attune.settings import Settings
+from attune.store.asyncreader import AsyncReader
 from attune.store.db import Database
 
 
 async def _database(request: Request) -> Database:  # async: no thread hop
     database: Database = request.app.state.database
     return database
+
+
+async def _async_reader(request: Request) -> AsyncReader | None:
+    reader: AsyncReader | None = request.app.state.reader
+    return reader
 
 
 async def _settings(request: Request) -> Settings:
@@ -24,6 +30,8 @@ async def _settings(request: Request) -> Settings:
 
 DatabaseDep = Annotated[Database, Depends(_database)]
 """The app's database."""
+AsyncReaderDep = Annotated[AsyncReader | None, Depends(_async_reader)]
+"""The app's asyncio reader of PostgreSQL (None on SQLite)."""
 SettingsDep = Annotated[Settings, Depends(_settings)]
 """The app's settings."""
 Reader = Annotated[Principal, Depends(require(Scope.READ))]

@@ -14,14 +14,26 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, select
-from sqlalchemy.orm import Session
+import anyio
+from pydantic_core import to_json
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Text,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal_column,
+    select,
+)
 
+from attune.store.asyncreader import AsyncReader
 from attune.store.db import Database
 from attune.store.models import EXECUTION_TABLE, ExecutionStatus
 
 _E = EXECUTION_TABLE.c
-_SUMMARY = select(
+_COLUMNS = (
     _E.id,
     _E.action_ref,
     _E.status,
@@ -35,6 +47,23 @@ _SUMMARY = select(
     _E.duration_ms,
     _E.attempt,
     _E.max_attempts,
+)
+_SUMMARY = select(*_COLUMNS)
+_MOMENTS = frozenset({"requested_at", "started_at", "finished_at"})
+# ISO 8601 in UTC as pydantic writes a datetime: 'Z', microseconds unless there are none.
+_WHOLE: ColumnElement[str] = literal_column("""'YYYY-MM-DD"T"HH24:MI:SS"Z"'""")
+_FRACTION: ColumnElement[str] = literal_column("""'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'""")
+
+
+def _iso(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    utc = func.timezone(literal_column("'UTC'"), column)
+    whole = func.date_trunc(literal_column("'second'"), column) == column
+    return case((whole, func.to_char(utc, _WHOLE)), else_=func.to_char(utc, _FRACTION))
+
+
+# The summary as PostgreSQL writes it into JSON: the same names, values and formats.
+_JSON_SUMMARY = select(
+    *(_iso(column).label(column.name) if column.name in _MOMENTS else column for column in _COLUMNS)
 )
 
 
@@ -79,11 +108,13 @@ def _values(where: ExecutionFilter) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=512)
-def _statement(names: frozenset[str], newest_first: bool) -> Select[Any]:
+def _statement(
+    names: frozenset[str], newest_first: bool, summary: Select[Any] = _SUMMARY
+) -> Select[Any]:
     """The page query for a set of filter values (and ``before_id``/``after_id``), built once
     per shape so :meth:`~attune.store.db.Database.run` compiles it once."""
     order = _E.id.desc() if newest_first else _E.id.asc()
-    query = _SUMMARY.order_by(order).limit(bindparam("limit"))
+    query = summary.order_by(order).limit(bindparam("limit"))
     statuses = sorted(name for name in names if name.startswith("status_"))
     if statuses:
         query = query.where(_E.status.in_([bindparam(name) for name in statuses]))
@@ -109,6 +140,20 @@ def _rows(database: Database, values: dict[str, Any], newest_first: bool) -> lis
     return database.run(statement, values)
 
 
+def _page_values(where: ExecutionFilter, limit: int, before_id: int | None) -> dict[str, Any]:
+    """The values of a page's query: one row more than the page, to know if more follow."""
+    values = {**_values(where), "limit": limit + 1}
+    if before_id is not None:
+        values["before_id"] = before_id
+    return values
+
+
+def _cut(rows: list[Any], limit: int) -> tuple[list[Any], int | None]:
+    """The page's rows and the id to continue from (None when no row follows)."""
+    kept = rows[:limit]
+    return kept, kept[-1].id if len(rows) > limit else None
+
+
 def page(
     database: Database, where: ExecutionFilter, *, limit: int, before_id: int | None = None
 ) -> tuple[list[Any], int | None]:
@@ -117,14 +162,58 @@ def page(
     One prebuilt statement per filter shape, run at the driver's cost (no session, no pool
     checkout, no compilation per call): a page is the API's hot read.
     """
-    values = {**_values(where), "limit": limit + 1}
-    if before_id is not None:
-        values["before_id"] = before_id
-    rows = _rows(database, values, newest_first=True)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    last: int | None = rows[-1].id if more else None
-    return rows, last
+    return _cut(_rows(database, _page_values(where, limit, before_id), newest_first=True), limit)
+
+
+async def page_async(
+    database: Database,
+    reader: AsyncReader | None,
+    where: ExecutionFilter,
+    *,
+    limit: int,
+    before_id: int | None = None,
+) -> tuple[list[Any], int | None]:
+    """:func:`page` from an event loop: on the ``reader``'s connections (PostgreSQL), else
+    (SQLite, no reader) in a worker thread."""
+    if reader is None:
+        return await anyio.to_thread.run_sync(
+            functools.partial(page, database, where, limit=limit, before_id=before_id)
+        )
+    values = _page_values(where, limit, before_id)
+    return _cut(await reader.rows(_statement(frozenset(values) - {"limit"}, True), values), limit)
+
+
+@functools.lru_cache(maxsize=512)
+def _json_statement(names: frozenset[str]) -> Select[Any]:
+    """The page query whose rows are each summary as JSON text (``item``), and its id."""
+    found = _statement(names, True, _JSON_SUMMARY).subquery("summary")
+    item = cast(func.row_to_json(found.table_valued()), Text).label("item")
+    return select(item, found.c.id).order_by(found.c.id.desc())
+
+
+async def page_json(
+    database: Database,
+    reader: AsyncReader | None,
+    where: ExecutionFilter,
+    *,
+    limit: int,
+    before_id: int | None = None,
+) -> tuple[bytes, int | None]:
+    """:func:`page` as a JSON array of the summaries, and the id to continue from (or None).
+
+    With a ``reader`` (PostgreSQL) the database writes the JSON, which passes through as
+    text: one prebuilt statement on an asyncio connection. Without (SQLite), the rows of
+    :func:`page` are read in a worker thread and serialized here, to the same JSON.
+    """
+    if reader is None:
+        rows, last = await page_async(database, None, where, limit=limit, before_id=before_id)
+        return to_json([row._asdict() for row in rows]), last
+    values = _page_values(where, limit, before_id)
+    statement = _json_statement(frozenset(values) - {"limit"})
+    found = await reader.rows(statement, values, typed=False)  # text and ids: no decoding
+    kept = found[:limit]
+    items = "[" + ",".join(item for item, _id in kept) + "]"
+    return items.encode(), kept[-1][1] if len(found) > limit else None
 
 
 def newer(database: Database, where: ExecutionFilter, *, limit: int, after_id: int) -> list[Any]:
@@ -133,6 +222,11 @@ def newer(database: Database, where: ExecutionFilter, *, limit: int, after_id: i
     return _rows(database, values, newest_first=False)[::-1]
 
 
-def requester(session: Session, execution_id: int) -> str | None:
+_REQUESTER = select(_E.requested_by).where(_E.id == bindparam("execution_id"))
+
+
+def requester(database: Database, execution_id: int) -> str | None:
     """Who requested the execution (an API key's name), None for the CLI and Python callers."""
-    return session.scalar(select(_E.requested_by).where(_E.id == execution_id))
+    for row in database.run(_REQUESTER, {"execution_id": execution_id}):
+        return row.requested_by  # type: ignore[no-any-return]
+    return None

@@ -132,19 +132,14 @@ class Database:
         with ``execute``; database errors are raised as SQLAlchemy's, and a connection found
         dead is dropped and the error marked ``connection_invalidated``.
         """
-        compiled = self._compiled.get(statement) or self._compile(statement)
-        params = {**compiled.defaults, **values}
-        for name, process in compiled.processors:
-            params[name] = process(params[name])
-        args = params if compiled.positions is None else [params[n] for n in compiled.positions]
+        compiled, args = self._bound(statement, values)
         connection = self._held.pop() if self._held else self._hold()
         cursor = None
         try:
             cursor = connection.cursor()
             cursor.execute(compiled.sql, args)
             rows = cursor.fetchall() if compiled.columns else []
-            if compiled.columns and compiled.row is None:
-                compiled = self._know_results(statement, compiled, cursor.description)
+            description = cursor.description
             cursor.close()
         except self.engine.dialect.loaded_dbapi.Error as exc:
             dead = self.engine.dialect.is_disconnect(exc, connection, cursor)
@@ -163,8 +158,18 @@ class Database:
                 dialect=self.engine.dialect,
             ) from exc
         self._held.append(connection)
-        if compiled.row is None:
+        return self.shaped(statement, description, rows)
+
+    def shaped(self, statement: Prebuilt, description: Any, rows: list[Any]) -> list[Any]:
+        """The driver's ``rows`` of a prebuilt statement as :meth:`run` returns them: named
+        tuples, each value through its column's SQLAlchemy type (``description``: the
+        cursor's); for another runner of it."""
+        compiled = self._compiled.get(statement) or self._compile(statement)
+        if not compiled.columns:
             return []
+        if compiled.row is None:
+            compiled = self._know_results(statement, compiled, description)
+        assert compiled.row is not None
         results = compiled.results
         return [
             compiled.row(
@@ -175,6 +180,20 @@ class Database:
             )
             for found in rows
         ]
+
+    def bound(self, statement: Prebuilt, values: Mapping[str, Any]) -> tuple[str, Any]:
+        """The SQL of a prebuilt statement and its arguments for ``values``, as the driver takes
+        them (compiled once, values through the columns' types): for another runner of it."""
+        compiled, args = self._bound(statement, values)
+        return compiled.sql, args
+
+    def _bound(self, statement: Prebuilt, values: Mapping[str, Any]) -> tuple[_Compiled, Any]:
+        compiled = self._compiled.get(statement) or self._compile(statement)
+        params = {**compiled.defaults, **values}
+        for name, process in compiled.processors:
+            params[name] = process(params[name])
+        args = params if compiled.positions is None else [params[n] for n in compiled.positions]
+        return compiled, args
 
     def _know_results(
         self, statement: Prebuilt, compiled: _Compiled, description: Any

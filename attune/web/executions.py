@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
+import anyio
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
-from attune.api.deps import DatabaseDep, SettingsDep
+from attune.api.deps import AsyncReaderDep, DatabaseDep, SettingsDep
 from attune.errors import ParameterError
 from attune.executions import chains, listing, records
 from attune.executions.rerun import rerun_request
@@ -54,10 +56,11 @@ def home() -> RedirectResponse:
 
 
 @router.get("/executions")
-def executions_page(
+async def executions_page(  # async: the home page's read and render need no thread
     request: Request,
     viewer: ViewerDep,
     database: DatabaseDep,
+    reader: AsyncReaderDep,
     status: Annotated[list[ExecutionStatus] | None, Query()] = None,
     action: str = "",
     worker: str = "",
@@ -75,14 +78,18 @@ def executions_page(
         requested_before=_moment(before, "before"),
     )
     if newer is not None:
-        rows = listing.newer(database, where, limit=PAGE_SIZE, after_id=newer)
+        rows = await anyio.to_thread.run_sync(
+            functools.partial(listing.newer, database, where, limit=PAGE_SIZE, after_id=newer)
+        )
         if len(rows) < PAGE_SIZE:  # the newest page: show it as the first page
-            rows, following = listing.page(database, where, limit=PAGE_SIZE)
+            rows, following = await listing.page_async(database, reader, where, limit=PAGE_SIZE)
             newer = None
         else:
             following = rows[-1].id
     else:
-        rows, following = listing.page(database, where, limit=PAGE_SIZE, before_id=older)
+        rows, following = await listing.page_async(
+            database, reader, where, limit=PAGE_SIZE, before_id=older
+        )
     first = older is None and newer is None
     kept = [pair for pair in request.query_params.multi_items() if pair[0] not in _CURSORS]
     return render(
@@ -108,8 +115,7 @@ def execution_page(
     chain = chains.attempts(database, execution_id) if record.max_attempts > 1 else []
     place = None if record.parent_id is None else task_of(database, execution_id)
     tasks = tasks_of(database, execution_id) if is_workflow(database, record.action_ref) else None
-    with database.session_scope() as session:
-        requested_by = listing.requester(session, execution_id)
+    requested_by = listing.requester(database, execution_id)
     result = None if record.result is None else json.dumps(record.result, indent=2, default=str)
     return render(
         request,

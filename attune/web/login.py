@@ -7,7 +7,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from attune.access.keys import Scope
 from attune.access.sessions import ABSOLUTE_S, close_session, open_session
-from attune.api.auth import SESSION_COOKIE
+from attune.api.auth import SESSION_COOKIE, Access
 from attune.api.deps import DatabaseDep
 from attune.web.pages import render
 from attune.web.viewer import FormDep, ViewerDep, authorize
@@ -60,6 +60,8 @@ def logout(request: Request, viewer: ViewerDep, form: FormDep, database: Databas
     if session_id:
         with database.session_scope() as session:
             close_session(session, session_id)
+        access: Access = request.app.state.access
+        access.forget_session(session_id)
     answer = RedirectResponse("/login", 303)
     answer.delete_cookie(SESSION_COOKIE, path="/")
     return answer

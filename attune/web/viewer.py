@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlencode
 
+import anyio
 from fastapi import Depends, Request
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -34,12 +35,14 @@ class Viewer:
         return self.session.principal.scope.allows(Scope(scope))
 
 
-def _viewer(request: Request) -> Viewer:
+async def _viewer(request: Request) -> Viewer:  # async: a session verified lately costs no thread
     access: Access = request.app.state.access
-    browser = access.session(request)
+    browser = access.remembered_session(request)
+    if browser is None:
+        browser = await anyio.to_thread.run_sync(access.session, request)
     if browser is not None:
         return Viewer(browser, anonymous=False)
-    principal = access.principal(None)
+    principal = await anyio.to_thread.run_sync(access.principal, None)
     if principal is not None:
         return Viewer(BrowserSession(principal, request.app.state.anonymous_csrf), anonymous=True)
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")

@@ -14,6 +14,8 @@ from fastapi.testclient import TestClient
 
 from attune.access.keys import Scope, create_key
 from attune.api import create_app
+from attune.api.auth import Access
+from attune.api.credentials import CREDENTIAL_CACHE_S
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.worker.app import resources
@@ -34,6 +36,15 @@ def pg_app(pg_database: Database, postgres_url: str, redis_url: str) -> Iterator
             yield client
     finally:
         resources.configure(Settings.from_env())
+
+
+def past_credential_bound(client: TestClient) -> None:
+    """Move the app's clock of verified keys and sessions past their bound, as the second
+    after a revocation would (no sleep)."""
+    access: Access = client.app.state.access  # type: ignore[attr-defined]
+    for cache in (access.keys, access.sessions):
+        now = cache.clock()
+        cache.clock = lambda now=now: now + CREDENTIAL_CACHE_S
 
 
 def new_key(database: Database, name: str, scope: Scope) -> dict[str, str]:

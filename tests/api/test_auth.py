@@ -13,7 +13,7 @@ from attune.access.keys import Scope, create_key, list_keys, revoke_key
 from attune.errors import ApiKeyError
 from attune.store.db import Database
 from attune.store.models import ApiKey, Execution
-from tests.api.conftest import new_key
+from tests.api.conftest import new_key, past_credential_bound
 
 pytestmark = pytest.mark.postgres
 
@@ -56,6 +56,9 @@ def test_a_wrong_revoked_or_expired_key_is_refused(
     assert pg_app.get("/api/v1/workers", headers=forged).status_code == 401
     with pg_database.session_scope() as session:
         revoke_key(session, "ops")
+    # verified a moment ago: trusted for at most the bound, then asked again and refused
+    assert pg_app.get("/api/v1/workers", headers=good).status_code == 200
+    past_credential_bound(pg_app)
     assert pg_app.get("/api/v1/workers", headers=good).status_code == 401
     with pg_database.session_scope() as session:
         token = create_key(session, "brief", Scope.READ, expires_days=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -10,9 +11,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from attune.api.credentials import CREDENTIAL_CACHE_S
 from attune.store.models import Execution
 from tests.api.conftest import Server, api_keys, serve
-from tests.cluster import Cluster, cluster
+from tests.cluster import Cluster, attune_cli, cluster
 from tests.conftest import clear
 from tests.processes import wait_until
 
@@ -193,3 +195,20 @@ def test_an_idempotency_key_starts_one_execution(api: Api) -> None:
             select(Execution.id).where(Execution.parameters["message"].as_string() == "once only")
         ).all()
     assert runs == [first.json()["id"]]
+
+
+def test_a_revoked_key_is_refused_within_the_credential_bound(api: Api) -> None:
+    # Given a key the server has just verified (on the list's fast lane and on a route)
+    env = api.deployment.fleet.environment()
+    token = api_keys(env, shortlived="read")["shortlived"]
+    with api.server.client({"Authorization": f"Bearer {token}"}) as client:
+        for path in ("/api/v1/executions", "/api/v1/workers"):
+            assert client.get(path).status_code == 200
+        # When it is revoked (by the CLI, another process)
+        revoked = attune_cli(env, "apikey", "revoke", "shortlived")
+        assert revoked.returncode == 0, revoked.stderr
+        since = time.monotonic()
+        # Then both refuse it within the bound (plus a request's time)
+        for path in ("/api/v1/executions", "/api/v1/workers"):
+            wait_until(lambda p=path: client.get(p).status_code == 401, 5, f"{path} to refuse")
+        assert time.monotonic() - since <= CREDENTIAL_CACHE_S + 0.5

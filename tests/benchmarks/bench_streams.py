@@ -5,6 +5,11 @@ live output to Redis streams (``ATTUNE_LIVE_OUTPUT=auto``), ``bench-quiet`` does
 (``off``). Calls alternate between them (``worker=`` routes each to its worker's own queue).
 ``core.echo`` prints one line (one stream write, plus the end marker); ``core.noop`` prints
 nothing, so live output costs it no write at all. Goal: median ratio on ÷ off <= 1.03.
+
+Then the HTTP round trip (issue 16): a real ``attune serve`` on the same deployment, and
+``POST /api/v1/executions`` of ``core.echo`` (to ``bench-live``) followed by its output
+stream until ``end`` (a keep-alive httpx client with an ``operate`` key), alternating with
+``execute().wait()`` of the same action on the same worker. Goal: ratio <= 1.3.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run as a script: make `tests.benchmarks` importable
@@ -50,6 +57,7 @@ def main() -> None:
             worker_env = {**env, "ATTUNE_WORKER_NAME": worker, "ATTUNE_LIVE_OUTPUT": live}
             workers.append(_celery("attune", f"{worker}@localhost", worker_env))
         _measure()
+        _measure_http(env)
     finally:
         for process in workers:
             process.terminate()
@@ -92,6 +100,69 @@ def _measure() -> None:
             f"{action} round trip (median of {ROUND_TRIPS}): live output on {on:.2f} ms, "
             f"off {off:.2f} ms, ratio {on / off:.3f} (goal <= 1.03)"
         )
+
+
+def _measure_http(env: dict[str, str]) -> None:
+    import attune
+    from attune.access.keys import Scope, create_key
+    from attune.worker.app import resources
+
+    with resources.database.session_scope() as session:
+        token = create_key(session, "bench-http", Scope.OPERATE)
+    port = 19765 + os.getpid() % 1000
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("attune")), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"action": "core.echo", "parameters": {"message": "hi"}, "worker": "bench-live"}
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers) as client:
+
+            def answers() -> bool:
+                try:
+                    return client.get("/api/v1/health").status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            _until(answers, 60, "attune serve answering")
+
+            def over_http() -> None:
+                started = client.post("/api/v1/executions", json=body)
+                assert started.status_code == 201, started.text
+                path = f"/api/v1/executions/{started.json()['id']}/output/stream"
+                with client.stream("GET", path) as stream:
+                    for line in stream.iter_lines():
+                        if line == "event: end":
+                            return
+                raise AssertionError(f"{path} closed before its end event")
+
+            def in_python() -> None:
+                assert (
+                    attune.execute("core.echo", {"message": "hi"}, worker="bench-live")
+                    .wait(10)
+                    .succeeded
+                )
+
+            for _ in range(20):
+                over_http()
+                in_python()
+            times: tuple[list[float], list[float]] = ([], [])
+            for turn in range(ROUND_TRIPS):  # alternate which goes first
+                pair = [(over_http, times[0]), (in_python, times[1])][:: 1 if turn % 2 else -1]
+                for call, kept in pair:
+                    kept.append(_timed(call))
+            http, python = (statistics.median(kept) * 1e3 for kept in times)
+            print(
+                f"POST /executions + its output stream to end (median of {ROUND_TRIPS}): "
+                f"{http:.2f} ms, execute().wait() {python:.2f} ms, ratio {http / python:.3f}"
+                " (goal <= 1.3)"
+            )
+    finally:
+        server.terminate()
+        server.wait(30)
 
 
 if __name__ == "__main__":

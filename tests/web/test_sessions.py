@@ -16,6 +16,7 @@ from attune.store.db import Database
 from attune.store.models import ApiKey, Execution, WebSession
 from attune.store.sqltypes import db_ago
 from attune.worker.app import resources
+from tests.api.conftest import past_credential_bound
 from tests.web.conftest import csrf_of, sign_in
 
 pytestmark = pytest.mark.postgres
@@ -116,17 +117,20 @@ def test_revoking_the_key_or_idling_ends_the_session_and_logout_deletes_it(
     sign_in(web, token)
     with pg_database.session_scope() as session:
         revoke_key(session, "ops")
+    past_credential_bound(web)  # the session verified at sign-in is trusted no longer
     assert web.get("/executions", follow_redirects=False).status_code == 303
     assert web.get("/api/v1/workers").status_code == 401
 
     sign_in(web, _token(pg_database, "ops2", Scope.OPERATE))
     with pg_database.session_scope() as session:
         session.execute(update(WebSession).values(last_seen_at=db_ago(IDLE_S + 60)))
+    past_credential_bound(web)
     assert web.get("/executions", follow_redirects=False).status_code == 303
 
     sign_in(web, _token(pg_database, "ops3", Scope.OPERATE))
     with pg_database.session_scope() as session:  # every session past its absolute end
         session.execute(update(WebSession).values(expires_at=db_ago(1)))
+    past_credential_bound(web)
     assert web.get("/executions", follow_redirects=False).status_code == 303
 
     csrf = sign_in(web, _token(pg_database, "ops4", Scope.OPERATE))

@@ -144,7 +144,7 @@ async def _auth_refusal(
     if not hook.signed:
         credentials = await BEARER(request)
         try:
-            await run_in_threadpool(require(Scope.OPERATE), request, credentials)
+            await require(Scope.OPERATE)(request, credentials)
         except HTTPException as error:
             return error.status_code, str(error.detail)
         return None

@@ -1,0 +1,73 @@
+"""AsyncReader: prebuilt reads on PostgreSQL from an event loop, without a thread hop.
+
+:meth:`Database.run <attune.store.db.Database.run>` blocks, so an async route hands it to a
+worker thread, which costs more than a short indexed read itself. The reader runs the same
+prebuilt statements (compiled once by the database) over psycopg's asyncio connections,
+held between calls as ``run`` holds its own. PostgreSQL only: SQLite has no asyncio driver.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from typing import Any
+
+import psycopg
+from sqlalchemy.exc import DBAPIError
+
+from attune.store.db import Database, Prebuilt
+
+
+class AsyncReader:
+    """Runs prebuilt statements of ``database`` (PostgreSQL) on asyncio connections."""
+
+    def __init__(self, database: Database) -> None:
+        if database.is_sqlite:
+            raise ValueError("AsyncReader needs PostgreSQL; SQLite has no asyncio driver")
+        self.database = database
+        # Connections between calls; list.pop/append never interleave with an await.
+        self._held: list[psycopg.AsyncConnection[Any]] = []
+
+    async def rows(
+        self, statement: Prebuilt, values: dict[str, Any], *, typed: bool = True
+    ) -> list[Any]:
+        """The rows ``statement`` returns for ``values``, as :meth:`Database.run` returns them
+        (named tuples through the columns' types); each call commits on its own. Not
+        ``typed``: the driver's tuples as they are, for columns that need no type (text such
+        as JSON, integers), at no cost per row.
+
+        A database error is raised as SQLAlchemy's (as :meth:`Database.run` raises it), and
+        the connection it came on is closed rather than reused.
+        """
+        sql, args = self.database.bound(statement, values)
+        connection = self._held.pop() if self._held else None
+        try:
+            if connection is None:
+                connection = await self._connect()
+            cursor = await connection.execute(sql, args)
+            found = await cursor.fetchall()
+            description = cursor.description
+        except psycopg.Error as exc:
+            if connection is not None:
+                with suppress(psycopg.Error):
+                    await connection.close()
+            raise DBAPIError.instance(
+                sql,
+                args,
+                exc,
+                psycopg.Error,
+                connection_invalidated=connection is None or connection.broken,
+                dialect=self.database.engine.dialect,
+            ) from exc
+        self._held.append(connection)
+        return self.database.shaped(statement, description, found) if typed else found
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        engine = self.database.engine
+        _args, params = engine.dialect.create_connect_args(engine.url)
+        return await psycopg.AsyncConnection.connect(**params, autocommit=True)
+
+    async def close(self) -> None:
+        """Close the held connections (when the app stops)."""
+        while self._held:
+            with suppress(psycopg.Error):
+                await self._held.pop().close()
