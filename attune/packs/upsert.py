@@ -18,7 +18,7 @@ from attune.packs.fingerprint import PackFiles
 from attune.packs.specs import ACTION_COLUMNS, PackSpec
 from attune.rules.upsert import RuleReport, action_problems, upsert_rules
 from attune.rules.webhooks import hook_problems
-from attune.store.models import ACTION_TABLE, Action, Pack, Rule
+from attune.store.models import ACTION_TABLE, PACK_TABLE, RULE_TABLE, Action, Pack
 from attune.store.sqltypes import db_now
 
 
@@ -50,19 +50,20 @@ class PackReport:
 
 
 # What a reload compares with its files, in one statement (an outer join: a pack may have
-# no actions). Built once.
-_RULES_OF_PACK = select(func.count()).where(Rule.pack_id == Pack.id).scalar_subquery()
+# no actions). Built once, on the Core tables: an unchanged reload configures no ORM mapper.
+_P = PACK_TABLE.c
+_A = ACTION_TABLE.c
+_RULES_OF_PACK = select(func.count()).where(RULE_TABLE.c.pack_id == _P.id).scalar_subquery()
 _STORED_SOURCES = (
     select(
-        Pack.source_hash.label("pack_hash"),
+        _P.source_hash.label("pack_hash"),
         _RULES_OF_PACK.label("rules"),
-        Action.source_hash,
-        Action.entry_point,
-        Action.runner_type,
+        _A.source_hash,
+        _A.entry_point,
+        _A.runner_type,
     )
-    .select_from(Pack)
-    .outerjoin(Action, Action.pack_id == Pack.id)
-    .where(Pack.ref == bindparam("ref"))
+    .select_from(PACK_TABLE.outerjoin(ACTION_TABLE, _A.pack_id == _P.id))
+    .where(_P.ref == bindparam("ref"))
 )
 
 

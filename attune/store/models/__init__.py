@@ -30,6 +30,7 @@ from attune.store.models.base import (
 from attune.store.models.core import (
     ACTION_TABLE,
     EXECUTION_TABLE,
+    PACK_TABLE,
     PERIODIC_RUN_TABLE,
     SWEEP_RUN,
     WORKER_TABLE,
@@ -83,6 +84,7 @@ __all__ = [
     "NOT_STARTED",
     "OPEN_TASK_STATES",
     "PACK_REF_REGEX",
+    "PACK_TABLE",
     "PERIODIC_RUN_TABLE",
     "RULE_TABLE",
     "RULE_TIMER_TABLE",
