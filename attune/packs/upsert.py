@@ -9,7 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, literal_column, select, update
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from attune.errors import ActionNotFoundError, PackError
@@ -134,7 +136,7 @@ def upsert_pack(session: Session, spec: PackSpec) -> PackReport:
             session.execute(update(Action).where(Action.id == row.id).values(**changed))
             updated += "updated_at" in changed
     if created:
-        session.connection().execute(insert(ACTION_TABLE), created)
+        _insert_actions(session, created)
     if stored:
         session.execute(delete(Action).where(Action.id.in_([row.id for row in stored.values()])))
     # Rules last: their actions (of this pack or another) must be loaded, else nothing is.
@@ -150,6 +152,23 @@ def upsert_pack(session: Session, spec: PackSpec) -> PackReport:
         unchanged=len(spec.actions) - len(created) - updated,
         removed=len(stored),
         rules=rules,
+    )
+
+
+def _insert_actions(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert the new action rows: on PostgreSQL in one statement from a JSON array of them
+    (a thousand INSERTs, even pipelined, cost a first load more than parsing its files)."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        connection.execute(insert(ACTION_TABLE), rows)
+        return
+    names = list(rows[0])
+    records = func.jsonb_populate_recordset(
+        literal_column("NULL::action"), sql_cast(bindparam("rows"), JSONB)
+    ).table_valued(*names, name="new")
+    connection.execute(
+        insert(ACTION_TABLE).from_select(names, select(*(records.c[name] for name in names))),
+        {"rows": json.dumps(rows)},
     )
 
 
