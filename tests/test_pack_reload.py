@@ -306,11 +306,12 @@ def test_a_changed_rule_or_requirements_file_makes_the_pack_parse_again(
     assert parsed() == []
 
 
-def test_an_unchanged_reload_configures_no_orm_mapper(tmp_path: Path, database: Database) -> None:
-    # Given a pack loaded once
+def test_loading_configures_no_orm_mapper(tmp_path: Path, database: Database) -> None:
+    # Given a pack loaded once, and a new pack beside it
     three_actions(tmp_path)
     load(database, tmp_path)
-    # When it is reloaded unchanged in a fresh interpreter, as `attune packs load` would
+    write_pack(tmp_path, "other", {"a": action("other.a")})
+    # When both are loaded in a fresh interpreter, as `attune packs load` would
     probe = (
         "import sys\n"
         "from pathlib import Path\n"
@@ -318,7 +319,8 @@ def test_an_unchanged_reload_configures_no_orm_mapper(tmp_path: Path, database: 
         "from attune.store.db import Database\n"
         "from attune.store.models import Base\n"
         "result = load_packs(Database.from_url(sys.argv[1]), Path(sys.argv[2]))\n"
-        "print(result.reports[0].pack, any(m.configured for m in Base.registry.mappers))\n"
+        "print(*(report.pack for report in result.reports), *(str(e) for e in result.errors))\n"
+        "print(any(m.configured for m in Base.registry.mappers))\n"
     )
     url = database.engine.url.render_as_string(hide_password=False)
     done = subprocess.run(
@@ -327,8 +329,8 @@ def test_an_unchanged_reload_configures_no_orm_mapper(tmp_path: Path, database: 
         text=True,
         check=True,
     )
-    # Then it is reported unchanged without configuring the ORM (Core statements only)
-    assert done.stdout.split() == ["unchanged", "False"]
+    # Then one is reported unchanged, one created, on the Core tables alone (no ORM configured)
+    assert done.stdout.split() == ["unchanged", "created", "False"]
 
 
 def test_a_first_load_inserts_its_actions_in_one_statement_that_keeps_every_value(
