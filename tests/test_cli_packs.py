@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,34 @@ def test_make_load_packs_on_a_fresh_sqlite_database(tmp_path: Path) -> None:
     assert "core: 0 created, 0 updated, 5 unchanged, 0 removed (pack unchanged)" in second.stdout
     assert "examples: 0 created, 0 updated, 7 unchanged" in one.stdout
     assert "core:" not in one.stdout
+
+
+def test_packs_load_imports_no_celery(tmp_path: Path, database: Database) -> None:
+    # Given a pack to load
+    write_pack(tmp_path, "demo", {"a": action("demo.a")})
+    # When `attune packs load` runs in a fresh interpreter
+    probe = (
+        "import sys\n"
+        "from attune.cli import main\n"
+        "try:\n"
+        "    main(['packs', 'load'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'celery', 'kombu'}))\n"
+    )
+    env = {
+        **os.environ,
+        "ATTUNE_DATABASE_URL": database.engine.url.render_as_string(hide_password=False),
+        "ATTUNE_PACKS_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=True,
+    )
+    # Then the pack loaded, and neither Celery nor kombu was imported
+    assert "demo: 1 created" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "[]"

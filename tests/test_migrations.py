@@ -9,11 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 from alembic import command
-from sqlalchemy import inspect
+from sqlalchemy import inspect, update
+from sqlalchemy.exc import IntegrityError
 
 from attune.store.db import Database
-from attune.store.models import Base
+from attune.store.models import EXECUTION_TABLE, Base
 from tests.conftest import ROOT, alembic_config
+from tests.rows import add_execution
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -106,3 +108,40 @@ def test_worker_last_heartbeat_has_no_index(postgres_url: str) -> None:
     finally:
         database.dispose()
     assert all("last_heartbeat" not in index["column_names"] for index in indexes)
+
+
+@pytest.mark.parametrize("column", ["retry_of_id", "enforcement_id"])
+def test_retry_and_enforcement_links_are_unique_where_set_and_index_no_other_row(
+    database: Database, column: str
+) -> None:
+    # Given executions without the link and two that share one
+    unlinked = [add_execution(database, None) for _ in range(3)]
+    first = add_execution(database, None)
+    with database.session_scope() as session:
+        session.execute(
+            update(EXECUTION_TABLE)
+            .where(EXECUTION_TABLE.c.id == first)
+            .values({column: unlinked[0]})
+        )
+
+    # When a second execution takes the same link, it is refused
+    second = add_execution(database, None)
+    with pytest.raises(IntegrityError), database.session_scope() as session:
+        session.execute(
+            update(EXECUTION_TABLE)
+            .where(EXECUTION_TABLE.c.id == second)
+            .values({column: unlinked[0]})
+        )
+
+    # Then the unique index holds the linked rows only (a status change of the others,
+    # never HOT, writes no entry into it)
+    index = next(
+        found
+        for found in inspect(database.engine).get_indexes("execution")
+        if found["name"] == f"uq_execution_{column}"
+    )
+    dialect = database.engine.dialect.name
+    where = index.get("dialect_options", {}).get(f"{dialect}_where")
+    assert index["unique"]
+    assert where is not None
+    assert f"{column} IS NOT NULL" in str(where)

@@ -6,12 +6,14 @@ Parsing is observed, not timed: every document the reader parses goes through
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from attune.errors import PackError
 from attune.packs import fingerprint, reader
@@ -20,7 +22,7 @@ from attune.packs.loader import LoadResult, load_packs
 from attune.packs.reader import read_pack
 from attune.packs.upsert import Change, PackReport
 from attune.store.db import Database
-from attune.store.models import Action, Pack, Rule
+from attune.store.models import ACTION_TABLE, Action, Pack, Rule
 from tests.pack_builder import action, rule, write_pack, write_rules, write_yaml
 from tests.write_counter import counting_writes
 
@@ -302,3 +304,72 @@ def test_a_changed_rule_or_requirements_file_makes_the_pack_parse_again(
         assert session.scalar(select(Pack.requirements_digest)) is not None
     load(database, tmp_path)
     assert parsed() == []
+
+
+def test_loading_configures_no_orm_mapper(tmp_path: Path, database: Database) -> None:
+    # Given a pack loaded once, and a new pack beside it
+    three_actions(tmp_path)
+    load(database, tmp_path)
+    write_pack(tmp_path, "other", {"a": action("other.a")})
+    # When both are loaded in a fresh interpreter, as `attune packs load` would
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from attune.packs.loader import load_packs\n"
+        "from attune.store.db import Database\n"
+        "from attune.store.models import Base\n"
+        "result = load_packs(Database.from_url(sys.argv[1]), Path(sys.argv[2]))\n"
+        "print(*(report.pack for report in result.reports), *(str(e) for e in result.errors))\n"
+        "print(any(m.configured for m in Base.registry.mappers))\n"
+    )
+    url = database.engine.url.render_as_string(hide_password=False)
+    done = subprocess.run(
+        [sys.executable, "-c", probe, url, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # Then one is reported unchanged, one created, on the Core tables alone (no ORM configured)
+    assert done.stdout.split() == ["unchanged", "created", "False"]
+
+
+def test_a_first_load_inserts_its_actions_in_one_statement_that_keeps_every_value(
+    tmp_path: Path, pg_database: Database
+) -> None:
+    # Given a pack of actions whose columns take every kind of value
+    actions = {
+        f"a{n}": action(
+            f"demo.a{n}",
+            description=f"Ünïcode “{n}” 'quoted'",
+            enabled=n % 2 == 0,
+            tags=["x", f"t{n}"],
+            parameters={
+                "ratio": {"type": "number", "default": 1.5},
+                "name": {"type": "string", "required": True, "secret": n % 3 == 0},
+            },
+        )
+        for n in range(30)
+    }
+    write_pack(tmp_path, "demo", actions)
+    sent: list[tuple[str, bool]] = []
+
+    def listener(_c: Any, _cur: Any, statement: str, _p: Any, _ctx: Any, many: bool) -> None:
+        sent.append((statement, many))
+
+    # When it is loaded the first time
+    event.listen(pg_database.engine, "before_cursor_execute", listener)
+    try:
+        load(pg_database, tmp_path)
+    finally:
+        event.remove(pg_database.engine, "before_cursor_execute", listener)
+
+    # Then its actions went in one INSERT, not one per action, and read back as the spec says
+    inserts = [many for statement, many in sent if statement.startswith("INSERT INTO action")]
+    assert inserts == [False]
+    spec = read_pack(tmp_path / "demo")
+    with pg_database.session_scope() as session:
+        stored = {row.ref: row for row in session.execute(select(ACTION_TABLE)).all()}
+    assert len(stored) == 30
+    for expected in spec.actions:
+        row = stored[expected.ref]._mapping
+        assert {key: row[key] for key in expected.columns()} == expected.columns()

@@ -199,6 +199,34 @@ def test_the_sweep_is_idempotent(database: Database) -> None:
     assert second.counts() == {"deactivated": 0, "abandoned": 0, "failed_scheduled": 0}
 
 
+def test_each_sweep_judges_by_its_own_settings_in_one_process(database: Database) -> None:
+    # Given a worker last heard from 60 s ago, holding an execution, and one scheduled 60 s ago
+    register(database)
+    age_heartbeat(database, "w1", 60)
+    held = add_execution(database, "w1", ExecutionStatus.RUNNING)
+    waiting = add_execution(database, None, ExecutionStatus.SCHEDULED)
+    with database.session_scope() as session:
+        session.execute(
+            update(Execution).where(Execution.id == waiting).values(eligible_at=db_ago(60))
+        )
+    lenient = Settings(heartbeat_interval_s=30, heartbeat_staleness_multiplier=3)
+    strict = Settings(
+        heartbeat_interval_s=10, heartbeat_staleness_multiplier=3, scheduled_timeout_s=30
+    )
+
+    # When a sweep with a 90 s threshold runs, then one with a 30 s threshold and timeout
+    with database.session_scope() as session:
+        first = sweeps.sweep(session, lenient)
+    with database.session_scope() as session:
+        second = sweeps.sweep(session, strict)
+
+    # Then the first left both alone, and the second, built after it, applied its own limits
+    assert first.counts() == {"deactivated": 0, "abandoned": 0, "failed_scheduled": 0}
+    assert second.counts() == {"deactivated": 1, "abandoned": 1, "failed_scheduled": 1}
+    assert execution_row(database, held).status == "abandoned"
+    assert execution_row(database, waiting).status == "failed"
+
+
 def test_the_sweep_fails_scheduled_executions_older_than_the_scheduled_timeout(
     database: Database,
 ) -> None:

@@ -8,7 +8,7 @@ import click
 
 from attune.executions import env_records, environments
 from attune.executions.env_records import EnvironmentRow
-from attune.worker.app import resources
+from attune.store.resources import resources
 
 
 @click.command("envs")

@@ -9,7 +9,9 @@ are hints: a doubled one is refused by the claim.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
@@ -54,8 +56,27 @@ def resend_stale(
     stamped here); none when ``after_s`` is 0."""
     if after_s <= 0:
         return []
+    query = _stale(after_s, now, among) if among else _every_stale(after_s, now)
+    rows = session.execute(query).all()
+    if rows:
+        ids = [row.id for row in rows]
+        session.execute(
+            update(EXECUTION_TABLE).where(_E.id.in_(ids)).values(dispatched_at=db_now())
+        )
+    return [Dispatch(row.id, retries.queue_of(row.target_worker, row.runner_type)) for row in rows]
+
+
+@functools.lru_cache(maxsize=16)
+def _every_stale(after_s: float, now: datetime | None) -> Any:
+    """:func:`_stale` of every execution, built once per clock: every sweep asks."""
+    return _stale(after_s, now, ())
+
+
+def _stale(after_s: float, now: datetime | None, among: tuple[ColumnElement[bool], ...]) -> Any:
+    """The ungated executions (``among`` narrows them) scheduled ``after_s`` past their
+    eligible time and not sent within it."""
     since = cutoff(after_s, now)
-    rows = session.execute(
+    return (
         select(_E.id, _E.target_worker, _A.runner_type)
         .select_from(EXECUTION_TABLE.join(ACTION_TABLE, _A.ref == _E.action_ref))
         .where(
@@ -67,10 +88,4 @@ def resend_stale(
         )
         .order_by(_E.eligible_at, _E.id)
         .limit(retries.SWEEP_BATCH)
-    ).all()
-    if rows:
-        ids = [row.id for row in rows]
-        session.execute(
-            update(EXECUTION_TABLE).where(_E.id.in_(ids)).values(dispatched_at=db_now())
-        )
-    return [Dispatch(row.id, retries.queue_of(row.target_worker, row.runner_type)) for row in rows]
+    )

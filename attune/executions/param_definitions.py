@@ -16,7 +16,7 @@ from typing import Any
 
 from jsonschema import Draft7Validator
 
-from attune.executions.params import INLINE_KEYS, dotted, error_order, property_schema
+from attune.executions.params import INLINE_KEYS, dotted, error_order
 from attune.packs.documents import kind_of
 
 NAME_REGEX = "^[A-Za-z_][A-Za-z0-9_]*$"
@@ -33,6 +33,9 @@ _ANNOTATIONS: dict[str, type] = {
     "$comment": str,
     "examples": list,
 }
+_INLINE_ORDER = tuple(sorted(INLINE_KEYS))
+# What a property's shape (the part checked against the meta-schema) leaves out.
+_NOT_SHAPE = INLINE_KEYS | _ANNOTATIONS.keys() | {"default"}
 
 
 def definition_problems(parameters: object) -> list[str]:
@@ -56,26 +59,31 @@ def _property_problems(name: object, spec: object) -> list[str]:
         return [f"{where}: the name must match {NAME_REGEX} (letters, digits, underscores)"]
     if not isinstance(spec, Mapping):
         return [f"{where}: must be a mapping of JSON Schema keywords, got {kind_of(spec)}"]
-    problems = [
-        f"{where}.{key}: unknown keyword (not JSON Schema Draft 7, nor required/secret)"
-        for key in spec
-        if key not in KEYWORDS
-    ]
-    problems += [
-        f"{where}.{key}: must be true or false, got {kind_of(spec[key])} {spec[key]!r}"
-        for key in sorted(INLINE_KEYS)
-        if key in spec and not isinstance(spec[key], bool)
-    ]
-    problems += [
-        f"{where}.{key}: must be {kind_of(kind())}, got {kind_of(spec[key])}"
-        for key, kind in _ANNOTATIONS.items()
-        if key in spec and not isinstance(spec[key], kind)
-    ]
-    schema = property_schema(spec)
+    keys = spec.keys()
+    problems = (
+        []
+        if keys <= KEYWORDS  # set operations first: a thousand actions' properties are valid
+        else [
+            f"{where}.{key}: unknown keyword (not JSON Schema Draft 7, nor required/secret)"
+            for key in spec
+            if key not in KEYWORDS
+        ]
+    )
+    if keys & INLINE_KEYS:
+        problems += [
+            f"{where}.{key}: must be true or false, got {kind_of(spec[key])} {spec[key]!r}"
+            for key in _INLINE_ORDER
+            if key in spec and not isinstance(spec[key], bool)
+        ]
+    if keys & _ANNOTATIONS.keys():
+        problems += [
+            f"{where}.{key}: must be {kind_of(kind())}, got {kind_of(spec[key])}"
+            for key, kind in _ANNOTATIONS.items()
+            if key in spec and not isinstance(spec[key], kind)
+        ]
     # The meta-schema accepts any default and only types the annotations (checked above), so
     # the check runs on the rest: property shapes repeat across actions, and its result is cached.
-    shape = {key: value for key, value in schema.items() if key not in _ANNOTATIONS}
-    shape.pop("default", None)
+    shape = {key: value for key, value in spec.items() if key not in _NOT_SHAPE}
     try:
         canonical = _canonical(shape)
         default = _canonical(spec["default"]) if "default" in spec else None

@@ -8,7 +8,9 @@ releaser that crashed. Messages are hints: the claim (:mod:`attune.executions.ga
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -117,7 +119,17 @@ def after_cancel(database: Database, execution_id: int) -> list[Dispatch]:
 def sweep_heads(session: Session, now: datetime | None = None) -> list[Dispatch]:
     """The heads of every gate with waiting executions and free slots (the safety net for a
     lost message or a releaser that crashed)."""
-    gates = session.execute(
+    gates = session.execute(_waiting_gates(now)).all()
+    found: list[Dispatch] = []
+    for gate in gates:
+        found.extend(heads(session, gate.action_ref, gate.gate_key, gate.limit))
+    return found
+
+
+@functools.lru_cache(maxsize=16)
+def _waiting_gates(now: datetime | None) -> Any:
+    """The gates with eligible waiting executions (built once per clock: every sweep asks)."""
+    return (
         select(_E.action_ref, _E.gate_key, func.max(_E.gate_limit).label("limit"))
         .where(
             _E.status == _S.SCHEDULED.value,
@@ -126,8 +138,4 @@ def sweep_heads(session: Session, now: datetime | None = None) -> list[Dispatch]
         )
         .group_by(_E.action_ref, _E.gate_key)
         .limit(SWEEP_BATCH)
-    ).all()
-    found: list[Dispatch] = []
-    for gate in gates:
-        found.extend(heads(session, gate.action_ref, gate.gate_key, gate.limit))
-    return found
+    )

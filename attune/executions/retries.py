@@ -9,6 +9,7 @@ the delay lives in SQL, never in a sleeping process.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -157,7 +158,10 @@ def _successor(dialect: str) -> Any:
     return (
         construct(EXECUTION_TABLE)
         .from_select(columns, source)
-        .on_conflict_do_nothing(index_elements=["retry_of_id"])
+        # The unique index holds only the rows that have one (migration 20261201_0016).
+        .on_conflict_do_nothing(
+            index_elements=["retry_of_id"], index_where=_E.retry_of_id.is_not(None)
+        )
         .returning(_E.id, _E.requested_at.label("now"))
     )
 
@@ -173,8 +177,16 @@ _RETRIABLE = tuple(sorted(rule.value for rule in RetryOn))
 def repair(session: Session, settings: Settings, now: datetime | None = None) -> list[Dispatch]:
     """Create the successors that ended attempts are owed and lack (a crash in between, or an
     attempt the sweep itself just abandoned); the messages to send for them."""
+    rows = session.execute(_owed(now)).all()
+    created = (follow(session, settings, Ended.from_row(row), row.runner_type) for row in rows)
+    return [dispatch for dispatch in created if dispatch is not None]
+
+
+@functools.lru_cache(maxsize=16)
+def _owed(now: datetime | None) -> Any:
+    """The ended attempts owed a successor they lack (built once per clock: every sweep asks)."""
     successor = EXECUTION_TABLE.alias("successor")
-    rows = session.execute(
+    return (
         select(*ENDED_COLUMNS, _A.runner_type)
         .select_from(EXECUTION_TABLE.outerjoin(ACTION_TABLE, _A.ref == _E.action_ref))
         .where(
@@ -186,15 +198,20 @@ def repair(session: Session, settings: Settings, now: datetime | None = None) ->
         )
         .order_by(_E.id)
         .limit(SWEEP_BATCH)
-    ).all()
-    created = (follow(session, settings, Ended.from_row(row), row.runner_type) for row in rows)
-    return [dispatch for dispatch in created if dispatch is not None]
+    )
 
 
 def due(session: Session, now: datetime | None = None) -> list[Dispatch]:
     """Messages for pending ungated retries that are eligible now (a lost countdown message,
     or a delay too long for one); the claim refuses any that was sent twice."""
-    rows = session.execute(
+    rows = session.execute(_due(now)).all()
+    return [Dispatch(row.id, queue_of(row.target_worker, row.runner_type)) for row in rows]
+
+
+@functools.lru_cache(maxsize=16)
+def _due(now: datetime | None) -> Any:
+    """The pending ungated retries eligible now (built once per clock)."""
+    return (
         select(_E.id, _E.target_worker, _A.runner_type)
         .select_from(EXECUTION_TABLE.join(ACTION_TABLE, _A.ref == _E.action_ref))
         .where(
@@ -205,8 +222,7 @@ def due(session: Session, now: datetime | None = None) -> list[Dispatch]:
         )
         .order_by(_E.eligible_at, _E.id)
         .limit(SWEEP_BATCH)
-    ).all()
-    return [Dispatch(row.id, queue_of(row.target_worker, row.runner_type)) for row in rows]
+    )
 
 
 def queue_of(target_worker: str | None, runner_type: str) -> str:

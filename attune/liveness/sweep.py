@@ -114,20 +114,14 @@ def sweep(
     heartbeat or a finishing execution that commits first wins. Run it in one transaction (the
     caller's). On PostgreSQL it is one statement.
     """
-    stale = (
-        update(_W)
-        .where(_W.c.status == WorkerStatus.ACTIVE.value, is_stale(settings, now))
-        .values(status=WorkerStatus.INACTIVE.value, updated_at=db_now())
-        .returning(_W.c.name, _W.c.last_heartbeat)
-    )
-    unpicked = _fail_unpicked(settings, now, events)
     if session.get_bind().dialect.name == "postgresql":
-        rows, failed, event_ids = _sweep_in_one_statement(session, stale, unpicked, events)
+        rows, failed, event_ids = _sweep_in_one_statement(session, settings, now, events)
     else:
-        found = session.execute(stale).all()
+        found = session.execute(_deactivate_stale(settings, now)).all()
         ended: list[int] = []
         abandoned = abandon(session, [row.name for row in found], _stopped_heartbeating, ended)
         rows = [(row.name, row.last_heartbeat, abandoned[row.name]) for row in found]
+        unpicked = _fail_unpicked(settings, now, events)
         unpicked_ids = [] if unpicked is None else list(session.execute(unpicked).scalars())
         failed = len(unpicked_ids)
         event_ids = endings.record_for(session, ended + unpicked_ids) if events else []
@@ -138,12 +132,48 @@ def sweep(
     return SweepReport(deactivated, failed, dispatches, tuple(event_ids))
 
 
+def _deactivate_stale(settings: Settings, now: datetime | None) -> Any:
+    """The UPDATE marking stale active workers inactive, returning their names and heartbeats."""
+    return (
+        update(_W)
+        .where(_W.c.status == WorkerStatus.ACTIVE.value, is_stale(settings, now))
+        .values(status=WorkerStatus.INACTIVE.value, updated_at=db_now())
+        .returning(_W.c.name, _W.c.last_heartbeat)
+    )
+
+
+# The one statement per (threshold, scheduled timeout, events) on the database clock: built
+# once per process, not on every sweep (building it costs more than a round trip).
+_STATEMENTS: dict[tuple[float, float, bool], Any] = {}
+
+
 def _sweep_in_one_statement(
-    session: Session, stale: Any, unpicked: Any, events: bool
+    session: Session, settings: Settings, now: datetime | None, events: bool
 ) -> tuple[list[tuple[str, datetime | None, int]], int, list[int]]:
-    """PostgreSQL: deactivate, settle and fail the unpicked in one round trip (data-modifying
-    CTEs), with ``events`` inserting the ended executions' events from the rows returned;
-    the dead workers with their counts, how many scheduled executions failed, the events."""
+    """PostgreSQL: deactivate, settle and fail the unpicked in one round trip; the dead
+    workers with their counts, how many scheduled executions failed, the events."""
+    if now is None:
+        key = (settings.staleness_threshold_s, settings.scheduled_timeout_s, events)
+        statement = _STATEMENTS.get(key)
+        if statement is None:
+            statement = _STATEMENTS[key] = _one_statement(settings, now, events)
+    else:  # an injected clock is bound into the statement
+        statement = _one_statement(settings, now, events)
+    # The row trigger is silent meanwhile: what finished goes in a few notifications.
+    session.execute(_BULK_DONE, {"value": "on"})
+    # The batch size is read at each sweep, not frozen into the statement built once.
+    rows = session.execute(statement, {"per_notification": completion.IDS_PER_NOTIFICATION}).all()
+    session.execute(_BULK_DONE, {"value": "off"})
+    dead_rows = [(row[0], row[1], int(row[2])) for row in rows if row[0] is not None]
+    return dead_rows, int(rows[0].failed), list(rows[0].events or [])
+
+
+def _one_statement(settings: Settings, now: datetime | None, events: bool) -> Any:
+    """The sweep as data-modifying CTEs, with ``events`` inserting the ended executions'
+    events from the rows returned: one row per dead worker (name, last heartbeat, executions
+    abandoned), each with the count failed, the notifications sent and the event ids."""
+    stale = _deactivate_stale(settings, now)
+    unpicked = _fail_unpicked(settings, now, events)
     dead = stale.cte("dead")
     # worker = ANY(ARRAY(SELECT name FROM dead)) lets the planner probe the index of held
     # executions by worker for the dead workers' instead of scanning every running execution.
@@ -189,16 +219,9 @@ def _sweep_in_one_statement(
     found = select(
         failed.label("failed"), _announce(finished).label("notified"), event_ids.label("events")
     ).subquery("failed")
-    # The row trigger is silent meanwhile: what finished goes in a few notifications.
-    session.execute(_BULK_DONE, {"value": "on"})
-    rows = session.execute(
-        select(*settled.c, found.c.failed, found.c.notified, found.c.events).select_from(
-            found.outerjoin(settled, true())
-        )
-    ).all()
-    session.execute(_BULK_DONE, {"value": "off"})
-    dead_rows = [(row[0], row[1], int(row[2])) for row in rows if row[0] is not None]
-    return dead_rows, int(rows[0].failed), list(rows[0].events or [])
+    return select(*settled.c, found.c.failed, found.c.notified, found.c.events).select_from(
+        found.outerjoin(settled, true())
+    )
 
 
 _BULK_DONE = select(func.set_config(completion.BULK_SETTING, bindparam("value"), True))
@@ -210,7 +233,7 @@ def _announce(finished: Any) -> Any:
     ids = finished.subquery("finished")
     numbered = select(
         ids.c.id,
-        ((func.row_number().over() - 1) // completion.IDS_PER_NOTIFICATION).label("batch"),
+        ((func.row_number().over() - 1) // bindparam("per_notification")).label("batch"),
     ).subquery("numbered")
     batches = (
         select(sql_cast(func.json_agg(numbered.c.id), Text()).label("payload"))

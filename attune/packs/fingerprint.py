@@ -56,17 +56,22 @@ def read_bytes(path: Path) -> bytes:
         if info.st_size > MAX_DOCUMENT_BYTES:
             problem = f"{info.st_size} bytes, over the {MAX_DOCUMENT_BYTES} byte limit"
             raise DocumentError(source, problem)
+        # The size fstat saw, and one byte more: a shorter read of a regular file is its end
+        # (one read per file on a reload of a thousand). Then small reads: a file that grew
+        # meanwhile is still bounded, and no read allocates a whole limit's worth of buffer.
+        request = info.st_size + 1
+        first = os.read(fd, request)
+        if len(first) < request:
+            return first
         chunks: list[bytes] = []
         size = 0
-        # The size fstat saw, then small reads: a file that grew meanwhile is still bounded,
-        # and no read allocates a whole limit's worth of buffer.
-        request = info.st_size + 1
-        while chunk := os.read(fd, request):
+        chunk = first
+        while chunk:
             chunks.append(chunk)
             size += len(chunk)
             if size > MAX_DOCUMENT_BYTES:
                 raise DocumentError(source, f"over the {MAX_DOCUMENT_BYTES} byte limit")
-            request = min(_READ_CHUNK_BYTES, MAX_DOCUMENT_BYTES + 1 - size)
+            chunk = os.read(fd, min(_READ_CHUNK_BYTES, MAX_DOCUMENT_BYTES + 1 - size))
         return b"".join(chunks)
     finally:
         os.close(fd)

@@ -16,8 +16,13 @@ from attune.executions.params import resolve
 from attune.rules.schedules import schedule_of
 from attune.rules.spec import RULE_COLUMNS, RuleSpec, trigger_hash
 from attune.rules.triggers import TRIGGER_TYPES
-from attune.store.models import Action, Rule, RuleTimer
+from attune.store.models import ACTION_TABLE, RULE_TABLE, RULE_TIMER_TABLE
 from attune.store.sqltypes import db_now
+
+# Core tables: loading a pack configures no ORM mapper.
+_A = ACTION_TABLE.c
+_R = RULE_TABLE.c
+_T = RULE_TIMER_TABLE.c
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,7 @@ class RuleReport:
 def action_problems(session: Session, rules: Sequence[RuleSpec]) -> list[str]:
     """Each rule whose action is not loaded, or whose static parameters its schema refuses."""
     refs = {rule.action_ref for rule in rules}
-    query = select(Action.ref, Action.parameters).where(Action.ref.in_(refs))
+    query = select(_A.ref, _A.parameters).where(_A.ref.in_(refs))
     schemas: dict[str, dict[str, Any]] = {row.ref: row.parameters for row in session.execute(query)}
     problems = []
     for rule in rules:
@@ -69,9 +74,7 @@ def upsert_rules(session: Session, pack_id: int, rules: Sequence[RuleSpec]) -> R
     stored = {
         row.ref: row
         for row in session.execute(
-            select(Rule.id, *(getattr(Rule, name) for name in RULE_COLUMNS)).where(
-                Rule.pack_id == pack_id
-            )
+            select(_R.id, *(_R[name] for name in RULE_COLUMNS)).where(_R.pack_id == pack_id)
         )
     }
     created = updated = 0
@@ -80,7 +83,7 @@ def upsert_rules(session: Session, pack_id: int, rules: Sequence[RuleSpec]) -> R
         row = stored.pop(rule.ref, None)
         if row is None:
             rule_id = session.execute(
-                insert(Rule).values(pack_id=pack_id, **columns).returning(Rule.id)
+                insert(RULE_TABLE).values(pack_id=pack_id, **columns).returning(_R.id)
             ).scalar_one()
             created += 1
         else:
@@ -91,12 +94,12 @@ def upsert_rules(session: Session, pack_id: int, rules: Sequence[RuleSpec]) -> R
             if not changed:
                 continue
             session.execute(
-                update(Rule).where(Rule.id == rule_id).values(**changed, updated_at=db_now())
+                update(RULE_TABLE).where(_R.id == rule_id).values(**changed, updated_at=db_now())
             )
             updated += 1
         sync_timer(session, rule_id, rule.trigger_type, rule.trigger_params, rule.enabled)
     if stored:
-        session.execute(delete(Rule).where(Rule.id.in_([row.id for row in stored.values()])))
+        session.execute(delete(RULE_TABLE).where(_R.id.in_([row.id for row in stored.values()])))
     return RuleReport(created, updated, len(rules) - created - updated, len(stored))
 
 
@@ -117,10 +120,10 @@ def sync_timer(
     whose trigger is unchanged, and drop the cursor of a disabled or non-timer rule."""
     kind = TRIGGER_TYPES.get(trigger_type)
     if kind is None or not kind.is_timer or not enabled:
-        session.execute(delete(RuleTimer).where(RuleTimer.rule_id == rule_id))
+        session.execute(delete(RULE_TIMER_TABLE).where(_T.rule_id == rule_id))
         return
     params_hash = trigger_hash(trigger_type, params)
-    held = session.scalar(select(RuleTimer.params_hash).where(RuleTimer.rule_id == rule_id))
+    held = session.scalar(select(_T.params_hash).where(_T.rule_id == rule_id))
     if held == params_hash:
         return
     moment = now or session.scalar(select(db_now()))
@@ -131,6 +134,6 @@ def sync_timer(
         "next_fire_time": schedule_of(trigger_type, params).next_after(moment),
     }
     if held is None:
-        session.execute(insert(RuleTimer).values(rule_id=rule_id, **values))
+        session.execute(insert(RULE_TIMER_TABLE).values(rule_id=rule_id, **values))
     else:
-        session.execute(update(RuleTimer).where(RuleTimer.rule_id == rule_id).values(**values))
+        session.execute(update(RULE_TIMER_TABLE).where(_T.rule_id == rule_id).values(**values))

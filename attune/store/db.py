@@ -80,8 +80,9 @@ class Database:
         else:
             # No pre-ping: it costs a round trip per checkout on the hot path. A connection
             # that died is detected on use, invalidated, and the callers that must not lose
-            # work (runner, heartbeat, waiter) retry.
-            engine = create_engine(url)
+            # work (runner, heartbeat, waiter) retry. No hstore column exists: looking its type
+            # up is a round trip on every process's first connection (a pack reload's too).
+            engine = create_engine(url, use_native_hstore=False)
         autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         return cls(
             engine=engine,

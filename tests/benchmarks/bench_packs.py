@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,7 @@ def measure(url: str, packs_dir: str) -> None:
         elapsed_s, cpu_s = time.perf_counter() - started, time.process_time() - started_cpu
     database.dispose()
     errors = [str(error) for error in result.errors]
-    reports = [report.__dict__ | {"pack": str(report.pack)} for report in result.reports]
+    reports = [asdict(report) | {"pack": str(report.pack)} for report in result.reports]
     figures = {"seconds": (elapsed_s, cpu_s), "rows": writes.total_rows, "parsed": parsed}
     print(json.dumps(figures | {"reports": reports, "errors": errors}))
 

@@ -34,7 +34,7 @@ from attune.store.models.environments import (
 )
 from attune.store.models.executions import EXECUTION_TABLE, Execution
 from attune.store.models.gates import GATE_TABLE, ConcurrencyGate
-from attune.store.models.packs import ACTION_TABLE, Action, Pack
+from attune.store.models.packs import ACTION_TABLE, PACK_TABLE, Action, Pack
 from attune.store.models.rules import (
     ENFORCEMENT_TABLE,
     RULE_TABLE,
@@ -80,6 +80,7 @@ __all__ = [
     "NOT_STARTED",
     "OPEN_TASK_STATES",
     "PACK_REF_REGEX",
+    "PACK_TABLE",
     "PERIODIC_RUN_TABLE",
     "RULE_TABLE",
     "RULE_TIMER_TABLE",

@@ -30,6 +30,7 @@ from attune.store.models.base import (
 from attune.store.sqltypes import JSONType, UTCDateTime, one_of
 
 _UNCONSUMED = "parent_id IS NOT NULL AND NOT wf_consumed"
+_UNIQUE_WHERE_SET = ("retry_of_id", "enforcement_id")
 
 
 class Execution(Base):
@@ -81,6 +82,18 @@ class Execution(Base):
             sqlite_where=text("max_attempts > 1"),
         ),
         Index("ix_execution_first_attempt_id", "first_attempt_id"),
+        # Unique where set (migration 20261201_0016): most rows have neither, and a status
+        # change, never HOT, would write an entry for them into every full index.
+        *(
+            Index(
+                f"uq_execution_{column}",
+                column,
+                unique=True,
+                postgresql_where=text(f"{column} IS NOT NULL"),
+                sqlite_where=text(f"{column} IS NOT NULL"),
+            )
+            for column in _UNIQUE_WHERE_SET
+        ),
         # Workflows (migration 20261201_0011): a run's children, and those not consumed yet.
         Index(
             "ix_execution_parent_id_id",
@@ -121,7 +134,7 @@ class Execution(Base):
     requested_by: Mapped[str | None] = mapped_column(String(255))
     # Rules (migration 20261201_0007): the enforcement that started it, and how many
     # execution-finished firings led to it (0 for a caller's execution).
-    enforcement_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    enforcement_id: Mapped[int | None] = mapped_column(BigInteger)
     trigger_depth: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The action's process group while it may be alive: its id, its leader's start time (clock
     # ticks since boot) and the host it runs on ("<host name> <boot id>"); cleared with the result.
@@ -137,7 +150,7 @@ class Execution(Base):
         _EXECUTION_ID, ForeignKey("execution.id", ondelete="SET NULL")
     )
     retry_of_id: Mapped[int | None] = mapped_column(
-        _EXECUTION_ID, ForeignKey("execution.id", ondelete="SET NULL"), unique=True
+        _EXECUTION_ID, ForeignKey("execution.id", ondelete="SET NULL")
     )
     eligible_at: Mapped[datetime] = _created()
     spawned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -111,6 +111,9 @@ class Action(Base):
     pack: Mapped[Pack] = relationship(back_populates="actions")
 
 
+PACK_TABLE = cast(Table, Pack.__table__)
+
+
 ACTION_TABLE = cast(Table, Action.__table__)
 """The action model's Core table, for statements built once
 (:meth:`attune.store.db.Database.run`)."""
