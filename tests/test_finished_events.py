@@ -19,6 +19,7 @@ from attune.liveness import sweep as sweeps
 from attune.liveness.heartbeat import Heartbeat
 from attune.liveness.orphans import settle_predecessor
 from attune.liveness.registry import Registration
+from attune.liveness.reports import SweepReport
 from attune.packs.loader import load_packs
 from attune.rules import finished
 from attune.settings import Settings
@@ -77,7 +78,7 @@ def enforced(database: Database) -> list[Enforcement]:
         return list(session.scalars(select(Enforcement).order_by(Enforcement.id)))
 
 
-def sweep_enforcing(database: Database, settings: Settings) -> sweeps.SweepReport:
+def sweep_enforcing(database: Database, settings: Settings) -> SweepReport:
     with database.session_scope() as session:
         report = sweeps.sweep(session, settings, events=True)
         finished.enforce_recorded(session, settings, report.events)

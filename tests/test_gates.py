@@ -17,6 +17,7 @@ from attune.executions.dispatch import Dispatch
 from attune.executions.routing import Routed
 from attune.executions.scheduler import schedule
 from attune.liveness import sweep as sweeps
+from attune.liveness.announcements import announce
 from attune.packs.loader import load_packs
 from attune.settings import Settings
 from attune.store.db import Database
@@ -145,7 +146,7 @@ def test_the_sweep_sends_the_heads_of_gates_with_free_slots(
 
     with database.session_scope() as session:
         report = sweeps.sweep(session, settings)
-    sweeps.announce(report)
+    announce(report)
 
     assert [message.execution_id for message in sent] == ids[:1]  # its claim sends the next
     assert {message.queue for message in sent} == {"attune.shell"}

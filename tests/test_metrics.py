@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from prometheus_client import generate_latest
 
 from attune import metrics
+from attune.liveness import announcements
 from attune.liveness import registry as workers
-from attune.liveness import sweep as sweeps
 from attune.liveness.registry import Registration
-from attune.liveness.sweep import Deactivation
+from attune.liveness.reports import Deactivation
 from attune.liveness.sweeper import record_run
 from attune.store.db import Database
 from attune.store.models import SWEEP_RUN
@@ -24,10 +24,10 @@ def samples(database: Database | None) -> dict[str, float]:
 def test_announcements_and_record_execution_move_the_counters() -> None:
     before = samples(None)
 
-    sweeps.announce_deactivation(
+    announcements.announce_deactivation(
         Deactivation("w1", datetime(2026, 1, 1, tzinfo=UTC), abandoned=2, cause="gone")
     )
-    sweeps.announce_reactivation("w1")
+    announcements.announce_reactivation("w1")
     metrics.record_execution("succeeded", 1.5)
     metrics.record_execution("failed", None)
 

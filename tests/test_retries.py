@@ -19,6 +19,7 @@ from attune.executions.dispatch import Dispatch
 from attune.executions.routing import Routed
 from attune.executions.scheduler import schedule
 from attune.liveness import sweep as sweeps
+from attune.liveness.announcements import announce
 from attune.packs.loader import load_packs
 from attune.settings import Settings
 from attune.store.db import Database
@@ -242,7 +243,7 @@ def test_the_sweep_creates_a_successor_a_crash_left_missing_and_sends_it(
 
     with database.session_scope() as session:
         report = sweeps.sweep(session, settings)
-    sweeps.announce(report)
+    announce(report)
 
     following = successor_of(database, first)
     assert following is not None

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from attune.liveness import registry as workers
 from attune.liveness import sweep as sweeps
 from attune.liveness.registry import HeartbeatOutcome, Registration
+from attune.liveness.reports import SweepReport
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import Execution, ExecutionStatus, Worker
@@ -77,7 +78,7 @@ def test_two_concurrent_sweeps_split_the_work_and_end_in_the_same_state(
     names = add_workers(database, 200, stale=True)
     barrier = threading.Barrier(2)
 
-    def sweep(session: Session) -> sweeps.SweepReport:
+    def sweep(session: Session) -> SweepReport:
         barrier.wait()
         return sweeps.sweep(session, SETTINGS)
 

@@ -15,6 +15,7 @@ from attune.liveness import freshness
 from attune.liveness import registry as workers
 from attune.liveness import sweep as sweeps
 from attune.liveness.registry import HeartbeatOutcome, Registration
+from attune.liveness.reports import SweepReport
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import Execution, ExecutionStatus, Worker
@@ -53,7 +54,7 @@ def worker_row(database: Database, name: str) -> Worker:
         return session.scalars(select(Worker).where(Worker.name == name)).one()
 
 
-def sweep(database: Database, now: datetime | None = None) -> sweeps.SweepReport:
+def sweep(database: Database, now: datetime | None = None) -> SweepReport:
     with database.session_scope() as session:
         return sweeps.sweep(session, SETTINGS, now)
 

@@ -16,11 +16,10 @@ from collections.abc import Callable
 
 from attune.executions import endings
 from attune.executions.records import Finishing
-from attune.liveness import orphans
+from attune.liveness import announcements, orphans
 from attune.liveness import registry as workers
-from attune.liveness import sweep as sweeps
 from attune.liveness.registry import HeartbeatOutcome, Registration
-from attune.liveness.sweep import Deactivation
+from attune.liveness.reports import Deactivation
 from attune.settings import Settings
 from attune.store.db import Database
 
@@ -95,7 +94,7 @@ class Heartbeat:
         if after is not None:
             after()
         if deactivation is not None:
-            sweeps.announce_deactivation(deactivation, expected=True)
+            announcements.announce_deactivation(deactivation, expected=True)
         return deactivation
 
     def _run(self) -> None:
@@ -122,7 +121,7 @@ class Heartbeat:
         # statement runs: beat again at once on a fresh one rather than miss this tick.
         outcome = self.database.reconnecting(lambda: workers.heartbeat(self.database, self.name))
         if outcome is HeartbeatOutcome.REACTIVATED:
-            sweeps.announce_reactivation(self.name)
+            announcements.announce_reactivation(self.name)
             try:
                 orphans.stop_orphans(self.database, self.name, self.kill_grace_s)
             except Exception:  # the beat itself went through; the pool stops its actions too

@@ -24,7 +24,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from attune.liveness.freshness import is_stale
-from attune.liveness.sweep import Deactivation, abandon
+from attune.liveness.reports import Deactivation
+from attune.liveness.sweep import abandon
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import (

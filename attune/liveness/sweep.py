@@ -1,15 +1,14 @@
-"""The stale-worker sweep: deactivate stale workers, settle what they held, announce it.
+"""The stale-worker sweep: deactivate stale workers and settle what they held.
 
-Every function takes the caller's session and leaves the commit to it; :func:`announce` logs,
-signals and counts a sweep once it is committed.
+Every function takes the caller's session and leaves the commit to it;
+:func:`attune.liveness.announcements.announce` logs, signals and counts a sweep once it is
+committed.
 """
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,11 +28,9 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
-from attune import metrics
-from attune.executions import completion, dispatch, endings, overdue
-from attune.executions.dispatch import Dispatch
+from attune.executions import completion, endings, overdue
 from attune.liveness.freshness import is_stale
-from attune.liveness.signals import WorkerTransition, worker_deactivated, worker_reactivated
+from attune.liveness.reports import STOPPED_HEARTBEATING, Deactivation, SweepReport
 from attune.settings import Settings
 from attune.store.models import (
     EXECUTION_TABLE,
@@ -44,62 +41,10 @@ from attune.store.models import (
 )
 from attune.store.sqltypes import cutoff, db_now, in_constants, utc_text
 
-logger = logging.getLogger(__name__)
-
-STOPPED_HEARTBEATING = "stopped heartbeating"
-"""The cause of a deactivation by the sweep."""
-
 _NAMES_PER_STATEMENT = 500  # well under SQLite's bound-parameter limit
 # The tables themselves: heartbeats and sweeps are Core statements, without ORM bookkeeping.
 _W = WORKER_TABLE
 _E = EXECUTION_TABLE
-
-
-@dataclass(frozen=True)
-class Deactivation:
-    """A worker that went inactive, its last heartbeat, and how many executions it abandoned.
-
-    ``cause`` is :data:`STOPPED_HEARTBEATING` for a swept worker, else what the worker said
-    as it shut down.
-    """
-
-    name: str
-    last_heartbeat: datetime | None
-    abandoned: int
-    cause: str = STOPPED_HEARTBEATING
-
-    @property
-    def reason(self) -> str:
-        """Why, in words; an abandoned execution's error is "worker <name> <reason>"."""
-        if self.cause != STOPPED_HEARTBEATING:
-            return self.cause
-        return f"{STOPPED_HEARTBEATING}; last heartbeat {_when(self.last_heartbeat)}"
-
-
-@dataclass(frozen=True)
-class SweepReport:
-    """What one sweep changed."""
-
-    deactivated: tuple[Deactivation, ...] = ()
-    failed_scheduled: int = 0
-    dispatches: tuple[Dispatch, ...] = ()
-    """Task messages the policies owe (retries, gate heads), sent by :func:`announce`."""
-    events: tuple[int, ...] = ()
-    """The execution-finished events of the executions it ended, for the rules to enforce
-    in its transaction (:func:`sweep` with ``events``)."""
-
-    @property
-    def abandoned(self) -> int:
-        """Executions settled as abandoned, over every deactivated worker."""
-        return sum(worker.abandoned for worker in self.deactivated)
-
-    def counts(self) -> dict[str, int]:
-        """The counts, for a task result or a log line."""
-        return {
-            "deactivated": len(self.deactivated),
-            "abandoned": self.abandoned,
-            "failed_scheduled": self.failed_scheduled,
-        }
 
 
 def sweep(
@@ -306,70 +251,3 @@ def _waited(timeout_s: float) -> ColumnElement[str]:
     """The error of a gated execution that waited too long, naming its gate's limit."""
     text = literal(f"waited {timeout_s:g} s for a concurrency slot (limit ", String())
     return text + sql_cast(_E.c.gate_limit, String()) + literal(")", String())
-
-
-def announce(report: SweepReport) -> None:
-    """After the sweep committed: one log record, one signal and the counts per deactivation;
-    then the task messages the policies owe are sent."""
-    dispatch.send(report.dispatches)
-    for deactivation in report.deactivated:
-        announce_deactivation(deactivation)
-    if report.failed_scheduled:
-        logger.warning(
-            "failed %d scheduled execution(s) that no worker picked up in time",
-            report.failed_scheduled,
-            extra={"event": "scheduled_timeout", "failed": report.failed_scheduled},
-        )
-
-
-def announce_deactivation(deactivation: Deactivation, *, expected: bool = False) -> None:
-    """Log, signal and count one worker that went inactive (call it after the commit).
-
-    ``expected`` (a worker shutting itself down) logs at INFO unless executions were abandoned.
-    """
-    quiet = expected and not deactivation.abandoned
-    logger.log(
-        logging.INFO if quiet else logging.WARNING,
-        "worker %s deactivated: %s; %d execution(s) abandoned",
-        deactivation.name,
-        deactivation.reason,
-        deactivation.abandoned,
-        extra={
-            "event": "worker_deactivated",
-            "worker": deactivation.name,
-            "last_heartbeat": _when(deactivation.last_heartbeat),
-            "abandoned": deactivation.abandoned,
-        },
-    )
-    metrics.count_deactivations()
-    metrics.count_abandoned(deactivation.abandoned)
-    worker_deactivated.send(
-        WorkerTransition(
-            worker=deactivation.name,
-            status=WorkerStatus.INACTIVE.value,
-            reason=deactivation.reason,
-            last_heartbeat=deactivation.last_heartbeat,
-            abandoned_executions=deactivation.abandoned,
-        )
-    )
-
-
-def announce_reactivation(name: str) -> None:
-    """Log, signal and count a worker that heartbeats again after it was deactivated."""
-    reason = "heartbeat received while inactive"
-    logger.warning(
-        "worker %s reactivated: %s",
-        name,
-        reason,
-        extra={"event": "worker_reactivated", "worker": name},
-    )
-    metrics.count_reactivation()
-    worker_reactivated.send(
-        WorkerTransition(
-            worker=name, status=WorkerStatus.ACTIVE.value, reason=reason, last_heartbeat=None
-        )
-    )
-
-
-def _when(moment: datetime | None) -> str:
-    return "never" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S.%f UTC")

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from attune.executions.records import Finishing
 from attune.liveness import sweep as sweeps
-from attune.liveness.sweep import SweepReport
+from attune.liveness.announcements import announce
+from attune.liveness.reports import SweepReport
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import PERIODIC_RUN_TABLE, SWEEP_RUN
@@ -66,7 +67,7 @@ def sweep_and_record(
     report, after = database.reconnecting(lambda: _sweep_once(database, settings, finishing))
     if after is not None:
         after()
-    sweeps.announce(report)
+    announce(report)
     return report
 
 
