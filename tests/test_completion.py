@@ -118,6 +118,7 @@ def test_the_sweep_announces_what_it_settled_in_arrays_of_ids(
     with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as listener:
         listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
         listener.execute("LISTEN attune_execution_event")
+        listener.execute("INSERT INTO event_relay (name) VALUES ('this test')")  # a relay
 
         # When the sweep settles them, then one of them is moved on by a later transaction
         with pg_database.session_scope() as session:

@@ -2,17 +2,24 @@
 
 On PostgreSQL the triggers of migration ``20261201_0009`` notify at commit and one thread per
 API process LISTENs (the pattern of :mod:`attune.executions.completion`); a lost connection is
-a gap in the ring (subscribers reset) and the thread reconnects. On SQLite every connection of
-this process gets temporary triggers calling a Python function: the embedded worker, the
-scheduler, cancels and the sweep all run in the API's process, so every writer is covered.
+a gap in the ring (subscribers reset) and the thread reconnects. While it listens, the thread
+keeps its row in ``event_relay`` fresh: the execution trigger notifies only while some relay
+was seen within :data:`~attune.store.models.RELAY_TTL_S` (migration ``20261201_0018``). On
+SQLite every connection of this process gets temporary triggers calling a Python function: the
+embedded worker, the scheduler, cancels and the sweep all run in the API's process, so every
+writer is covered.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import sqlite3
 import threading
+import time
+import uuid
 from typing import Any
 
 import psycopg
@@ -20,12 +27,25 @@ from sqlalchemy import event
 
 from attune.api.events import EventHub
 from attune.store.db import Database
+from attune.store.models import RELAY_TTL_S
 
 CHANNELS = {"attune_execution_event": "execution", "attune_worker_event": "worker"}
 """The PostgreSQL channels relayed, and the event each one is."""
 
 STOP_CHECK_S = 0.5
 """How often the listener thread looks whether it is to stop."""
+
+READY_TIMEOUT_S = 5.0
+"""How long ``start`` waits for the relay to listen before the app serves anyway."""
+
+RELAY_REFRESH_S = RELAY_TTL_S / 6
+"""How often the listener refreshes its ``event_relay`` row (well inside the TTL)."""
+
+_SEEN = (
+    "INSERT INTO event_relay (name, seen_at) VALUES (%s, now())"
+    " ON CONFLICT (name) DO UPDATE SET seen_at = now()"
+)
+_GONE = "DELETE FROM event_relay WHERE name = %s"
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +93,7 @@ class EventFeed:
         self.hub = hub
         self.database = database
         self._stopping = threading.Event()
+        self._relaying = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -84,10 +105,13 @@ class EventFeed:
         url = self.database.engine.url.set(drivername="postgresql")
         conninfo = url.render_as_string(hide_password=False)
         self._stopping.clear()
+        self._relaying.clear()
         self._thread = threading.Thread(
             target=self._relay, args=(conninfo,), name="attune-events", daemon=True
         )
         self._thread.start()
+        # Served once the triggers notify (a database that is down: serve, and catch up later).
+        self._relaying.wait(READY_TIMEOUT_S)
 
     def stop(self) -> None:
         """Stop feeding the hub."""
@@ -112,21 +136,36 @@ class EventFeed:
         self.hub.publish(kind, json.loads(payload))
 
     def _relay(self, conninfo: str) -> None:
+        name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         failures = 0
         while not self._stopping.is_set():
             try:
                 with psycopg.connect(conninfo, autocommit=True) as connection:
                     for channel in CHANNELS:
                         connection.execute(f"LISTEN {channel}")
+                    connection.execute(_SEEN, (name,))  # listening first: nothing falls between
+                    self._relaying.set()
                     if failures:  # LISTENing again: a refetch from now on misses nothing
                         self.hub.gap("the event listener lost its database connection")
                     failures = 0
-                    while not self._stopping.is_set():
-                        for notification in connection.notifies(timeout=STOP_CHECK_S):
-                            data = json.loads(notification.payload)
-                            self.hub.publish(CHANNELS[notification.channel], data)
+                    self._listen(connection, name)
+                    connection.execute(_GONE, (name,))
             except psycopg.Error as exc:
                 if failures == 0:
                     log.warning("event listener lost its connection: %s", exc)
                 failures += 1
                 self._stopping.wait(min(0.1 * failures, 2.0))
+
+    def _listen(self, connection: psycopg.Connection[Any], name: str) -> None:
+        """Relay notifications until stopped, refreshing the relay's row as it goes."""
+        seen = time.monotonic()
+        while not self._stopping.is_set():
+            for notification in connection.notifies(timeout=STOP_CHECK_S):
+                data = json.loads(notification.payload)
+                self.hub.publish(CHANNELS[notification.channel], data)
+            now = time.monotonic()
+            if now - seen >= RELAY_REFRESH_S:
+                connection.execute(_SEEN, (name,))
+                if now - seen >= RELAY_TTL_S:  # the triggers may have stopped meanwhile
+                    self.hub.gap("the event listener fell behind its refresh")
+                seen = now

@@ -35,6 +35,7 @@ from attune.store.models.environments import (
 from attune.store.models.executions import EXECUTION_TABLE, Execution
 from attune.store.models.gates import GATE_TABLE, ConcurrencyGate
 from attune.store.models.packs import ACTION_TABLE, PACK_TABLE, Action, Pack
+from attune.store.models.relays import EVENT_RELAY_TABLE, RELAY_TTL_S, EventRelay
 from attune.store.models.rules import (
     ENFORCEMENT_TABLE,
     RULE_TABLE,
@@ -70,6 +71,7 @@ __all__ = [
     "API_KEY_TABLE",
     "API_SCOPES",
     "ENFORCEMENT_TABLE",
+    "EVENT_RELAY_TABLE",
     "EXECUTION_TABLE",
     "GATE_TABLE",
     "HELD_STATUSES",
@@ -82,6 +84,7 @@ __all__ = [
     "PACK_REF_REGEX",
     "PACK_TABLE",
     "PERIODIC_RUN_TABLE",
+    "RELAY_TTL_S",
     "RULE_TABLE",
     "RULE_TIMER_TABLE",
     "SWEEP_RUN",
@@ -99,6 +102,7 @@ __all__ = [
     "Enforcement",
     "EnforcementStatus",
     "EnvironmentStatus",
+    "EventRelay",
     "EventStatus",
     "Execution",
     "ExecutionEnvironment",

@@ -1,0 +1,86 @@
+"""The execution event trigger notifies only while an API process relays (PostgreSQL): no
+relay, no notification and no commit-time queue lock; a fresh relay row, every transition."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from sqlalchemy import select, text, update
+
+from attune.api.eventfeed import EventFeed
+from attune.api.events import EventHub
+from attune.store.db import Database
+from attune.store.models import EventRelay, Execution, ExecutionStatus
+from tests.rows import add_execution
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def listener(pg_database: Database) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    url = pg_database.engine.url.set(drivername="postgresql")
+    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as connection:
+        connection.execute("LISTEN attune_execution_event")
+        yield connection
+
+
+def _move(database: Database, execution_id: int, status: ExecutionStatus) -> None:
+    with database.session_scope() as session:
+        session.execute(
+            update(Execution).where(Execution.id == execution_id).values(status=status.value)
+        )
+
+
+def _relay_seen(database: Database, name: str, seconds_ago: int) -> None:
+    with database.session_scope() as session:
+        session.execute(
+            text(
+                "INSERT INTO event_relay (name, seen_at)"
+                " VALUES (:name, now() - make_interval(secs => :ago))"
+            ),
+            {"name": name, "ago": seconds_ago},
+        )
+
+
+def test_transitions_notify_only_while_a_relay_was_seen_within_its_ttl(
+    pg_database: Database, listener: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    execution_id = add_execution(pg_database, None, ExecutionStatus.SCHEDULED)
+
+    _move(pg_database, execution_id, ExecutionStatus.RUNNING)  # no relay at all
+    quiet = list(listener.notifies(timeout=0.5))
+    _relay_seen(pg_database, "stale", seconds_ago=120)
+    _move(pg_database, execution_id, ExecutionStatus.CANCELING)  # only a stale one
+    still_quiet = list(listener.notifies(timeout=0.5))
+    _relay_seen(pg_database, "fresh", seconds_ago=5)
+    _move(pg_database, execution_id, ExecutionStatus.CANCELED)
+    heard = list(listener.notifies(timeout=2, stop_after=1))
+
+    assert quiet == []
+    assert still_quiet == []
+    assert len(heard) == 1
+    assert '"status" : "canceled"' in heard[0].payload
+
+
+def test_an_event_feed_keeps_its_relay_row_while_it_listens(
+    pg_database: Database, listener: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    feed = EventFeed(EventHub(), pg_database)
+
+    def relays() -> list[str]:
+        with pg_database.session_scope() as session:
+            return list(session.scalars(select(EventRelay.name)))
+
+    feed.start()
+    try:
+        assert len(relays()) == 1  # registered before start returns
+        execution_id = add_execution(pg_database, None, ExecutionStatus.SCHEDULED)
+        heard = list(listener.notifies(timeout=2, stop_after=1))
+    finally:
+        feed.stop()
+
+    assert len(heard) == 1
+    assert f'"id" : {execution_id}' in heard[0].payload
+    assert relays() == []
