@@ -118,6 +118,14 @@ _CONSUME = (
     .values(wf_consumed=True)
     .returning(*ENDED_COLUMNS, _E.result, _E.error, _E.wf_task_id, _E.wf_item)
 )
+_CONSUMED = _CONSUME.cte("consumed")
+# PostgreSQL takes the outcomes in and reads their activations in one statement (SQLite has
+# no UPDATE inside a WITH).
+_CONSUME_WITH_TASKS = (
+    select(*_CONSUMED.c, WorkflowTask)
+    .select_from(_CONSUMED)
+    .outerjoin(WorkflowTask, WorkflowTask.id == _CONSUMED.c.wf_task_id)
+)
 _SUCCESSORS = select(_E.retry_of_id).where(_E.retry_of_id.in_(bindparam("ids", expanding=True)))
 _UNCONSUME = (
     update(EXECUTION_TABLE)
@@ -126,16 +134,26 @@ _UNCONSUME = (
 )
 
 
-def consume_ended(step: Pass) -> list[Any]:
+def consume_ended(step: Pass) -> list[tuple[Any, WorkflowTask | None]]:
     """Mark every ended child of the run taken in (one UPDATE, under the run's lock, so each
-    exactly once); the last attempts among them, in the order they ended.
+    exactly once); the last attempts among them, in the order they ended, each with its
+    activation.
 
     An attempt whose retry carries on is taken in and skipped; one owed a retry not recorded
     yet (the sweep's repair makes it) is put back, to be looked at again.
     """
-    rows = list(step.session.execute(_CONSUME, {"workflow_id": step.workflow_id}))
+    joined = step.session.get_bind().dialect.name != "sqlite"
+    consume = _CONSUME_WITH_TASKS if joined else _CONSUME
+    rows = list(step.session.execute(consume, {"workflow_id": step.workflow_id}))
     if not rows:
         return []
+    if joined:
+        by_id = {row.id: row.WorkflowTask for row in rows}
+    else:
+        tasks = {row.wf_task_id for row in rows}
+        found = step.session.scalars(select(WorkflowTask).where(WorkflowTask.id.in_(tasks)))
+        activations = {activation.id: activation for activation in found}
+        by_id = {row.id: activations.get(row.wf_task_id) for row in rows}
     step.changed = True
     rows.sort(key=lambda row: (row.finished_at, row.id))
     retriable = [row.id for row in rows if row.attempt < row.max_attempts]
@@ -152,7 +170,7 @@ def consume_ended(step: Pass) -> list[Any]:
         final.append(row)
     if owed:
         step.session.execute(_UNCONSUME, {"ids": owed})
-    return final
+    return [(row, by_id[row.id]) for row in final]
 
 
 def attempt_of(step: Pass, execution_id: int) -> int | None:
