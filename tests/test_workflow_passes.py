@@ -1,12 +1,20 @@
-"""One advance that takes in several outcomes at once ends its run (no worker needed: with none
-serving the tasks' runtime, each child is recorded ``failed`` and taken in within the same pass)."""
+"""Single advances, no worker process needed: one that takes in several outcomes at once ends
+its run (with no worker serving the tasks' runtime, each child is recorded ``failed`` and taken
+in within the same pass); one offered to take a task on claims it in its own transaction, only
+when the task is of a queue the offering worker consumes."""
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 
+import pytest
 from sqlalchemy import insert, select
 
+from attune.executions.handoff import TakeOn
+from attune.executions.runner import claim_in
+from attune.liveness.registry import Registration, register
 from attune.packs.loader import load_packs
 from attune.settings import Settings
 from attune.store.db import Database
@@ -41,7 +49,7 @@ def test_a_fan_out_whose_children_all_end_in_one_pass_ends_its_run(
             .returning(_E.id)
         ).scalar_one()
 
-    status = start(database, Settings(database_url=str(database.engine.url)), parent, "w")
+    status, _ = start(database, Settings(database_url=str(database.engine.url)), parent, "w")
 
     assert status is ExecutionStatus.FAILED  # all three children failed: no worker serves them
     with database.session_scope() as session:
@@ -55,3 +63,73 @@ def test_a_fan_out_whose_children_all_end_in_one_pass_ends_its_run(
     assert sorted(children) == [("failed", True, n) for n in range(3)]
     assert phase == "done"
     assert [error["item"] for error in result["errors"]] == [0, 1, 2]
+
+
+SEQUENCE = {
+    "version": 1,
+    "tasks": [
+        {"name": "first", "action": "flows.hello", "next": [{"do": ["second"]}]},
+        {"name": "second", "action": "flows.hello"},
+    ],
+}
+
+
+class Recorder:
+    """A :class:`Handoff` that records what its process is told it runs."""
+
+    def __init__(self) -> None:
+        self.ran: list[int | None] = []
+
+    def allowed(self) -> bool:
+        """Always."""
+        return True
+
+    def running(self, execution_id: int | None) -> None:
+        """Record ``execution_id``."""
+        self.ran.append(execution_id)
+
+
+@pytest.mark.parametrize("served", [True, False], ids=["its-runtime", "another-runtime"])
+def test_an_advance_offered_a_take_on_claims_the_task_of_its_workers_queue_only(
+    database: Database, tmp_path: Path, served: bool
+) -> None:
+    # Given a live worker "w" serving shell, and a two-task sequence of a shell action
+    actions = {"hello": action("flows.hello"), "seq": workflow_action("flows.seq")}
+    pack = write_pack(tmp_path, "flows", actions, header("flows"))
+    write_workflows(pack, {"seq": SEQUENCE})
+    assert load_packs(database, tmp_path).ok
+    with database.session_scope() as session:
+        register(session, Registration("w", ("shell",), ("attune.shell",), "here", os.getpid()))
+        parent = session.execute(
+            insert(EXECUTION_TABLE)
+            .values(action_ref="flows.seq", status=ExecutionStatus.RUNNING.value, worker="w")
+            .returning(_E.id)
+        ).scalar_one()
+    recorder = Recorder()
+    queues = frozenset({"attune.shell" if served else "attune.python"})
+    take_on = TakeOn(recorder, queues, functools.partial(claim_in, "w"))
+
+    # When the run starts with the offer
+    status, taken = start(
+        database, Settings(database_url=str(database.engine.url)), parent, "w", take_on
+    )
+
+    # Then its first task is claimed for the process in the transaction that recorded it (its
+    # message unsent), or, of another worker's queue, left scheduled for its message
+    assert status is ExecutionStatus.RUNNING
+    with database.session_scope() as session:
+        (child,) = session.execute(
+            select(_E.id, _E.status, _E.worker, _E.requested_at, _E.started_at).where(
+                _E.parent_id == parent
+            )
+        ).all()
+    if served:
+        assert taken is not None
+        assert (taken[0], taken[2].runner_type) == (child.id, "shell")
+        assert (child.status, child.worker) == ("running", "w")
+        assert child.started_at == child.requested_at
+        assert recorder.ran == [child.id]
+    else:
+        assert taken is None
+        assert (child.status, child.worker, child.started_at) == ("scheduled", None, None)
+        assert recorder.ran == []

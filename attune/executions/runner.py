@@ -70,11 +70,11 @@ def run_execution(
     )
 
     queues = frozenset(worker_queues(worker_name, settings.worker_runtimes))
-    claim_in = functools.partial(_claim_in, worker_name)
+    claiming = functools.partial(claim_in, worker_name)
 
     def run_one(taken: Taken, then: Finishing | None) -> tuple[ExecutionStatus, Taken | None]:
         # An ungated task of a workflow may pass its run's next task on to this process.
-        take_on = chain.taking_on(queues, claim_in) if taken[1].gate_key is None else None
+        take_on = chain.taking_on(queues, claiming) if taken[1].gate_key is None else None
         return _run_claimed(database, settings, worker_name, *taken, watcher, then, take_on)
 
     if claimed is not None:
@@ -99,11 +99,10 @@ def _run_claimed(
     if action is not None and action.runner_type == RunnerType.WORKFLOW:
         from attune.workflows.start import start  # the engine builds on this module's layer
 
-        started = _retrying(
+        return _retrying(
             f"starting workflow {execution_id}",
-            lambda: start(database, settings, execution_id, worker_name),
+            lambda: start(database, settings, execution_id, worker_name, take_on),
         )
-        return started, None
     policy = Policy.from_json(claimed.policy)
     live = liveoutput.backend(settings)
     sink = None if live is None else live.sink(execution_id)
@@ -293,7 +292,7 @@ def _with_action(database: Database, admitted: Any) -> tuple[Any, Any]:
     return admitted, _action_of(database, admitted)
 
 
-def _claim_in(worker: str, session: Session, execution_id: int) -> Taken | None:
+def claim_in(worker: str, session: Session, execution_id: int) -> Taken | None:
     """Claim a scheduled execution for ``worker`` in ``session`` (an advance's): the same
     conditional UPDATE as a message's claim, so it runs once whoever else tries."""
     values = {"execution_id": execution_id, "worker": worker}

@@ -12,6 +12,7 @@ coordinator process, no sleep and no Celery canvas.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ from attune.workflows.reader import stored
 from attune.workflows.state import Pass
 
 _E = EXECUTION_TABLE.c
+log = logging.getLogger(__name__)
 
 DB_RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0, 2.0)
 """Pauses before trying an advance again after a database error (the beat net follows)."""
@@ -80,28 +82,36 @@ def advance(
     sent, finished, idle = 0, False, 0
     follow: list[int] = []
     taken: Taken | None = None
-    while True:
-        started = time.perf_counter()
-        offer = None if taken is not None else take_on
-        result = through_outage(
-            f"advancing workflow {workflow_id}",
-            functools.partial(_advance, database, settings, workflow_id, unless_busy, offer),
-            DB_RETRY_DELAYS_S,
-        )
-        metrics.observe_workflow_advance(time.perf_counter() - started)
-        if result is None:
-            break
-        dispatches, touched, finished, consumed, took = result
-        taken = taken or took
-        sent += dispatch.send(dispatches)
-        follow.extend(touched)
-        idle = 0 if consumed else idle + 1
-        if finished or idle > 1 or not database.run(_ENDED, {"workflow_id": workflow_id}):
-            break  # (two passes in a row that took nothing in saw only children owed a retry)
-    if finished:
-        hub.notify()
-    for other in follow:
-        advance(database, settings, other)
+    try:
+        while True:
+            started = time.perf_counter()
+            offer = None if taken is not None else take_on
+            result = through_outage(
+                f"advancing workflow {workflow_id}",
+                functools.partial(_advance, database, settings, workflow_id, unless_busy, offer),
+                DB_RETRY_DELAYS_S,
+            )
+            metrics.observe_workflow_advance(time.perf_counter() - started)
+            if result is None:
+                break
+            dispatches, touched, finished, consumed, took = result
+            taken = taken or took
+            sent += dispatch.send(dispatches)
+            follow.extend(touched)
+            idle = 0 if consumed else idle + 1
+            if finished or idle > 1 or not database.run(_ENDED, {"workflow_id": workflow_id}):
+                break  # (two passes in a row that took nothing in saw only children owed a retry)
+        if finished:
+            hub.notify()
+        for other in follow:
+            advance(database, settings, other)
+    except Exception:
+        if taken is None:
+            raise
+        # The child claimed for the caller is committed running there: it must be returned
+        # whatever fails after; the rest of this advance is left to a message (or the net).
+        log.exception("could not finish advancing workflow %s; sending it", workflow_id)
+        dispatch.send([dispatch.advance(workflow_id)])
     return Advanced(sent, tuple(follow), finished, taken)
 
 
