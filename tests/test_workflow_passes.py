@@ -127,7 +127,8 @@ def test_an_advance_offered_a_take_on_claims_the_task_of_its_workers_queue_only(
         assert taken is not None
         assert (taken[0], taken[2].runner_type) == (child.id, "shell")
         assert (child.status, child.worker) == ("running", "w")
-        assert child.started_at == child.requested_at
+        if not database.is_sqlite:  # one transaction: PostgreSQL's clock is its start
+            assert child.started_at == child.requested_at
         assert recorder.ran == [child.id]
     else:
         assert taken is None
