@@ -89,25 +89,36 @@ class Recorder:
         self.ran.append(execution_id)
 
 
-@pytest.mark.parametrize("served", [True, False], ids=["its-runtime", "another-runtime"])
-def test_an_advance_offered_a_take_on_claims_the_task_of_its_workers_queue_only(
-    database: Database, tmp_path: Path, served: bool
+@pytest.mark.parametrize(
+    ("flow", "queue", "takes"),
+    [
+        ("seq", "attune.shell", True),
+        ("seq", "attune.python", False),
+        ("fan", "attune.shell", False),
+    ],
+    ids=["its-runtime", "another-runtime", "fan-out-items"],
+)
+def test_an_advance_offered_a_take_on_claims_one_task_of_its_workers_queue(
+    database: Database, tmp_path: Path, flow: str, queue: str, takes: bool
 ) -> None:
-    # Given a live worker "w" serving shell, and a two-task sequence of a shell action
-    actions = {"hello": action("flows.hello"), "seq": workflow_action("flows.seq")}
+    # Given a live worker "w" serving shell, a two-task sequence and a fan-out of a shell action
+    actions = {
+        "hello": action("flows.hello"),
+        "seq": workflow_action("flows.seq"),
+        "fan": workflow_action("flows.fan"),
+    }
     pack = write_pack(tmp_path, "flows", actions, header("flows"))
-    write_workflows(pack, {"seq": SEQUENCE})
+    write_workflows(pack, {"seq": SEQUENCE, "fan": FAN})
     assert load_packs(database, tmp_path).ok
     with database.session_scope() as session:
         register(session, Registration("w", ("shell",), ("attune.shell",), "here", os.getpid()))
         parent = session.execute(
             insert(EXECUTION_TABLE)
-            .values(action_ref="flows.seq", status=ExecutionStatus.RUNNING.value, worker="w")
+            .values(action_ref=f"flows.{flow}", status=ExecutionStatus.RUNNING.value, worker="w")
             .returning(_E.id)
         ).scalar_one()
     recorder = Recorder()
-    queues = frozenset({"attune.shell" if served else "attune.python"})
-    take_on = TakeOn(recorder, queues, functools.partial(claim_in, "w"))
+    take_on = TakeOn(recorder, frozenset({queue}), functools.partial(claim_in, "w"))
 
     # When the run starts with the offer
     status, taken = start(
@@ -115,15 +126,16 @@ def test_an_advance_offered_a_take_on_claims_the_task_of_its_workers_queue_only(
     )
 
     # Then its first task is claimed for the process in the transaction that recorded it (its
-    # message unsent), or, of another worker's queue, left scheduled for its message
+    # message unsent); of another worker's queue, or a fan-out's items, stay scheduled
     assert status is ExecutionStatus.RUNNING
     with database.session_scope() as session:
-        (child,) = session.execute(
-            select(_E.id, _E.status, _E.worker, _E.requested_at, _E.started_at).where(
-                _E.parent_id == parent
-            )
+        rows = session.execute(
+            select(_E.id, _E.status, _E.worker, _E.requested_at, _E.started_at)
+            .where(_E.parent_id == parent)
+            .order_by(_E.id)
         ).all()
-    if served:
+    if takes:
+        (child,) = rows
         assert taken is not None
         assert (taken[0], taken[2].runner_type) == (child.id, "shell")
         assert (child.status, child.worker) == ("running", "w")
@@ -132,5 +144,6 @@ def test_an_advance_offered_a_take_on_claims_the_task_of_its_workers_queue_only(
         assert recorder.ran == [child.id]
     else:
         assert taken is None
-        assert (child.status, child.worker, child.started_at) == ("scheduled", None, None)
+        assert [(row.status, row.worker) for row in rows] == [("scheduled", None)] * len(rows)
+        assert len(rows) == (3 if flow == "fan" else 1)
         assert recorder.ran == []

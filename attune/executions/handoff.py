@@ -18,7 +18,7 @@ the claim of each step of a sequence.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -153,12 +153,17 @@ class TakeOn:
     """The queues this worker consumes: a child sent elsewhere is left to its message."""
     claim: ClaimIn
 
-    def take(self, session: Session, dispatches: list[Dispatch]) -> Taken | None:
-        """Claim the first child of ``dispatches`` this worker may run now, in ``session``,
-        and drop its message; None (all messages kept) if none may be. Recorded running here
-        before the commit, so a death once it is made is seen (and the child abandoned)."""
+    def take(
+        self, session: Session, dispatches: list[Dispatch], among: Collection[int]
+    ) -> Taken | None:
+        """Claim the first child of ``dispatches`` (one of ``among``) this worker may run now,
+        in ``session``, and drop its message; None (all messages kept) if none may be.
+        Recorded running here before the commit, so a death once it is made is seen (and the
+        child abandoned)."""
         for sent in dispatches:
             if sent.task != EXECUTE_TASK or sent.countdown_s or sent.queue not in self.queues:
+                continue
+            if sent.execution_id not in among:
                 continue
             taken = self.claim(session, sent.execution_id)  # the scheduled → running CAS
             if taken is None:

@@ -77,7 +77,7 @@ def advance(
     when another advance holds the run (PostgreSQL): that one takes the child in, since each
     advance looks, after its commit, for children that ended meanwhile and goes again.
     With ``take_on`` (that worker's pool process) one child it starts that this worker may
-    run is claimed for the process in the same transaction and not sent.
+    run (not a fan-out's item) is claimed for the process in the same transaction, not sent.
     """
     sent, finished, idle = 0, False, 0
     follow: list[int] = []
@@ -182,7 +182,7 @@ def _advance(
         follow = list(step.woken)
         if finished and parent.parent_id is not None:
             follow.append(parent.parent_id)
-        taken = None if take_on is None else take_on.take(session, step.dispatches)
+        taken = None if take_on is None else take_on.take(session, step.dispatches, step.single)
         return step.dispatches, tuple(follow), finished, step.consumed, taken
 
 
