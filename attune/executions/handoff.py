@@ -11,8 +11,8 @@ worker's, the chain has run for :data:`CHAIN_FOR_S`).
 
 A workflow's task passes on the same way (:class:`TakeOn`): the process that advances the run
 after its task ended claims the next task for itself in the advance's transaction, when it is
-of a queue this worker consumes, and runs it instead of sending it, sparing the broker hop and
-the claim of each step of a sequence.
+of a queue this worker consumes (a task's one child, not a fan-out's items), and runs it
+instead of sending it, sparing the broker hop and the claim of each step of a sequence.
 """
 
 from __future__ import annotations
