@@ -1,12 +1,20 @@
-"""One advance that takes in several outcomes at once ends its run (no worker needed: with none
-serving the tasks' runtime, each child is recorded ``failed`` and taken in within the same pass)."""
+"""Single advances, no worker process needed: one that takes in several outcomes at once ends
+its run (with no worker serving the tasks' runtime, each child is recorded ``failed`` and taken
+in within the same pass); one offered to take a task on claims it in its own transaction, only
+when the task is of a queue the offering worker consumes."""
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 
+import pytest
 from sqlalchemy import insert, select
 
+from attune.executions.handoff import TakeOn
+from attune.executions.runner import claim_in
+from attune.liveness.registry import Registration, register
 from attune.packs.loader import load_packs
 from attune.settings import Settings
 from attune.store.db import Database
@@ -41,7 +49,7 @@ def test_a_fan_out_whose_children_all_end_in_one_pass_ends_its_run(
             .returning(_E.id)
         ).scalar_one()
 
-    status = start(database, Settings(database_url=str(database.engine.url)), parent, "w")
+    status, _ = start(database, Settings(database_url=str(database.engine.url)), parent, "w")
 
     assert status is ExecutionStatus.FAILED  # all three children failed: no worker serves them
     with database.session_scope() as session:
@@ -55,3 +63,87 @@ def test_a_fan_out_whose_children_all_end_in_one_pass_ends_its_run(
     assert sorted(children) == [("failed", True, n) for n in range(3)]
     assert phase == "done"
     assert [error["item"] for error in result["errors"]] == [0, 1, 2]
+
+
+SEQUENCE = {
+    "version": 1,
+    "tasks": [
+        {"name": "first", "action": "flows.hello", "next": [{"do": ["second"]}]},
+        {"name": "second", "action": "flows.hello"},
+    ],
+}
+
+
+class Recorder:
+    """A :class:`Handoff` that records what its process is told it runs."""
+
+    def __init__(self) -> None:
+        self.ran: list[int | None] = []
+
+    def allowed(self) -> bool:
+        """Always."""
+        return True
+
+    def running(self, execution_id: int | None) -> None:
+        """Record ``execution_id``."""
+        self.ran.append(execution_id)
+
+
+@pytest.mark.parametrize(
+    ("flow", "queue", "takes"),
+    [
+        ("seq", "attune.shell", True),
+        ("seq", "attune.python", False),
+        ("fan", "attune.shell", False),
+    ],
+    ids=["its-runtime", "another-runtime", "fan-out-items"],
+)
+def test_an_advance_offered_a_take_on_claims_one_task_of_its_workers_queue(
+    database: Database, tmp_path: Path, flow: str, queue: str, takes: bool
+) -> None:
+    # Given a live worker "w" serving shell, a two-task sequence and a fan-out of a shell action
+    actions = {
+        "hello": action("flows.hello"),
+        "seq": workflow_action("flows.seq"),
+        "fan": workflow_action("flows.fan"),
+    }
+    pack = write_pack(tmp_path, "flows", actions, header("flows"))
+    write_workflows(pack, {"seq": SEQUENCE, "fan": FAN})
+    assert load_packs(database, tmp_path).ok
+    with database.session_scope() as session:
+        register(session, Registration("w", ("shell",), ("attune.shell",), "here", os.getpid()))
+        parent = session.execute(
+            insert(EXECUTION_TABLE)
+            .values(action_ref=f"flows.{flow}", status=ExecutionStatus.RUNNING.value, worker="w")
+            .returning(_E.id)
+        ).scalar_one()
+    recorder = Recorder()
+    take_on = TakeOn(recorder, frozenset({queue}), functools.partial(claim_in, "w"))
+
+    # When the run starts with the offer
+    status, taken = start(
+        database, Settings(database_url=str(database.engine.url)), parent, "w", take_on
+    )
+
+    # Then its first task is claimed for the process in the transaction that recorded it (its
+    # message unsent); of another worker's queue, or a fan-out's items, stay scheduled
+    assert status is ExecutionStatus.RUNNING
+    with database.session_scope() as session:
+        rows = session.execute(
+            select(_E.id, _E.status, _E.worker, _E.requested_at, _E.started_at)
+            .where(_E.parent_id == parent)
+            .order_by(_E.id)
+        ).all()
+    if takes:
+        (child,) = rows
+        assert taken is not None
+        assert (taken[0], taken[2].runner_type) == (child.id, "shell")
+        assert (child.status, child.worker) == ("running", "w")
+        if not database.is_sqlite:  # one transaction: PostgreSQL's clock is its start
+            assert child.started_at == child.requested_at
+        assert recorder.ran == [child.id]
+    else:
+        assert taken is None
+        assert [(row.status, row.worker) for row in rows] == [("scheduled", None)] * len(rows)
+        assert len(rows) == (3 if flow == "fan" else 1)
+        assert recorder.ran == []

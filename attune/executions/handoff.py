@@ -8,12 +8,17 @@ other with no moment free, so whoever sees a free slot may trust it is free. It 
 gated claim as a message's (FIFO, the limit exact, nothing runs twice). The process sends the
 head a message as before when it may not run it (:class:`Handoff` says no, the head is another
 worker's, the chain has run for :data:`CHAIN_FOR_S`).
+
+A workflow's task passes on the same way (:class:`TakeOn`): the process that advances the run
+after its task ended claims the next task for itself in the advance's transaction, when it is
+of a queue this worker consumes (a task's one child, not a fan-out's items), and runs it
+instead of sending it, sparing the broker hop and the claim of each step of a sequence.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,6 +26,7 @@ from sqlalchemy import BigInteger, Boolean, String, Text, bindparam, column, fun
 from sqlalchemy.orm import Session
 
 from attune.executions import dispatch, gates, releases
+from attune.executions.dispatch import EXECUTE_TASK, Dispatch
 from attune.executions.records import Finishing
 from attune.store.db import Database
 from attune.store.models import EXECUTION_TABLE, ExecutionStatus
@@ -132,8 +138,42 @@ def _nothing() -> None:
 
 Taken = tuple[int, Any, Any]
 """A claimed execution: its id, its claimed row and its action's row."""
-RunOne = Callable[[Taken, Finishing | None], ExecutionStatus]
-"""The runner's run of a claimed execution, with what its terminal transaction records."""
+RunOne = Callable[[Taken, Finishing | None], tuple[ExecutionStatus, Taken | None]]
+"""The runner's run of a claimed execution, with what its terminal transaction records: the
+status it ended in, and the execution claimed for this process to run next (a workflow's)."""
+ClaimIn = Callable[[Session, int], Taken | None]
+"""The runner's claim of a scheduled execution for this worker in the caller's transaction."""
+
+
+@dataclass(frozen=True)
+class TakeOn:
+    """A pool process's offer to run a workflow's next task itself: in the advance's
+    transaction, claim one child it records for this worker (instead of its message)."""
+
+    handoff: Handoff
+    queues: frozenset[str]
+    """The queues this worker consumes: a child sent elsewhere is left to its message."""
+    claim: ClaimIn
+
+    def take(
+        self, session: Session, dispatches: list[Dispatch], among: Collection[int]
+    ) -> Taken | None:
+        """Claim the first child of ``dispatches`` (one of ``among``) this worker may run now,
+        in ``session``, and drop its message; None (all messages kept) if none may be.
+        Recorded running here before the commit, so a death once it is made is seen (and the
+        child abandoned)."""
+        for sent in dispatches:
+            if sent.task != EXECUTE_TASK or sent.countdown_s or sent.queue not in self.queues:
+                continue
+            if sent.execution_id not in among:
+                continue
+            taken = self.claim(session, sent.execution_id)  # the scheduled → running CAS
+            if taken is None:
+                continue  # gated or not yet due: its message claims it
+            self.handoff.running(taken[0])
+            dispatches.remove(sent)
+            return taken
+        return None
 
 
 @dataclass(frozen=True)
@@ -150,14 +190,18 @@ class Chain:
 
     def run(self, taken: Taken, run_one: RunOne, finishing: Finishing | None) -> ExecutionStatus:
         """Run a claimed execution; then, while a gated one's slot passes on to this process,
-        its gate's heads. The status the first ended in."""
+        its gate's heads, and the workflow tasks its ends passed on. The status the first
+        ended in."""
         first: ExecutionStatus | None = None
         try:
             while True:
                 gate = _gate_of(taken[1])
                 passing = self._handing_on(gate, taken[1], finishing)
-                status = run_one(taken, passing or finishing)
+                status, following = run_one(taken, passing or finishing)
                 first = status if first is None else first
+                if following is not None:  # a workflow's next task, claimed for this process
+                    taken = following
+                    continue
                 if gate is None:
                     return first
                 found = None if passing is None else passing.taken
@@ -172,6 +216,12 @@ class Chain:
         finally:
             if self.handoff is not None:
                 self.handoff.running(None)
+
+    def taking_on(self, queues: frozenset[str], claim: ClaimIn) -> TakeOn | None:
+        """The offer to run a workflow's next task here, if this process may go on."""
+        if self.handoff is None or time.monotonic() - self.started >= CHAIN_FOR_S:
+            return None
+        return TakeOn(self.handoff, queues, claim) if self.handoff.allowed() else None
 
     def after_refused(
         self, execution_id: int, run_one: RunOne, finishing: Finishing | None

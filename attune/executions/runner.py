@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
 
 from attune import metrics
 from attune.errors import AttuneError, PackEnvironmentError
 from attune.executions import dispatch, gates, liveoutput, releases, retries
 from attune.executions.completion import hub
 from attune.executions.environments import environment_of
-from attune.executions.handoff import Chain, Handoff, Taken
+from attune.executions.handoff import Chain, Handoff, Taken, TakeOn
 from attune.executions.policies import Policy
+from attune.executions.queues import worker_queues
 from attune.executions.records import Finishing
 from attune.executions.results import store_result
 from attune.executions.secretbox import SecretBox
@@ -57,7 +60,8 @@ def run_execution(
 
     None means no row moved to ``running``: it was canceled, already run, or is a
     redelivered message, and nothing more happens. Each gated execution that ends here frees
-    a slot, and this process claims and runs the gate's head next (:mod:`.handoff`).
+    a slot, and this process claims and runs the gate's head next; each workflow task that
+    ends here may pass its run's next task on to this process (:mod:`.handoff`).
     """
     chain = Chain(database, worker_name, handoff, _CLAIMED_COLUMNS, _with_action)
     claimed, action = _retrying(
@@ -65,8 +69,13 @@ def run_execution(
         lambda: _claim(database, execution_id, worker_name, finishing),
     )
 
-    def run_one(taken: Taken, then: Finishing | None) -> ExecutionStatus:
-        return _run_claimed(database, settings, worker_name, *taken, watcher, then)
+    queues = frozenset(worker_queues(worker_name, settings.worker_runtimes))
+    claiming = functools.partial(claim_in, worker_name)
+
+    def run_one(taken: Taken, then: Finishing | None) -> tuple[ExecutionStatus, Taken | None]:
+        # An ungated task of a workflow may pass its run's next task on to this process.
+        take_on = chain.taking_on(queues, claiming) if taken[1].gate_key is None else None
+        return _run_claimed(database, settings, worker_name, *taken, watcher, then, take_on)
 
     if claimed is not None:
         return chain.run((execution_id, claimed, action), run_one, finishing)
@@ -83,14 +92,16 @@ def _run_claimed(
     action: Any,
     watcher: CancelWatcher,
     finishing: Finishing | None,
-) -> ExecutionStatus:
-    """Run a claimed execution and store its result; the status it ended in."""
+    take_on: TakeOn | None = None,
+) -> tuple[ExecutionStatus, Taken | None]:
+    """Run a claimed execution and store its result; the status it ended in, and the next
+    task of its workflow run that the advance claimed for this process (``take_on``)."""
     if action is not None and action.runner_type == RunnerType.WORKFLOW:
         from attune.workflows.start import start  # the engine builds on this module's layer
 
         return _retrying(
             f"starting workflow {execution_id}",
-            lambda: start(database, settings, execution_id, worker_name),
+            lambda: start(database, settings, execution_id, worker_name, take_on),
         )
     policy = Policy.from_json(claimed.policy)
     live = liveoutput.backend(settings)
@@ -126,20 +137,25 @@ def _run_claimed(
     if sink is not None:
         sink.end()
     parent_id = getattr(claimed, "parent_id", None)  # a gated claim on PostgreSQL has none
-    if parent_id is not None:  # a workflow's task: its run moves on at once
-        _advance_parent(database, settings, parent_id)
-    return status
+    if parent_id is None:
+        return status, None
+    # A workflow's task: its run moves on at once
+    return status, _advance_parent(database, settings, parent_id, take_on)
 
 
-def _advance_parent(database: Database, settings: Settings, parent_id: int) -> None:
-    """Advance the run this execution is a task of, here; on failure, by message."""
+def _advance_parent(
+    database: Database, settings: Settings, parent_id: int, take_on: TakeOn | None
+) -> Taken | None:
+    """Advance the run this execution is a task of, here; on failure, by message. The next
+    task it claimed for this process to run, if ``take_on`` offered to."""
     from attune.workflows.engine import advance
 
     try:
-        advance(database, settings, parent_id, unless_busy=True)
+        return advance(database, settings, parent_id, unless_busy=True, take_on=take_on).taken
     except Exception:  # the message (or the beat's net) advances it elsewhere
         log.exception("could not advance workflow %s here; sending it", parent_id)
         dispatch.send([dispatch.advance(parent_id)])
+        return None
 
 
 def _retrying(what: str, attempt: Callable[[], _T]) -> _T:
@@ -281,6 +297,19 @@ def _with_action(database: Database, admitted: Any) -> tuple[Any, Any]:
     if not database.is_sqlite:
         return admitted, admitted if admitted.runner_type is not None else None
     return admitted, _action_of(database, admitted)
+
+
+def claim_in(worker: str, session: Session, execution_id: int) -> Taken | None:
+    """Claim a scheduled execution for ``worker`` in ``session`` (an advance's): the same
+    conditional UPDATE as a message's claim, so it runs once whoever else tries."""
+    values = {"execution_id": execution_id, "worker": worker}
+    if session.get_bind().dialect.name != "sqlite":
+        joined = session.execute(_CLAIM_JOINED, values).first()
+        return None if joined is None else (execution_id, joined, joined)
+    claimed = session.execute(_CLAIM, values).first()
+    if claimed is None:
+        return None
+    return execution_id, claimed, session.execute(_ACTION_RUN, {"ref": claimed.action_ref}).first()
 
 
 def _action_of(database: Database, claimed: Any) -> Any:

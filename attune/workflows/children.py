@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, select, update
 
 from attune.errors import AttuneError
 from attune.executions import batch
@@ -83,6 +83,8 @@ def record(
     for placed in batch.record_many(step.session, requests):
         if isinstance(placed, Routed):
             step.dispatches.append(Dispatch(placed.execution_id, placed.queue))
+            if activation.items is None:
+                step.single.append(placed.execution_id)
         else:
             step.again = True
     step.touched.append(activation)
@@ -119,6 +121,24 @@ _CONSUME = (
     .values(wf_consumed=True)
     .returning(*ENDED_COLUMNS, _E.result, _E.error, _E.wf_task_id, _E.wf_item)
 )
+_CONSUMED = _CONSUME.cte("consumed")
+_SAME_TASK = _CONSUMED.alias("same_task")
+_FIRST_OF_TASK = (
+    select(func.min(_SAME_TASK.c.id))
+    .where(_SAME_TASK.c.wf_task_id == _CONSUMED.c.wf_task_id)
+    .scalar_subquery()
+)
+# PostgreSQL takes the outcomes in and reads their activations in one statement (SQLite has
+# no UPDATE inside a WITH); each activation comes once, with its first outcome (a fan-out's
+# row holds its items: read once per pass, not once per item taken in).
+_CONSUME_WITH_TASKS = (
+    select(*_CONSUMED.c, WorkflowTask)
+    .select_from(_CONSUMED)
+    .outerjoin(
+        WorkflowTask,
+        and_(WorkflowTask.id == _CONSUMED.c.wf_task_id, _CONSUMED.c.id == _FIRST_OF_TASK),
+    )
+)
 _SUCCESSORS = select(_E.retry_of_id).where(_E.retry_of_id.in_(bindparam("ids", expanding=True)))
 _UNCONSUME = (
     update(EXECUTION_TABLE)
@@ -127,16 +147,25 @@ _UNCONSUME = (
 )
 
 
-def consume_ended(step: Pass) -> list[Any]:
+def consume_ended(step: Pass) -> list[tuple[Any, WorkflowTask | None]]:
     """Mark every ended child of the run taken in (one UPDATE, under the run's lock, so each
-    exactly once); the last attempts among them, in the order they ended.
+    exactly once); the last attempts among them, in the order they ended, each with its
+    activation.
 
     An attempt whose retry carries on is taken in and skipped; one owed a retry not recorded
     yet (the sweep's repair makes it) is put back, to be looked at again.
     """
-    rows = list(step.session.execute(_CONSUME, {"workflow_id": step.workflow_id}))
+    joined = step.session.get_bind().dialect.name != "sqlite"
+    consume = _CONSUME_WITH_TASKS if joined else _CONSUME
+    rows = list(step.session.execute(consume, {"workflow_id": step.workflow_id}))
     if not rows:
         return []
+    if joined:
+        found = [row.WorkflowTask for row in rows if row.WorkflowTask is not None]
+    else:
+        tasks = {row.wf_task_id for row in rows}
+        found = list(step.session.scalars(select(WorkflowTask).where(WorkflowTask.id.in_(tasks))))
+    activations = {activation.id: activation for activation in found}
     step.changed = True
     rows.sort(key=lambda row: (row.finished_at, row.id))
     retriable = [row.id for row in rows if row.attempt < row.max_attempts]
@@ -153,7 +182,7 @@ def consume_ended(step: Pass) -> list[Any]:
         final.append(row)
     if owed:
         step.session.execute(_UNCONSUME, {"ids": owed})
-    return final
+    return [(row, activations.get(row.wf_task_id)) for row in final]
 
 
 def attempt_of(step: Pass, execution_id: int) -> int | None:

@@ -11,14 +11,19 @@ coordinator process, no sleep and no Celery canvas.
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
 
 from attune import metrics
 from attune.executions import dispatch
 from attune.executions.completion import hub
+from attune.executions.handoff import Taken, TakeOn
 from attune.executions.secretbox import SecretBox
 from attune.settings import Settings
 from attune.store.db import Database
@@ -38,6 +43,7 @@ from attune.workflows.reader import stored
 from attune.workflows.state import Pass
 
 _E = EXECUTION_TABLE.c
+log = logging.getLogger(__name__)
 
 DB_RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0, 2.0)
 """Pauses before trying an advance again after a database error (the beat net follows)."""
@@ -52,10 +58,17 @@ class Advanced:
     sent: int
     follow: tuple[int, ...]
     finished: bool
+    taken: Taken | None = None
+    """The child claimed for the caller's process to run (``take_on``), its message unsent."""
 
 
 def advance(
-    database: Database, settings: Settings, workflow_id: int, *, unless_busy: bool = False
+    database: Database,
+    settings: Settings,
+    workflow_id: int,
+    *,
+    unless_busy: bool = False,
+    take_on: TakeOn | None = None,
 ) -> Advanced:
     """Advance run ``workflow_id`` and, after commit, send what it started; then advance
     the runs it touched (a finished nested run's parent, canceled nested runs).
@@ -63,41 +76,63 @@ def advance(
     With ``unless_busy`` (the worker that just stored a child's result) it returns at once
     when another advance holds the run (PostgreSQL): that one takes the child in, since each
     advance looks, after its commit, for children that ended meanwhile and goes again.
+    With ``take_on`` (that worker's pool process) one child it starts that this worker may
+    run (not a fan-out's item) is claimed for the process in the same transaction, not sent.
     """
     sent, finished, idle = 0, False, 0
     follow: list[int] = []
-    while True:
-        started = time.perf_counter()
-        result = through_outage(
-            f"advancing workflow {workflow_id}",
-            lambda: _advance(database, settings, workflow_id, unless_busy),
-            DB_RETRY_DELAYS_S,
-        )
-        metrics.observe_workflow_advance(time.perf_counter() - started)
-        if result is None:
-            break
-        dispatches, touched, finished, consumed = result
-        sent += dispatch.send(dispatches)
-        follow.extend(touched)
-        idle = 0 if consumed else idle + 1
-        if finished or idle > 1 or not database.run(_ENDED, {"workflow_id": workflow_id}):
-            break  # (two passes in a row that took nothing in saw only children owed a retry)
-    if finished:
-        hub.notify()
-    for other in follow:
-        advance(database, settings, other)
-    return Advanced(sent, tuple(follow), finished)
+    taken: Taken | None = None
+    try:
+        while True:
+            started = time.perf_counter()
+            offer = None if taken is not None else take_on
+            result = through_outage(
+                f"advancing workflow {workflow_id}",
+                functools.partial(_advance, database, settings, workflow_id, unless_busy, offer),
+                DB_RETRY_DELAYS_S,
+            )
+            metrics.observe_workflow_advance(time.perf_counter() - started)
+            if result is None:
+                break
+            dispatches, touched, finished, consumed, took = result
+            taken = taken or took
+            sent += dispatch.send(dispatches)
+            follow.extend(touched)
+            idle = 0 if consumed else idle + 1
+            if finished or idle > 1 or not database.run(_ENDED, {"workflow_id": workflow_id}):
+                break  # (two passes in a row that took nothing in saw only children owed a retry)
+        if finished:
+            hub.notify()
+        for other in follow:
+            advance(database, settings, other)
+    except Exception:
+        if taken is None:
+            raise
+        # The child claimed for the caller is committed running there: it must be returned
+        # whatever fails after; the rest of this advance is left to a message (or the net).
+        log.exception("could not finish advancing workflow %s; sending it", workflow_id)
+        dispatch.send([dispatch.advance(workflow_id)])
+    return Advanced(sent, tuple(follow), finished, taken)
 
 
 _ENDED = select(_E.id).where(*children.ended(_E.parent_id == bindparam("workflow_id"))).limit(1)
 
 
+_PARENT_COLUMNS = (_E.parameters, _E.secrets, _E.status, _E.parent_id, db_now().label("now"))
 _LOCK = (
     update(WorkflowRun)
     .where(WorkflowRun.phase != RunPhase.DONE.value)
     .values(version=WorkflowRun.version + 1)
-    .returning(WorkflowRun)
 )
+# PostgreSQL locks the run and reads its parent in one statement (SQLite's RETURNING cannot
+# name the joined table).
+_LOCK_JOINED = _LOCK.where(_E.id == WorkflowRun.execution_id).returning(
+    WorkflowRun, *_PARENT_COLUMNS
+)
+_LOCK_ALONE = _LOCK.returning(WorkflowRun)
+_PARENT = select(*_PARENT_COLUMNS).where(_E.id == bindparam("id"))
+# A fresh session holds nothing to synchronize, and the run is read as it is in the database.
+_LOCKING = {"populate_existing": True, "synchronize_session": False}
 _FREE = (
     select(WorkflowRun.execution_id)
     .where(WorkflowRun.execution_id == bindparam("id"))
@@ -107,16 +142,17 @@ _FREE = (
 
 
 def _advance(
-    database: Database, settings: Settings, workflow_id: int, unless_busy: bool
-) -> tuple[list[dispatch.Dispatch], tuple[int, ...], bool, int] | None:
-    locked = WorkflowRun.execution_id == (_FREE if unless_busy else workflow_id)
+    database: Database,
+    settings: Settings,
+    workflow_id: int,
+    unless_busy: bool,
+    take_on: TakeOn | None,
+) -> tuple[list[dispatch.Dispatch], tuple[int, ...], bool, int, Taken | None] | None:
     with database.session_scope() as session, session.no_autoflush:
-        run = session.scalars(
-            _LOCK.where(locked), {"id": workflow_id}, execution_options={"populate_existing": True}
-        ).first()
-        if run is None:
+        locked = _lock(session, workflow_id, unless_busy)
+        if locked is None:
             return None
-        parent = session.execute(_PARENT, {"id": workflow_id}).one()
+        run, parent = locked
         spec = stored(run.spec["file"])
         secrets = SecretBox.for_settings(settings).decrypt(parent.secrets) if parent.secrets else {}
         step = Pass(
@@ -146,25 +182,28 @@ def _advance(
         follow = list(step.woken)
         if finished and parent.parent_id is not None:
             follow.append(parent.parent_id)
-        return step.dispatches, tuple(follow), finished, step.consumed
+        taken = None if take_on is None else take_on.take(session, step.dispatches, step.single)
+        return step.dispatches, tuple(follow), finished, step.consumed, taken
 
 
-_PARENT = select(_E.parameters, _E.secrets, _E.status, _E.parent_id, db_now().label("now")).where(
-    _E.id == bindparam("id")
-)
+def _lock(session: Session, workflow_id: int, unless_busy: bool) -> tuple[WorkflowRun, Any] | None:
+    """Lock the run (None if it is done, or busy with ``unless_busy``); it and its parent's
+    row (parameters, secrets, status, its own parent, the database's ``now``)."""
+    locked = WorkflowRun.execution_id == (_FREE if unless_busy else workflow_id)
+    values = {"id": workflow_id}
+    if session.get_bind().dialect.name != "sqlite":
+        row = session.execute(_LOCK_JOINED.where(locked), values, execution_options=_LOCKING)
+        joined = row.first()
+        return None if joined is None else (joined[0], joined)
+    run = session.scalars(_LOCK_ALONE.where(locked), values, execution_options=_LOCKING).first()
+    return None if run is None else (run, session.execute(_PARENT, values).one())
 
 
 def _consume(step: Pass) -> None:
     """Take in every ended child's outcome (once each), in the order they ended."""
-    rows = children.consume_ended(step)
-    step.consumed += len(rows)
-    if not rows:
-        return
-    ids = {row.wf_task_id for row in rows}
-    found = step.session.scalars(select(WorkflowTask).where(WorkflowTask.id.in_(ids))).all()
-    by_id = {activation.id: activation for activation in found}
-    for row in rows:
-        activation = by_id.get(row.wf_task_id)
+    ended = children.consume_ended(step)
+    step.consumed += len(ended)
+    for row, activation in ended:
         if activation is not None and activation.state == TaskState.RUNNING.value:
             activations.child_ended(step, activation, row)
 

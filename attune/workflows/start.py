@@ -16,6 +16,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from attune.errors import AttuneError
 from attune.executions import records
+from attune.executions.handoff import Taken, TakeOn
 from attune.executions.secretbox import SecretBox
 from attune.settings import Settings
 from attune.store.db import Database
@@ -39,15 +40,20 @@ _A = ACTION_TABLE.c
 
 
 def start(
-    database: Database, settings: Settings, execution_id: int, worker_name: str
-) -> ExecutionStatus:
-    """Turn claimed execution ``execution_id`` into a running workflow; the status it is in.
+    database: Database,
+    settings: Settings,
+    execution_id: int,
+    worker_name: str,
+    take_on: TakeOn | None = None,
+) -> tuple[ExecutionStatus, Taken | None]:
+    """Turn claimed execution ``execution_id`` into a running workflow; the status it is in,
+    and the start task claimed for the caller's process to run (``take_on``).
 
     A database error is raised (the caller tries again: nothing was written); anything else
     that goes wrong fails the parent, so it never stays ``running`` on this worker.
     """
     try:
-        return _start(database, settings, execution_id, worker_name)
+        return _start(database, settings, execution_id, worker_name, take_on)
     except (OperationalError, InterfaceError):
         raise
     except Exception as problem:
@@ -56,12 +62,16 @@ def start(
         records.transition(
             database, execution_id, ExecutionStatus.FAILED, held_by=worker_name, error=reason
         )
-        return records.status_of(database, execution_id)
+        return records.status_of(database, execution_id), None
 
 
 def _start(
-    database: Database, settings: Settings, execution_id: int, worker_name: str
-) -> ExecutionStatus:
+    database: Database,
+    settings: Settings,
+    execution_id: int,
+    worker_name: str,
+    take_on: TakeOn | None,
+) -> tuple[ExecutionStatus, Taken | None]:
     with database.session_scope() as session:
         parent = session.execute(
             update(EXECUTION_TABLE)
@@ -74,7 +84,7 @@ def _start(
             .returning(_E.action_ref, _E.parameters, _E.secrets, _E.parent_id)
         ).first()
         if parent is None:
-            return _status(session, execution_id)
+            return _status(session, execution_id), None
         document = session.scalar(select(_A.workflow).where(_A.ref == parent.action_ref))
         depth = 1
         if parent.parent_id is not None:
@@ -119,15 +129,17 @@ def _start(
                     finished_at=now,
                 )
             )
-            return ExecutionStatus.FAILED
+            return ExecutionStatus.FAILED, None
         if spec.timeout_s is not None:
             run.deadline_at = now + timedelta(seconds=spec.timeout_s)
         run.wake_at = now  # due at once: the beat's net advances it if the first advance is lost
         session.flush()
         for name in spec.start:
             activations.activate(step, name, None)
-    engine.advance(database, settings, execution_id)
-    return records.status_of(database, execution_id)
+    taken = engine.advance(database, settings, execution_id, take_on=take_on).taken
+    if taken is not None:  # a start task runs here next: no read may fail and lose it
+        return ExecutionStatus.RUNNING, taken
+    return records.status_of(database, execution_id), None
 
 
 def _spec_of(action_ref: str, document: dict[str, Any] | None) -> WorkflowSpec:

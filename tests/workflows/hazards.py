@@ -36,6 +36,19 @@ def _held(retry: bool) -> dict[str, Any]:
     return {"version": 1, "tasks": [hold, {"name": "after", "action": "core.noop"}]}
 
 
+def _relay(retry: bool) -> dict[str, Any]:
+    """``first`` (a hold released beforehand, in ``<input.dir>/first``), then ``second`` (a
+    hold in ``input.dir``), then ``after``: one runtime throughout (native)."""
+    first = {
+        "name": "first",
+        "action": "wf.hold",
+        "input": {"dir": "{{ input.dir }}/first"},
+        "next": [{"when": SUCCEEDED, "do": ["second"]}],
+    }
+    second = {**_held(retry)["tasks"][0], "name": "second"}
+    return {"version": 1, "tasks": [first, second, {"name": "after", "action": "core.noop"}]}
+
+
 def _after(first: dict[str, Any]) -> dict[str, Any]:
     """``first`` (a task named ``first``), then ``after`` once it succeeded."""
     first = {**first, "name": "first", "next": [{"when": SUCCEEDED, "do": ["after"]}]}
@@ -83,6 +96,8 @@ HAZARDS: dict[str, dict[str, Any]] = {
     "held": _held(retry=False),
     "held_retry": _held(retry=True),
     "lost": _after({"action": "wf.hold", "input": {"dir": "{{ input.dir }}"}}),
+    "relay": _relay(retry=False),
+    "relay_retry": _relay(retry=True),
     "race": {
         "version": 1,
         "tasks": [

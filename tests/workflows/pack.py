@@ -62,6 +62,8 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "held": {"dir": STRING},
     "held_retry": {"dir": STRING},
     "lost": {"dir": STRING},
+    "relay": {"dir": STRING},
+    "relay_retry": {"dir": STRING},
     "race": {"dir": STRING},
     "backoff": {"dir": STRING},
     "verbatim": {"text": STRING},
