@@ -129,6 +129,7 @@ def test_the_sweep_announces_what_it_settled_in_arrays_of_ids(
                 update(Execution).where(Execution.id == held[0]).values(status="failed")
             )
         notes = list(listener.notifies(timeout=2, stop_after=9))
+        listener.execute("DELETE FROM event_relay WHERE name = 'this test'")
 
     # Then the sweep's are two arrays of ids; the stream still has an event per row
     done = [note.payload for note in notes if note.channel == NOTIFY_CHANNEL]

@@ -131,7 +131,7 @@ def test_a_refused_broker_message_fails_the_execution(
         "with resources.database.session_scope() as session:\n"
         "    register(session, Registration('w1', ('shell',), (), 'host', os.getpid()))\n"
         "try:\n"
-        "    attune.execute('core.echo', {'message': 'x'})\n"
+        "    attune.execute('examples.list_example', {'count': 1})\n"
         "except EnqueueError as exc:\n"
         "    record = attune.get_execution(exc.execution_id)\n"
         "    print(record.status.value, record.error)\n"

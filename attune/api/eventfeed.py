@@ -43,8 +43,9 @@ RELAY_REFRESH_S = RELAY_TTL_S / 6
 
 _SEEN = (
     "INSERT INTO event_relay (name, seen_at) VALUES (%s, now())"
-    " ON CONFLICT (name) DO UPDATE SET seen_at = now()"
+    " ON CONFLICT (name) DO UPDATE SET seen_at = now() RETURNING xmax = 0"
 )
+"""Upsert the relay's row; true when it was inserted (on a refresh: it had been deleted)."""
 _GONE = "DELETE FROM event_relay WHERE name = %s"
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,8 @@ class EventFeed:
                 self.hub.publish(CHANNELS[notification.channel], data)
             now = time.monotonic()
             if now - seen >= RELAY_REFRESH_S:
-                connection.execute(_SEEN, (name,))
-                if now - seen >= RELAY_TTL_S:  # the triggers may have stopped meanwhile
-                    self.hub.gap("the event listener fell behind its refresh")
+                inserted = connection.execute(_SEEN, (name,)).fetchone()
+                # Its row gone or outlived: the triggers may have been silent meanwhile.
+                if (inserted is not None and inserted[0]) or now - seen >= RELAY_TTL_S:
+                    self.hub.gap("the event listener's relay lapsed")
                 seen = now

@@ -7,15 +7,25 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import delete, func, select, text, update
 
+from attune.api import eventfeed
 from attune.api.eventfeed import EventFeed
 from attune.api.events import EventHub
 from attune.store.db import Database
 from attune.store.models import EventRelay, Execution, ExecutionStatus
+from tests.processes import wait_until
 from tests.rows import add_execution
 
 pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(autouse=True)
+def no_relays_left(pg_database: Database) -> Iterator[None]:
+    """The tests' relay rows go with them (clearing the database leaves a live server's)."""
+    yield
+    with pg_database.session_scope() as session:
+        session.execute(delete(EventRelay))
 
 
 @pytest.fixture
@@ -84,3 +94,37 @@ def test_an_event_feed_keeps_its_relay_row_while_it_listens(
     assert len(heard) == 1
     assert f'"id" : {execution_id}' in heard[0].payload
     assert relays() == []
+
+
+class GapHub(EventHub):
+    """A hub that records the gaps its source reports."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gaps: list[str] = []
+
+    def gap(self, reason: str) -> None:
+        self.gaps.append(reason)
+        super().gap(reason)
+
+
+def test_a_relay_row_deleted_under_a_feed_comes_back_with_a_reset(
+    pg_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given a feed refreshing every 0.2 s, when its row is deleted (the triggers go silent),
+    then its next refresh puts it back and resets the subscribers, who refetch."""
+    monkeypatch.setattr(eventfeed, "RELAY_REFRESH_S", 0.2)
+    hub = GapHub()
+    feed = EventFeed(hub, pg_database)
+    feed.start()
+    try:
+        with pg_database.session_scope() as session:
+            session.execute(delete(EventRelay))
+        wait_until(lambda: hub.gaps != [], 10, "a reset after the lapse")
+        with pg_database.session_scope() as session:
+            back = session.scalar(select(func.count()).select_from(EventRelay))
+    finally:
+        feed.stop()
+
+    assert back == 1
+    assert hub.gaps == ["the event listener's relay lapsed"]

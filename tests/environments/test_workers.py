@@ -104,7 +104,7 @@ def test_ten_concurrent_first_executions_on_two_workers_build_once(
     assert {record.result["version"] for record in records} == {"2.0"}
     uses = deployment.uses([record.id for record in records])
     assert sum(use.built for use in uses) == 1
-    assert sum(use.waited for use in uses) >= 2  # others waited on the lock, then used it
+    assert sum(use.waited for use in uses) >= 1  # another waited on the lock, then used it
     assert len({use.key for use in uses}) == 1
     assert deployment.statuses("crowd") == ["ready"]
 
