@@ -132,19 +132,25 @@ class MemoryLive:
                 ring.waiters.append(waiter)
             else:
                 waiter[1].set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiter[1].wait(), timeout_s)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter[1].wait(), timeout_s)
+        finally:  # also when the reader gave up waiting (canceled)
+            self._forget_early(execution_id, waiter)
+        with self._lock:
+            ring = self._rings.get(execution_id)
+            if ring is None:
+                return Batch((), cursor, available=False)
+            chunks = tuple(ring.chunks[seen:])
+        return Batch(chunks, str(seen + len(chunks)))
+
+    def _forget_early(self, execution_id: int, waiter: _Waiter) -> None:
         with self._lock:
             early = self._early.get(execution_id, [])
             if waiter in early:
                 early.remove(waiter)
                 if not early:
                     del self._early[execution_id]
-            ring = self._rings.get(execution_id)
-            if ring is None:
-                return Batch((), cursor, available=False)
-            chunks = tuple(ring.chunks[seen:])
-        return Batch(chunks, str(seen + len(chunks)))
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
@@ -17,10 +17,10 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException
 
 from attune.api.deps import DatabaseDep, Reader, SettingsDep
-from attune.api.events import Event, hub
+from attune.api.events import Event, Subscription, hub
 from attune.api.problems import responses
 from attune.executions import liveoutput, records
-from attune.executions.liveoutput import LiveOutput
+from attune.executions.liveoutput import Batch, LiveOutput
 from attune.executions.records import ExecutionRecord
 from attune.store.db import Database
 from attune.store.models import ExecutionStatus
@@ -135,16 +135,33 @@ class _Follower:
         yield ServerSentEvent(data=json.dumps(end), event="end")
 
     async def _live(self) -> AsyncIterator[ServerSentEvent]:
-        """Live chunks until the execution is terminal (then ``record`` is its final state)."""
+        """Live chunks until the execution is terminal (then ``record`` is its final state).
+
+        A quiet wait also ends at the execution's own transition event: an action that ended
+        before it published anything live (:data:`attune.settings.Settings.live_output_after_s`)
+        ends its stream at once, not at the next look at SQL."""
+        moved = hub.subscribe(self._moved, None)
+        try:
+            async for event in self._follow(moved):
+                yield event
+        finally:
+            hub.unsubscribe(moved)
+
+    def _moved(self, event: Event) -> bool:
+        return event.kind == "execution" and event.data.get("id") == self.record.id
+
+    async def _follow(self, moved: Subscription) -> AsyncIterator[ServerSentEvent]:
         cursor, told = "0", False
-        while True:
+        status = self.record.status  # an end before the subscription: seen at the first look
+        while not status.is_terminal:
             if self.live is None or told:
-                batch = None
-                await asyncio.sleep(QUIET_S)
+                batch, seen = None, await moved.next(QUIET_S)
             else:
-                batch = await self.live.read(self.record.id, cursor, QUIET_S)
-                cursor = batch.cursor
-                for chunk in batch.chunks:
+                batch, seen = await _first_of(
+                    self.live.read(self.record.id, cursor, QUIET_S), moved.next(QUIET_S)
+                )
+                cursor = batch.cursor if batch is not None else cursor
+                for chunk in () if batch is None else batch.chunks:
                     if chunk.kind == "end":
                         self.record = await asyncio.to_thread(records.get, *self._key)
                         return
@@ -152,17 +169,17 @@ class _Follower:
                         event = self._new(chunk)
                         if event is not None:
                             yield event
-                if batch.chunks:
+                if batch is not None and batch.chunks:
                     continue
+            if _ended(seen):  # its terminal transition, as the event says: no SQL look needed
+                break
             status = await asyncio.to_thread(records.status_of, *self._key)
-            if status.is_terminal:
-                self.record = await asyncio.to_thread(records.get, *self._key)
-                return
             unavailable = self.live is None or (batch is not None and not batch.available)
             if unavailable and not told and status is ExecutionStatus.RUNNING:
                 told = True
                 detail = {"reason": _why(self.live), "status": status.value}
                 yield ServerSentEvent(data=json.dumps(detail), event=UNAVAILABLE)
+        self.record = await asyncio.to_thread(records.get, *self._key)
 
     def _new(self, chunk: liveoutput.Chunk) -> ServerSentEvent | None:
         """The part of ``chunk`` not sent yet (deduplicated by offset), if any."""
@@ -179,6 +196,26 @@ class _Follower:
     @property
     def _key(self) -> tuple[Database, int]:
         return self.database, self.record.id
+
+
+async def _first_of(
+    read: Awaitable[Batch], moved: Awaitable[list[Event]]
+) -> tuple[Batch | None, list[Event]]:
+    """The live batch, or the execution's transition events, whichever came first."""
+    reading, waking = asyncio.ensure_future(read), asyncio.ensure_future(moved)
+    done, pending = await asyncio.wait((reading, waking), return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    batch = reading.result() if reading in done else None
+    return batch, waking.result() if waking in done else []
+
+
+def _ended(events: list[Event]) -> bool:
+    """True when one of an execution's transition events made it terminal."""
+    return any(
+        event.kind == "execution" and ExecutionStatus(event.data["status"]).is_terminal
+        for event in events
+    )
 
 
 def _why(live: Any) -> str:
