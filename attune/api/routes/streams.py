@@ -137,9 +137,10 @@ class _Follower:
     async def _live(self) -> AsyncIterator[ServerSentEvent]:
         """Live chunks until the execution is terminal (then ``record`` is its final state).
 
-        A quiet wait also ends at the execution's own transition event: an action that ended
-        before it published anything live (:data:`attune.settings.Settings.live_output_after_s`)
-        ends its stream at once, not at the next look at SQL."""
+        A quiet wait also ends at the execution's own transition event, then SQL is read: an
+        action that ended before it published anything live
+        (:data:`attune.settings.Settings.live_output_after_s`) ends its stream at once, not a
+        quiet period later."""
         moved = hub.subscribe(self._moved, None)
         try:
             async for event in self._follow(moved):
@@ -155,9 +156,10 @@ class _Follower:
         status = self.record.status  # an end before the subscription: seen at the first look
         while not status.is_terminal:
             if self.live is None or told:
-                batch, seen = None, await moved.next(QUIET_S)
+                batch = None
+                await moved.next(QUIET_S)
             else:
-                batch, seen = await _first_of(
+                batch = await _first_of(
                     self.live.read(self.record.id, cursor, QUIET_S), moved.next(QUIET_S)
                 )
                 cursor = batch.cursor if batch is not None else cursor
@@ -171,8 +173,7 @@ class _Follower:
                             yield event
                 if batch is not None and batch.chunks:
                     continue
-            if _ended(seen):  # its terminal transition, as the event says: no SQL look needed
-                break
+            # Even after a terminal event, SQL decides: SQLite's triggers tell before the commit.
             status = await asyncio.to_thread(records.status_of, *self._key)
             unavailable = self.live is None or (batch is not None and not batch.available)
             if unavailable and not told and status is ExecutionStatus.RUNNING:
@@ -198,24 +199,13 @@ class _Follower:
         return self.database, self.record.id
 
 
-async def _first_of(
-    read: Awaitable[Batch], moved: Awaitable[list[Event]]
-) -> tuple[Batch | None, list[Event]]:
-    """The live batch, or the execution's transition events, whichever came first."""
+async def _first_of(read: Awaitable[Batch], moved: Awaitable[list[Event]]) -> Batch | None:
+    """The live batch, or None when the execution's transition event came first."""
     reading, waking = asyncio.ensure_future(read), asyncio.ensure_future(moved)
     done, pending = await asyncio.wait((reading, waking), return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
-    batch = reading.result() if reading in done else None
-    return batch, waking.result() if waking in done else []
-
-
-def _ended(events: list[Event]) -> bool:
-    """True when one of an execution's transition events made it terminal."""
-    return any(
-        event.kind == "execution" and ExecutionStatus(event.data["status"]).is_terminal
-        for event in events
-    )
+    return reading.result() if reading in done else None
 
 
 def _why(live: Any) -> str:
