@@ -9,7 +9,8 @@ from celery.exceptions import WorkerLostError
 from celery.worker.request import Request
 
 from attune.executions import retention
-from attune.executions.runner import run_execution, settle_lost
+from attune.executions.lost import settle_lost
+from attune.executions.runner import run_execution
 from attune.executions.supervision import CancelWatcher
 from attune.liveness.sweeper import sweep_and_record
 from attune.worker.app import app, resources
