@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from attune.executions import endings, records, retries, runner
+from attune.executions import claims, endings, records, retries
 from attune.executions.routing import Routed, Unroutable
 from attune.executions.scheduler import schedule
 from attune.liveness import registry as workers
@@ -376,8 +376,8 @@ def test_a_gate_rejecting_at_the_schedule_or_at_the_claim_records_one_event(
         return routed.execution_id
 
     first, second = request(), request()
-    assert runner._claim(database, first, "w", finishing)[0] is not None
-    assert runner._claim(database, second, "w", finishing)[0] is None
+    assert claims.claim(database, first, "w", 1, finishing)[0] is not None
+    assert claims.claim(database, second, "w", 2, finishing)[0] is None
     third = request()  # the slot is held: rejected as it is recorded
 
     recorded = finished_events(database)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from attune.executions import dispatch, releases, runner, standings
+from attune.executions import claims, dispatch, releases, standings
 from attune.executions.dispatch import Dispatch
 from attune.executions.routing import Routed
 from attune.executions.scheduler import schedule
@@ -54,7 +54,7 @@ def request(database: Database, settings: Settings, who: str = "x") -> Routed:
 
 
 def claim(database: Database, execution_id: int) -> bool:
-    return runner._claim(database, execution_id, "w")[0] is not None
+    return claims.claim(database, execution_id, "w", execution_id)[0] is not None
 
 
 def test_racing_claims_admit_at_most_the_limit_in_request_order(

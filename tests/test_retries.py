@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from attune.errors import InvalidTransitionError
-from attune.executions import chains, dispatch, retries, runner
+from attune.executions import chains, claims, dispatch, retries
 from attune.executions.dispatch import Dispatch
 from attune.executions.routing import Routed
 from attune.executions.scheduler import schedule
@@ -64,7 +64,7 @@ def request(database: Database, settings: Settings) -> int:
 
 
 def start(database: Database, execution_id: int) -> None:
-    claimed, _action = runner._claim(database, execution_id, "w")
+    claimed, _action = claims.claim(database, execution_id, "w", execution_id)
     assert claimed is not None
 
 
@@ -105,7 +105,7 @@ def test_a_failed_attempt_gets_its_successor_with_exponential_delays(
         assert following.parameters["token"] == "********"
         assert 9 < ended.successor.countdown_s <= 10 * attempt
         # Not claimable before it is due
-        assert runner._claim(database, following.id, "w") == (None, None)
+        assert claims.claim(database, following.id, "w", following.id) == (None, None)
         with database.session_scope() as session:
             session.execute(
                 update(Execution)
@@ -136,7 +136,7 @@ def test_an_early_claim_sends_the_message_again_for_when_it_is_due(
     following = successor_of(database, first)
     assert following is not None
 
-    assert runner._claim(database, following.id, "w") == (None, None)
+    assert claims.claim(database, following.id, "w", following.id) == (None, None)
 
     assert [message.execution_id for message in sent] == [following.id]
     assert 9 < sent[0].countdown_s <= 10

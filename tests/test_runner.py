@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, update
+from sqlalchemy.exc import OperationalError
 
+from attune.executions import claims
 from attune.executions.runner import run_execution
 from attune.executions.supervision import CancelWatcher
 from attune.packs.loader import load_packs
@@ -83,6 +87,47 @@ def test_an_execution_runs_at_most_once(loaded: Database, settings: Settings) ->
 
     assert first is ExecutionStatus.SUCCEEDED
     assert second is None
+    assert execution_row(loaded, execution_id).worker == "w1"
+
+
+def test_a_claim_whose_answer_was_lost_runs_the_execution_once(
+    loaded: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given a database whose first claim commits and then loses its answer, as in a restart
+    runs = tmp_path / "runs"
+    execution_id = scheduled(loaded, "core.local", {"cmd": f"echo ran >> {runs}; echo hi"})
+    real_run = Database.run
+    lost: list[Any] = []
+
+    def answer_lost(database: Database, statement: Any, values: Mapping[str, Any]) -> list[Any]:
+        rows = real_run(database, statement, values)
+        if not lost and statement in (claims._CLAIM, claims._CLAIM_JOINED):
+            lost.append(values["token"])
+            raise OperationalError("UPDATE execution ...", {}, Exception("server closed"))
+        return rows
+
+    monkeypatch.setattr(Database, "run", answer_lost)
+    watcher = CancelWatcher(lambda: loaded)
+
+    # When the worker claims it (and repeats the claim), and a redelivery claims it again
+    status = run_execution(loaded, settings, "w1", execution_id, watcher)
+    again = run_execution(loaded, settings, "w1", execution_id, watcher)
+
+    # Then the repeated claim found its own row: the action ran once and its result is stored
+    assert lost
+    assert execution_row(loaded, execution_id).claim_token == lost[0]
+    assert (status, again) == (ExecutionStatus.SUCCEEDED, None)
+    assert runs.read_text() == "ran\n"
+    row = execution_row(loaded, execution_id)
+    assert (row.status, row.worker, row.stdout) == ("succeeded", "w1", "hi\n")
+
+
+def test_another_claim_of_a_running_execution_is_refused(loaded: Database) -> None:
+    execution_id = scheduled(loaded, "core.echo", {"message": "hi"})
+    assert claims.claim(loaded, execution_id, "w1", 7)[0] is not None
+    assert claims.claim(loaded, execution_id, "w1", 7)[0] is not None  # the same claim again
+    assert claims.claim(loaded, execution_id, "w1", 8) == (None, None)  # a redelivery's
+    assert claims.claim(loaded, execution_id, "w2", 8) == (None, None)
     assert execution_row(loaded, execution_id).worker == "w1"
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select
 
+from attune.executions.claims import claim_in
 from attune.executions.handoff import TakeOn
-from attune.executions.runner import claim_in
 from attune.liveness.registry import Registration, register
 from attune.packs.loader import load_packs
 from attune.settings import Settings

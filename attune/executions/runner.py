@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import functools
 import logging
+import secrets
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, update
 
 from attune.errors import AttuneError, PackEnvironmentError
-from attune.executions import dispatch, gates, liveoutput, releases
+from attune.executions import claims, dispatch, liveoutput
 from attune.executions.environments import environment_of
 from attune.executions.handoff import Chain, Handoff, Taken, TakeOn
 from attune.executions.policies import Policy
@@ -25,9 +25,7 @@ from attune.runtimes import Invocation, Outcome, RunResult, run
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import (
-    ACTION_TABLE,
     EXECUTION_TABLE,
-    TRANSITIONS,
     ExecutionStatus,
     OutputFormat,
     ParameterDelivery,
@@ -35,7 +33,7 @@ from attune.store.models import (
     RunnerType,
 )
 from attune.store.outage import through_outage
-from attune.store.sqltypes import db_now, in_literals
+from attune.store.sqltypes import db_now
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -61,14 +59,15 @@ def run_execution(
     a slot, and this process claims and runs the gate's head next; each workflow task that
     ends here may pass its run's next task on to this process (:mod:`.handoff`).
     """
-    chain = Chain(database, worker_name, handoff, _CLAIMED_COLUMNS, _with_action)
+    chain = Chain(database, worker_name, handoff, claims.CLAIMED_COLUMNS, claims.with_action)
+    token = secrets.randbits(62)  # the same in every attempt of this claim
     claimed, action = _retrying(
         f"claiming execution {execution_id}",
-        lambda: _claim(database, execution_id, worker_name, finishing),
+        lambda: claims.claim(database, execution_id, worker_name, token, finishing),
     )
 
     queues = frozenset(worker_queues(worker_name, settings.worker_runtimes))
-    claiming = functools.partial(claim_in, worker_name)
+    claiming = functools.partial(claims.claim_in, worker_name)
 
     def run_one(taken: Taken, then: Finishing | None) -> tuple[ExecutionStatus, Taken | None]:
         # An ungated task of a workflow may pass its run's next task on to this process.
@@ -161,113 +160,11 @@ def _retrying(what: str, attempt: Callable[[], _T]) -> _T:
     return through_outage(what, attempt, DB_RETRY_DELAYS_S)
 
 
-_EXECUTION = EXECUTION_TABLE.c
-_ACTION = ACTION_TABLE.c
-# Hot-path statements are built once; each call only binds its values.
-_TO_RUNNING = (
-    update(EXECUTION_TABLE)
-    .where(
-        _EXECUTION.id == bindparam("execution_id"),
-        in_literals(_EXECUTION.status, TRANSITIONS[ExecutionStatus.RUNNING]),
-        # Gated executions are claimed by attune.executions.gates; retries not before due.
-        _EXECUTION.gate_key.is_(None),
-        _EXECUTION.eligible_at <= db_now(),
-    )
-    .values(status=ExecutionStatus.RUNNING.value, worker=bindparam("worker"), started_at=db_now())
-)
 _SPAWNED = (
     update(EXECUTION_TABLE)
-    .where(_EXECUTION.id == bindparam("execution_id"))
+    .where(EXECUTION_TABLE.c.id == bindparam("execution_id"))
     .values(spawned_at=db_now())
 )
-_CLAIMED_COLUMNS = (
-    _EXECUTION.action_ref,
-    _EXECUTION.parameters,
-    _EXECUTION.secrets,
-    _EXECUTION.timeout_s,
-    _EXECUTION.policy,
-    _EXECUTION.gate_key,
-    _EXECUTION.gate_limit,
-    _EXECUTION.parent_id,
-)
-_ACTION_COLUMNS = (
-    _ACTION.runner_type,
-    _ACTION.entry_point,
-    _ACTION.parameter_delivery,
-    _ACTION.parameter_format,
-    _ACTION.output_format,
-    _ACTION.timeout_s.label("action_timeout_s"),
-)
-_CLAIM = _TO_RUNNING.returning(*_CLAIMED_COLUMNS)
-_ACTION_RUN = select(*_ACTION_COLUMNS).where(_ACTION.ref == bindparam("ref"))
-# PostgreSQL claims and reads the action in one statement (SQLite's RETURNING cannot name
-# the joined table); no row means "not scheduled" or "action gone", which _CLAIM sorts out.
-_CLAIM_JOINED = _TO_RUNNING.where(_EXECUTION.action_ref == _ACTION.ref).returning(
-    *_CLAIMED_COLUMNS, *_ACTION_COLUMNS
-)
-
-
-def _claim(
-    database: Database, execution_id: int, worker_name: str, finishing: Finishing | None = None
-) -> tuple[Any, Any]:
-    """Move the execution scheduled → running; its row and its action's, or (None, None)."""
-    values = {"execution_id": execution_id, "worker": worker_name}
-    if not database.is_sqlite:
-        for joined in database.run(_CLAIM_JOINED, values):
-            return joined, joined
-    else:
-        for claimed in database.run(_CLAIM, values):
-            return claimed, _action_of(database, claimed)
-    # Not claimable as a plain execution: gated, early (a pending retry), or no longer due.
-    return _claim_gated(database, execution_id, worker_name, finishing)
-
-
-def _claim_gated(
-    database: Database, execution_id: int, worker_name: str, finishing: Finishing | None = None
-) -> tuple[Any, Any]:
-    """The claim of an execution the plain claim refused (gated, early, or gone)."""
-    values = {"execution_id": execution_id, "worker": worker_name}
-    admitted = gates.claim(database, execution_id, worker_name, _CLAIMED_COLUMNS, finishing)
-    if admitted is gates.UNGATED:
-        for claimed in database.run(_CLAIM, values):  # PostgreSQL: its action is gone
-            return claimed, _action_of(database, claimed)
-    if isinstance(admitted, gates.Refused):
-        log.info("not running execution %s: %s", execution_id, admitted.reason)
-        if admitted.dispatch is not None:
-            dispatch.send([admitted.dispatch])
-        return None, None
-    # Strict FIFO admits one at a time: with a slot left and others waiting, send the next.
-    if database.is_sqlite or (
-        admitted.busy_before + 1 < admitted.gate_limit and admitted.waiting_behind > 0
-    ):
-        gate = (admitted.action_ref, admitted.gate_key, admitted.gate_limit)
-        dispatch.send(releases.release(database, *gate, fresh=False))
-    return _with_action(database, admitted)
-
-
-def _with_action(database: Database, admitted: Any) -> tuple[Any, Any]:
-    """A gated claim's row and its action's (on PostgreSQL the claim brought it along)."""
-    if not database.is_sqlite:
-        return admitted, admitted if admitted.runner_type is not None else None
-    return admitted, _action_of(database, admitted)
-
-
-def claim_in(worker: str, session: Session, execution_id: int) -> Taken | None:
-    """Claim a scheduled execution for ``worker`` in ``session`` (an advance's): the same
-    conditional UPDATE as a message's claim, so it runs once whoever else tries."""
-    values = {"execution_id": execution_id, "worker": worker}
-    if session.get_bind().dialect.name != "sqlite":
-        joined = session.execute(_CLAIM_JOINED, values).first()
-        return None if joined is None else (execution_id, joined, joined)
-    claimed = session.execute(_CLAIM, values).first()
-    if claimed is None:
-        return None
-    return execution_id, claimed, session.execute(_ACTION_RUN, {"ref": claimed.action_ref}).first()
-
-
-def _action_of(database: Database, claimed: Any) -> Any:
-    actions = database.run(_ACTION_RUN, {"ref": claimed.action_ref})
-    return actions[0] if actions else None
 
 
 def _invocation(

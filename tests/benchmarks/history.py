@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
-from attune.executions import records, routing, runner, scheduler, supervision
+from attune.executions import claims, records, routing, scheduler, supervision
 from attune.liveness import freshness, registry, sweep
 from attune.settings import Settings
 from attune.store.db import Database
@@ -150,7 +150,7 @@ def hot_path(settings: Settings, execution_id: int) -> dict[str, Callable[[Sessi
         "named worker check": lambda session: freshness.unavailable_reason(
             session, settings, "shell", "bench-attune"
         ),
-        "claim": run(runner._CLAIM_JOINED, {**by_id, "worker": "bench-attune"}),
+        "claim": run(claims._CLAIM_JOINED, {**by_id, "worker": "bench-attune", "token": 1}),
         "cancel watcher": lambda session: session.execute(
             supervision._WATCHED.where(
                 supervision._EXECUTION.id.in_([execution_id, execution_id - 1])

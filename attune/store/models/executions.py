@@ -154,6 +154,9 @@ class Execution(Base):
     )
     eligible_at: Mapped[datetime] = _created()
     spawned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The claim that moved it to running: a claim repeated because its reply was lost (the
+    # database restarted between commit and answer) knows its own work (migration 0019).
+    claim_token: Mapped[int | None] = mapped_column(BigInteger)
     # When a gate's releaser last sent it (a hint against sending it twice).
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     gate_key: Mapped[str | None] = mapped_column(String(64))

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page
 
 from tests.api.conftest import Server
@@ -45,6 +47,16 @@ class Site:
         )
         assert started.status_code == 201, started.text
         return int(started.json()["id"])
+
+
+def keep_screenshot(page: Page, path: Path) -> None:
+    """Save what ``page`` shows to ``path`` for whoever reads the run afterwards: a record, not a
+    check, so a capture that headless Chromium cannot finish within 10 s is reported and skipped
+    (a full-page capture of a page that a live stream repaints has hung for 30 s under CI load)."""
+    try:
+        page.screenshot(path=str(path), timeout=10_000, animations="disabled")
+    except PlaywrightError as error:
+        print(f"screenshot {path.name} not kept: {error.message.splitlines()[0]}")
 
 
 def sign_in(page: Page, site: Site, who: str) -> None:

@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from tests.api.conftest import api_keys, serve
 from tests.cluster import cluster
 from tests.conftest import clear
-from tests.web.browser.browsing import CHROMIUM, CHROMIUM_FLAGS, WAIT_MS, Site
+from tests.web.browser.browsing import CHROMIUM, CHROMIUM_FLAGS, WAIT_MS, Site, keep_screenshot
 
 
 @pytest.fixture(scope="package")
@@ -68,6 +68,5 @@ def open_page(browser: Browser, site: Site, tmp_path: Path) -> Iterator[Page]:
     try:
         yield page
     finally:
-        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
-        assert (tmp_path / "page.png").stat().st_size > 0
+        keep_screenshot(page, tmp_path / "page.png")
         context.close()

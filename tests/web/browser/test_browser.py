@@ -18,7 +18,14 @@ from playwright.sync_api import Page, expect
 from tests.cluster import attune_cli
 from tests.pack_builder import rule, write_yaml
 from tests.processes import wait_until
-from tests.web.browser.browsing import WAIT_MS, Site, run_from_form, sign_in, status_badge
+from tests.web.browser.browsing import (
+    WAIT_MS,
+    Site,
+    keep_screenshot,
+    run_from_form,
+    sign_in,
+    status_badge,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -253,7 +260,7 @@ def test_rules_show_their_next_tick_last_events_and_why_nothing_ran(
     expect(quiet.locator(".c-execution").first).to_be_empty()
     disabled = open_page.locator('section[data-rule="examples.every_minute"] .c-next')
     expect(disabled).to_have_text("— (disabled)")
-    open_page.screenshot(path=str(tmp_path / "rules.png"), full_page=True)
+    keep_screenshot(open_page, tmp_path / "rules.png")
     # And a scheduled verdict links to the execution it started
     tick.locator(".c-execution .s-succeeded").first.locator("xpath=..").get_by_role("link").click()
     expect(status_badge(open_page)).to_have_text("succeeded")

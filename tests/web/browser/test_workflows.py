@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.web.browser.browsing import WAIT_MS, Site, sign_in, status_badge
+from tests.web.browser.browsing import WAIT_MS, Site, keep_screenshot, sign_in, status_badge
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def test_a_workflow_runs_task_table_fills_in_while_it_goes(
     expect(rows.locator(".c-task")).to_have_text(["patch"] * len(HOSTS) + ["summary"])
     expect(rows.locator(".c-item")).to_have_text(["0", "1", "2", "3", ""])
     expect(rows.locator(".c-attempt")).to_have_text(["1"] * (len(HOSTS) + 1))
-    open_page.screenshot(path=str(tmp_path / "tasks.png"), full_page=True)
+    keep_screenshot(open_page, tmp_path / "tasks.png")
     # When an item's execution is followed from the table
     child = int(patch.nth(2).locator(".c-execution").inner_text())
     patch.nth(2).locator(".c-execution").get_by_role("link").click()

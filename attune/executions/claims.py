@@ -1,0 +1,146 @@
+"""Claims: an execution moved ``scheduled`` → ``running`` for one worker, exactly once.
+
+A claim is one conditional UPDATE (on PostgreSQL it reads the action in the same statement);
+a gated or early execution goes to :mod:`attune.executions.gates`. Each claim carries a random
+token it writes on the row, so a claim repeated because the database's answer was lost (a
+restart between commit and reply) finds its own row instead of a ``running`` one to skip.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy.orm import Session
+
+from attune.executions import dispatch, gates, releases
+from attune.executions.handoff import Taken
+from attune.executions.records import Finishing
+from attune.store.db import Database
+from attune.store.models import ACTION_TABLE, EXECUTION_TABLE, TRANSITIONS, ExecutionStatus
+from attune.store.sqltypes import db_now, in_literals
+
+log = logging.getLogger(__name__)
+
+_EXECUTION = EXECUTION_TABLE.c
+_ACTION = ACTION_TABLE.c
+# Hot-path statements are built once; each call only binds its values.
+_TO_RUNNING = (
+    update(EXECUTION_TABLE)
+    .where(
+        _EXECUTION.id == bindparam("execution_id"),
+        or_(
+            and_(
+                in_literals(_EXECUTION.status, TRANSITIONS[ExecutionStatus.RUNNING]),
+                # Gated executions are claimed by attune.executions.gates; retries not before due.
+                _EXECUTION.gate_key.is_(None),
+                _EXECUTION.eligible_at <= db_now(),
+            ),
+            # This very claim, committed by an attempt whose answer was lost.
+            and_(
+                _EXECUTION.status == ExecutionStatus.RUNNING.value,
+                _EXECUTION.claim_token == bindparam("token"),
+            ),
+        ),
+    )
+    .values(
+        status=ExecutionStatus.RUNNING.value,
+        worker=bindparam("worker"),
+        started_at=db_now(),
+        claim_token=bindparam("token"),
+    )
+)
+CLAIMED_COLUMNS = (
+    _EXECUTION.action_ref,
+    _EXECUTION.parameters,
+    _EXECUTION.secrets,
+    _EXECUTION.timeout_s,
+    _EXECUTION.policy,
+    _EXECUTION.gate_key,
+    _EXECUTION.gate_limit,
+    _EXECUTION.parent_id,
+)
+_ACTION_COLUMNS = (
+    _ACTION.runner_type,
+    _ACTION.entry_point,
+    _ACTION.parameter_delivery,
+    _ACTION.parameter_format,
+    _ACTION.output_format,
+    _ACTION.timeout_s.label("action_timeout_s"),
+)
+_CLAIM = _TO_RUNNING.returning(*CLAIMED_COLUMNS)
+_ACTION_RUN = select(*_ACTION_COLUMNS).where(_ACTION.ref == bindparam("ref"))
+# PostgreSQL claims and reads the action in one statement (SQLite's RETURNING cannot name
+# the joined table); no row means "not scheduled" or "action gone", which _CLAIM sorts out.
+_CLAIM_JOINED = _TO_RUNNING.where(_EXECUTION.action_ref == _ACTION.ref).returning(
+    *CLAIMED_COLUMNS, *_ACTION_COLUMNS
+)
+
+
+def claim(
+    database: Database,
+    execution_id: int,
+    worker_name: str,
+    token: int,
+    finishing: Finishing | None = None,
+) -> tuple[Any, Any]:
+    """Move the execution scheduled → running under the claim ``token``; its row and its
+    action's, or (None, None). Repeated with the same ``token``, it finds the row it claimed."""
+    values = {"execution_id": execution_id, "worker": worker_name, "token": token}
+    if not database.is_sqlite:
+        for joined in database.run(_CLAIM_JOINED, values):
+            return joined, joined
+    else:
+        for claimed in database.run(_CLAIM, values):
+            return claimed, _action_of(database, claimed)
+    # Not claimable as a plain execution: gated, early (a pending retry), or no longer due.
+    return _claim_gated(database, values, finishing)
+
+
+def _claim_gated(
+    database: Database, values: dict[str, Any], finishing: Finishing | None = None
+) -> tuple[Any, Any]:
+    """The claim (``values``) of an execution the plain claim refused (gated, early, gone)."""
+    execution_id, worker_name = values["execution_id"], values["worker"]
+    admitted = gates.claim(database, execution_id, worker_name, CLAIMED_COLUMNS, finishing)
+    if admitted is gates.UNGATED:
+        for claimed in database.run(_CLAIM, values):  # PostgreSQL: its action is gone
+            return claimed, _action_of(database, claimed)
+    if isinstance(admitted, gates.Refused):
+        log.info("not running execution %s: %s", execution_id, admitted.reason)
+        if admitted.dispatch is not None:
+            dispatch.send([admitted.dispatch])
+        return None, None
+    # Strict FIFO admits one at a time: with a slot left and others waiting, send the next.
+    if database.is_sqlite or (
+        admitted.busy_before + 1 < admitted.gate_limit and admitted.waiting_behind > 0
+    ):
+        gate = (admitted.action_ref, admitted.gate_key, admitted.gate_limit)
+        dispatch.send(releases.release(database, *gate, fresh=False))
+    return with_action(database, admitted)
+
+
+def with_action(database: Database, admitted: Any) -> tuple[Any, Any]:
+    """A gated claim's row and its action's (on PostgreSQL the claim brought it along)."""
+    if not database.is_sqlite:
+        return admitted, admitted if admitted.runner_type is not None else None
+    return admitted, _action_of(database, admitted)
+
+
+def claim_in(worker: str, session: Session, execution_id: int) -> Taken | None:
+    """Claim a scheduled execution for ``worker`` in ``session`` (an advance's): the same
+    conditional UPDATE as a message's claim, so it runs once whoever else tries."""
+    values = {"execution_id": execution_id, "worker": worker, "token": None}
+    if session.get_bind().dialect.name != "sqlite":
+        joined = session.execute(_CLAIM_JOINED, values).first()
+        return None if joined is None else (execution_id, joined, joined)
+    claimed = session.execute(_CLAIM, values).first()
+    if claimed is None:
+        return None
+    return execution_id, claimed, session.execute(_ACTION_RUN, {"ref": claimed.action_ref}).first()
+
+
+def _action_of(database: Database, claimed: Any) -> Any:
+    actions = database.run(_ACTION_RUN, {"ref": claimed.action_ref})
+    return actions[0] if actions else None
