@@ -26,6 +26,7 @@ import yaml
 from attune.executions.params import resolve
 from attune.packs.reader import read_pack
 from attune.packs.specs import ActionSpec
+from attune.runtimes.command import POSIX_SH, shell_for
 from tests.conftest import ROOT
 
 PACKS = {name: read_pack(ROOT / "packs" / name) for name in ("core", "examples")}
@@ -84,7 +85,8 @@ def run(
         env["ATTUNE_PARAMETER_FILE"] = str(parameter_file)
         stdin = ""
     entry = f"actions/{spec.entry_point}"
-    argv = {"shell": ["bash", entry], "python": [sys.executable, entry], "native": [entry]}
+    shell = shell_for(str(pack_dir / entry), env["PATH"])
+    argv = {"shell": [*shell, entry], "python": [sys.executable, entry], "native": [entry]}
     return subprocess.run(
         argv[spec.runner_type],
         input=stdin,
@@ -116,6 +118,15 @@ def test_core_echo_starts_no_other_process() -> None:
     assert "$(" not in script
     assert "`" not in script
     assert "python" not in script
+
+
+@pytest.mark.parametrize("name", ["echo", "noop"])
+def test_core_echo_and_noop_are_posix_sh_run_by_sh(name: str) -> None:
+    script = ROOT / "packs" / "core" / "actions" / f"{name}.sh"
+
+    assert shell_for(str(script), os.defpath) == (POSIX_SH,)
+    checked = subprocess.run(["dash", "-n", str(script)], capture_output=True, text=True)
+    assert (checked.returncode, checked.stderr) == (0, "")
 
 
 def test_core_noop_does_nothing_by_default() -> None:

@@ -81,3 +81,36 @@ def test_runner_types_given_as_plain_strings_work(pack: Pack) -> None:
     )
     result = run(invocation)
     assert (result.outcome, result.stdout) == (Outcome.SUCCEEDED, "a='1'\n")
+
+
+@pytest.mark.parametrize(
+    ("first_line", "shell"),
+    [
+        ("#!/bin/sh", "sh"),
+        ("#!/usr/bin/env sh", "sh"),
+        ("#!/bin/sh -e", "sh"),
+        ("#!/usr/bin/env bash", "bash"),
+        ("# no interpreter line", "bash"),
+    ],
+)
+def test_a_shell_action_runs_in_bash_unless_its_first_line_asks_for_sh(
+    pack: Pack, first_line: str, shell: str
+) -> None:
+    body = f"{first_line}\ncat /proc/$$/comm\n"
+    result = pack.run(body)
+
+    assert (result.outcome, result.stdout) == (Outcome.SUCCEEDED, f"{shell}\n")
+
+
+def test_an_edited_shell_action_changes_shell(pack: Pack) -> None:
+    entry_point = pack.action("#!/bin/sh\ncat /proc/$$/comm\n")
+    assert run(pack.invocation(entry_point)).stdout == "sh\n"
+
+    entry_point.write_text("#!/usr/bin/env bash\n# a longer script\ncat /proc/$$/comm\n")
+    assert run(pack.invocation(entry_point)).stdout == "bash\n"
+
+
+def test_options_on_the_sh_line_are_kept(pack: Pack) -> None:
+    result = pack.run("#!/bin/sh -e\nfalse\necho not reached\n")
+
+    assert (result.outcome, result.stdout) == (Outcome.FAILED, "")

@@ -1,10 +1,10 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # core.noop: parameters arrive on stdin as dotenv. Sourcing it is safe: names are identifiers
-# and every value is single-quoted, so nothing in a value is expanded or run.
-set -euo pipefail
+# and every value is single-quoted, so nothing in a value is expanded or run. POSIX sh.
+set -eu
 message='' exit_code=0
-source /dev/stdin
-if [[ -n $message ]]; then
+. /dev/stdin
+if [ -n "$message" ]; then
     printf '%s\n' "$message"
 fi
 exit "$exit_code"
