@@ -60,9 +60,10 @@ class Database:
     engine: Engine
     sessions: sessionmaker[Session]
     autocommit_sessions: sessionmaker[Session]
-    # Autocommit DBAPI connections held for run(), outside the pool, and the compiled
-    # statements it has seen. list.pop/append are atomic: each thread takes its own.
-    _held: list[Any] = field(default_factory=list, repr=False)
+    # Autocommit DBAPI connections held for run(), outside the pool, each with its cursor
+    # (None until made), and the compiled statements it has seen. list.pop/append are atomic:
+    # each thread takes its own.
+    _held: list[tuple[Any, Any]] = field(default_factory=list, repr=False)
     _compiled: dict[Prebuilt, _Compiled] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -134,14 +135,15 @@ class Database:
         dead is dropped and the error marked ``connection_invalidated``.
         """
         compiled, args = self._bound(statement, values)
-        connection = self._held.pop() if self._held else self._hold()
-        cursor = None
+        # A held connection keeps its cursor: a new one per call costs more than the call.
+        connection, cursor = self._held.pop() if self._held else (self._hold(), None)
         try:
-            cursor = connection.cursor()
+            if cursor is None:
+                cursor = connection.cursor()
             cursor.execute(compiled.sql, args)
             rows = cursor.fetchall() if compiled.columns else []
-            description = cursor.description
-            cursor.close()
+            # The driver builds its description anew on each look: only the first run needs it.
+            description = cursor.description if compiled.row is None else None
         except self.engine.dialect.loaded_dbapi.Error as exc:
             dead = self.engine.dialect.is_disconnect(exc, connection, cursor)
             if dead:  # the server went away: every connection opened before is suspect
@@ -149,7 +151,7 @@ class Database:
                 self._close_held()
                 self.engine.dispose()
             else:
-                self._held.append(connection)
+                self._held.append((connection, None))  # its cursor may hold the failure
             raise DBAPIError.instance(
                 compiled.sql,
                 args,
@@ -158,7 +160,7 @@ class Database:
                 connection_invalidated=dead,
                 dialect=self.engine.dialect,
             ) from exc
-        self._held.append(connection)
+        self._held.append((connection, cursor))
         return self.shaped(statement, description, rows)
 
     def shaped(self, statement: Prebuilt, description: Any, rows: list[Any]) -> list[Any]:
@@ -298,7 +300,7 @@ class Database:
     def _close_held(self) -> None:
         while self._held:
             with suppress(IndexError):  # another thread took the last one meanwhile
-                self._close(self._held.pop())
+                self._close(self._held.pop()[0])
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
