@@ -117,7 +117,14 @@ def _drain(ref: str) -> tuple[float, int]:
 
     app = attune.app
     hosts = list(NODES)
-    app.control.cancel_consumer("attune.shell", destination=hosts, reply=True)
+
+    def stopped_consuming() -> bool:  # both workers must answer: one still starting would not
+        answers = app.control.cancel_consumer(
+            "attune.shell", destination=hosts, reply=True, timeout=1
+        )
+        return len(answers or []) == len(hosts)
+
+    until(stopped_consuming, 60, "both workers to stop consuming attune.shell")
     with resources.database.session_scope() as session:
         first_id = session.scalar(select(func.max(Execution.id))) or 0
     for _ in range(DRAIN):
