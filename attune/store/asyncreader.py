@@ -14,7 +14,8 @@ from typing import Any
 import psycopg
 from sqlalchemy.exc import DBAPIError
 
-from attune.store.db import Database, Prebuilt
+from attune.store.db import Database
+from attune.store.prebuilt import Prebuilt
 
 
 class AsyncReader:

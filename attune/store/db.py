@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.dml import UpdateBase
-from sqlalchemy.sql.selectable import Select
 
 from attune.errors import DatabaseError
 from attune.settings import Settings
 from attune.store.models import Base
+from attune.store.prebuilt import Compiled, Prebuilt, compile_prebuilt, with_results
 
 _T = TypeVar("_T")
 
@@ -34,25 +31,6 @@ def database_url(raw: str) -> URL:
     return url
 
 
-Prebuilt = Select[Any] | UpdateBase
-"""A statement :meth:`Database.run` accepts: built once at import, bound per call."""
-
-
-@dataclass(frozen=True)
-class _Compiled:
-    """A prebuilt statement as the driver takes it, with SQLAlchemy's type processing."""
-
-    sql: str
-    positions: tuple[str, ...] | None  # bind names in order for positional drivers
-    defaults: dict[str, Any]  # values fixed in the statement (literals, scalar defaults)
-    processors: tuple[tuple[str, Callable[[Any], Any]], ...]
-    columns: tuple[Any, ...]  # the returned columns, for their types
-    # Known after the first run, from what the driver describes: a named tuple of the
-    # columns (named as in SQLAlchemy's rows) and each column's result processor.
-    row: Callable[..., Any] | None
-    results: tuple[Callable[[Any], Any] | None, ...]
-
-
 @dataclass(frozen=True)
 class Database:
     """An engine and its session factory; create one per process, after any fork."""
@@ -64,7 +42,7 @@ class Database:
     # (None until made), and the compiled statements it has seen. list.pop/append are atomic:
     # each thread takes its own.
     _held: list[tuple[Any, Any]] = field(default_factory=list, repr=False)
-    _compiled: dict[Prebuilt, _Compiled] = field(default_factory=dict, repr=False)
+    _compiled: dict[Prebuilt, Compiled] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -171,7 +149,8 @@ class Database:
         if not compiled.columns:
             return []
         if compiled.row is None:
-            compiled = self._know_results(statement, compiled, description)
+            compiled = with_results(self.engine.dialect, compiled, description)
+            self._compiled[statement] = compiled
         assert compiled.row is not None
         results = compiled.results
         return [
@@ -190,28 +169,13 @@ class Database:
         compiled, args = self._bound(statement, values)
         return compiled.sql, args
 
-    def _bound(self, statement: Prebuilt, values: Mapping[str, Any]) -> tuple[_Compiled, Any]:
+    def _bound(self, statement: Prebuilt, values: Mapping[str, Any]) -> tuple[Compiled, Any]:
         compiled = self._compiled.get(statement) or self._compile(statement)
         params = {**compiled.defaults, **values}
         for name, process in compiled.processors:
             params[name] = process(params[name])
         args = params if compiled.positions is None else [params[n] for n in compiled.positions]
         return compiled, args
-
-    def _know_results(
-        self, statement: Prebuilt, compiled: _Compiled, description: Any
-    ) -> _Compiled:
-        """Cache the row type and result processors, which need what the driver describes."""
-        dialect = self.engine.dialect
-        described = list(description or ())
-        results = tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, found[1])
-            for column, found in zip(compiled.columns, described, strict=True)
-        )
-        row = namedtuple("Row", [found[0] for found in described], rename=True)  # type: ignore[misc]
-        known = replace(compiled, row=row, results=results)
-        self._compiled[statement] = known
-        return known
 
     def _hold(self) -> Any:
         """A new autocommit DBAPI connection, detached from the pool (run() keeps it).
@@ -237,44 +201,10 @@ class Database:
         with suppress(Exception):  # closing a connection that already died may fail too
             connection.close()
 
-    def _compile(self, statement: Prebuilt) -> _Compiled:
-        dialect = self.engine.dialect
-        compiled = statement.compile(dialect=dialect)
-        assert isinstance(compiled, SQLCompiler)
-        if (
-            compiled.has_out_parameters
-            or compiled.literal_execute_params
-            or compiled.post_compile_params
-        ):
-            raise ValueError(f"run() cannot take a statement with expanding parameters: {compiled}")
-        defaults = {
-            name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required
-        }
-        for column in (*compiled.insert_prefetch, *compiled.update_prefetch):
-            default = column.default
-            if default is None or not default.is_scalar:
-                raise ValueError(f"run() needs a value for {column} (its default is computed)")
-            defaults[column.key] = default.arg  # type: ignore[attr-defined]
-        processors = tuple(
-            (name, process)
-            for name, bind in compiled.binds.items()
-            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
-        )
-        returns = bool(compiled.returning) or isinstance(statement, Select)
-        columns = tuple(statement.exported_columns) if returns else ()
-        result = _Compiled(
-            sql=compiled.string,
-            positions=tuple(compiled.positiontup)
-            if compiled.positional and compiled.positiontup
-            else None,
-            defaults=defaults,
-            processors=processors,
-            columns=columns,
-            row=None,
-            results=(),
-        )
-        self._compiled[statement] = result
-        return result
+    def _compile(self, statement: Prebuilt) -> Compiled:
+        compiled = compile_prebuilt(self.engine.dialect, statement)
+        self._compiled[statement] = compiled
+        return compiled
 
     def require_schema(self) -> None:
         """Raise DatabaseError unless the database answers and has every table of the models."""
