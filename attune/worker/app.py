@@ -33,6 +33,7 @@ from attune.settings import Settings
 
 # Re-exported: callers and tasks import ``resources`` from here too.
 from attune.store.resources import resources as resources
+from attune.worker import sender
 from attune.worker.beat import BeatLoop, BeatThread, beat_passes
 from attune.worker.broker import restore_unacknowledged
 from attune.worker.pool_table import pool_table
@@ -44,12 +45,15 @@ app.config_from_object("celeryconfig")
 
 def _send(message: dispatch.Dispatch) -> None:
     """Publish ``attune.execute_action`` (a retry, a gate's head, a workflow's task) or
-    ``attune.advance_workflow``."""
+    ``attune.advance_workflow``; a delayed one through Celery, which sets its ``eta``."""
+    if not message.countdown_s:
+        sender.send(app, message.task, message.execution_id, message.queue)
+        return
     app.send_task(
         message.task,
         args=(message.execution_id,),
         queue=message.queue,
-        countdown=message.countdown_s or None,
+        countdown=message.countdown_s,
     )
 
 

@@ -11,13 +11,15 @@ from sqlalchemy.orm import Session
 
 from attune.errors import EnqueueError
 from attune.executions import records as executions
+from attune.executions.dispatch import EXECUTE_TASK
 from attune.rules import finished, timers
 from attune.rules.enforcement import Enforced
 from attune.rules.timers import TickReport
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import ExecutionStatus
-from attune.worker.app import resources
+from attune.worker import sender
+from attune.worker.app import app, resources
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +27,8 @@ log = logging.getLogger(__name__)
 def send_task(database: Database, execution_id: int, queue: str) -> None:
     """Send ``attune.execute_action(execution_id)`` to ``queue``; when the broker refuses it,
     store the execution ``failed`` with the reason and raise :class:`EnqueueError`."""
-    from attune.worker.tasks import execute_action  # tasks runs executions: it needs this module
-
     try:
-        execute_action.apply_async((execution_id,), queue=queue)
+        sender.send(app, EXECUTE_TASK, execution_id, queue)
     except Exception as exc:  # kombu and redis raise several families; all mean "not sent"
         reason = f"the broker refused the message: {exc}"
         finishing = RuleFinishing(resources.settings)
