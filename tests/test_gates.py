@@ -57,6 +57,33 @@ def claim(database: Database, execution_id: int) -> bool:
     return claims.claim(database, execution_id, "w", execution_id)[0] is not None
 
 
+def test_a_gated_claim_repeated_after_its_answer_was_lost_finds_its_own(
+    pg_database: Database, tmp_path: Path, sent: list[Dispatch]
+) -> None:
+    # Given a gate of 1 with two waiting executions, the first claimed under token 7
+    settings = load(pg_database, tmp_path, limit=1)
+    first, second = (request(pg_database, settings).execution_id for _ in range(2))
+    claimed, _action = claims.claim(pg_database, first, "w", 7)
+    assert claimed is not None
+
+    # When that claim is repeated (its answer lost), and a redelivery claims it afresh
+    again, action = claims.claim(pg_database, first, "w", 7)
+    redelivered = claims.claim(pg_database, first, "w", 8)
+
+    # Then the repeat gets the same row and action, the redelivery nothing, the gate stays full
+    assert again is not None
+    assert action is not None
+    assert (again.action_ref, again.gate_key, action.runner_type) == (
+        claimed.action_ref,
+        claimed.gate_key,
+        "shell",
+    )
+    assert redelivered == (None, None)
+    assert claims.claim(pg_database, second, "w", 9) == (None, None)
+    assert execution_row(pg_database, first).claim_token == 7
+    assert execution_row(pg_database, second).status == "scheduled"
+
+
 def test_racing_claims_admit_at_most_the_limit_in_request_order(
     database: Database, tmp_path: Path
 ) -> None:

@@ -103,7 +103,9 @@ def _claim_gated(
 ) -> tuple[Any, Any]:
     """The claim (``values``) of an execution the plain claim refused (gated, early, gone)."""
     execution_id, worker_name = values["execution_id"], values["worker"]
-    admitted = gates.claim(database, execution_id, worker_name, CLAIMED_COLUMNS, finishing)
+    admitted = gates.claim(
+        database, execution_id, worker_name, CLAIMED_COLUMNS, finishing, values["token"]
+    )
     if admitted is gates.UNGATED:
         for claimed in database.run(_CLAIM, values):  # PostgreSQL: its action is gone
             return claimed, _action_of(database, claimed)

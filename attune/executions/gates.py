@@ -59,7 +59,12 @@ def admission(columns: tuple[Any, ...]) -> Any:
             standings.busy_of(_E) < _E.gate_limit,
             standings.ahead_of(_E) == 0,
         )
-        .values(status=_S.RUNNING.value, worker=bindparam("worker"), started_at=db_now())
+        .values(
+            status=_S.RUNNING.value,
+            worker=bindparam("worker"),
+            started_at=db_now(),
+            claim_token=bindparam("token"),
+        )
         .returning(*columns)
     )
 
@@ -82,6 +87,7 @@ def claim(
     worker: str,
     columns: Sequence[Any],
     finishing: records.Finishing | None = None,
+    token: int | None = None,
 ) -> Any:
     """After the plain claim refused: start a gated execution if its gate admits it.
 
@@ -89,9 +95,10 @@ def claim(
     :data:`CLAIMED_GATED`) or a :class:`Refused`. An early execution (a pending retry) is
     sent again for when it is due; over its limit, ``reject`` cancels it (``finishing``
     records its execution-finished event) and ``queue`` leaves it waiting (its message
-    acknowledged, nothing spawned).
+    acknowledged, nothing spawned). The claim writes ``token``; on PostgreSQL a claim
+    repeated with it (its answer lost) returns the row it claimed.
     """
-    values = {"execution_id": execution_id, "worker": worker}
+    values = {"execution_id": execution_id, "worker": worker, "token": token}
     if not database.is_sqlite:  # lock the gate's row and admit: one function, one round trip
         for claimed in database.run(_CLAIM_GATED, values):
             return claimed
@@ -149,7 +156,9 @@ CLAIMED_GATED: tuple[Any, ...] = (
 execution's, then its action's (NULL when the action is gone)."""
 _CLAIM_GATED: Select[Any] = select(*CLAIMED_GATED).select_from(
     func.attune_claim_gated(
-        bindparam("execution_id", type_=BigInteger()), bindparam("worker", type_=Text())
+        bindparam("execution_id", type_=BigInteger()),
+        bindparam("worker", type_=Text()),
+        bindparam("token", type_=BigInteger()),
     )
 )
 

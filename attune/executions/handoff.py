@@ -127,7 +127,7 @@ def _claim_head_in(
     head = session.execute(_HEAD, values).first()  # SQLite's single writer serializes it
     if head is None or head.target_worker not in (None, worker):
         return None
-    values["execution_id"] = head.id
+    values.update(execution_id=head.id, token=None)
     claimed = session.execute(gates.admission(tuple(columns)), values).first()
     return None if claimed is None else (head.id, claimed)
 
