@@ -14,29 +14,15 @@ Create Date: 2026-12-01 19:35:00
 
 from collections.abc import Sequence
 
-from alembic import op
+from alembic import context, op
 
 revision: str = "20261201_0023"
 down_revision: str | None = "20261201_0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# As 0004's two-argument function (lock the gate's row, admit in strict FIFO while fewer than
-# the limit hold a slot), plus the token: written with the claim, and recognised first.
-_CLAIM_GATED = """
-CREATE FUNCTION attune_claim_gated(p_id bigint, p_worker text, p_token bigint)
-RETURNS TABLE (action_ref varchar, parameters jsonb, secrets text, timeout_s double precision,
-               policy jsonb, gate_key varchar, gate_limit integer, runner_type varchar,
-               entry_point text, parameter_delivery varchar, parameter_format varchar,
-               output_format varchar, action_timeout_s integer, busy_before integer,
-               waiting_behind integer)
-LANGUAGE plpgsql VOLATILE AS $$
-#variable_conflict use_column
-DECLARE
-    g_ref varchar;
-    g_key varchar;
-BEGIN
-    RETURN QUERY
+# The claim as it was, found first when the execution runs under this very token.
+_OWN_CLAIM = """    RETURN QUERY
     SELECT me.action_ref, me.parameters, me.secrets, me.timeout_s, me.policy, me.gate_key,
            me.gate_limit, a.runner_type, a.entry_point, a.parameter_delivery,
            a.parameter_format, a.output_format, a.timeout_s,
@@ -51,45 +37,29 @@ BEGIN
     IF FOUND THEN
         RETURN;
     END IF;
-    SELECT e.action_ref, e.gate_key INTO g_ref, g_key FROM execution e
-    WHERE e.id = p_id AND e.status = 'scheduled' AND e.gate_key IS NOT NULL
-      AND e.eligible_at <= now();
-    IF NOT FOUND THEN
-        RETURN;
-    END IF;
-    INSERT INTO concurrency_gate AS g (action_ref, gate_key) VALUES (g_ref, g_key)
-    ON CONFLICT (action_ref, gate_key) DO UPDATE SET gate_key = EXCLUDED.gate_key;
-    RETURN QUERY
-    UPDATE execution AS me
-    SET status = 'running', worker = p_worker, started_at = now(), claim_token = p_token
-    FROM (SELECT 1) AS one LEFT JOIN action a ON a.ref = g_ref
-    WHERE me.id = p_id AND me.status = 'scheduled'
-      AND (SELECT count(*) FROM execution b
-           WHERE b.action_ref = g_ref AND b.gate_key = g_key
-             AND b.status IN ('running', 'canceling')) < me.gate_limit
-      AND NOT EXISTS (
-           SELECT 1 FROM execution w
-           WHERE w.action_ref = g_ref AND w.gate_key = g_key AND w.status = 'scheduled'
-             AND w.eligible_at <= now()
-             AND (w.eligible_at < me.eligible_at
-                  OR (w.eligible_at = me.eligible_at AND w.id < me.id)))
-    RETURNING me.action_ref, me.parameters, me.secrets, me.timeout_s, me.policy, me.gate_key,
-              me.gate_limit, a.runner_type, a.entry_point, a.parameter_delivery,
-              a.parameter_format, a.output_format, a.timeout_s,
-              (SELECT count(*) FROM execution b
-               WHERE b.action_ref = g_ref AND b.gate_key = g_key
-                 AND b.status IN ('running', 'canceling'))::integer,
-              (SELECT count(*) FROM execution w
-               WHERE w.action_ref = g_ref AND w.gate_key = g_key AND w.status = 'scheduled'
-                 AND w.eligible_at <= now())::integer - 1;
-END
-$$
 """
+# 0004's function (lock the gate's row, admit in strict FIFO while fewer than the limit hold a
+# slot), edited: the token in its signature, recognised first, written with the claim.
+_EDITS = (
+    ("attune_claim_gated(p_id bigint, p_worker text)", "attune_claim_gated(p_id bigint, p_worker text, p_token bigint)"),
+    ("BEGIN\n    SELECT e.action_ref", "BEGIN\n" + _OWN_CLAIM + "    SELECT e.action_ref"),
+    ("worker = p_worker, started_at = now()", "worker = p_worker, started_at = now(), claim_token = p_token"),
+)
+
+
+def _claim_gated() -> str:
+    """The three-argument function's SQL, made from 0004's two-argument one."""
+    sql: str = context.script.get_revision("20261201_0004").module._CLAIM_GATED
+    for old, new in _EDITS:
+        if sql.count(old) != 1:
+            raise RuntimeError(f"attune_claim_gated of 0004 has no single {old!r}")
+        sql = sql.replace(old, new)
+    return sql
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(_CLAIM_GATED)
+        op.execute(_claim_gated())
 
 
 def downgrade() -> None:
