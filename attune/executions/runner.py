@@ -121,7 +121,7 @@ def _run_claimed(
             result = run(invocation)
     parent_id = getattr(claimed, "parent_id", None)  # a gated claim on PostgreSQL has none
     if parent_id is not None and _ends_in_advance(
-        database, result, supervised.lost, policy, finishing, claimed.action_ref
+        claimed, database, result, supervised.lost, policy, finishing, claimed.action_ref
     ):
         # A workflow's task: its end and its run's step are one transaction
         kept, taken = _advance_parent(
@@ -159,6 +159,7 @@ def _run_claimed(
 
 
 def _ends_in_advance(
+    claimed: Any,
     database: Database,
     result: RunResult,
     lost: bool,
@@ -167,8 +168,13 @@ def _ends_in_advance(
     action_ref: str,
 ) -> bool:
     """True if a workflow task's result may be stored in its run's advance: a plain end (not
-    seen abandoned, owed no retry, recording no rule's event)."""
+    seen abandoned, owed no retry, recording no rule's event) of a task's one child. A
+    fan-out's item is stored on its own: while one advance holds the run, the items that end
+    are stored at once and that advance takes them all in (each storing its own would take
+    the run's lock once per item)."""
     status = OUTCOME_STATUS[result.outcome]
+    if getattr(claimed, "wf_item", None) is not None:
+        return False
     if lost or retries.retried_as(policy, status, spawned=True) is not None:
         return False
     return finishing is None or not finishing.active(database, action_ref, status.value)
