@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from attune import metrics
@@ -119,13 +119,15 @@ def advance(
             if result is None:
                 break
             kept = storing is not None
-            dispatches, touched, finished, consumed, took = result
+            dispatches, touched, finished, consumed, took, quiet = result
             taken = taken or took
             sent += dispatch.send(dispatches)
             follow.extend(touched)
             idle = 0 if consumed else idle + 1
-            if finished or idle > 1 or not database.run(_ENDED, {"workflow_id": workflow_id}):
+            if finished or idle > 1 or quiet:
                 break  # (two passes in a row that took nothing in saw only children owed a retry)
+            if not database.run(_ENDED, {"workflow_id": workflow_id}):
+                break
         if finished:
             hub.notify()
         for other in follow:
@@ -167,8 +169,21 @@ def _locking(free: bool) -> Any:
 # Core statements, built once: PostgreSQL locks the run and reads its parent in one statement
 # (SQLite's RETURNING cannot name the joined table). The run's row becomes the session's
 # object without the ORM's UPDATE machinery (a third of an advance's CPU time went there).
+# The children in flight when the lock was taken (a running activation's): when the pass took
+# in all of them, none can have ended while it held the lock, and no look after it is owed.
+_IN_FLIGHT = (
+    select(func.coalesce(func.sum(WorkflowTask.in_flight), 0))
+    .where(
+        WorkflowTask.workflow_id == _RUN.c.execution_id,
+        WorkflowTask.state == TaskState.RUNNING.value,
+    )
+    .scalar_subquery()
+    .label("in_flight")
+)
 _LOCK_JOINED = {
-    free: _locking(free).where(_E.id == _RUN.c.execution_id).returning(*_RUN.c, *_PARENT_COLUMNS)
+    free: _locking(free)
+    .where(_E.id == _RUN.c.execution_id)
+    .returning(*_RUN.c, *_PARENT_COLUMNS, _IN_FLIGHT)
     for free in (False, True)
 }
 _LOCK_ALONE = {free: _locking(free).returning(*_RUN.c) for free in (False, True)}
@@ -182,7 +197,7 @@ def _advance(
     unless_busy: bool,
     take_on: TakeOn | None,
     storing: Storing | None = None,
-) -> tuple[list[dispatch.Dispatch], tuple[int, ...], bool, int, Taken | None] | None:
+) -> tuple[list[dispatch.Dispatch], tuple[int, ...], bool, int, Taken | None, bool] | None:
     with database.session_scope() as session, session.no_autoflush:
         locked = _lock(session, workflow_id, unless_busy)
         if locked is None:
@@ -220,7 +235,10 @@ def _advance(
         if finished and parent.parent_id is not None:
             follow.append(parent.parent_id)
         taken = None if take_on is None else take_on.take(session, step.dispatches, step.single)
-        return step.dispatches, tuple(follow), finished, step.consumed, taken
+        # Quiet: the pass took in every child in flight when it locked the run (PostgreSQL),
+        # so no worker that stored a child meanwhile skipped the advance for this one's sake.
+        quiet = getattr(parent, "in_flight", None) == step.taken_in
+        return step.dispatches, tuple(follow), finished, step.consumed, taken, quiet
 
 
 def _lock(session: Session, workflow_id: int, unless_busy: bool) -> tuple[WorkflowRun, Any] | None:
@@ -250,6 +268,7 @@ def _consume(step: Pass) -> None:
     step.consumed += len(ended)
     for row, activation in ended:
         if activation is not None and activation.state == TaskState.RUNNING.value:
+            step.taken_in += 1
             activations.child_ended(step, activation, row)
 
 
