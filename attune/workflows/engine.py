@@ -89,7 +89,8 @@ def advance(
 
     With ``unless_busy`` (the worker that just stored a child's result) it returns at once
     when another advance holds the run (PostgreSQL): that one takes the child in, since each
-    advance looks, after its commit, for children that ended meanwhile and goes again.
+    advance looks, after its commit, for children that ended meanwhile and goes again (unless
+    its pass took in every child that was in flight when it locked the run: none can have).
     With ``take_on`` (that worker's pool process) one child it starts that this worker may
     run (not a fan-out's item) is claimed for the process in the same transaction, not sent.
     With ``storing`` (that worker's result of a child of this run) the first pass stores it
@@ -166,9 +167,6 @@ def _locking(free: bool) -> Any:
     )
 
 
-# Core statements, built once: PostgreSQL locks the run and reads its parent in one statement
-# (SQLite's RETURNING cannot name the joined table). The run's row becomes the session's
-# object without the ORM's UPDATE machinery (a third of an advance's CPU time went there).
 # The children in flight when the lock was taken (a running activation's): when the pass took
 # in all of them, none can have ended while it held the lock, and no look after it is owed.
 _IN_FLIGHT = (
@@ -180,6 +178,10 @@ _IN_FLIGHT = (
     .scalar_subquery()
     .label("in_flight")
 )
+# Core statements, built once: PostgreSQL locks the run and reads its parent in one statement
+# (SQLite's RETURNING cannot name the joined table). The run's row becomes the session's
+# object without the ORM's UPDATE ... RETURNING of an entity (about a quarter of an
+# advance's CPU time).
 _LOCK_JOINED = {
     free: _locking(free)
     .where(_E.id == _RUN.c.execution_id)
