@@ -60,6 +60,7 @@ CLAIMED_COLUMNS = (
     _EXECUTION.gate_key,
     _EXECUTION.gate_limit,
     _EXECUTION.parent_id,
+    _EXECUTION.wf_item,
 )
 _ACTION_COLUMNS = (
     _ACTION.runner_type,

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from sqlalchemy import func, update
+from sqlalchemy.orm import Session
 
 from attune import metrics
 from attune.executions import dispatch, retries
@@ -45,26 +46,14 @@ def store_result(
     """Store the result of an execution (of ``action_ref``, if known); an execution settled
     meanwhile (``lost``: and seen so) keeps its status."""
     status = OUTCOME_STATUS[result.outcome]
-    fields: dict[str, Any] = {
-        "pgid": None,  # the group is gone: nothing is left to kill
-        "pgid_start_ticks": None,
-        "pgid_host": None,
-        "exit_code": result.exit_code,
-        "stdout": result.stdout,
-        "stderr": result.stderr,
-        "result": result.result,
-        "stdout_truncated": result.stdout_truncated,
-        "stderr_truncated": result.stderr_truncated,
-        "duration_ms": result.duration_ms,
-    }
+    fields = _fields(result)
     if retries.retried_as(policy, status, spawned=True) is not None:
         # The attempt may be owed a successor: both in one transaction.
         ended = retries.end_attempt(
             database, settings, execution_id, status, finishing, error=result.error, **fields
         )
         if ended is not None:
-            hub.notify()
-            metrics.record_execution(status, result.duration_ms / 1000)
+            recorded(status, result)
             dispatch.send([] if ended.successor is None else [ended.successor])
             return status
     elif executions.finish(
@@ -76,8 +65,7 @@ def store_result(
         error=result.error,
         **fields,
     ):
-        hub.notify()
-        metrics.record_execution(status, result.duration_ms / 1000)
+        recorded(status, result)
         return status
     with database.session_scope(autocommit=True) as session:
         # The sweep settled it meanwhile: keep its verdict, keep the output too.
@@ -94,3 +82,34 @@ def store_result(
     current = executions.status_of(database, execution_id)
     log.warning("execution %s ended %s after it was %s", execution_id, status, current)
     return current
+
+
+def _fields(result: RunResult) -> dict[str, Any]:
+    """The columns a result sets on its execution, beside its status and error."""
+    return {
+        "pgid": None,  # the group is gone: nothing is left to kill
+        "pgid_start_ticks": None,
+        "pgid_host": None,
+        "exit_code": result.exit_code,
+        "stdout": result.stdout,
+        "stderr": result.stderr,
+        "result": result.result,
+        "stdout_truncated": result.stdout_truncated,
+        "stderr_truncated": result.stderr_truncated,
+        "duration_ms": result.duration_ms,
+    }
+
+
+def stored_in(session: Session, execution_id: int, result: RunResult) -> bool:
+    """Store the result of a running execution in the caller's transaction (a workflow's
+    task, in its run's advance); False if it was settled meanwhile (nothing is written)."""
+    status = OUTCOME_STATUS[result.outcome]
+    return executions.transition_in(
+        session, execution_id, status, error=result.error, **_fields(result)
+    )
+
+
+def recorded(status: ExecutionStatus, result: RunResult) -> None:
+    """After a result's commit: wake this process's waiters, count it in the metrics."""
+    hub.notify()
+    metrics.record_execution(status, result.duration_ms / 1000)

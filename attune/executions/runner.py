@@ -10,15 +10,16 @@ from contextlib import ExitStack
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, update
+from sqlalchemy.orm import Session
 
 from attune.errors import AttuneError, PackEnvironmentError
-from attune.executions import claims, dispatch, liveoutput
+from attune.executions import claims, dispatch, liveoutput, retries
 from attune.executions.environments import environment_of
 from attune.executions.handoff import Chain, Handoff, Taken, TakeOn
 from attune.executions.policies import Policy
 from attune.executions.queues import worker_queues
 from attune.executions.records import Finishing
-from attune.executions.results import store_result
+from attune.executions.results import OUTCOME_STATUS, recorded, store_result, stored_in
 from attune.executions.secretbox import SecretBox
 from attune.executions.supervision import CancelWatcher, Supervised
 from attune.runtimes import Invocation, Outcome, RunResult, run
@@ -118,6 +119,24 @@ def _run_claimed(
             if policy.retry is not None:  # an attempt abandoned before this never ran code
                 database.run(_SPAWNED, {"execution_id": execution_id})
             result = run(invocation)
+    parent_id = getattr(claimed, "parent_id", None)  # a gated claim on PostgreSQL has none
+    if parent_id is not None and _ends_in_advance(
+        claimed, database, result, supervised.lost, policy, finishing, claimed.action_ref
+    ):
+        # A workflow's task: its end and its run's step are one transaction
+        kept, taken = _advance_parent(
+            database,
+            settings,
+            parent_id,
+            take_on,
+            lambda session: stored_in(session, execution_id, result),
+        )
+        if kept:
+            status = OUTCOME_STATUS[result.outcome]
+            recorded(status, result)
+            if sink is not None:
+                sink.end()
+            return status, taken
     status = _retrying(
         f"storing the result of execution {execution_id}",
         lambda: store_result(
@@ -133,26 +152,59 @@ def _run_claimed(
     )
     if sink is not None:
         sink.end()
-    parent_id = getattr(claimed, "parent_id", None)  # a gated claim on PostgreSQL has none
     if parent_id is None:
         return status, None
     # A workflow's task: its run moves on at once
-    return status, _advance_parent(database, settings, parent_id, take_on)
+    return status, _advance_parent(database, settings, parent_id, take_on)[1]
+
+
+def _ends_in_advance(
+    claimed: Any,
+    database: Database,
+    result: RunResult,
+    lost: bool,
+    policy: Policy,
+    finishing: Finishing | None,
+    action_ref: str,
+) -> bool:
+    """True if a workflow task's result may be stored in its run's advance: a plain end (not
+    seen abandoned, owed no retry, recording no rule's event) of a task's one child. A
+    fan-out's item is stored on its own: while one advance holds the run, the items that end
+    are stored at once and that advance takes them all in (each storing its own would take
+    the run's lock once per item)."""
+    status = OUTCOME_STATUS[result.outcome]
+    if getattr(claimed, "wf_item", None) is not None:
+        return False
+    if lost or retries.retried_as(policy, status, spawned=True) is not None:
+        return False
+    return finishing is None or not finishing.active(database, action_ref, status.value)
 
 
 def _advance_parent(
-    database: Database, settings: Settings, parent_id: int, take_on: TakeOn | None
-) -> Taken | None:
-    """Advance the run this execution is a task of, here; on failure, by message. The next
-    task it claimed for this process to run, if ``take_on`` offered to."""
+    database: Database,
+    settings: Settings,
+    parent_id: int,
+    take_on: TakeOn | None,
+    storing: Callable[[Session], bool] | None = None,
+) -> tuple[bool, Taken | None]:
+    """Advance the run this execution is a task of, here; on failure, by message (unless
+    ``storing``: the caller then stores its result and advances again). Whether ``storing``
+    was committed with it, and the next task it claimed for this process to run, if
+    ``take_on`` offered to."""
     from attune.workflows.engine import advance
 
     try:
-        return advance(database, settings, parent_id, unless_busy=True, take_on=take_on).taken
+        advanced = advance(
+            database, settings, parent_id, unless_busy=True, take_on=take_on, storing=storing
+        )
     except Exception:  # the message (or the beat's net) advances it elsewhere
+        if storing is not None:
+            log.exception("could not store a task's end in workflow %s's advance", parent_id)
+            return False, None
         log.exception("could not advance workflow %s here; sending it", parent_id)
         dispatch.send([dispatch.advance(parent_id)])
-        return None
+        return False, None
+    return advanced.stored, advanced.taken
 
 
 def _retrying(what: str, attempt: Callable[[], _T]) -> _T:

@@ -41,6 +41,8 @@ class Pass:
     """A child was recorded ``failed`` (no worker serves it): take its outcome in this pass."""
     consumed: int = 0
     """Children whose outcome this pass took in."""
+    taken_in: int = 0
+    """Of those, the ones a running activation had in flight (each lowers its count)."""
     single: list[int] = field(default_factory=list)
     """Children started in this pass that are not a fan-out's items (one may be taken on: a
     fan-out's many items go by message, the broker spreading them over the workers' slots)."""

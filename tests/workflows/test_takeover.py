@@ -14,10 +14,19 @@ from pathlib import Path
 import pytest
 
 import attune
+from attune.settings import Settings
 from attune.store.models import ExecutionStatus
+from attune.workflows.engine import advance
 from tests.cluster import Cluster
 from tests.processes import CeleryProcess
-from tests.workflows.runs import child_of, kill_group, unfinished, wait_gone, wait_running
+from tests.workflows.runs import (
+    child_of,
+    kill_group,
+    unfinished,
+    wait_gone,
+    wait_running,
+    workflow_run,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 _S = ExecutionStatus
@@ -57,6 +66,8 @@ def test_the_next_task_runs_in_the_process_that_ended_the_last_and_its_death_aba
     (first,) = child_of(deployment.database, handle.id, "first")
     assert held.worker == first.worker == relay.name
     assert held.started_at == held.requested_at
+    # and the first's end was stored in that same transaction (one commit per step)
+    assert first.finished_at == held.requested_at
 
     # Then the death of that pool process abandons the second at once (the worker lives on)
     os.kill(_pool_of(pgid), signal.SIGKILL)
@@ -96,3 +107,30 @@ def test_a_task_of_a_runtime_the_worker_does_not_serve_goes_by_message(
     assert after.worker in ("wf-one", "wf-two")
     assert after.started_at is not None
     assert after.started_at > after.requested_at
+
+
+def test_a_store_in_the_advance_that_finds_its_child_settled_rolls_the_advance_back(
+    deployment: Cluster, relay: CeleryProcess, tmp_path: Path
+) -> None:
+    # Given a run whose second task holds (running on the relay worker)
+    (tmp_path / "first").mkdir()
+    (tmp_path / "first" / "release").touch()
+    handle = attune.execute("wf.relay", {"dir": str(tmp_path)})
+    wait_running(deployment.database, handle.id, "second")
+    before = workflow_run(deployment.database, handle.id).version
+    settings = Settings.from_env()
+
+    # When an advance is given a store that finds its child no longer its to end
+    refused = advance(deployment.database, settings, handle.id, storing=lambda _session: False)
+
+    # Then nothing is kept: the lock's version bump is rolled back with it
+    assert not refused.stored
+    assert workflow_run(deployment.database, handle.id).version == before
+
+    # And one whose store holds commits with its pass (the run goes on as before)
+    kept = advance(deployment.database, settings, handle.id, storing=lambda _session: True)
+    assert kept.stored
+    assert workflow_run(deployment.database, handle.id).version == before + 1
+    (tmp_path / "release").touch()
+    assert handle.wait(60).status is _S.SUCCEEDED
+    assert unfinished(deployment.database) == []
