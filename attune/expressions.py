@@ -26,6 +26,7 @@ MAX_RENDERED_CHARS = 65_536
 
 _WHOLE = re.compile(r"\A\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*\Z", re.DOTALL)
 _MARKERS = ("{{", "{%", "{#")
+_PATH = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\s*")
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -104,11 +105,30 @@ def _compile_text(text: str, roots: frozenset[str], field: str) -> Renderer:
             raise ExpressionError(field, f"unknown name {', '.join(unknown)}; use only {allowed}")
         if whole is not None:
             expression = env.compile_expression(whole["expr"], undefined_to_none=False)
+            path = _PATH.fullmatch(whole["expr"])
+            if path is not None:
+                return _looked_up(field, tuple(path[0].strip().split(".")), expression)
             return lambda context: _defined(field, expression(**context))
         template = env.from_string(text)
     except TemplateSyntaxError as error:
         raise ExpressionError(field, f"template does not parse: {error.message}") from error
     return lambda context: _capped(field, template.render(**context))
+
+
+def _looked_up(field: str, names: tuple[str, ...], expression: Callable[..., Any]) -> Renderer:
+    """A dotted name (``trigger.body.msg``) read key by key from the context's mappings, as the
+    sandbox reads a mapping's key first; anything else (a missing key, an attribute) is left to
+    the compiled ``expression``, which gives the same value or the same error."""
+
+    def render(context: Mapping[str, Any]) -> Any:
+        value: Any = context
+        for name in names:
+            if not isinstance(value, dict) or name not in value:
+                return _defined(field, expression(**context))
+            value = value[name]
+        return _defined(field, value)
+
+    return render
 
 
 def _defined(field: str, value: Any) -> Any:

@@ -88,7 +88,7 @@ def known_request(
     """Validate ``values`` against action ``ref`` as last read here (rules fire in one
     statement guarded by :func:`attune.executions.routing.unchanged`); None when it is not
     known here, is gated, or refuses the values (a fresh read must judge)."""
-    known = routing.KNOWN.get((str(database.engine.url), ref))
+    known = routing.KNOWN.get((database.key, ref))
     if known is None:
         return None
     try:

@@ -14,7 +14,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, and_, bindparam, case, null, select
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Select,
+    String,
+    and_,
+    bindparam,
+    case,
+    null,
+    select,
+)
 
 from attune.executions.params import mask, resolve, secret_names
 from attune.executions.policies import SNAPSHOT_COLUMNS, Policy
@@ -54,13 +64,20 @@ ROUTED_COLUMNS = (*REQUEST_COLUMNS, "status", "error", "finished_at")
 """The execution columns :func:`routed_values` gives, in order."""
 
 
-def routed_values(threshold_s: float, name: Callable[[str], str] = str) -> list[Any]:
+def routed_values(
+    threshold_s: float,
+    name: Callable[[str], str] = str,
+    *,
+    ref: ColumnElement[Any] = _ACTION.ref,
+    runner_type: ColumnElement[Any] = _ACTION.runner_type,
+) -> list[Any]:
     """The values of :data:`ROUTED_COLUMNS` for a request bound as ``name(column)``, read from
     the action row (``scheduled``, or ``failed`` with ``name("no_worker")`` when no live
-    worker serves its runtime); select them where :func:`unchanged` holds."""
-    available = serving(threshold_s, _ACTION.runner_type)
+    worker serves its runtime); select them where :func:`unchanged` holds. ``ref`` and
+    ``runner_type`` are the action's columns, or the same read once elsewhere."""
+    available = serving(threshold_s, runner_type)
     return [
-        _ACTION.ref,
+        ref,
         *(
             bindparam(name(column), type_=EXECUTION_TABLE.c[column].type)
             for column in REQUEST_COLUMNS[1:]
@@ -71,13 +88,15 @@ def routed_values(threshold_s: float, name: Callable[[str], str] = str) -> list[
     ]
 
 
-def unchanged(name: Callable[[str], str] = str) -> ColumnElement[bool]:
+def unchanged(
+    name: Callable[[str], str] = str, action: FromClause = ACTION_TABLE
+) -> ColumnElement[bool]:
     """True on the row of action ``name("action_ref")`` while it is enabled and unchanged since
-    ``name("updated_at")``."""
+    ``name("updated_at")`` (``action``: the action table or an alias of it)."""
     return and_(
-        _ACTION.ref == bindparam(name("action_ref")),
-        _ACTION.updated_at == bindparam(name("updated_at"), type_=UTCDateTime()),
-        _ACTION.enabled.is_(True),
+        action.c.ref == bindparam(name("action_ref")),
+        action.c.updated_at == bindparam(name("updated_at"), type_=UTCDateTime()),
+        action.c.enabled.is_(True),
     )
 
 

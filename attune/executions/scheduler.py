@@ -83,7 +83,7 @@ def schedule(
     """
     if timeout_s is not None and not timeout_s > 0:
         raise ParameterError(ref, [f"timeout_s: {timeout_s!r} is not a positive number of seconds"])
-    key = (str(database.engine.url), ref)
+    key = (database.key, ref)
     known = routing.KNOWN.get(key)
     failing = finishing  # what records its event if no live worker serves it
     if failing is not None and not failing.active(database, ref, ExecutionStatus.FAILED.value):

@@ -19,6 +19,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    exists,
     func,
     literal,
     select,
@@ -33,8 +34,11 @@ from attune.liveness.freshness import is_stale
 from attune.liveness.reports import STOPPED_HEARTBEATING, Deactivation, SweepReport
 from attune.settings import Settings
 from attune.store.models import (
+    EVENT_RELAY_TABLE,
     EXECUTION_TABLE,
     HELD_STATUSES,
+    RELAY_SETTING,
+    RELAY_TTL_S,
     WORKER_TABLE,
     ExecutionStatus,
     WorkerStatus,
@@ -104,8 +108,9 @@ def _sweep_in_one_statement(
             statement = _STATEMENTS[key] = _one_statement(settings, now, events)
     else:  # an injected clock is bound into the statement
         statement = _one_statement(settings, now, events)
-    # The row trigger is silent meanwhile: what finished goes in a few notifications.
-    session.execute(_BULK_DONE, {"value": "on"})
+    # The row trigger is silent meanwhile: what finished goes in a few notifications. Whether
+    # an API process relays the transitions is looked up once, not by the trigger per row.
+    session.execute(_QUIET)
     # The batch size is read at each sweep, not frozen into the statement built once.
     rows = session.execute(statement, {"per_notification": completion.IDS_PER_NOTIFICATION}).all()
     session.execute(_BULK_DONE, {"value": "off"})
@@ -170,6 +175,11 @@ def _one_statement(settings: Settings, now: datetime | None, events: bool) -> An
 
 
 _BULK_DONE = select(func.set_config(completion.BULK_SETTING, bindparam("value"), True))
+_RELAYED = exists().where(EVENT_RELAY_TABLE.c.seen_at > cutoff(RELAY_TTL_S, None))
+_QUIET = select(
+    func.set_config(completion.BULK_SETTING, literal("on"), True),
+    func.set_config(RELAY_SETTING, case((_RELAYED, literal("on")), else_=literal("off")), True),
+)
 
 
 def _announce(finished: Any) -> Any:

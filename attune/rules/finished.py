@@ -45,7 +45,7 @@ _lock = threading.Lock()
 def watches(database: Database) -> tuple[triggers.Watch, ...]:
     """The enabled execution-finished rules' selections (looked up at most once a second per
     process: a rule loaded or enabled meanwhile applies within about a second)."""
-    key = str(database.engine.url)
+    key = database.key
     now = time.monotonic()
     with _lock:
         seen = _seen.get(key)

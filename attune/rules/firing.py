@@ -23,7 +23,6 @@ from sqlalchemy import (
     Select,
     String,
     bindparam,
-    exists,
     func,
     insert,
     literal,
@@ -97,7 +96,7 @@ def remember(
 ) -> None:
     """Keep the rules read after ``signature`` for the next firings of ``trigger_type``."""
     general = any("event" in json.dumps(rule.action_parameters) for rule in rules)
-    _RULES[(str(database.engine.url), trigger_type)] = KnownRules(signature, tuple(rules), general)
+    _RULES[(database.key, trigger_type)] = KnownRules(signature, tuple(rules), general)
 
 
 def read_signature(session: Session, trigger_type: str) -> str | None:
@@ -131,7 +130,7 @@ def fire(
 ) -> Fired | None:
     """Record the event, its enforcements and executions in one statement; None when this
     process cannot (SQLite, rules or actions unknown here) or the guard wrote nothing."""
-    known = _RULES.get((str(database.engine.url), trigger_type))
+    known = _RULES.get((database.key, trigger_type))
     if known is None or known.general or database.is_sqlite:
         return None
     event = Event(id=0, type=trigger_type, payload=payload, source=source, dedup_key=dedup_key)
@@ -154,7 +153,8 @@ def fire(
             reason = no_worker_reason(request.runner_type)
             execution = {**request.row, "updated_at": request.updated_at, "no_worker": reason}
             params.update({f"x{n}_{key}": value for key, value in execution.items()})
-    rows = database.run(_statement(shape, settings.staleness_threshold_s), params)
+    statement = _statement(shape, settings.staleness_threshold_s, dedup_key is not None)
+    rows = database.run(statement, params)
     if not rows:
         return None
     return Fired(rows[0].event_id, tuple(_stored(rows[0], decided)))
@@ -211,33 +211,37 @@ _ENFORCEMENT_COLUMNS = ("rule_id", "rule_ref", "status", "reason", "criteria_tra
 
 
 @functools.cache
-def _statement(shape: tuple[bool, ...], threshold_s: float) -> Select[Any]:
+def _statement(shape: tuple[bool, ...], threshold_s: float, deduplicated: bool) -> Select[Any]:
     """The one statement for enforcements shaped ``shape`` (True: with an execution), built
-    once per shape: the guard, the event, then per enforcement its row and its execution."""
+    once per shape: the guard, the event, then per enforcement its row and its execution.
+
+    Only an event with a dedup key can meet an earlier one (no timer's: no rule, no fire
+    time), so only then does its insert check for a conflict.
+    """
     names = [(lambda column, n=n: f"x{n}_{column}") for n, with_execution in enumerate(shape)]
-    guards: list[ColumnElement[bool]] = [
-        func.coalesce(SIGNATURE, literal_column("''")) == bindparam("signature", type_=String())
+    # Each action is read once, here: the executions take its columns from the guard.
+    actions = {n: ACTION_TABLE.alias(f"action{n}") for n, ran in enumerate(shape) if ran}
+    read = [
+        column
+        for n, action in actions.items()
+        for column in (action.c.ref.label(f"ref{n}"), action.c.runner_type.label(f"runtime{n}"))
     ]
-    guards.extend(
-        exists().where(routing.unchanged(names[n])).select_from(ACTION_TABLE)
-        for n, with_execution in enumerate(shape)
-        if with_execution
+    guards: list[ColumnElement[bool]] = [
+        func.coalesce(SIGNATURE, literal_column("''")) == bindparam("signature", type_=String()),
+        *(routing.unchanged(names[n], action) for n, action in actions.items()),
+    ]
+    guard = select(literal_column("1").label("ok"), *read).where(*guards).cte("guard")
+    recorded = postgresql.insert(TRIGGER_EVENT_TABLE).from_select(
+        ["type", "source", "dedup_key", "payload", "status"],
+        select(
+            bindparam("trigger_type", type_=String()),
+            *_bound("", TRIGGER_EVENT_TABLE, ["source", "dedup_key", "payload"]),
+            literal_column(f"'{EventStatus.FIRED.value}'"),
+        ).select_from(guard),
     )
-    guard = select(literal_column("1").label("ok")).where(*guards).cte("guard")
-    event = (
-        postgresql.insert(TRIGGER_EVENT_TABLE)
-        .from_select(
-            ["type", "source", "dedup_key", "payload", "status"],
-            select(
-                bindparam("trigger_type", type_=String()),
-                *_bound("", TRIGGER_EVENT_TABLE, ["source", "dedup_key", "payload"]),
-                literal_column(f"'{EventStatus.FIRED.value}'"),
-            ).select_from(guard),
-        )
-        .on_conflict_do_nothing()
-        .returning(_T.id, _T.received_at)
-        .cte("event")
-    )
+    if deduplicated:
+        recorded = recorded.on_conflict_do_nothing()
+    event = recorded.returning(_T.id, _T.received_at).cte("event")
     outputs: list[Any] = [event.c.id.label("event_id")]
     for n, with_execution in enumerate(shape):
         ids = None
@@ -261,15 +265,16 @@ def _statement(shape: tuple[bool, ...], threshold_s: float) -> Select[Any]:
         outputs.append(select(enforcement.c.id).scalar_subquery().label(f"e{n}"))
         if ids is None:
             continue
-        values = routing.routed_values(threshold_s, names[n])
+        values = routing.routed_values(
+            threshold_s, names[n], ref=guard.c[f"ref{n}"], runner_type=guard.c[f"runtime{n}"]
+        )
         execution = (
             insert(EXECUTION_TABLE)
             .from_select(
                 ["id", "enforcement_id", "trigger_depth", *routing.ROUTED_COLUMNS, *_DEFAULTS],
                 select(ids.c.id, enforcement.c.id, bindparam("depth"), *values)
                 .add_columns(*_DEFAULTS.values())
-                .select_from(ids.join(enforcement, true()))
-                .where(routing.unchanged(names[n])),
+                .select_from(ids.join(enforcement, true()).join(guard, true())),
                 include_defaults=False,  # SQLAlchemy fills them for one INSERT CTE only
             )
             .returning(_X.id, _X.status)

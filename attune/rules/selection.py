@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,10 +13,12 @@ from typing import Any, NamedTuple
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from attune.expressions import Template
 from attune.liveness.freshness import serving
 from attune.rules import triggers
 from attune.rules.criteria import Criterion
 from attune.rules.events import Event
+from attune.rules.spec import compile_parameters
 from attune.settings import Settings
 from attune.store.models import ACTION_TABLE, RULE_TABLE
 
@@ -40,6 +43,12 @@ class RuleRow:
         """What its trigger params select of finished executions (execution-finished rules)."""
         return triggers.watch_of(self.trigger_params)
 
+    @functools.cached_property
+    def templates(self) -> dict[str, Template]:
+        """Its action parameters compiled (kept with the rule: a rule this process keeps
+        between firings renders without looking its templates up again)."""
+        return _compiled(json.dumps(self.action_parameters, sort_keys=True))
+
     def selects(self, event: Event) -> bool:
         """True when the rule's trigger params pick this event (its timer, its action, …)."""
         if self.trigger_type in triggers.TIMER_TYPES:
@@ -52,6 +61,12 @@ class RuleRow:
         if self.trigger_type == triggers.WEBHOOK and "path" in payload:
             return bool(payload["path"] == self.trigger_params.get("path"))
         return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(parameters_json: str) -> dict[str, Template]:
+    """A rule's compiled parameters, once per process for each version of them."""
+    return compile_parameters(json.loads(parameters_json))
 
 
 RULE_COLUMNS = (

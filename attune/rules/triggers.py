@@ -82,14 +82,22 @@ class TriggerType:
 
     def validate_payload(self, payload: Any) -> None:
         """Raise :class:`TriggerError` unless ``payload`` satisfies this type's payload schema."""
-        problems = schema_problems(self.payload_schema, payload)
+        problems = _problems(self._payload_validator, payload)
         if problems:
             raise TriggerError(self.ref, "payload: " + "; ".join(problems))
+
+    @functools.cached_property
+    def _payload_validator(self) -> Draft7Validator:
+        """The payload schema's validator, looked up once (every emit validates a payload)."""
+        return _validator(_frozen(self.payload_schema))
 
 
 def schema_problems(schema: Mapping[str, Any], value: Any) -> list[str]:
     """Every way ``value`` fails the JSON Schema (Draft 7) ``schema``: ``where: what``."""
-    validator = _validator(_frozen(schema))
+    return _problems(_validator(_frozen(schema)), value)
+
+
+def _problems(validator: Draft7Validator, value: Any) -> list[str]:
     problems = []
     for error in sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path)):
         where = ".".join(str(part) for part in error.absolute_path)

@@ -3,26 +3,16 @@ before anything of it is written; and the ``chain_limit`` verdict of a follow-up
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from attune.errors import ExpressionError
-from attune.expressions import Template
 from attune.rules.criteria import Check, evaluate
 from attune.rules.events import Event
 from attune.rules.selection import RuleRow
-from attune.rules.spec import compile_parameters
 from attune.settings import Settings
 from attune.store.models import EnforcementStatus
-
-
-@functools.lru_cache(maxsize=4096)
-def _templates(parameters_json: str) -> dict[str, Template]:
-    """A rule's compiled parameters, once per process for each version of them."""
-    return compile_parameters(json.loads(parameters_json))
 
 
 @dataclass(frozen=True)
@@ -43,11 +33,10 @@ def judge(rule: RuleRow, event: Event) -> tuple[Verdict, dict[str, Any] | None]:
         reason = "; ".join(f"{c.key} {c.op}: {c.why}" for c in failed)
         return Verdict(EnforcementStatus.NO_MATCH, reason, checks, {}), None
     context = {"trigger": dict(event.payload), "event": event.context(), "rule": {"ref": rule.ref}}
-    templates = _templates(json.dumps(rule.action_parameters, sort_keys=True))
     try:
         values = {
             name: template.render(context, f"action.parameters.{name}")
-            for name, template in templates.items()
+            for name, template in rule.templates.items()
         }
     except ExpressionError as error:
         return Verdict(EnforcementStatus.RENDER_FAILED, str(error), checks, {}), None

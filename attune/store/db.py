@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -68,6 +69,12 @@ class Database:
             sessions=sessionmaker(engine, expire_on_commit=False),
             autocommit_sessions=sessionmaker(autocommit, expire_on_commit=False),
         )
+
+    @functools.cached_property
+    def key(self) -> str:
+        """The database's URL as a string, rendered once: the key of this process's caches of
+        what it last read there (actions, rules)."""
+        return str(self.engine.url)
 
     @property
     def is_sqlite(self) -> bool:

@@ -3,6 +3,7 @@ relay, no notification and no commit-time queue lock; a fresh relay row, every t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import psycopg
@@ -128,3 +129,65 @@ def test_a_relay_row_deleted_under_a_feed_comes_back_with_a_reset(
 
     assert back == 1
     assert hub.gaps == ["the event listener's relay lapsed"]
+
+
+def _stale_worker_running(database: Database, name: str, count: int) -> list[int]:
+    from attune.liveness import registry
+    from attune.liveness.registry import Registration
+    from attune.store.models import Worker
+    from attune.store.sqltypes import db_ago
+
+    with database.session_scope() as session:
+        registry.register(session, Registration(name, ("shell",), (), "h", 1))
+        session.execute(
+            update(Worker).where(Worker.name == name).values(last_heartbeat=db_ago(1e4))
+        )
+    return [add_execution(database, name) for _ in range(count)]
+
+
+def test_a_sweep_notifies_each_abandoned_transition_only_while_a_relay_listens(
+    pg_database: Database, listener: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    """Given stale workers holding running executions, a sweep with no relay sends no
+    transition; with a fresh relay, one per abandoned execution, from running, as a worker's
+    own transition would (the relay is looked up once per transaction, not per row)."""
+    from attune.liveness import sweep as sweeps
+    from attune.settings import Settings
+
+    _stale_worker_running(pg_database, "gone1", 2)
+    with pg_database.session_scope() as session:
+        quiet_report = sweeps.sweep(session, Settings())
+    quiet = list(listener.notifies(timeout=0.5))
+    ids = _stale_worker_running(pg_database, "gone2", 3)
+    _relay_seen(pg_database, "fresh", seconds_ago=5)
+    with pg_database.session_scope() as session:
+        report = sweeps.sweep(session, Settings())
+    heard = list(listener.notifies(timeout=2, stop_after=3))
+
+    assert quiet_report.abandoned == 2
+    assert quiet == []
+    assert report.abandoned == 3
+    payloads = [json.loads(notification.payload) for notification in heard]
+    assert sorted(p["id"] for p in payloads) == sorted(ids)
+    assert {(p["status"], p["previous_status"], p["worker"]) for p in payloads} == {
+        ("abandoned", "running", "gone2")
+    }
+
+
+def test_every_transition_of_a_transaction_notifies_while_a_relay_listens(
+    pg_database: Database, listener: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    """Given a fresh relay, a transaction moving two executions in two statements sends both
+    (the first row's look at the relay serves the rest of the transaction)."""
+    first = add_execution(pg_database, None, ExecutionStatus.SCHEDULED)
+    second = add_execution(pg_database, None, ExecutionStatus.SCHEDULED)
+    _relay_seen(pg_database, "fresh", seconds_ago=5)
+
+    with pg_database.session_scope() as session:
+        for execution_id in (first, second):
+            session.execute(
+                update(Execution).where(Execution.id == execution_id).values(status="running")
+            )
+    heard = list(listener.notifies(timeout=2, stop_after=2))
+
+    assert sorted(json.loads(n.payload)["id"] for n in heard) == sorted([first, second])

@@ -35,7 +35,7 @@ from attune.store.models.environments import (
 from attune.store.models.executions import EXECUTION_TABLE, Execution
 from attune.store.models.gates import GATE_TABLE, ConcurrencyGate
 from attune.store.models.packs import ACTION_TABLE, PACK_TABLE, Action, Pack
-from attune.store.models.relays import EVENT_RELAY_TABLE, RELAY_TTL_S, EventRelay
+from attune.store.models.relays import EVENT_RELAY_TABLE, RELAY_SETTING, RELAY_TTL_S, EventRelay
 from attune.store.models.rules import (
     ENFORCEMENT_TABLE,
     RULE_TABLE,
@@ -84,6 +84,7 @@ __all__ = [
     "PACK_REF_REGEX",
     "PACK_TABLE",
     "PERIODIC_RUN_TABLE",
+    "RELAY_SETTING",
     "RELAY_TTL_S",
     "RULE_TABLE",
     "RULE_TIMER_TABLE",

@@ -12,6 +12,9 @@ from attune.store.models.base import Base, _created
 
 RELAY_TTL_S = 60
 """How long a relay counts as listening after it was last seen (the triggers' bound)."""
+RELAY_SETTING = "attune.relay_live"
+"""The transaction's setting where the execution event trigger keeps whether a relay listens
+(``on`` | ``off``, migration 20261201_0024): looked up once per transaction, not per row."""
 
 
 class EventRelay(Base):
