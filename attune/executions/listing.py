@@ -18,7 +18,9 @@ import anyio
 from pydantic_core import to_json
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Select,
+    Subquery,
     Text,
     bindparam,
     case,
@@ -27,7 +29,10 @@ from sqlalchemy import (
     literal_column,
     select,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
+from attune.errors import ExecutionNotFoundError
+from attune.executions.records import RECORD_COLUMNS, ExecutionRecord
 from attune.store.asyncreader import AsyncReader
 from attune.store.db import Database
 from attune.store.models import EXECUTION_TABLE, ExecutionStatus
@@ -65,6 +70,32 @@ def _iso(column: ColumnElement[Any]) -> ColumnElement[Any]:
 _JSON_SUMMARY = select(
     *(_iso(column).label(column.name) if column.name in _MOMENTS else column for column in _COLUMNS)
 )
+
+
+def _text(value: str) -> ColumnElement[str]:
+    """An SQL string literal (not a bind parameter: the statement's text never changes)."""
+    return literal_column("'" + value.replace("'", "''") + "'")
+
+
+def _json_value(column: ColumnElement[Any]) -> ColumnElement[str]:
+    """A column of :data:`_JSON_SUMMARY` as JSON text, written as ``row_to_json`` writes it."""
+    value: ColumnElement[Any]
+    if column.name in _MOMENTS:  # ISO 8601 already: digits and separators, nothing to escape
+        value = _text('"').op("||")(column).op("||")(_text('"'))
+    elif isinstance(column.type, Integer):
+        value = cast(column, Text)
+    else:
+        value = cast(func.to_json(column), Text)
+    return func.coalesce(value, _text("null"))
+
+
+def _json_object(summary: Subquery) -> ColumnElement[str]:
+    """One summary as a JSON object, concatenated: ``row_to_json`` builds a record first
+    (51 summaries: about 0.6 ms of PostgreSQL's time against 0.4 ms concatenated)."""
+    parts: list[ColumnElement[Any]] = []
+    for n, column in enumerate(summary.c):
+        parts += [_text(("," if n else "{") + json.dumps(column.name) + ":"), _json_value(column)]
+    return func.concat(*parts, _text("}"))
 
 
 @dataclass(frozen=True)
@@ -185,10 +216,21 @@ async def page_async(
 
 @functools.lru_cache(maxsize=512)
 def _json_statement(names: frozenset[str]) -> Select[Any]:
-    """The page query whose rows are each summary as JSON text (``item``), and its id."""
+    """The page query as one row: the page's summaries as a JSON array (text), the id of its
+    last one, and whether a row follows (the query reads ``limit`` rows, one past the page)."""
     found = _statement(names, True, _JSON_SUMMARY).subquery("summary")
-    item = cast(func.row_to_json(found.table_valued()), Text).label("item")
-    return select(item, found.c.id).order_by(found.c.id.desc())
+    newest_first = found.c.id.desc()
+    rows = select(
+        _json_object(found).label("item"),
+        found.c.id,
+        func.row_number().over(order_by=newest_first).label("n"),
+    ).subquery("page")
+    kept = rows.c.n < bindparam("limit")
+    comma: aggregate_order_by[str] = aggregate_order_by(literal_column("','"), rows.c.id.desc())
+    items = func.coalesce(func.string_agg(rows.c.item, comma).filter(kept), literal_column("''"))
+    more = func.count() >= bindparam("limit")
+    columns: list[ColumnElement[Any]] = [items, func.min(rows.c.id).filter(kept), more]
+    return select(*columns)
 
 
 async def page_json(
@@ -202,18 +244,16 @@ async def page_json(
     """:func:`page` as a JSON array of the summaries, and the id to continue from (or None).
 
     With a ``reader`` (PostgreSQL) the database writes the JSON, which passes through as
-    text: one prebuilt statement on an asyncio connection. Without (SQLite), the rows of
-    :func:`page` are read in a worker thread and serialized here, to the same JSON.
+    text: one prebuilt statement on an asyncio connection, one row back. Without (SQLite),
+    the rows of :func:`page` are read in a worker thread and serialized here, to the same JSON.
     """
     if reader is None:
         rows, last = await page_async(database, None, where, limit=limit, before_id=before_id)
         return to_json([row._asdict() for row in rows]), last
     values = _page_values(where, limit, before_id)
     statement = _json_statement(frozenset(values) - {"limit"})
-    found = await reader.rows(statement, values, typed=False)  # text and ids: no decoding
-    kept = found[:limit]
-    items = "[" + ",".join(item for item, _id in kept) + "]"
-    return items.encode(), kept[-1][1] if len(found) > limit else None
+    ((items, last, more),) = await reader.rows(statement, values, typed=False)
+    return b"[" + items.encode() + b"]", last if more else None
 
 
 def newer(database: Database, where: ExecutionFilter, *, limit: int, after_id: int) -> list[Any]:
@@ -223,6 +263,9 @@ def newer(database: Database, where: ExecutionFilter, *, limit: int, after_id: i
 
 
 _REQUESTER = select(_E.requested_by).where(_E.id == bindparam("execution_id"))
+_WITH_REQUESTER = RECORD_COLUMNS.add_columns(_E.requested_by).where(
+    _E.id == bindparam("execution_id")
+)
 
 
 def requester(database: Database, execution_id: int) -> str | None:
@@ -230,3 +273,14 @@ def requester(database: Database, execution_id: int) -> str | None:
     for row in database.run(_REQUESTER, {"execution_id": execution_id}):
         return row.requested_by  # type: ignore[no-any-return]
     return None
+
+
+def with_requester(database: Database, execution_id: int) -> tuple[ExecutionRecord, str | None]:
+    """The execution's record and who requested it, in one read; ExecutionNotFoundError when
+    there is none."""
+    for row in database.run(_WITH_REQUESTER, {"execution_id": execution_id}):
+        values = row._asdict()
+        requested_by = values.pop("requested_by")
+        values["status"] = ExecutionStatus(values["status"])
+        return ExecutionRecord(**values), requested_by
+    raise ExecutionNotFoundError(execution_id)
