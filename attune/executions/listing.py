@@ -29,7 +29,6 @@ from sqlalchemy import (
     literal_column,
     select,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from attune.errors import ExecutionNotFoundError
 from attune.executions.records import RECORD_COLUMNS, ExecutionRecord
@@ -216,21 +215,9 @@ async def page_async(
 
 @functools.lru_cache(maxsize=512)
 def _json_statement(names: frozenset[str]) -> Select[Any]:
-    """The page query as one row: the page's summaries as a JSON array (text), the id of its
-    last one, and whether a row follows (the query reads ``limit`` rows, one past the page)."""
+    """The page query whose rows are each summary as JSON text (``item``), and its id."""
     found = _statement(names, True, _JSON_SUMMARY).subquery("summary")
-    newest_first = found.c.id.desc()
-    rows = select(
-        _json_object(found).label("item"),
-        found.c.id,
-        func.row_number().over(order_by=newest_first).label("n"),
-    ).subquery("page")
-    kept = rows.c.n < bindparam("limit")
-    comma: aggregate_order_by[str] = aggregate_order_by(literal_column("','"), rows.c.id.desc())
-    items = func.coalesce(func.string_agg(rows.c.item, comma).filter(kept), literal_column("''"))
-    more = func.count() >= bindparam("limit")
-    columns: list[ColumnElement[Any]] = [items, func.min(rows.c.id).filter(kept), more]
-    return select(*columns)
+    return select(_json_object(found).label("item"), found.c.id).order_by(found.c.id.desc())
 
 
 async def page_json(
@@ -244,16 +231,18 @@ async def page_json(
     """:func:`page` as a JSON array of the summaries, and the id to continue from (or None).
 
     With a ``reader`` (PostgreSQL) the database writes the JSON, which passes through as
-    text: one prebuilt statement on an asyncio connection, one row back. Without (SQLite),
-    the rows of :func:`page` are read in a worker thread and serialized here, to the same JSON.
+    text: one prebuilt statement on an asyncio connection. Without (SQLite), the rows of
+    :func:`page` are read in a worker thread and serialized here, to the same JSON.
     """
     if reader is None:
         rows, last = await page_async(database, None, where, limit=limit, before_id=before_id)
         return to_json([row._asdict() for row in rows]), last
     values = _page_values(where, limit, before_id)
     statement = _json_statement(frozenset(values) - {"limit"})
-    ((items, last, more),) = await reader.rows(statement, values, typed=False)
-    return b"[" + items.encode() + b"]", last if more else None
+    found = await reader.rows(statement, values, typed=False)  # text and ids: no decoding
+    kept = found[:limit]
+    items = "[" + ",".join([item for item, _id in kept]) + "]"
+    return items.encode(), kept[-1][1] if len(found) > limit else None
 
 
 def newer(database: Database, where: ExecutionFilter, *, limit: int, after_id: int) -> list[Any]:
