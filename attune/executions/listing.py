@@ -18,9 +18,7 @@ import anyio
 from pydantic_core import to_json
 from sqlalchemy import (
     ColumnElement,
-    Integer,
     Select,
-    Subquery,
     Text,
     bindparam,
     case,
@@ -69,32 +67,6 @@ def _iso(column: ColumnElement[Any]) -> ColumnElement[Any]:
 _JSON_SUMMARY = select(
     *(_iso(column).label(column.name) if column.name in _MOMENTS else column for column in _COLUMNS)
 )
-
-
-def _text(value: str) -> ColumnElement[str]:
-    """An SQL string literal (not a bind parameter: the statement's text never changes)."""
-    return literal_column("'" + value.replace("'", "''") + "'")
-
-
-def _json_value(column: ColumnElement[Any]) -> ColumnElement[str]:
-    """A column of :data:`_JSON_SUMMARY` as JSON text, written as ``row_to_json`` writes it."""
-    value: ColumnElement[Any]
-    if column.name in _MOMENTS:  # ISO 8601 already: digits and separators, nothing to escape
-        value = _text('"').op("||")(column).op("||")(_text('"'))
-    elif isinstance(column.type, Integer):
-        value = cast(column, Text)
-    else:
-        value = cast(func.to_json(column), Text)
-    return func.coalesce(value, _text("null"))
-
-
-def _json_object(summary: Subquery) -> ColumnElement[str]:
-    """One summary as a JSON object, concatenated: ``row_to_json`` builds a record first
-    (51 summaries: about 0.6 ms of PostgreSQL's time against 0.4 ms concatenated)."""
-    parts: list[ColumnElement[Any]] = []
-    for n, column in enumerate(summary.c):
-        parts += [_text(("," if n else "{") + json.dumps(column.name) + ":"), _json_value(column)]
-    return func.concat(*parts, _text("}"))
 
 
 @dataclass(frozen=True)
@@ -217,7 +189,8 @@ async def page_async(
 def _json_statement(names: frozenset[str]) -> Select[Any]:
     """The page query whose rows are each summary as JSON text (``item``), and its id."""
     found = _statement(names, True, _JSON_SUMMARY).subquery("summary")
-    return select(_json_object(found).label("item"), found.c.id).order_by(found.c.id.desc())
+    item = cast(func.row_to_json(found.table_valued()), Text).label("item")
+    return select(item, found.c.id).order_by(found.c.id.desc())
 
 
 async def page_json(
