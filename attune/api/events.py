@@ -113,6 +113,12 @@ class EventHub:
         """The SSE id of ``event``."""
         return f"{self.epoch}.{event.seq}"
 
+    def position(self) -> str:
+        """The SSE id of the latest event: a subscription given it later is first replayed
+        every event that came since (what a read made in between may not have seen)."""
+        with self._lock:
+            return f"{self.epoch}.{self._seq}"
+
     def publish(self, kind: str, data: Mapping[str, Any]) -> None:
         """Add an event to the ring and offer it to every subscriber (any thread)."""
         with self._lock:

@@ -28,6 +28,8 @@ from sqlalchemy import (
     select,
 )
 
+from attune.errors import ExecutionNotFoundError
+from attune.executions.records import RECORD_COLUMNS, ExecutionRecord
 from attune.store.asyncreader import AsyncReader
 from attune.store.db import Database
 from attune.store.models import EXECUTION_TABLE, ExecutionStatus
@@ -212,7 +214,7 @@ async def page_json(
     statement = _json_statement(frozenset(values) - {"limit"})
     found = await reader.rows(statement, values, typed=False)  # text and ids: no decoding
     kept = found[:limit]
-    items = "[" + ",".join(item for item, _id in kept) + "]"
+    items = "[" + ",".join([item for item, _id in kept]) + "]"
     return items.encode(), kept[-1][1] if len(found) > limit else None
 
 
@@ -223,6 +225,9 @@ def newer(database: Database, where: ExecutionFilter, *, limit: int, after_id: i
 
 
 _REQUESTER = select(_E.requested_by).where(_E.id == bindparam("execution_id"))
+_WITH_REQUESTER = RECORD_COLUMNS.add_columns(_E.requested_by).where(
+    _E.id == bindparam("execution_id")
+)
 
 
 def requester(database: Database, execution_id: int) -> str | None:
@@ -230,3 +235,14 @@ def requester(database: Database, execution_id: int) -> str | None:
     for row in database.run(_REQUESTER, {"execution_id": execution_id}):
         return row.requested_by  # type: ignore[no-any-return]
     return None
+
+
+def with_requester(database: Database, execution_id: int) -> tuple[ExecutionRecord, str | None]:
+    """The execution's record and who requested it, in one read; ExecutionNotFoundError when
+    there is none."""
+    for row in database.run(_WITH_REQUESTER, {"execution_id": execution_id}):
+        values = row._asdict()
+        requested_by = values.pop("requested_by")
+        values["status"] = ExecutionStatus(values["status"])
+        return ExecutionRecord(**values), requested_by
+    raise ExecutionNotFoundError(execution_id)

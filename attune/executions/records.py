@@ -15,6 +15,8 @@ from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from attune.errors import ExecutionNotFoundError, InvalidTransitionError
+from attune.store import asyncreader
+from attune.store.asyncreader import AsyncReader
 from attune.store.db import Database
 from attune.store.models import EXECUTION_TABLE, NOT_STARTED, TRANSITIONS, ExecutionStatus
 from attune.store.sqltypes import db_now, in_literals
@@ -132,6 +134,24 @@ def get(database: Database, execution_id: int) -> ExecutionRecord:
 def status_of(database: Database, execution_id: int) -> ExecutionStatus:
     """Only the status of an execution (the cheap read a waiter polls)."""
     for row in database.run(_STATUS, {"execution_id": execution_id}):
+        return ExecutionStatus(row.status)
+    raise ExecutionNotFoundError(execution_id)
+
+
+async def get_async(
+    database: Database, reader: AsyncReader | None, execution_id: int
+) -> ExecutionRecord:
+    """:func:`get` from an event loop (on the ``reader``, else in a worker thread)."""
+    for row in await asyncreader.run(database, reader, _GET, {"execution_id": execution_id}):
+        return record(row)
+    raise ExecutionNotFoundError(execution_id)
+
+
+async def status_of_async(
+    database: Database, reader: AsyncReader | None, execution_id: int
+) -> ExecutionStatus:
+    """:func:`status_of` from an event loop (on the ``reader``, else in a worker thread)."""
+    for row in await asyncreader.run(database, reader, _STATUS, {"execution_id": execution_id}):
         return ExecutionStatus(row.status)
     raise ExecutionNotFoundError(execution_id)
 

@@ -8,9 +8,11 @@ held between calls as ``run`` holds its own. PostgreSQL only: SQLite has no asyn
 
 from __future__ import annotations
 
+import functools
 from contextlib import suppress
 from typing import Any
 
+import anyio
 import psycopg
 from sqlalchemy.exc import DBAPIError
 
@@ -46,7 +48,7 @@ class AsyncReader:
                 connection = await self._connect()
             cursor = await connection.execute(sql, args)
             found = await cursor.fetchall()
-            description = cursor.description
+            description = cursor.description if typed else None  # columns built on demand
         except psycopg.Error as exc:
             if connection is not None:
                 with suppress(psycopg.Error):
@@ -72,3 +74,13 @@ class AsyncReader:
         while self._held:
             with suppress(psycopg.Error):
                 await self._held.pop().close()
+
+
+async def run(
+    database: Database, reader: AsyncReader | None, statement: Prebuilt, values: dict[str, Any]
+) -> list[Any]:
+    """The rows of a prebuilt statement from an event loop, as :meth:`Database.run` returns
+    them: on the ``reader``'s connections (PostgreSQL), else (SQLite) in a worker thread."""
+    if reader is None:
+        return await anyio.to_thread.run_sync(functools.partial(database.run, statement, values))
+    return await reader.rows(statement, values)

@@ -8,7 +8,8 @@ nothing, so live output costs it no write at all. Goal: median ratio on ÷ off <
 
 Then the HTTP round trip (issue 16): a real ``attune serve`` on the same deployment, and
 ``POST /api/v1/executions`` of ``core.echo`` (to ``bench-live``) followed by its output
-stream until ``end`` (a keep-alive httpx client with an ``operate`` key), alternating with
+stream until ``end`` and the response's close (a keep-alive httpx client with an ``operate``
+key, its connection kept from one round trip to the next), alternating with
 ``execute().wait()`` of the same action on the same worker. Goal: ratio <= 1.3.
 """
 
@@ -134,8 +135,14 @@ def _measure_http(env: dict[str, str]) -> None:
                 assert started.status_code == 201, started.text
                 path = f"/api/v1/executions/{started.json()['id']}/output/stream"
                 with client.stream("GET", path) as stream:
-                    for line in stream.iter_lines():
+                    lines = stream.iter_lines()
+                    for line in lines:
                         if line == "event: end":
+                            # Read on to the response's end (the server closes it right after
+                            # `end`), as a client following it would: a response left unread
+                            # costs its keep-alive connection, and the next POST a new one.
+                            for _rest in lines:
+                                pass
                             return
                 raise AssertionError(f"{path} closed before its end event")
 

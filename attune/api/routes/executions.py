@@ -67,9 +67,12 @@ _LINKS = {
 }
 
 
-def _out(database: Database, execution_id: int) -> ExecutionOut:
-    record = records.get(database, execution_id)
-    return ExecutionOut.of(record, listing.requester(database, execution_id))
+def _out(database: Database, execution_id: int, status_code: int = 200) -> Response:
+    """The execution's body as its routes answer it (an :class:`ExecutionOut`), encoded here:
+    FastAPI would validate the model again, in a worker thread of its own for a sync route."""
+    record, requested_by = listing.with_requester(database, execution_id)
+    body = ExecutionOut.of(record, requested_by).model_dump_json()
+    return Response(body, status_code, media_type="application/json")
 
 
 def _launch(principal: Principal, request: RunRequest) -> int:
@@ -83,14 +86,16 @@ def _launch(principal: Principal, request: RunRequest) -> int:
     return handle.id
 
 
-def _located(database: Database, response: Response, execution_id: int) -> ExecutionOut:
-    response.headers["Location"] = f"{PREFIX}{router.prefix}/{execution_id}"
-    return _out(database, execution_id)
+def _located(database: Database, execution_id: int, status_code: int = 201) -> Response:
+    located = _out(database, execution_id, status_code)
+    located.headers["Location"] = f"{PREFIX}{router.prefix}/{execution_id}"
+    return located
 
 
 @router.post(
     "",
     status_code=201,
+    response_model=ExecutionOut,
     operation_id="start_execution",
     summary="Start an execution",
     responses={
@@ -101,18 +106,17 @@ def _located(database: Database, response: Response, execution_id: int) -> Execu
 )
 def start(
     body: RunRequest,
-    response: Response,
     database: DatabaseDep,
     principal: Operator,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
-) -> ExecutionOut:
+) -> Response:
     """Validate, record and enqueue an execution; 201 with its record and ``Location``.
 
     With an ``Idempotency-Key`` the same key and body within 24 h answer 200 with the execution
     the first request started; the same key with another body is a 409.
     """
     if idempotency_key is None:
-        return _located(database, response, _launch(principal, body))
+        return _located(database, _launch(principal, body))
     execution_id, started = idempotency.once(
         database,
         principal.name,
@@ -122,9 +126,7 @@ def start(
     )
     if execution_id is None:
         raise HTTPException(409, "a request with this Idempotency-Key is still being started")
-    if not started:
-        response.status_code = 200
-    return _located(database, response, execution_id)
+    return _located(database, execution_id, 201 if started else 200)
 
 
 def cursor_of(text: str | None, fingerprint: str) -> int | None:
@@ -193,11 +195,12 @@ async def list_executions(
 
 @router.get(
     "/{execution_id}",
+    response_model=ExecutionOut,
     operation_id="get_execution",
     summary="Show one execution",
     responses=responses(404),
 )
-def get(execution_id: ExecutionId, database: DatabaseDep, _: Reader) -> ExecutionOut:
+def get(execution_id: ExecutionId, database: DatabaseDep, _: Reader) -> Response:
     """The execution's record, without its output bodies."""
     return _out(database, execution_id)
 
@@ -250,28 +253,29 @@ def cancel(
 @router.post(
     "/{execution_id}/rerun",
     status_code=201,
+    response_model=ExecutionOut,
     operation_id="rerun_execution",
     summary="Run an execution again",
     responses={**_RUN_RESPONSES, 201: {"links": _LINKS}},
 )
 def rerun(
     execution_id: ExecutionId,
-    response: Response,
     database: DatabaseDep,
     settings: SettingsDep,
     principal: Operator,
     body: RerunRequest | None = None,
-) -> ExecutionOut:
+) -> Response:
     """A new execution of the same action with the same parameters, ``parameters`` overriding."""
     overrides = {} if body is None else body.parameters
     with database.session_scope() as session:
         ref, parameters = rerun_request(session, settings, execution_id, overrides)
     again = RunRequest(action=ref, parameters=parameters)
-    return _located(database, response, _launch(principal, again))
+    return _located(database, _launch(principal, again))
 
 
 @router.get(
     "/{execution_id}/wait",
+    response_model=ExecutionOut,
     operation_id="wait_execution",
     summary="Wait for an execution to end",
     responses=responses(404, 422),
@@ -281,7 +285,7 @@ def wait(
     database: DatabaseDep,
     _: Reader,
     timeout_s: Annotated[float, Query(gt=0, le=MAX_WAIT_S)] = 30.0,
-) -> ExecutionOut:
+) -> Response:
     """The record once terminal, or as it is after ``timeout_s`` (check its ``status``)."""
     records.status_of(database, execution_id)  # 404 for an unknown id, before waiting
     with contextlib.suppress(WaitTimeoutError):

@@ -16,12 +16,13 @@ from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException
 
-from attune.api.deps import DatabaseDep, Reader, SettingsDep
+from attune.api.deps import AsyncReaderDep, DatabaseDep, Reader, SettingsDep
 from attune.api.events import Event, Subscription, hub
 from attune.api.problems import responses
 from attune.executions import liveoutput, records
 from attune.executions.liveoutput import Batch, LiveOutput
 from attune.executions.records import ExecutionRecord
+from attune.store.asyncreader import AsyncReader
 from attune.store.db import Database
 from attune.store.models import ExecutionStatus
 
@@ -98,21 +99,36 @@ async def stream_events(
     responses={**_SSE, **responses(404)},
 )
 async def stream_output(
-    execution_id: int, _: Reader, database: DatabaseDep, settings: SettingsDep
+    execution_id: int,
+    _: Reader,
+    database: DatabaseDep,
+    reader: AsyncReaderDep,
+    settings: SettingsDep,
 ) -> EventSourceResponse:
     """``stdout``/``stderr`` ``{offset, text}``, then ``truncated`` if capped, then ``end``."""
-    record = await asyncio.to_thread(records.get, database, execution_id)
-    follower = _Follower(database, liveoutput.backend(settings), record)
+    since = hub.position()  # the follower hears every transition from before this read on
+    record = await records.get_async(database, reader, execution_id)
+    live = liveoutput.backend(settings)
+    follower = _Follower(database, reader, live, record, since)
     return EventSourceResponse(follower.events(), ping=PING_S)
 
 
 class _Follower:
     """One output stream: live chunks first, then the stored output past what was sent."""
 
-    def __init__(self, database: Database, live: LiveOutput | None, record: ExecutionRecord):
+    def __init__(
+        self,
+        database: Database,
+        reader: AsyncReader | None,
+        live: LiveOutput | None,
+        record: ExecutionRecord,
+        since: str,
+    ) -> None:
         self.database = database
+        self.reader = reader  # on PostgreSQL: the looks at SQL need no thread
         self.live = live
         self.record = record
+        self.since = since
         self.sent = {"stdout": 0, "stderr": 0}
 
     async def events(self) -> AsyncIterator[ServerSentEvent]:
@@ -140,8 +156,9 @@ class _Follower:
         A quiet wait also ends at the execution's own transition event, then SQL is read: an
         action that ended before it published anything live
         (:data:`attune.settings.Settings.live_output_after_s`) ends its stream at once, not a
-        quiet period later."""
-        moved = hub.subscribe(self._moved, None)
+        quiet period later. The subscription replays the transitions since the record was
+        read, so one between that read and this subscription is heard too."""
+        moved = hub.subscribe(self._moved, self.since)
         try:
             async for event in self._follow(moved):
                 yield event
@@ -153,19 +170,22 @@ class _Follower:
 
     async def _follow(self, moved: Subscription) -> AsyncIterator[ServerSentEvent]:
         cursor, told = "0", False
-        status = self.record.status  # an end before the subscription: seen at the first look
+        status = self.record.status
         while not status.is_terminal:
+            heard: list[Event] = []
             if self.live is None or told:
                 batch = None
-                await moved.next(QUIET_S)
+                heard = await moved.next(QUIET_S)
             else:
-                batch = await _first_of(
+                first = await _first_of(
                     self.live.read(self.record.id, cursor, QUIET_S), moved.next(QUIET_S)
                 )
+                batch = first if isinstance(first, Batch) else None
+                heard = [] if isinstance(first, Batch) else first
                 cursor = batch.cursor if batch is not None else cursor
                 for chunk in () if batch is None else batch.chunks:
                     if chunk.kind == "end":
-                        self.record = await asyncio.to_thread(records.get, *self._key)
+                        self.record = await records.get_async(*self._key)
                         return
                     if chunk.kind in self.sent:
                         event = self._new(chunk)
@@ -174,13 +194,19 @@ class _Follower:
                 if batch is not None and batch.chunks:
                     continue
             # Even after a terminal event, SQL decides: SQLite's triggers tell before the commit.
-            status = await asyncio.to_thread(records.status_of, *self._key)
+            if any(event.data.get("status") in _TERMINAL for event in heard):
+                self.record = await records.get_async(*self._key)  # likely the last look
+                status = self.record.status
+                if status.is_terminal:
+                    return
+            else:
+                status = await records.status_of_async(*self._key)
             unavailable = self.live is None or (batch is not None and not batch.available)
             if unavailable and not told and status is ExecutionStatus.RUNNING:
                 told = True
                 detail = {"reason": _why(self.live), "status": status.value}
                 yield ServerSentEvent(data=json.dumps(detail), event=UNAVAILABLE)
-        self.record = await asyncio.to_thread(records.get, *self._key)
+        self.record = await records.get_async(*self._key)
 
     def _new(self, chunk: liveoutput.Chunk) -> ServerSentEvent | None:
         """The part of ``chunk`` not sent yet (deduplicated by offset), if any."""
@@ -195,17 +221,20 @@ class _Follower:
         return ServerSentEvent(data=json.dumps({"offset": offset, "text": text}), event=stream)
 
     @property
-    def _key(self) -> tuple[Database, int]:
-        return self.database, self.record.id
+    def _key(self) -> tuple[Database, AsyncReader | None, int]:
+        return self.database, self.reader, self.record.id
 
 
-async def _first_of(read: Awaitable[Batch], moved: Awaitable[list[Event]]) -> Batch | None:
-    """The live batch, or None when the execution's transition event came first."""
+_TERMINAL = frozenset(status.value for status in ExecutionStatus if status.is_terminal)
+
+
+async def _first_of(read: Awaitable[Batch], moved: Awaitable[list[Event]]) -> Batch | list[Event]:
+    """The live batch, or the execution's transition events when they came first."""
     reading, waking = asyncio.ensure_future(read), asyncio.ensure_future(moved)
     done, pending = await asyncio.wait((reading, waking), return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
-    return reading.result() if reading in done else None
+    return reading.result() if reading in done else waking.result()
 
 
 def _why(live: Any) -> str:
