@@ -131,10 +131,13 @@ def with_action(database: Database, admitted: Any) -> tuple[Any, Any]:
     return admitted, _action_of(database, admitted)
 
 
-def claim_in(worker: str, session: Session, execution_id: int) -> Taken | None:
+def claim_in(
+    worker: str, session: Session, execution_id: int, token: int | None = None
+) -> Taken | None:
     """Claim a scheduled execution for ``worker`` in ``session`` (an advance's): the same
-    conditional UPDATE as a message's claim, so it runs once whoever else tries."""
-    values = {"execution_id": execution_id, "worker": worker, "token": None}
+    conditional UPDATE as a message's claim, so it runs once whoever else tries; an advance
+    repeated because its commit's answer was lost finds what it claimed under ``token``."""
+    values = {"execution_id": execution_id, "worker": worker, "token": token}
     if session.get_bind().dialect.name != "sqlite":
         joined = session.execute(_CLAIM_JOINED, values).first()
         return None if joined is None else (execution_id, joined, joined)

@@ -68,7 +68,8 @@ def run_execution(
     )
 
     queues = frozenset(worker_queues(worker_name, settings.worker_runtimes))
-    claiming = functools.partial(claims.claim_in, worker_name)
+    # One token for what this chain takes on: no execution is taken on twice in one chain.
+    claiming = functools.partial(claims.claim_in, worker_name, token=token)
 
     def run_one(taken: Taken, then: Finishing | None) -> tuple[ExecutionStatus, Taken | None]:
         # An ungated task of a workflow may pass its run's next task on to this process.
