@@ -43,21 +43,7 @@ app = Celery("attune", amqp=AMQP)
 app.config_from_object("celeryconfig")
 
 
-def _send(message: dispatch.Dispatch) -> None:
-    """Publish ``attune.execute_action`` (a retry, a gate's head, a workflow's task) or
-    ``attune.advance_workflow``; a delayed one through Celery, which sets its ``eta``."""
-    if not message.countdown_s:
-        sender.send(app, message.task, message.execution_id, message.queue)
-        return
-    app.send_task(
-        message.task,
-        args=(message.execution_id,),
-        queue=message.queue,
-        countdown=message.countdown_s,
-    )
-
-
-dispatch.use(_send)
+dispatch.use(lambda message: sender.send_dispatch(app, message))
 
 logger = logging.getLogger(__name__)
 

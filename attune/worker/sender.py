@@ -19,6 +19,8 @@ from celery import Celery
 from celery.utils.nodenames import anon_nodename
 from kombu.utils.uuid import uuid
 
+from attune.executions.dispatch import Dispatch
+
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
@@ -44,6 +46,20 @@ def send(app: Celery, task: str, execution_id: int, queue: str) -> None:
             retry=bool(app.conf.task_publish_retry),
             retry_policy=retry_policy,
         )
+
+
+def send_dispatch(app: Celery, message: Dispatch) -> None:
+    """Publish ``message`` (a retry, a gate's head, a workflow's task or advance); a delayed
+    one through Celery, which sets its ``eta``."""
+    if not message.countdown_s:
+        send(app, message.task, message.execution_id, message.queue)
+        return
+    app.send_task(
+        message.task,
+        args=(message.execution_id,),
+        queue=message.queue,
+        countdown=message.countdown_s,
+    )
 
 
 def headers_of(task: str, task_id: str, execution_id: int) -> dict[str, Any]:
