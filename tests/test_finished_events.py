@@ -21,7 +21,7 @@ from attune.liveness.orphans import settle_predecessor
 from attune.liveness.registry import Registration
 from attune.liveness.reports import SweepReport
 from attune.packs.loader import load_packs
-from attune.rules import finished
+from attune.rules import enforcement, finished
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import Enforcement, Execution, ExecutionStatus, TriggerEvent, Worker
@@ -81,7 +81,7 @@ def enforced(database: Database) -> list[Enforcement]:
 def sweep_enforcing(database: Database, settings: Settings) -> SweepReport:
     with database.session_scope() as session:
         report = sweeps.sweep(session, settings, events=True)
-        finished.enforce_recorded(session, settings, report.events)
+        enforcement.enforce_recorded(session, settings, report.events)
     return report
 
 
@@ -384,3 +384,47 @@ def test_a_gate_rejecting_at_the_schedule_or_at_the_claim_records_one_event(
     assert sorted(recorded) == [second, third]
     assert {event.payload["status"] for event in recorded.values()} == {"canceled"}
     assert records.get(database, first).status is ExecutionStatus.RUNNING
+
+
+def test_an_execution_a_rule_starts_with_no_live_worker_records_its_event(
+    database: Database, tmp_path: Path
+) -> None:
+    """Given a webhook rule running demo.hello, no live shell worker and a rule watching demo's
+    failures: the emitted event's execution is recorded failed at once, with its own
+    execution-finished event enforced in the same transaction; the webhook's enforcement
+    carries the follow-up, which names the failed execution."""
+    from attune.rules.emission import emit
+
+    hook = rule(
+        ref="demo.on_hook",
+        trigger={"type": "core.webhook", "params": {"path": "deploys"}},
+        action={"ref": "demo.hello", "parameters": {"who": "hook"}},
+    )
+    watching = rule(
+        ref="demo.on_failed",
+        trigger={
+            "type": "core.execution_finished",
+            "params": {"action": "demo.*", "status": ["failed"]},
+        },
+        action={"ref": "demo.hello", "parameters": {"who": "after {{ trigger.execution_id }}"}},
+    )
+    load(database, tmp_path, on_hook=hook, on_failed=watching)
+    payload = {"body": {}, "path": "deploys"}
+
+    emitted = [emit(database, SETTINGS, "core.webhook", payload) for _ in range(2)]
+
+    for one in emitted:  # the second too goes the general way: a rule watches demo failing
+        [started] = one.enforcements
+        assert started.execution_id is not None
+        assert started.queue is None
+        [follow_up] = started.follow_ups
+        assert started.with_follow_ups()[:2] == [started, follow_up]  # what send_enforced sends
+        assert follow_up.rule_ref == "demo.on_failed"
+        with database.session_scope() as session:
+            ran = session.get_one(Execution, follow_up.execution_id)
+            assert ran.parameters["who"] == f"after {started.execution_id}"
+            assert ran.trigger_depth == 1
+    recorded = finished_events(database)
+    started_ids = [one.enforcements[0].execution_id for one in emitted]
+    assert set(started_ids) <= set(recorded)
+    assert {recorded[n].payload["status"] for n in started_ids} == {"failed"}

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from attune.liveness import registry as workers
 from attune.liveness.registry import Registration
 from attune.packs.loader import load_packs
-from attune.rules import catalog, firing
+from attune.rules import catalog, finished, firing
 from attune.rules.emission import emit
 from attune.settings import Settings
 from attune.store.db import Database
@@ -24,6 +24,12 @@ from tests.pack_builder import rule, write_rules
 pytestmark = pytest.mark.postgres
 HOOK = {"type": "core.webhook", "params": {"path": "deploys"}}
 PAYLOAD = {"body": {"branch": "main", "n": 3}, "path": "deploys"}
+
+
+@pytest.fixture(autouse=True)
+def rules_looked_up_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests load rules of their own into databases of one URL: no remembered watch."""
+    monkeypatch.setattr(finished, "RULES_SEEN_FOR_S", 0.0)
 
 
 def on_hook(ref: str, branch: str, **parameters: Any) -> dict[str, Any]:

@@ -10,23 +10,35 @@ templates alone is :mod:`attune.rules.verdicts`.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from attune import metrics
 from attune.errors import ActionNotFoundError, ParameterError
+from attune.executions import endings
 from attune.executions.batch import Prepared, prepare, record_many
 from attune.executions.routing import Routed, Unroutable
+from attune.rules import triggers
 from attune.rules.events import Event
-from attune.rules.selection import RuleRow
+from attune.rules.selection import RuleRow, selected_rules
 from attune.rules.verdicts import Verdict, chain_limited, judge
 from attune.settings import Settings
-from attune.store.models import ENFORCEMENT_TABLE, EnforcementStatus
+from attune.store.models import (
+    ENFORCEMENT_TABLE,
+    TRIGGER_EVENT_TABLE,
+    EnforcementStatus,
+    EventStatus,
+)
 
 _E = ENFORCEMENT_TABLE.c
+_T = TRIGGER_EVENT_TABLE.c
+_IDS_PER_STATEMENT = 500  # well under SQLite's bound-parameter limit
+_RECORDED = select(TRIGGER_EVENT_TABLE)
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,13 @@ class Enforced:
     reason: str
     execution_id: int | None = None
     queue: str | None = None
+    follow_ups: tuple[Enforced, ...] = field(default=())
+    """When its execution was recorded ``failed`` at once (no live worker serves it): the
+    enforcements of that execution's execution-finished event, in the same transaction."""
+
+    def with_follow_ups(self) -> list[Enforced]:
+        """This enforcement and, depth first, every follow-up under it."""
+        return [self, *(item for up in self.follow_ups for item in up.with_follow_ups())]
 
 
 def enforce(
@@ -94,9 +113,49 @@ def enforce_all(
         session.execute(_LINK, links)
     executions = {n: r for (n, _), r in zip(runs, recorded, strict=True)}
     return [
-        enforced_of(ids[n], rule.ref, verdict, executions.get(n))
+        _followed(session, settings, enforced_of(ids[n], rule.ref, verdict, executions.get(n)))
         for n, ((_, rule), (verdict, _)) in enumerate(zip(pairs, decided, strict=True))
     ]
+
+
+def _followed(session: Session, settings: Settings, enforced: Enforced) -> Enforced:
+    """``enforced`` with the follow-ups of its execution when it was recorded failed at once:
+    that ending records an execution-finished event as any other does (a rare path: no live
+    worker serves the action), enforced here; the trigger depth bounds the chain."""
+    if enforced.execution_id is None or enforced.queue is not None:
+        return enforced
+    event_ids = endings.record_for(session, [enforced.execution_id])
+    if not event_ids:
+        return enforced
+    follow_ups = tuple(enforce_recorded(session, settings, event_ids))
+    return replace(enforced, follow_ups=follow_ups)
+
+
+def enforce_recorded(
+    session: Session, settings: Settings, event_ids: Sequence[int]
+) -> list[Enforced]:
+    """Enforce the execution-finished events SQL recorded (the sweep's, by the set) in the
+    caller's transaction: the rules read once, one batch of writes per trigger depth."""
+    actions: dict[str, Any] = {}
+    rules = selected_rules(session, settings, triggers.EXECUTION_FINISHED, actions)
+    by_depth: dict[int, list[tuple[Event, RuleRow]]] = defaultdict(list)
+    fired = 0
+    for start in range(0, len(event_ids), _IDS_PER_STATEMENT):
+        chunk = event_ids[start : start + _IDS_PER_STATEMENT]
+        for row in session.execute(_RECORDED.where(_T.id.in_(chunk))):
+            event = Event(**row._asdict())
+            fired += 1
+            depth = int(event.payload.get("depth") or 0)
+            by_depth[depth].extend((event, rule) for rule in rules if rule.selects(event))
+    enforced = [
+        item
+        for depth, pairs in sorted(by_depth.items())
+        for item in enforce_all(session, settings, pairs, depth=depth, actions=actions)
+    ]
+    statuses = [item.status for item in enforced]
+    for n in range(fired):  # each event counted once, each enforcement once
+        metrics.record_event(triggers.EXECUTION_FINISHED, EventStatus.FIRED, () if n else statuses)
+    return enforced
 
 
 def enforcement_row(

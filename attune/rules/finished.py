@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, select
@@ -15,24 +13,20 @@ from sqlalchemy.orm import Session
 from attune import metrics
 from attune.executions import endings
 from attune.rules import events, triggers
-from attune.rules.enforcement import Enforced, enforce, enforce_all
-from attune.rules.events import Event
-from attune.rules.selection import RuleRow, selected_rules
+from attune.rules.enforcement import Enforced, enforce
+from attune.rules.selection import selected_rules
 from attune.settings import Settings
 from attune.store.db import Database
-from attune.store.models import EXECUTION_TABLE, RULE_TABLE, TRIGGER_EVENT_TABLE, EventStatus
+from attune.store.models import EXECUTION_TABLE, RULE_TABLE, EventStatus
 
 RULES_SEEN_FOR_S = 1.0
 """How long a process trusts its last look at the enabled execution-finished rules."""
 
-_IDS_PER_STATEMENT = 500  # well under SQLite's bound-parameter limit
 _X = EXECUTION_TABLE.c
-_T = TRIGGER_EVENT_TABLE.c
 _R = RULE_TABLE.c
 _WATCHING = select(_R.trigger_params).where(
     _R.trigger_type == triggers.EXECUTION_FINISHED, _R.enabled.is_(True)
 )
-_RECORDED = select(TRIGGER_EVENT_TABLE)
 _FINISHED = select(
     _X.action_ref, _X.status, _X.exit_code, _X.parameters, _X.result, _X.trigger_depth
 ).where(_X.id == bindparam("execution_id"))
@@ -98,31 +92,4 @@ def record_finished(session: Session, settings: Settings, execution_id: int) -> 
     enforced = enforce(session, settings, event, rules, depth=row.trigger_depth, actions=actions)
     statuses = [item.status for item in enforced]
     metrics.record_event(triggers.EXECUTION_FINISHED, EventStatus.FIRED, statuses)
-    return enforced
-
-
-def enforce_recorded(
-    session: Session, settings: Settings, event_ids: Sequence[int]
-) -> list[Enforced]:
-    """Enforce the execution-finished events SQL recorded (the sweep's, by the set) in the
-    caller's transaction: the rules read once, one batch of writes per trigger depth."""
-    actions: dict[str, Any] = {}
-    rules = selected_rules(session, settings, triggers.EXECUTION_FINISHED, actions)
-    by_depth: dict[int, list[tuple[Event, RuleRow]]] = defaultdict(list)
-    fired = 0
-    for start in range(0, len(event_ids), _IDS_PER_STATEMENT):
-        chunk = event_ids[start : start + _IDS_PER_STATEMENT]
-        for row in session.execute(_RECORDED.where(_T.id.in_(chunk))):
-            event = Event(**row._asdict())
-            fired += 1
-            depth = int(event.payload.get("depth") or 0)
-            by_depth[depth].extend((event, rule) for rule in rules if rule.selects(event))
-    enforced = [
-        item
-        for depth, pairs in sorted(by_depth.items())
-        for item in enforce_all(session, settings, pairs, depth=depth, actions=actions)
-    ]
-    statuses = [item.status for item in enforced]
-    for n in range(fired):  # each event counted once, each enforcement once
-        metrics.record_event(triggers.EXECUTION_FINISHED, EventStatus.FIRED, () if n else statuses)
     return enforced

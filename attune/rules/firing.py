@@ -41,6 +41,7 @@ from attune.executions.batch import KnownRequest
 from attune.executions.queues import runtime_queue
 from attune.executions.routing import Routed, Unroutable
 from attune.liveness.freshness import no_worker_reason
+from attune.rules import finished
 from attune.rules.enforcement import Enforced, enforced_of, enforcement_row
 from attune.rules.events import Event
 from attune.rules.selection import RuleRow
@@ -164,7 +165,8 @@ def _decide(
     database: Database, settings: Settings, known: KnownRules, event: Event, depth: int
 ) -> _Decided | None:
     """Each selecting rule's verdict and, when it runs, its request; None when a request
-    needs a fresh read of its action."""
+    needs a fresh read of its action, or when a rule watches that action failing: with no live
+    worker its execution fails at once, and the general path records that ending's event."""
     decided: _Decided = []
     for rule in known.rules:
         if not rule.selects(event):
@@ -174,6 +176,8 @@ def _decide(
         if values is not None and (limited := chain_limited(settings, verdict, depth)):
             verdict = limited
         elif values is not None:
+            if finished.watched(database, rule.action_ref, ExecutionStatus.FAILED.value):
+                return None
             request = batch.known_request(database, settings, rule.action_ref, values)
             if request is None:
                 return None

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from attune.errors import EnqueueError
 from attune.executions import records as executions
 from attune.executions.dispatch import EXECUTE_TASK
-from attune.rules import finished, timers
+from attune.rules import enforcement, finished, timers
 from attune.rules.enforcement import Enforced
 from attune.rules.timers import TickReport
 from attune.settings import Settings
@@ -41,12 +41,13 @@ def send_task(database: Database, execution_id: int, queue: str) -> None:
 
 
 def send_enforced(database: Database, enforced: Iterable[Enforced]) -> int:
-    """Send the task of every scheduled enforcement's execution; returns how many were sent.
+    """Send the task of every scheduled enforcement's execution, follow-ups included; returns
+    how many were sent.
 
     A refused message leaves its execution ``failed`` (logged), and the others still go.
     """
     sent = 0
-    for item in enforced:
+    for item in (each for top in enforced for each in top.with_follow_ups()):
         if item.execution_id is None or item.queue is None:
             continue
         try:
@@ -78,7 +79,7 @@ class RuleFinishing:
 
     def enforce(self, session: Session, event_ids: Sequence[int]) -> Callable[[], object]:
         """Enforce the events the sweep recorded in ``session``; returns the sending."""
-        enforced = finished.enforce_recorded(session, self.settings, event_ids)
+        enforced = enforcement.enforce_recorded(session, self.settings, event_ids)
         database = resources.database
         return lambda: send_enforced(database, enforced)
 
