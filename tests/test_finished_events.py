@@ -418,7 +418,6 @@ def test_an_execution_a_rule_starts_with_no_live_worker_records_its_event(
         assert started.execution_id is not None
         assert started.queue is None
         [follow_up] = started.follow_ups
-        assert started.with_follow_ups()[:2] == [started, follow_up]  # what send_enforced sends
         assert follow_up.rule_ref == "demo.on_failed"
         with database.session_scope() as session:
             ran = session.get_one(Execution, follow_up.execution_id)
@@ -428,3 +427,38 @@ def test_an_execution_a_rule_starts_with_no_live_worker_records_its_event(
     started_ids = [one.enforcements[0].execution_id for one in emitted]
     assert set(started_ids) <= set(recorded)
     assert {recorded[n].payload["status"] for n in started_ids} == {"failed"}
+
+
+def test_the_follow_up_of_an_execution_failed_at_once_is_routed_with_its_starter(
+    database: Database, tmp_path: Path
+) -> None:
+    """A rule starts a python action no live worker serves; a rule watching its failure runs a
+    shell action, which a live worker serves: that follow-up is what the emit has to send."""
+    from attune.rules.emission import emit
+
+    write_pack(
+        tmp_path,
+        "demo",
+        {"hello": action(), "py": action("demo.py", runner_type="python", entry_point="py.py")},
+    )
+    hook = rule(
+        ref="demo.on_hook",
+        trigger={"type": "core.webhook", "params": {"path": "deploys"}},
+        action={"ref": "demo.py"},
+    )
+    watching = rule(
+        ref="demo.on_failed",
+        trigger={"type": "core.execution_finished", "params": {"action": "demo.py"}},
+        action={"ref": "demo.hello"},
+    )
+    load(database, tmp_path, on_hook=hook, on_failed=watching)
+    with database.session_scope() as session:
+        workers.register(session, Registration("w1", ("shell",), (), "h", 1))
+
+    [started] = emit(
+        database, SETTINGS, "core.webhook", {"body": {}, "path": "deploys"}
+    ).enforcements
+
+    [follow_up] = started.follow_ups
+    assert started.queue is None
+    assert started.routed() == [("demo.on_failed", follow_up.execution_id, "attune.shell")]

@@ -16,11 +16,26 @@ from attune.executions.claims import claim_in
 from attune.executions.handoff import TakeOn
 from attune.liveness.registry import Registration, register
 from attune.packs.loader import load_packs
+from attune.rules import finished
 from attune.settings import Settings
 from attune.store.db import Database
-from attune.store.models import EXECUTION_TABLE, WORKFLOW_RUN_TABLE, ExecutionStatus
+from attune.store.models import (
+    ENFORCEMENT_TABLE,
+    EXECUTION_TABLE,
+    TRIGGER_EVENT_TABLE,
+    WORKFLOW_RUN_TABLE,
+    ExecutionStatus,
+)
 from attune.workflows.start import start
-from tests.pack_builder import action, header, workflow_action, write_pack, write_workflows
+from tests.pack_builder import (
+    action,
+    header,
+    rule,
+    workflow_action,
+    write_pack,
+    write_rules,
+    write_workflows,
+)
 
 _E = EXECUTION_TABLE.c
 FAN = {
@@ -63,6 +78,48 @@ def test_a_fan_out_whose_children_all_end_in_one_pass_ends_its_run(
     assert sorted(children) == [("failed", True, n) for n in range(3)]
     assert phase == "done"
     assert [error["item"] for error in result["errors"]] == [0, 1, 2]
+
+
+def test_a_task_failed_for_want_of_a_worker_records_its_execution_finished_event(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a rule watching flows.hello failing, each child recorded failed at once (no worker
+    serves it) records its event, enforced in the run's pass (the follow-up fails too)."""
+    monkeypatch.setattr(finished, "RULES_SEEN_FOR_S", 0.0)
+    watching = rule(
+        ref="demo.on_failed",
+        trigger={"type": "core.execution_finished", "params": {"action": "flows.hello"}},
+        action={"ref": "demo.hello"},
+    )
+    write_rules(tmp_path, {"on_failed": watching})
+    actions = {"hello": action("flows.hello"), "fan": workflow_action("flows.fan")}
+    pack = write_pack(tmp_path, "flows", actions, header("flows"))
+    write_workflows(pack, {"fan": FAN})
+    assert load_packs(database, tmp_path).ok
+    with database.session_scope() as session:
+        parent = session.execute(
+            insert(EXECUTION_TABLE)
+            .values(action_ref="flows.fan", status=ExecutionStatus.RUNNING.value, worker="w")
+            .returning(_E.id)
+        ).scalar_one()
+
+    status, _ = start(database, Settings(database_url=str(database.engine.url)), parent, "w")
+
+    assert status is ExecutionStatus.FAILED
+    with database.session_scope() as session:
+        ids = session.scalars(select(_E.id).where(_E.parent_id == parent)).all()
+        events = session.scalars(
+            select(TRIGGER_EVENT_TABLE.c.payload).where(
+                TRIGGER_EVENT_TABLE.c.type == "core.execution_finished"
+            )
+        ).all()
+        follow_ups = session.scalars(
+            select(ENFORCEMENT_TABLE.c.rule_ref).where(
+                ENFORCEMENT_TABLE.c.execution_id.is_not(None)
+            )
+        ).all()
+    assert sorted(event["execution_id"] for event in events) == sorted(ids)
+    assert follow_ups == ["demo.on_failed"] * 3
 
 
 SEQUENCE = {

@@ -55,9 +55,15 @@ class Enforced:
     """When its execution was recorded ``failed`` at once (no live worker serves it): the
     enforcements of that execution's execution-finished event, in the same transaction."""
 
-    def with_follow_ups(self) -> list[Enforced]:
-        """This enforcement and, depth first, every follow-up under it."""
-        return [self, *(item for up in self.follow_ups for item in up.with_follow_ups())]
+    def routed(self) -> list[tuple[str, int, str]]:
+        """The rule, execution and queue of this enforcement and, depth first, of each
+        follow-up under it, that scheduled an execution to send after the commit."""
+        own = (
+            []
+            if self.execution_id is None or self.queue is None
+            else [(self.rule_ref, self.execution_id, self.queue)]
+        )
+        return own + [item for up in self.follow_ups for item in up.routed()]
 
 
 def enforce(
@@ -119,16 +125,18 @@ def enforce_all(
 
 
 def _followed(session: Session, settings: Settings, enforced: Enforced) -> Enforced:
-    """``enforced`` with the follow-ups of its execution when it was recorded failed at once:
-    that ending records an execution-finished event as any other does (a rare path: no live
-    worker serves the action), enforced here; the trigger depth bounds the chain."""
+    """``enforced`` with the follow-ups of its execution when it was recorded failed at once."""
     if enforced.execution_id is None or enforced.queue is not None:
         return enforced
-    event_ids = endings.record_for(session, [enforced.execution_id])
-    if not event_ids:
-        return enforced
-    follow_ups = tuple(enforce_recorded(session, settings, event_ids))
-    return replace(enforced, follow_ups=follow_ups)
+    return replace(enforced, follow_ups=follow_ups(session, settings, enforced.execution_id))
+
+
+def follow_ups(session: Session, settings: Settings, execution_id: int) -> tuple[Enforced, ...]:
+    """The enforcements of the execution-finished event of ``execution_id``, recorded ``failed``
+    at once in ``session`` (no live worker serves it: a rare path): that ending records its
+    event as any other does, enforced here; the trigger depth bounds the chain."""
+    event_ids = endings.record_for(session, [execution_id])
+    return tuple(enforce_recorded(session, settings, event_ids)) if event_ids else ()
 
 
 def enforce_recorded(

@@ -47,14 +47,12 @@ def send_enforced(database: Database, enforced: Iterable[Enforced]) -> int:
     A refused message leaves its execution ``failed`` (logged), and the others still go.
     """
     sent = 0
-    for item in (each for top in enforced for each in top.with_follow_ups()):
-        if item.execution_id is None or item.queue is None:
-            continue
+    for rule_ref, execution_id, queue in (item for top in enforced for item in top.routed()):
         try:
-            send_task(database, item.execution_id, item.queue)
+            send_task(database, execution_id, queue)
             sent += 1
         except EnqueueError as error:
-            log.warning("rule %s: %s", item.rule_ref, error)
+            log.warning("rule %s: %s", rule_ref, error)
     return sent
 
 

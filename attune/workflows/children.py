@@ -21,6 +21,7 @@ from attune.executions.policies import Policy, RetryOn
 from attune.executions.retries import ENDED_COLUMNS, Ended, eligible_at
 from attune.executions.routing import Routed
 from attune.executions.secretbox import SecretBox
+from attune.rules import enforcement
 from attune.store.models import (
     EXECUTION_TABLE,
     TERMINAL_STATUSES,
@@ -87,6 +88,8 @@ def record(
                 step.single.append(placed.execution_id)
         else:
             step.again = True
+            for top in enforcement.follow_ups(step.session, step.settings, placed.execution_id):
+                step.dispatches.extend(Dispatch(ran, queue) for _, ran, queue in top.routed())
     step.touched.append(activation)
     step.changed = True
 
