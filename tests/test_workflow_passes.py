@@ -50,21 +50,27 @@ FAN = {
 }
 
 
-def test_a_fan_out_whose_children_all_end_in_one_pass_ends_its_run(
-    database: Database, tmp_path: Path
-) -> None:
+def started_fan(database: Database, tmp_path: Path) -> tuple[int, ExecutionStatus]:
+    """Load pack ``flows`` (its fan-out of flows.hello) and start a run of it as a worker "w"
+    that has just claimed its parent would: the parent's id and the status it ended with."""
     actions = {"hello": action("flows.hello"), "fan": workflow_action("flows.fan")}
     pack = write_pack(tmp_path, "flows", actions, header("flows"))
     write_workflows(pack, {"fan": FAN})
     assert load_packs(database, tmp_path).ok
-    with database.session_scope() as session:  # a parent some worker "w" has just claimed
+    with database.session_scope() as session:
         parent = session.execute(
             insert(EXECUTION_TABLE)
             .values(action_ref="flows.fan", status=ExecutionStatus.RUNNING.value, worker="w")
             .returning(_E.id)
         ).scalar_one()
-
     status, _ = start(database, Settings(database_url=str(database.engine.url)), parent, "w")
+    return parent, status
+
+
+def test_a_fan_out_whose_children_all_end_in_one_pass_ends_its_run(
+    database: Database, tmp_path: Path
+) -> None:
+    parent, status = started_fan(database, tmp_path)
 
     assert status is ExecutionStatus.FAILED  # all three children failed: no worker serves them
     with database.session_scope() as session:
@@ -92,18 +98,7 @@ def test_a_task_failed_for_want_of_a_worker_records_its_execution_finished_event
         action={"ref": "demo.hello"},
     )
     write_rules(tmp_path, {"on_failed": watching})
-    actions = {"hello": action("flows.hello"), "fan": workflow_action("flows.fan")}
-    pack = write_pack(tmp_path, "flows", actions, header("flows"))
-    write_workflows(pack, {"fan": FAN})
-    assert load_packs(database, tmp_path).ok
-    with database.session_scope() as session:
-        parent = session.execute(
-            insert(EXECUTION_TABLE)
-            .values(action_ref="flows.fan", status=ExecutionStatus.RUNNING.value, worker="w")
-            .returning(_E.id)
-        ).scalar_one()
-
-    status, _ = start(database, Settings(database_url=str(database.engine.url)), parent, "w")
+    parent, status = started_fan(database, tmp_path)
 
     assert status is ExecutionStatus.FAILED
     with database.session_scope() as session:
