@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
@@ -131,12 +131,18 @@ class _Follower:
         self.since = since
         self.sent = {"stdout": 0, "stderr": 0}
 
-    async def events(self) -> AsyncIterator[ServerSentEvent]:
+    async def events(self) -> AsyncIterator[ServerSentEvent | bytes]:
         """The stream's events, to its ``end``."""
         yield ServerSentEvent(comment="attune output", retry=RETRY_MS)
         if not self.record.is_terminal:
             async for event in self._live():
                 yield event
+        for joined in _joined(self._ending()):
+            yield joined
+
+    def _ending(self) -> Iterator[ServerSentEvent]:
+        """The events after the live ones: the stored output not sent yet, then ``truncated``
+        if capped, then ``end``."""
         record = self.record
         for stream, stored in (("stdout", record.stdout), ("stderr", record.stderr)):
             for start in range(self.sent[stream], len(stored), PIECE_CHARS):
@@ -252,6 +258,22 @@ async def _first_of(
         return waking.result()
     waking.cancel()
     return reading.result()
+
+
+def _joined(events: Iterable[ServerSentEvent]) -> Iterator[bytes]:
+    """The events encoded, several to a write of up to about :data:`PIECE_CHARS` bytes: the
+    stream's last events reach the client together, not a write (and a wake-up) each."""
+    pending: list[bytes] = []
+    size = 0
+    for event in events:
+        encoded = event.encode()
+        if pending and size + len(encoded) > PIECE_CHARS:
+            yield b"".join(pending)
+            pending, size = [], 0
+        pending.append(encoded)
+        size += len(encoded)
+    if pending:
+        yield b"".join(pending)
 
 
 def _dropped(reading: asyncio.Future[Batch]) -> None:
