@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from attune import __version__, metrics
 from attune.api import problems
@@ -19,6 +20,24 @@ from attune.settings import Settings
 from attune.store.asyncreader import AsyncReader
 from attune.web import site
 from attune.worker.app import embedded_worker, resources
+
+
+class Api(FastAPI):
+    """FastAPI, with the executions list's plainest pages answered ahead of its middleware
+    (:mod:`attune.api.lane`: the middleware costs more than the read behind such a page)."""
+
+    lane: ListingLane | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lane = self.lane
+        if (
+            lane is None
+            or scope["type"] != "http"
+            # while OpenTelemetry observes the app, every request goes through it
+            or self._native_telemetry.enabled()
+            or not await lane.answered(scope, send)
+        ):
+            await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, loopback: bool = False) -> FastAPI:
@@ -46,7 +65,7 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
         if reader is not None:
             await reader.close()
 
-    app = FastAPI(
+    app = Api(
         title="attune",
         version=__version__,
         summary="Run pack actions on Celery workers; every execution recorded in SQL.",
@@ -62,8 +81,8 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
     app.state.access = Access(resources.database, settings.is_embedded and loopback)
     app.state.loopback = loopback
     problems.install(app)
-    app.add_middleware(ListingLane)  # inside the guard: its checks come first
     app.add_middleware(Guard, loopback=loopback)
+    app.lane = ListingLane(app.state, loopback=loopback)  # applies the guard's checks itself
     # streams before executions: /executions/{id}/output/stream is not an /output/{name}
     for module in (health, catalog, streams, executions, workers, webhooks):
         app.include_router(module.router, prefix=PREFIX)

@@ -43,40 +43,44 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refusal = self._refusal(scope["method"], scope["path"], Headers(scope=scope))
-        if refusal is None:
+        refused = refusal(scope, loopback=self.loopback)
+        if refused is None:
             await self.app(scope, receive, send)
             return
-        status, detail = refusal
+        status, detail = refused
         await problem(status, TITLES[status], detail)(scope, receive, send)
 
-    def _refusal(self, method: str, path: str, headers: Headers) -> tuple[int, str] | None:
-        host = headers.get("host", "")
-        if self.loopback and _hostname(host) not in LOOPBACK_HOSTS:
-            return 400, f"this server answers only to loopback host names, not {host!r}"
-        if method in SAFE_METHODS:
-            return None
-        origin = headers.get("origin")
-        if origin is not None and urlsplit(origin).netloc != host:
-            return 403, f"cross-origin request from {origin!r} refused"
-        if headers.get("sec-fetch-site") == "cross-site":
-            return 403, "cross-site request refused"
-        if path.startswith(WEBHOOKS):
-            return None  # a hook checks its body itself, in the order webhooks answer in
-        length = headers.get("content-length")
-        if length is None:
-            if "transfer-encoding" in headers:
-                return 411, "a request body must declare its Content-Length"
-            return None
-        if not length.isdigit():
-            return 400, f"Content-Length {length!r} is not a number"
-        if int(length) > MAX_BODY_BYTES:
-            return 413, f"the body is {length} bytes; at most {MAX_BODY_BYTES} are accepted"
-        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        accepted = _JSON if path.startswith(f"{PREFIX}/") else _JSON | FORM_TYPES
-        if int(length) and content_type not in accepted:
-            return 415, f"a request body here must be one of: {', '.join(sorted(accepted))}"
+
+def refusal(scope: Scope, *, loopback: bool) -> tuple[int, str] | None:
+    """The status and detail :class:`Guard` refuses the HTTP request of ``scope`` with, or
+    None when it passes (``loopback``: the Host allowlist is on)."""
+    method, path, headers = scope["method"], scope["path"], Headers(scope=scope)
+    host = headers.get("host", "")
+    if loopback and _hostname(host) not in LOOPBACK_HOSTS:
+        return 400, f"this server answers only to loopback host names, not {host!r}"
+    if method in SAFE_METHODS:
         return None
+    origin = headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != host:
+        return 403, f"cross-origin request from {origin!r} refused"
+    if headers.get("sec-fetch-site") == "cross-site":
+        return 403, "cross-site request refused"
+    if path.startswith(WEBHOOKS):
+        return None  # a hook checks its body itself, in the order webhooks answer in
+    length = headers.get("content-length")
+    if length is None:
+        if "transfer-encoding" in headers:
+            return 411, "a request body must declare its Content-Length"
+        return None
+    if not length.isdigit():
+        return 400, f"Content-Length {length!r} is not a number"
+    if int(length) > MAX_BODY_BYTES:
+        return 413, f"the body is {length} bytes; at most {MAX_BODY_BYTES} are accepted"
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    accepted = _JSON if path.startswith(f"{PREFIX}/") else _JSON | FORM_TYPES
+    if int(length) and content_type not in accepted:
+        return 415, f"a request body here must be one of: {', '.join(sorted(accepted))}"
+    return None
 
 
 def _hostname(host: str) -> str:

@@ -27,8 +27,9 @@ class AsyncReader:
         if database.is_sqlite:
             raise ValueError("AsyncReader needs PostgreSQL; SQLite has no asyncio driver")
         self.database = database
-        # Connections between calls; list.pop/append never interleave with an await.
-        self._held: list[psycopg.AsyncConnection[Any]] = []
+        # Connections between calls, each with its cursor (a new one per call costs more than
+        # the call's Python); list.pop/append never interleave with an await.
+        self._held: list[tuple[psycopg.AsyncConnection[Any], psycopg.AsyncCursor[Any]]] = []
 
     async def rows(
         self, statement: Prebuilt, values: dict[str, Any], *, typed: bool = True
@@ -42,11 +43,12 @@ class AsyncReader:
         the connection it came on is closed rather than reused.
         """
         sql, args = self.database.bound(statement, values)
-        connection = self._held.pop() if self._held else None
+        connection, cursor = self._held.pop() if self._held else (None, None)
         try:
-            if connection is None:
+            if connection is None or cursor is None:
                 connection = await self._connect()
-            cursor = await connection.execute(sql, args)
+                cursor = connection.cursor()
+            await cursor.execute(sql, args)
             found = await cursor.fetchall()
             description = cursor.description if typed else None  # columns built on demand
         except psycopg.Error as exc:
@@ -61,7 +63,7 @@ class AsyncReader:
                 connection_invalidated=connection is None or connection.broken,
                 dialect=self.database.engine.dialect,
             ) from exc
-        self._held.append(connection)
+        self._held.append((connection, cursor))
         return self.database.shaped(statement, description, found) if typed else found
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
@@ -73,7 +75,7 @@ class AsyncReader:
         """Close the held connections (when the app stops)."""
         while self._held:
             with suppress(psycopg.Error):
-                await self._held.pop().close()
+                await self._held.pop()[0].close()
 
 
 async def run(

@@ -48,3 +48,16 @@ def test_a_non_loopback_host_is_refused_until_a_key_exists(
     assert "no API key exists" in refused.stderr
     listed = attune_cli(embedded_env, "apikey", "list", "--json")
     assert listed.stdout.strip() == "[]"
+
+
+def test_the_access_log_is_on_unless_turned_off(
+    embedded_env: dict[str, str], tmp_path: Path
+) -> None:
+    for args, logged in (((), True), (("--no-access-log",), False)):
+        server = serve(embedded_env, tmp_path, *args)
+        try:
+            with server.client() as client:
+                assert client.get("/api/v1/health?probe=1").status_code == 200
+        finally:
+            server.stop()
+        assert ("GET /api/v1/health?probe=1 HTTP/1.1" in server.log.read_text()) is logged, args

@@ -109,3 +109,16 @@ def test_the_lane_answers_each_query_as_the_route_does(
         assert again.json() == by_route.json(), query
     unknown = pg_app.get("/api/v1/executions", headers={"Authorization": "Bearer atk_x"})
     assert unknown.status_code == 401
+
+
+def test_the_lane_refuses_what_the_guard_refuses(pg_app: TestClient, pg_database: Database) -> None:
+    # Given a reader whose key the server has verified (the lane may answer its pages)
+    key = new_key(pg_database, "reader", Scope.READ)
+    assert pg_app.get("/api/v1/executions", headers=key).status_code == 200
+    # When it asks for a plain page under a Host name a loopback server does not answer to
+    refused = pg_app.get("/api/v1/executions", headers={**key, "Host": "attacker.example"})
+    # Then the Guard's refusal is the answer, as on every other route
+    assert refused.status_code == 400
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "loopback host names" in refused.json()["detail"]
+    assert pg_app.get("/api/v1/executions", headers=key).status_code == 200

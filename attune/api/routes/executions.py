@@ -143,13 +143,12 @@ def cursor_of(text: str | None, fingerprint: str) -> int | None:
         raise HTTPException(400, f"cursor {text!r} is not one this server gave") from None
 
 
-def page_response(items: bytes, last: int | None, fingerprint: str) -> Response:
-    """The page's response: its items (a JSON array) and the cursor continuing after ``last``."""
+def page_body(items: bytes, last: int | None, fingerprint: str) -> bytes:
+    """The page's JSON: its items (a JSON array) and the cursor continuing after ``last``."""
     following = None
     if last is not None:
         following = base64.urlsafe_b64encode(f"{last}.{fingerprint}".encode()).decode()
-    body = b'{"items":' + items + b',"next_cursor":' + to_json(following) + b"}"
-    return Response(body, media_type="application/json")
+    return b'{"items":' + items + b',"next_cursor":' + to_json(following) + b"}"
 
 
 @router.get(
@@ -190,7 +189,7 @@ async def list_executions(
     # The summaries as the database wrote them, not validated into models and back: the
     # page's JSON is the same (ExecutionPage documents it), at a fraction of the cost.
     items, last = await listing.page_json(database, reader, where, limit=limit, before_id=before_id)
-    return page_response(items, last, fingerprint)
+    return Response(page_body(items, last, fingerprint), media_type="application/json")
 
 
 @router.get(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
@@ -131,12 +131,18 @@ class _Follower:
         self.since = since
         self.sent = {"stdout": 0, "stderr": 0}
 
-    async def events(self) -> AsyncIterator[ServerSentEvent]:
+    async def events(self) -> AsyncIterator[ServerSentEvent | bytes]:
         """The stream's events, to its ``end``."""
         yield ServerSentEvent(comment="attune output", retry=RETRY_MS)
         if not self.record.is_terminal:
             async for event in self._live():
                 yield event
+        for joined in _joined(self._ending()):
+            yield joined
+
+    def _ending(self) -> Iterator[ServerSentEvent]:
+        """The events after the live ones: the stored output not sent yet, then ``truncated``
+        if capped, then ``end``."""
         record = self.record
         for stream, stored in (("stdout", record.stdout), ("stderr", record.stderr)):
             for start in range(self.sent[stream], len(stored), PIECE_CHARS):
@@ -171,42 +177,54 @@ class _Follower:
     async def _follow(self, moved: Subscription) -> AsyncIterator[ServerSentEvent]:
         cursor, told = "0", False
         status = self.record.status
-        while not status.is_terminal:
-            heard: list[Event] = []
-            if self.live is None or told:
-                batch = None
-                heard = await moved.next(QUIET_S)
-            else:
-                first = await _first_of(
-                    self.live.read(self.record.id, cursor, QUIET_S), moved.next(QUIET_S)
-                )
-                batch = first if isinstance(first, Batch) else None
-                heard = [] if isinstance(first, Batch) else first
-                cursor = batch.cursor if batch is not None else cursor
-                for chunk in () if batch is None else batch.chunks:
-                    if chunk.kind == "end":
-                        self.record = await records.get_async(*self._key)
+        reading: asyncio.Future[Batch] | None = None  # a live read kept across transitions
+        try:
+            while not status.is_terminal:
+                heard: list[Event] = []
+                if self.live is None or told:
+                    batch = None
+                    heard = await moved.next(QUIET_S)
+                else:
+                    if reading is None:
+                        reading = asyncio.ensure_future(
+                            self.live.read(self.record.id, cursor, QUIET_S)
+                        )
+                    first = await _first_of(reading, moved.next(QUIET_S))
+                    batch = first if isinstance(first, Batch) else None
+                    heard = [] if isinstance(first, Batch) else first
+                    if batch is not None:
+                        reading, cursor = None, batch.cursor
+                    for chunk in () if batch is None else batch.chunks:
+                        if chunk.kind == "end":
+                            self.record = await records.get_async(*self._key)
+                            return
+                        if chunk.kind in self.sent:
+                            event = self._new(chunk)
+                            if event is not None:
+                                yield event
+                    if batch is not None and batch.chunks:
+                        continue
+                # Even after a terminal event, SQL decides: SQLite's triggers tell before the
+                # commit. A move to another live status needs no look: its end will be heard.
+                moves = [event.data.get("status") for event in heard]
+                if any(moved_to in _TERMINAL for moved_to in moves):
+                    self.record = await records.get_async(*self._key)  # likely the last look
+                    status = self.record.status
+                    if status.is_terminal:
                         return
-                    if chunk.kind in self.sent:
-                        event = self._new(chunk)
-                        if event is not None:
-                            yield event
-                if batch is not None and batch.chunks:
-                    continue
-            # Even after a terminal event, SQL decides: SQLite's triggers tell before the commit.
-            if any(event.data.get("status") in _TERMINAL for event in heard):
-                self.record = await records.get_async(*self._key)  # likely the last look
-                status = self.record.status
-                if status.is_terminal:
-                    return
-            else:
-                status = await records.status_of_async(*self._key)
-            unavailable = self.live is None or (batch is not None and not batch.available)
-            if unavailable and not told and status is ExecutionStatus.RUNNING:
-                told = True
-                detail = {"reason": _why(self.live), "status": status.value}
-                yield ServerSentEvent(data=json.dumps(detail), event=UNAVAILABLE)
-        self.record = await records.get_async(*self._key)
+                elif moves and all(moved_to in _LIVE for moved_to in moves):
+                    status = ExecutionStatus(str(moves[-1]))
+                else:
+                    status = await records.status_of_async(*self._key)
+                unavailable = self.live is None or (batch is not None and not batch.available)
+                if unavailable and not told and status is ExecutionStatus.RUNNING:
+                    told = True
+                    detail = {"reason": _why(self.live), "status": status.value}
+                    yield ServerSentEvent(data=json.dumps(detail), event=UNAVAILABLE)
+            self.record = await records.get_async(*self._key)
+        finally:
+            if reading is not None:  # left to end by itself, within QUIET_S: canceled, its
+                reading.add_done_callback(_dropped)  # Redis connection would be closed
 
     def _new(self, chunk: liveoutput.Chunk) -> ServerSentEvent | None:
         """The part of ``chunk`` not sent yet (deduplicated by offset), if any."""
@@ -226,15 +244,42 @@ class _Follower:
 
 
 _TERMINAL = frozenset(status.value for status in ExecutionStatus if status.is_terminal)
+_LIVE = frozenset(status.value for status in ExecutionStatus if not status.is_terminal)
 
 
-async def _first_of(read: Awaitable[Batch], moved: Awaitable[list[Event]]) -> Batch | list[Event]:
-    """The live batch, or the execution's transition events when they came first."""
-    reading, waking = asyncio.ensure_future(read), asyncio.ensure_future(moved)
-    done, pending = await asyncio.wait((reading, waking), return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-    return reading.result() if reading in done else waking.result()
+async def _first_of(
+    reading: asyncio.Future[Batch], moved: Awaitable[list[Event]]
+) -> Batch | list[Event]:
+    """The execution's transition events if they came, else the live batch (the read goes on
+    meanwhile, for the next call: a read canceled would cost its Redis connection)."""
+    waking = asyncio.ensure_future(moved)
+    done, _ = await asyncio.wait((reading, waking), return_when=asyncio.FIRST_COMPLETED)
+    if waking in done:  # the events first: a batch read meanwhile waits for the next call
+        return waking.result()
+    waking.cancel()
+    return reading.result()
+
+
+def _joined(events: Iterable[ServerSentEvent]) -> Iterator[bytes]:
+    """The events encoded, several to a write of up to about :data:`PIECE_CHARS` bytes: the
+    stream's last events reach the client together, not a write (and a wake-up) each."""
+    pending: list[bytes] = []
+    size = 0
+    for event in events:
+        encoded = event.encode()
+        if pending and size + len(encoded) > PIECE_CHARS:
+            yield b"".join(pending)
+            pending, size = [], 0
+        pending.append(encoded)
+        size += len(encoded)
+    if pending:
+        yield b"".join(pending)
+
+
+def _dropped(reading: asyncio.Future[Batch]) -> None:
+    """Forget a live read no one awaits any more (its failure, if any, too)."""
+    if not reading.cancelled():
+        reading.exception()
 
 
 def _why(live: Any) -> str:
