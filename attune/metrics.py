@@ -103,7 +103,9 @@ class _Instruments:
         )
         self.advance = Histogram(
             "attune_workflow_advance_seconds",
-            "Wall time of one workflow advance (its transaction and the messages it sends).",
+            "Wall time of one workflow advance pass (its transaction; the messages it "
+            "sends after commit are not counted), or of a look that found another advance "
+            "holding the run.",
             buckets=ADVANCE_BUCKETS_S,
             registry=None,
         )

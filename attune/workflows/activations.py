@@ -146,8 +146,13 @@ def refill(step: Pass, activation: WorkflowTask) -> None:
     children.record(step, activation, pending)
 
 
-def child_ended(step: Pass, activation: WorkflowTask, row: Any) -> None:
-    """Take in the outcome of a child's last attempt."""
+def child_ended(step: Pass, activation: WorkflowTask, row: Any, *, settle: bool = True) -> None:
+    """Take in the outcome of a child's last attempt.
+
+    A fan-out refills and may end only with ``settle``: the caller takes in all of a pass's
+    outcomes of one activation first and settles with its last, so the items they free
+    start in one INSERT, not one per outcome.
+    """
     activation.in_flight -= 1
     step.changed = True
     step.touched.append(activation)
@@ -157,6 +162,12 @@ def child_ended(step: Pass, activation: WorkflowTask, row: Any) -> None:
         return
     if row.status != ExecutionStatus.SUCCEEDED and task.fan_out.fail_fast:
         activation.tripped = True
+    if settle:
+        _settle(step, activation)
+
+
+def _settle(step: Pass, activation: WorkflowTask) -> None:
+    """Start a fan-out's next items; end it when nothing is left in flight or to start."""
     refill(step, activation)
     assert activation.items is not None
     if activation.in_flight == 0 and (

@@ -16,10 +16,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
 from attune import metrics
 from attune.executions import dispatch
@@ -30,16 +29,13 @@ from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import (
     EXECUTION_TABLE,
-    WORKFLOW_RUN_TABLE,
     ExecutionStatus,
     RunPhase,
     TaskState,
-    WorkflowRun,
     WorkflowTask,
 )
 from attune.store.outage import through_outage
-from attune.store.sqltypes import db_now
-from attune.workflows import activations, children, ending
+from attune.workflows import activations, children, ending, locking
 from attune.workflows.context import Redactor, TaskResults
 from attune.workflows.reader import stored
 from attune.workflows.state import Pass
@@ -91,6 +87,8 @@ def advance(
     when another advance holds the run (PostgreSQL): that one takes the child in, since each
     advance looks, after its commit, for children that ended meanwhile and goes again (unless
     its pass took in every child that was in flight when it locked the run: none can have).
+    Without ``storing`` it first asks, in one autocommit round trip, whether an advance holds
+    the run (:func:`attune.workflows.locking.held_elsewhere`), and opens no transaction if so.
     With ``take_on`` (that worker's pool process) one child it starts that this worker may
     run (not a fan-out's item) is claimed for the process in the same transaction, not sent.
     With ``storing`` (that worker's result of a child of this run) the first pass stores it
@@ -101,9 +99,13 @@ def advance(
     follow: list[int] = []
     taken: Taken | None = None
     kept = False  # the caller's result, stored in a committed pass
+    started = time.perf_counter()
+    if unless_busy and storing is None and locking.held_elsewhere(database, workflow_id):
+        # That advance takes this caller's ended child in: it looks again after its commit.
+        metrics.observe_workflow_advance(time.perf_counter() - started)
+        return Advanced(0, (), False)
     try:
         while True:
-            started = time.perf_counter()
             offer = None if taken is not None else take_on
             store = None if kept else storing
             try:
@@ -129,6 +131,7 @@ def advance(
                 break  # (two passes in a row that took nothing in saw only children owed a retry)
             if not database.run(_ENDED, {"workflow_id": workflow_id}):
                 break
+            started = time.perf_counter()
         if finished:
             hub.notify()
         for other in follow:
@@ -146,52 +149,6 @@ def advance(
 _ENDED = select(_E.id).where(*children.ended(_E.parent_id == bindparam("workflow_id"))).limit(1)
 
 
-_PARENT_COLUMNS = (_E.parameters, _E.secrets, _E.status, _E.parent_id, db_now().label("now"))
-_RUN = WORKFLOW_RUN_TABLE
-_RUN_KEYS = tuple(column.key for column in _RUN.c)
-_FREE = (
-    select(_RUN.c.execution_id)
-    .where(_RUN.c.execution_id == bindparam("id"))
-    .with_for_update(skip_locked=True)
-    .scalar_subquery()
-)
-
-
-def _locking(free: bool) -> Any:
-    """The UPDATE that locks a run that is not done (``free``: unless another holds it)."""
-    target = _FREE if free else bindparam("id")
-    return (
-        update(_RUN)
-        .where(_RUN.c.phase != RunPhase.DONE.value, _RUN.c.execution_id == target)
-        .values(version=_RUN.c.version + 1)
-    )
-
-
-# The children in flight when the lock was taken (a running activation's): when the pass took
-# in all of them, none can have ended while it held the lock, and no look after it is owed.
-_IN_FLIGHT = (
-    select(func.coalesce(func.sum(WorkflowTask.in_flight), 0))
-    .where(
-        WorkflowTask.workflow_id == _RUN.c.execution_id,
-        WorkflowTask.state == TaskState.RUNNING.value,
-    )
-    .scalar_subquery()
-    .label("in_flight")
-)
-# Core statements, built once: PostgreSQL locks the run and reads its parent in one statement
-# (SQLite's RETURNING cannot name the joined table). The run's row becomes the session's
-# object without the ORM's UPDATE ... RETURNING of an entity (about a quarter of an
-# advance's CPU time).
-_LOCK_JOINED = {
-    free: _locking(free)
-    .where(_E.id == _RUN.c.execution_id)
-    .returning(*_RUN.c, *_PARENT_COLUMNS, _IN_FLIGHT)
-    for free in (False, True)
-}
-_LOCK_ALONE = {free: _locking(free).returning(*_RUN.c) for free in (False, True)}
-_PARENT = select(*_PARENT_COLUMNS).where(_E.id == bindparam("id"))
-
-
 def _advance(
     database: Database,
     settings: Settings,
@@ -201,7 +158,7 @@ def _advance(
     storing: Storing | None = None,
 ) -> tuple[list[dispatch.Dispatch], tuple[int, ...], bool, int, Taken | None, bool] | None:
     with database.session_scope() as session, session.no_autoflush:
-        locked = _lock(session, workflow_id, unless_busy)
+        locked = locking.lock(session, workflow_id, unless_busy)
         if locked is None:
             return None
         if storing is not None and not storing(session):
@@ -243,35 +200,16 @@ def _advance(
         return step.dispatches, tuple(follow), finished, step.consumed, taken, quiet
 
 
-def _lock(session: Session, workflow_id: int, unless_busy: bool) -> tuple[WorkflowRun, Any] | None:
-    """Lock the run (None if it is done, or busy with ``unless_busy``); it and its parent's
-    row (parameters, secrets, status, its own parent, the database's ``now``)."""
-    values = {"id": workflow_id}
-    if session.get_bind().dialect.name != "sqlite":
-        joined = session.execute(_LOCK_JOINED[unless_busy], values).first()
-        return None if joined is None else (_attached(session, joined), joined)
-    row = session.execute(_LOCK_ALONE[unless_busy], values).first()
-    if row is None:
-        return None
-    return _attached(session, row), session.execute(_PARENT, values).one()
-
-
-def _attached(session: Session, row: Any) -> WorkflowRun:
-    """The locked run's row as the session's object, as if loaded (its changes are flushed)."""
-    run = WorkflowRun(**{key: getattr(row, key) for key in _RUN_KEYS})
-    make_transient_to_detached(run)
-    session.add(run)
-    return run
-
-
 def _consume(step: Pass) -> None:
-    """Take in every ended child's outcome (once each), in the order they ended."""
+    """Take in every ended child's outcome (once each), in the order they ended; a fan-out
+    refills once, with its last outcome of the pass."""
     ended = children.consume_ended(step)
     step.consumed += len(ended)
-    for row, activation in ended:
+    last = {id(activation): n for n, (_, activation) in enumerate(ended)}
+    for n, (row, activation) in enumerate(ended):
         if activation is not None and activation.state == TaskState.RUNNING.value:
             step.taken_in += 1
-            activations.child_ended(step, activation, row)
+            activations.child_ended(step, activation, row, settle=last[id(activation)] == n)
 
 
 def _load_due(step: Pass) -> None:

@@ -55,6 +55,16 @@ def _after(first: dict[str, Any]) -> dict[str, Any]:
     return {"version": 1, "tasks": [first, {"name": "after", "action": "core.noop"}]}
 
 
+def _held_items(concurrency: int) -> dict[str, Any]:
+    """A fan-out of 20 items that each wait for ``<input.dir>/release``."""
+    return {
+        "name": "each",
+        "action": "wf.sh",
+        "with": {"items": "{{ range(20) | list }}", "concurrency": concurrency},
+        "input": {"cmd": until_released("echo '{}'")},
+    }
+
+
 def _nap(seconds: int, **workflow: Any) -> dict[str, Any]:
     nap = {"name": "nap", "action": "core.sleep", "input": {"seconds": seconds}}
     return {"version": 1, **workflow, "tasks": [nap]}
@@ -98,19 +108,8 @@ HAZARDS: dict[str, dict[str, Any]] = {
     "lost": _after({"action": "wf.hold", "input": {"dir": "{{ input.dir }}"}}),
     "relay": _relay(retry=False),
     "relay_retry": _relay(retry=True),
-    "race": {
-        "version": 1,
-        "tasks": [
-            {
-                "name": "first",
-                "action": "wf.sh",
-                "with": {"items": "{{ range(20) | list }}", "concurrency": 20},
-                "input": {"cmd": until_released("echo '{}'")},
-                "next": [{"when": SUCCEEDED, "do": ["after"]}],
-            },
-            {"name": "after", "action": "core.noop"},
-        ],
-    },
+    "race": _after(_held_items(concurrency=20)),
+    "refill": {"version": 1, "tasks": [_held_items(concurrency=4)]},
     "backoff": _after(
         {
             "action": "wf.sh",

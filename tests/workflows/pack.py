@@ -65,6 +65,7 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "relay": {"dir": STRING},
     "relay_retry": {"dir": STRING},
     "race": {"dir": STRING},
+    "refill": {"dir": STRING},
     "backoff": {"dir": STRING},
     "verbatim": {"text": STRING},
     "secret": {"token": {"type": "string", "secret": True, "required": True}},
