@@ -14,7 +14,9 @@ with Celery's ``rpc://`` backend, as a bare Celery on RabbitMQ would; on Redis, 
   every statement on the path is checked for a sequential scan of the execution table.
 
 ``BENCH_SETUPS=redis,redis-kombu,rabbitmq`` picks the setups (each runs in a process of its
-own, so that attune's configuration is read afresh).
+own, so that attune's configuration is read afresh); ``BENCH_DRAIN_ONLY=1`` stops after the
+drain, whose CPU time per execution is printed by process (worker main, pool, the actions'
+processes, the worker's PostgreSQL backends).
 """
 
 from __future__ import annotations
@@ -146,9 +148,10 @@ def _run(
         bin_dir = Path(sys.executable).parent
         subprocess.run([bin_dir / "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True)
         subprocess.run([bin_dir / "attune", "packs", "load"], cwd=ROOT, env=env, check=True)
-        workers.append(_celery("attune", ATTUNE_NODE, env))
+        # The worker's PostgreSQL backends, told from this process's by their name.
+        workers.append(_celery("attune", ATTUNE_NODE, {**env, "PGAPPNAME": ATTUNE_NAME}))
         workers.append(_celery("tests.benchmarks.baseline_app", BASELINE_NODE, env))
-        _measure(env)
+        _measure(env, workers[0].pid, workers[1].pid)
     finally:
         for worker in workers:
             worker.terminate()
@@ -163,13 +166,14 @@ def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True)
 
 
-def _measure(env: dict[str, str]) -> None:
-    from sqlalchemy import func, select
+def _measure(env: dict[str, str], attune_pid: int, baseline_pid: int) -> None:
+    from sqlalchemy import func, select, text
 
     import attune
     from attune.errors import AttuneError
     from attune.store.models import TERMINAL_STATUSES, Execution
     from attune.worker.app import resources
+    from tests.benchmarks import cputime
     from tests.benchmarks.baseline_app import app as baseline_app
     from tests.benchmarks.baseline_app import spawn
 
@@ -208,9 +212,17 @@ def _measure(env: dict[str, str]) -> None:
             f"bare Celery task {theirs_ms:.2f} ms, ratio {ours_ms / theirs_ms:.2f} (goal <= 1.5)"
         )
 
+    def backend_pids() -> list[int]:
+        with resources.database.session_scope() as session:
+            found = text("SELECT pid FROM pg_stat_activity WHERE application_name = :name")
+            return list(session.scalars(found, {"name": ATTUNE_NAME}))
+
+    cpu: dict[str, dict[str, float]] = {}
+
     def drain(
         queue: str, app: Any, hostname: str, fill: Callable[[], None], done: Callable[[], bool]
     ) -> float:
+        pid = attune_pid if app is attune.app else baseline_pid
         # The worker consumes nothing while its queue fills, as the baseline's (one queue)
         # does: a BRPOP still blocking on its other queues would hold the new consumer back
         # for up to kombu's 1 s poll timeout, which is no part of the draining.
@@ -219,10 +231,16 @@ def _measure(env: dict[str, str]) -> None:
         for name in (queue, *others):
             app.control.cancel_consumer(name, destination=[hostname], reply=True)
         fill()
+        pids = backend_pids() if app is attune.app else []  # the baseline has none
+        tree, pg = cputime.worker_tree(pid), cputime.backends(pids)
         start = time.perf_counter()
         app.control.add_consumer(queue, destination=[hostname], reply=True)
         _until(done, 600, f"draining {queue}")
         rate = DRAIN / (time.perf_counter() - start)
+        cpu[queue] = cputime.per_operation_ms(tree, cputime.worker_tree(pid), DRAIN)
+        if pids:
+            delta_s = cputime.backend_delta_s(pg, cputime.backends(pids))
+            cpu[queue]["postgres"] = delta_s * 1e3 / DRAIN
         for name in others:
             app.control.add_consumer(name, destination=[hostname], reply=True)
         return rate
@@ -267,6 +285,10 @@ def _measure(env: dict[str, str]) -> None:
         f"drain of {DRAIN}: attune {attune_rate:.0f}/s, bare Celery task {baseline_rate:.0f}/s, "
         f"ratio {attune_rate / baseline_rate:.2f} (goal >= 0.7)"
     )
+    for queue, who in (("attune.shell", "attune"), ("bench.baseline", "bare Celery task")):
+        print(f"  CPU per execution, {who}: {cputime.describe(cpu[queue])}")
+    if os.environ.get("BENCH_DRAIN_ONLY"):
+        return
     _history(attune_call, baseline_call)
 
 
