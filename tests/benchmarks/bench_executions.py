@@ -26,8 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,46 +80,11 @@ def main() -> None:
 
 def _setup(setup: str) -> None:
     """Run attune and the baseline side by side on ``setup``; print medians, rates, ratios."""
+    from tests.benchmarks.brokers import brokers
+
     kind, baseline_backend_url, redis_transport = SETUPS[setup]
-    with _brokers(kind) as (broker_url, baseline_broker_url):
+    with brokers(kind, RABBITMQ) as (broker_url, baseline_broker_url):
         _run(broker_url, baseline_broker_url, baseline_backend_url, redis_transport)
-
-
-@contextmanager
-def _brokers(kind: str) -> Iterator[tuple[str, str]]:
-    """Two brokers of this run's own, attune's and the baseline's: Redis database numbers
-    leased as the test suite leases them, or RabbitMQ vhosts made for the run."""
-    if kind == "redis":
-        import redis
-
-        leases = redis.Redis(port=6379)
-        owner = f"bench:{os.getpid()}"
-        taken: list[str] = []
-        for key in (f"attune-test:redis-db:{n}" for n in range(1, 16)):
-            if len(taken) < 2 and leases.set(key, owner, nx=True, ex=3600):
-                taken.append(key)
-        if len(taken) < 2:
-            if taken:
-                leases.delete(*taken)
-            raise SystemExit("benchmark: no two free Redis databases to lease")
-        urls = [f"redis://127.0.0.1:6379/{key.rsplit(':', 1)[1]}" for key in taken]
-        for url in urls:
-            redis.Redis.from_url(url).flushdb()
-        try:
-            yield urls[0], urls[1]
-        finally:
-            if taken:
-                leases.delete(*taken)
-        return
-    vhosts = [f"attune-bench-{os.getpid()}", f"attune-bench-baseline-{os.getpid()}"]
-    for vhost in vhosts:
-        _rabbitmqctl("add_vhost", vhost)
-        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    try:
-        yield f"{RABBITMQ}/{vhosts[0]}", f"{RABBITMQ}/{vhosts[1]}"
-    finally:
-        for vhost in vhosts:
-            _rabbitmqctl("delete_vhost", vhost)
 
 
 def _run(
@@ -160,10 +124,6 @@ def _run(
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-
-
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True)
 
 
 def _measure(env: dict[str, str], attune_pid: int, baseline_pid: int) -> None:
