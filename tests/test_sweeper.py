@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
+from attune.liveness.sweep import sweep
 from attune.liveness.sweeper import record_run, sweep_and_record, sweeper_status
 from attune.settings import Settings
 from attune.store.db import Database
@@ -77,3 +78,15 @@ def test_overdue_means_no_sweep_within_three_intervals(
     assert status.last_sweep_age_s == pytest.approx(age_s)
     assert status.overdue is overdue
     assert status.to_json()["last_sweep_at"] == "2026-12-01T09:00:00+00:00"
+
+
+def test_an_idle_sweep_on_postgresql_sends_three_statements(pg_database: Database) -> None:
+    # The trigger quieted, the sweep itself, then the trigger back on in the statement that
+    # asks which overdue work there is: none of the four reads of overdue work runs for none.
+    sent: list[str] = []
+    event.listen(pg_database.engine, "before_cursor_execute", lambda *args: sent.append(args[2]))
+    with pg_database.session_scope() as session:
+        report = sweep(session, Settings(resend_after_s=30))
+
+    assert report.dispatches == ()
+    assert len(sent) == 3, sent

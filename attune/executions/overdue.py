@@ -10,10 +10,11 @@ are hints: a doubled one is refused by the claim.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, false, or_, select, update
 from sqlalchemy.orm import Session
 
 from attune.executions import releases, retries
@@ -26,17 +27,51 @@ _E = EXECUTION_TABLE.c
 _A = ACTION_TABLE.c
 
 
-def catch_up(session: Session, settings: Settings, now: datetime | None = None) -> list[Dispatch]:
+@dataclass(frozen=True)
+class Owed:
+    """Which of the overdue kinds of work :func:`probe` found some of (True: look for it)."""
+
+    repairs: bool = True
+    due: bool = True
+    stale: bool = True
+    heads: bool = True
+
+
+EVERY = Owed()
+"""Look for every kind (what a caller that did not probe asks)."""
+
+
+def probe(settings: Settings, now: datetime | None = None) -> tuple[Any, ...]:
+    """Whether each of :func:`catch_up`'s reads would find anything, as columns for a
+    statement of the caller's (in :class:`Owed`'s order): the sweep asks in a statement it
+    sends anyway, and an idle sweep spends no round trip on the four reads."""
+    after_s = settings.resend_after_s
+    stale = _every_stale(after_s, now).exists() if after_s > 0 else false()
+    return (
+        retries.owed_query(now).exists(),
+        retries.due_query(now).exists(),
+        stale,
+        releases.waiting_gates_query(now).exists(),
+    )
+
+
+def catch_up(
+    session: Session, settings: Settings, now: datetime | None = None, owed: Owed = EVERY
+) -> list[Dispatch]:
     """Do the policies' overdue work in the caller's transaction; the messages to send once
-    it committed (:func:`attune.executions.dispatch.send`)."""
-    created = retries.repair(session, settings, now)
+    it committed (:func:`attune.executions.dispatch.send`). ``owed``: what a :func:`probe` in
+    this transaction found (a successor created here has every kind looked for after it)."""
+    created = retries.repair(session, settings, now) if owed.repairs else []
+    if created:
+        owed = EVERY
     made = {dispatch.execution_id for dispatch in created}
-    due = [dispatch for dispatch in retries.due(session, now) if dispatch.execution_id not in made]
+    found = retries.due(session, now) if owed.due else []
+    due = [dispatch for dispatch in found if dispatch.execution_id not in made]
     sent = made | {dispatch.execution_id for dispatch in due}
-    stale = [
-        dispatch for dispatch in resend(session, settings, now) if dispatch.execution_id not in sent
-    ]
-    return [*created, *due, *stale, *releases.sweep_heads(session, now)]
+    found = resend(session, settings, now) if owed.stale else []
+    stale = [dispatch for dispatch in found if dispatch.execution_id not in sent]
+    heads = releases.sweep_heads(session, now) if owed.heads else []
+    return [*created, *due, *stale, *heads]
 
 
 def resend(session: Session, settings: Settings, now: datetime | None = None) -> list[Dispatch]:

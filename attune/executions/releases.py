@@ -119,7 +119,7 @@ def after_cancel(database: Database, execution_id: int) -> list[Dispatch]:
 def sweep_heads(session: Session, now: datetime | None = None) -> list[Dispatch]:
     """The heads of every gate with waiting executions and free slots (the safety net for a
     lost message or a releaser that crashed)."""
-    gates = session.execute(_waiting_gates(now)).all()
+    gates = session.execute(waiting_gates_query(now)).all()
     found: list[Dispatch] = []
     for gate in gates:
         found.extend(heads(session, gate.action_ref, gate.gate_key, gate.limit))
@@ -127,7 +127,7 @@ def sweep_heads(session: Session, now: datetime | None = None) -> list[Dispatch]
 
 
 @functools.lru_cache(maxsize=16)
-def _waiting_gates(now: datetime | None) -> Any:
+def waiting_gates_query(now: datetime | None) -> Any:
     """The gates with eligible waiting executions (built once per clock: every sweep asks)."""
     return (
         select(_E.action_ref, _E.gate_key, func.max(_E.gate_limit).label("limit"))

@@ -177,13 +177,13 @@ _RETRIABLE = tuple(sorted(rule.value for rule in RetryOn))
 def repair(session: Session, settings: Settings, now: datetime | None = None) -> list[Dispatch]:
     """Create the successors that ended attempts are owed and lack (a crash in between, or an
     attempt the sweep itself just abandoned); the messages to send for them."""
-    rows = session.execute(_owed(now)).all()
+    rows = session.execute(owed_query(now)).all()
     created = (follow(session, settings, Ended.from_row(row), row.runner_type) for row in rows)
     return [dispatch for dispatch in created if dispatch is not None]
 
 
 @functools.lru_cache(maxsize=16)
-def _owed(now: datetime | None) -> Any:
+def owed_query(now: datetime | None) -> Any:
     """The ended attempts owed a successor they lack (built once per clock: every sweep asks)."""
     successor = EXECUTION_TABLE.alias("successor")
     return (
@@ -204,12 +204,12 @@ def _owed(now: datetime | None) -> Any:
 def due(session: Session, now: datetime | None = None) -> list[Dispatch]:
     """Messages for pending ungated retries that are eligible now (a lost countdown message,
     or a delay too long for one); the claim refuses any that was sent twice."""
-    rows = session.execute(_due(now)).all()
+    rows = session.execute(due_query(now)).all()
     return [Dispatch(row.id, queue_of(row.target_worker, row.runner_type)) for row in rows]
 
 
 @functools.lru_cache(maxsize=16)
-def _due(now: datetime | None) -> Any:
+def due_query(now: datetime | None) -> Any:
     """The pending ungated retries eligible now (built once per clock)."""
     return (
         select(_E.id, _E.target_worker, _A.runner_type)

@@ -63,8 +63,9 @@ def sweep(
     heartbeat or a finishing execution that commits first wins. Run it in one transaction (the
     caller's). On PostgreSQL it is one statement.
     """
+    owed = overdue.EVERY
     if session.get_bind().dialect.name == "postgresql":
-        rows, failed, event_ids = _sweep_in_one_statement(session, settings, now, events)
+        rows, failed, event_ids, owed = _sweep_in_one_statement(session, settings, now, events)
     else:
         found = session.execute(_deactivate_stale(settings, now)).all()
         ended: list[int] = []
@@ -77,7 +78,7 @@ def sweep(
     deactivated = tuple(
         Deactivation(name, last_heartbeat, count) for name, last_heartbeat, count in sorted(rows)
     )
-    dispatches = tuple(overdue.catch_up(session, settings, now))
+    dispatches = tuple(overdue.catch_up(session, settings, now, owed))
     return SweepReport(deactivated, failed, dispatches, tuple(event_ids))
 
 
@@ -91,31 +92,47 @@ def _deactivate_stale(settings: Settings, now: datetime | None) -> Any:
     )
 
 
-# The one statement per (threshold, scheduled timeout, events) on the database clock: built
-# once per process, not on every sweep (building it costs more than a round trip).
-_STATEMENTS: dict[tuple[float, float, bool], Any] = {}
+# The statements per (threshold, scheduled timeout, resend interval, events) on the database
+# clock: built once per process, not on every sweep (building them costs more than a round trip).
+_STATEMENTS: dict[tuple[float, float, float, bool], tuple[Any, Any]] = {}
 
 
 def _sweep_in_one_statement(
     session: Session, settings: Settings, now: datetime | None, events: bool
-) -> tuple[list[tuple[str, datetime | None, int]], int, list[int]]:
+) -> tuple[list[tuple[str, datetime | None, int]], int, list[int], overdue.Owed]:
     """PostgreSQL: deactivate, settle and fail the unpicked in one round trip; the dead
-    workers with their counts, how many scheduled executions failed, the events."""
+    workers with their counts, how many scheduled executions failed, the events, and what
+    overdue work is left to catch up with."""
     if now is None:
-        key = (settings.staleness_threshold_s, settings.scheduled_timeout_s, events)
-        statement = _STATEMENTS.get(key)
-        if statement is None:
-            statement = _STATEMENTS[key] = _one_statement(settings, now, events)
-    else:  # an injected clock is bound into the statement
-        statement = _one_statement(settings, now, events)
+        key = (
+            settings.staleness_threshold_s,
+            settings.scheduled_timeout_s,
+            settings.resend_after_s,
+            events,
+        )
+        statements = _STATEMENTS.get(key)
+        if statements is None:
+            statements = _STATEMENTS[key] = _statements(settings, now, events)
+    else:  # an injected clock is bound into the statements
+        statements = _statements(settings, now, events)
+    statement, after = statements
     # The row trigger is silent meanwhile: what finished goes in a few notifications. Whether
     # an API process relays the transitions is looked up once, not by the trigger per row.
     session.execute(_QUIET)
     # The batch size is read at each sweep, not frozen into the statement built once.
     rows = session.execute(statement, {"per_notification": completion.IDS_PER_NOTIFICATION}).all()
-    session.execute(_BULK_DONE, {"value": "off"})
+    # The trigger speaks again, and the same round trip asks which overdue work there is.
+    owed = overdue.Owed(*session.execute(after).one()[1:])
     dead_rows = [(row[0], row[1], int(row[2])) for row in rows if row[0] is not None]
-    return dead_rows, int(rows[0].failed), list(rows[0].events or [])
+    return dead_rows, int(rows[0].failed), list(rows[0].events or []), owed
+
+
+def _statements(settings: Settings, now: datetime | None, events: bool) -> tuple[Any, Any]:
+    """The sweep's one statement, and the one after it: the trigger's bulk setting off, and
+    the :func:`attune.executions.overdue.probe` (after the sweep, so it sees the attempts
+    the sweep abandoned)."""
+    bulk_off = func.set_config(completion.BULK_SETTING, literal("off"), True)
+    return _one_statement(settings, now, events), select(bulk_off, *overdue.probe(settings, now))
 
 
 def _one_statement(settings: Settings, now: datetime | None, events: bool) -> Any:
@@ -174,7 +191,6 @@ def _one_statement(settings: Settings, now: datetime | None, events: bool) -> An
     )
 
 
-_BULK_DONE = select(func.set_config(completion.BULK_SETTING, bindparam("value"), True))
 _RELAYED = exists().where(EVENT_RELAY_TABLE.c.seen_at > cutoff(RELAY_TTL_S, None))
 _QUIET = select(
     func.set_config(completion.BULK_SETTING, literal("on"), True),

@@ -14,7 +14,9 @@ with Celery's ``rpc://`` backend, as a bare Celery on RabbitMQ would; on Redis, 
   every statement on the path is checked for a sequential scan of the execution table.
 
 ``BENCH_SETUPS=redis,redis-kombu,rabbitmq`` picks the setups (each runs in a process of its
-own, so that attune's configuration is read afresh).
+own, so that attune's configuration is read afresh); ``BENCH_DRAIN_ONLY=1`` stops after the
+drain, whose CPU time per execution is printed by process (worker main, pool, the actions'
+processes, the worker's PostgreSQL backends).
 """
 
 from __future__ import annotations
@@ -24,8 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,46 +80,11 @@ def main() -> None:
 
 def _setup(setup: str) -> None:
     """Run attune and the baseline side by side on ``setup``; print medians, rates, ratios."""
+    from tests.benchmarks.brokers import brokers
+
     kind, baseline_backend_url, redis_transport = SETUPS[setup]
-    with _brokers(kind) as (broker_url, baseline_broker_url):
+    with brokers(kind, RABBITMQ) as (broker_url, baseline_broker_url):
         _run(broker_url, baseline_broker_url, baseline_backend_url, redis_transport)
-
-
-@contextmanager
-def _brokers(kind: str) -> Iterator[tuple[str, str]]:
-    """Two brokers of this run's own, attune's and the baseline's: Redis database numbers
-    leased as the test suite leases them, or RabbitMQ vhosts made for the run."""
-    if kind == "redis":
-        import redis
-
-        leases = redis.Redis(port=6379)
-        owner = f"bench:{os.getpid()}"
-        taken: list[str] = []
-        for key in (f"attune-test:redis-db:{n}" for n in range(1, 16)):
-            if len(taken) < 2 and leases.set(key, owner, nx=True, ex=3600):
-                taken.append(key)
-        if len(taken) < 2:
-            if taken:
-                leases.delete(*taken)
-            raise SystemExit("benchmark: no two free Redis databases to lease")
-        urls = [f"redis://127.0.0.1:6379/{key.rsplit(':', 1)[1]}" for key in taken]
-        for url in urls:
-            redis.Redis.from_url(url).flushdb()
-        try:
-            yield urls[0], urls[1]
-        finally:
-            if taken:
-                leases.delete(*taken)
-        return
-    vhosts = [f"attune-bench-{os.getpid()}", f"attune-bench-baseline-{os.getpid()}"]
-    for vhost in vhosts:
-        _rabbitmqctl("add_vhost", vhost)
-        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    try:
-        yield f"{RABBITMQ}/{vhosts[0]}", f"{RABBITMQ}/{vhosts[1]}"
-    finally:
-        for vhost in vhosts:
-            _rabbitmqctl("delete_vhost", vhost)
 
 
 def _run(
@@ -146,9 +112,10 @@ def _run(
         bin_dir = Path(sys.executable).parent
         subprocess.run([bin_dir / "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True)
         subprocess.run([bin_dir / "attune", "packs", "load"], cwd=ROOT, env=env, check=True)
-        workers.append(_celery("attune", ATTUNE_NODE, env))
+        # The worker's PostgreSQL backends, told from this process's by their name.
+        workers.append(_celery("attune", ATTUNE_NODE, {**env, "PGAPPNAME": ATTUNE_NAME}))
         workers.append(_celery("tests.benchmarks.baseline_app", BASELINE_NODE, env))
-        _measure(env)
+        _measure(env, workers[0].pid, workers[1].pid)
     finally:
         for worker in workers:
             worker.terminate()
@@ -159,17 +126,14 @@ def _run(
         admin.dispose()
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True)
-
-
-def _measure(env: dict[str, str]) -> None:
-    from sqlalchemy import func, select
+def _measure(env: dict[str, str], attune_pid: int, baseline_pid: int) -> None:
+    from sqlalchemy import func, select, text
 
     import attune
     from attune.errors import AttuneError
     from attune.store.models import TERMINAL_STATUSES, Execution
     from attune.worker.app import resources
+    from tests.benchmarks import cputime
     from tests.benchmarks.baseline_app import app as baseline_app
     from tests.benchmarks.baseline_app import spawn
 
@@ -208,9 +172,17 @@ def _measure(env: dict[str, str]) -> None:
             f"bare Celery task {theirs_ms:.2f} ms, ratio {ours_ms / theirs_ms:.2f} (goal <= 1.5)"
         )
 
+    def backend_pids() -> list[int]:
+        with resources.database.session_scope() as session:
+            found = text("SELECT pid FROM pg_stat_activity WHERE application_name = :name")
+            return list(session.scalars(found, {"name": ATTUNE_NAME}))
+
+    cpu: dict[str, dict[str, float]] = {}
+
     def drain(
         queue: str, app: Any, hostname: str, fill: Callable[[], None], done: Callable[[], bool]
     ) -> float:
+        pid = attune_pid if app is attune.app else baseline_pid
         # The worker consumes nothing while its queue fills, as the baseline's (one queue)
         # does: a BRPOP still blocking on its other queues would hold the new consumer back
         # for up to kombu's 1 s poll timeout, which is no part of the draining.
@@ -219,10 +191,16 @@ def _measure(env: dict[str, str]) -> None:
         for name in (queue, *others):
             app.control.cancel_consumer(name, destination=[hostname], reply=True)
         fill()
+        pids = backend_pids() if app is attune.app else []  # the baseline has none
+        tree, pg = cputime.worker_tree(pid), cputime.backends(pids)
         start = time.perf_counter()
         app.control.add_consumer(queue, destination=[hostname], reply=True)
         _until(done, 600, f"draining {queue}")
         rate = DRAIN / (time.perf_counter() - start)
+        cpu[queue] = cputime.per_operation_ms(tree, cputime.worker_tree(pid), DRAIN)
+        if pids:
+            delta_s = cputime.backend_delta_s(pg, cputime.backends(pids))
+            cpu[queue]["postgres"] = delta_s * 1e3 / DRAIN
         for name in others:
             app.control.add_consumer(name, destination=[hostname], reply=True)
         return rate
@@ -267,6 +245,10 @@ def _measure(env: dict[str, str]) -> None:
         f"drain of {DRAIN}: attune {attune_rate:.0f}/s, bare Celery task {baseline_rate:.0f}/s, "
         f"ratio {attune_rate / baseline_rate:.2f} (goal >= 0.7)"
     )
+    for queue, who in (("attune.shell", "attune"), ("bench.baseline", "bare Celery task")):
+        print(f"  CPU per execution, {who}: {cputime.describe(cpu[queue])}")
+    if os.environ.get("BENCH_DRAIN_ONLY"):
+        return
     _history(attune_call, baseline_call)
 
 
