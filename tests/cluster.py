@@ -76,10 +76,20 @@ class Cluster:
         return process
 
     def stop_all(self) -> None:
-        """Warm-stop every worker and wait for it."""
-        for process in self.fleet.started:
-            process.stop()
-        self.fleet.close()
+        """Warm-stop every worker and wait for it. One that does not stop in time fails the
+        test, but only once every other process was stopped and the fleet closed: a process
+        left behind would go on writing in the run's shared database, failing later tests."""
+        late: list[AssertionError] = []
+        try:
+            for process in self.fleet.started:
+                try:
+                    process.stop()
+                except AssertionError as failure:
+                    late.append(failure)
+        finally:
+            self.fleet.close()
+        if late:
+            raise late[0]
 
 
 @contextmanager

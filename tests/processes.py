@@ -137,8 +137,16 @@ class CeleryProcess:
         try:
             return self.popen.wait(timeout_s)
         except subprocess.TimeoutExpired:
+            # SIGABRT: faulthandler (PYTHONFAULTHANDLER) writes every thread's stack to the log.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(5)
             self.destroy()
-            raise AssertionError(f"{self.name} did not exit within {timeout_s:g} s") from None
+            stacks = self.log.rpartition("Fatal Python error")[2][-6000:]
+            raise AssertionError(
+                f"{self.name} did not exit within {timeout_s:g} s; its threads then:\n{stacks}"
+            ) from None
 
     def destroy(self) -> None:
         """SIGKILL the whole process group (pool processes and their children too)."""
@@ -166,6 +174,7 @@ class Processes:
             ATTUNE_DATABASE_URL=self.database_url,
             ATTUNE_BROKER_URL=self.broker_url,
             PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+            PYTHONFAULTHANDLER="1",  # a process that hangs can be made to show its stacks
             **FAST_LIVENESS,
         )
         env.update(self.env)
