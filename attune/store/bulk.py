@@ -40,7 +40,7 @@ def insert_rows(
     *,
     ignore_conflicts: bool = False,
     ordered: bool = False,
-) -> list[Row[Any]]:
+) -> Sequence[Row[Any]]:
     """Insert ``rows`` (all with the same keys) into ``table`` in the caller's transaction;
     the ``returning`` columns of the rows inserted (with ``ignore_conflicts``, a row a unique
     constraint refuses is skipped). ``ordered``: in the order of ``rows`` (``returning`` then
@@ -48,32 +48,40 @@ def insert_rows(
     if session.get_bind().dialect.name != "postgresql":
         plain = sqlite.insert(table).on_conflict_do_nothing() if ignore_conflicts else insert(table)
         returned = plain.returning(*returning, sort_by_parameter_order=ordered)
-        return list(session.execute(returned, list(rows)))
-    first = rows[0]
+        return session.execute(returned, list(rows)).all()
+    columns = {name: [row[name] for row in rows] for name in rows[0]}
     # A value the same in every row goes once, as a scalar (a rule's status, an action's ref):
     # only the others go as arrays, at least one when there are several rows.
-    same = [name for name in first if all(_same(row[name], first[name]) for row in rows)]
-    if len(rows) > 1 and len(same) == len(first):
+    same = [name for name, values in columns.items() if _all_same(values)]
+    if len(rows) > 1 and len(same) == len(columns):
         same = same[1:]
-    varying = tuple(name for name in first if name not in same)
+    varying = tuple(name for name in columns if name not in same)
     statement = _unnest_insert(table, varying, tuple(same), tuple(returning), ignore_conflicts)
-    values = {name: first[name] for name in same}
-    values.update((name, [row[name] for row in rows]) for name in varying)
-    found = list(session.execute(statement, values))
+    values = {name: columns[name][0] for name in same}
+    values.update((name, columns[name]) for name in varying)
+    found = session.execute(statement, values).all()
     # The SELECT yields the rows in array order and the key's sequence numbers them in that
     # order (SQLAlchemy's own ordered form relies on it too); RETURNING's order is not promised.
     return sorted(found, key=lambda row: row[0]) if ordered else found
 
 
+def _all_same(values: list[Any]) -> bool:
+    """Whether every value is the first one (equal, and of the same types all the way down)."""
+    first = values[0]
+    return values.count(first) == len(values) and all(_same(value, first) for value in values)
+
+
 def _same(one: Any, other: Any) -> bool:
     """Equal and of the same types all the way down (``1 == True == 1.0``, not so in JSON)."""
-    if type(one) is not type(other):
+    if one is other:
+        return True
+    if type(one) is not type(other) or one != other:
         return False
     if isinstance(one, dict):
-        return one.keys() == other.keys() and all(_same(one[k], other[k]) for k in one)
+        return all(_same(value, other[key]) for key, value in one.items())
     if isinstance(one, list | tuple):
-        return len(one) == len(other) and all(map(_same, one, other))
-    return bool(one == other)
+        return all(map(_same, one, other))
+    return True
 
 
 @functools.lru_cache(maxsize=128)
