@@ -50,19 +50,24 @@ def insert_rows(
         returned = plain.returning(*returning, sort_by_parameter_order=ordered)
         return session.execute(returned, list(rows)).all()
     columns = {name: [row[name] for row in rows] for name in rows[0]}
-    # A value the same in every row goes once, as a scalar (a rule's status, an action's ref):
-    # only the others go as arrays, at least one when there are several rows.
-    same = [name for name, values in columns.items() if _all_same(values)]
-    if len(rows) > 1 and len(same) == len(columns):
-        same = same[1:]
-    varying = tuple(name for name in columns if name not in same)
-    statement = _unnest_insert(table, varying, tuple(same), tuple(returning), ignore_conflicts)
+    varying, same = _split(columns)
+    statement = _unnest_insert(table, varying, same, tuple(returning), ignore_conflicts)
     values = {name: columns[name][0] for name in same}
     values.update((name, columns[name]) for name in varying)
     found = session.execute(statement, values).all()
     # The SELECT yields the rows in array order and the key's sequence numbers them in that
     # order (SQLAlchemy's own ordered form relies on it too); RETURNING's order is not promised.
     return sorted(found, key=lambda row: row[0]) if ordered else found
+
+
+def _split(columns: Mapping[str, list[Any]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The names whose values differ between rows (they go as arrays) and those whose value is
+    the same in every row (it goes once, as a scalar: a rule's status, an action's ref); at
+    least one goes as an array when there are several rows (it numbers them)."""
+    same = [name for name, values in columns.items() if _all_same(values)]
+    if len(same) == len(columns) and len(next(iter(columns.values()))) > 1:
+        same = same[1:]
+    return tuple(name for name in columns if name not in same), tuple(same)
 
 
 def _all_same(values: list[Any]) -> bool:
@@ -122,8 +127,11 @@ def update_rows(
         session.execute(update_statement(table, where, values), list(rows))
         return
     keys = (*where.values(), *values.values())
-    arrays = _unnest_update(table, tuple(where.items()), tuple(values.items()), keys)
-    session.execute(arrays, {key: [row[key] for row in rows] for key in keys})
+    columns = {key: [row[key] for row in rows] for key in keys}
+    varying, same = _split(columns)
+    statement = _unnest_update(table, tuple(where.items()), tuple(values.items()), varying, same)
+    arrays = {key: columns[key] for key in varying}
+    session.execute(statement, {**arrays, **{key: columns[key][0] for key in same}})
 
 
 def update_statement(table: Table, where: Mapping[str, str], values: Mapping[str, str]) -> Update:
@@ -140,14 +148,17 @@ def _unnest_update(
     table: Table,
     where: tuple[tuple[str, str], ...],
     values: tuple[tuple[str, str], ...],
-    keys: tuple[str, ...],
+    varying: tuple[str, ...],
+    same: tuple[str, ...],
 ) -> Update:
-    """``UPDATE table SET … FROM unnest(:key[], …) AS v(key, …) WHERE …`` (one per row)."""
+    """``UPDATE table SET … FROM unnest(:varying[], …) AS v(varying, …) WHERE …`` (one row of
+    ``v`` per row; the keys the same in every row as scalars)."""
     kinds = {key: table.c[column].type for column, key in (*where, *values)}
-    arrays = [bindparam(key, type_=ARRAY(kinds[key], dimensions=1)) for key in keys]
-    source = func.unnest(*arrays).table_valued(*keys).render_derived()
+    arrays = [bindparam(key, type_=ARRAY(kinds[key], dimensions=1)) for key in varying]
+    source = func.unnest(*arrays).table_valued(*varying).render_derived()
+    given = {**{key: bindparam(key, type_=kinds[key]) for key in same}, **source.c}
     return (
         update(table)
-        .where(*(table.c[column] == source.c[key] for column, key in where))
-        .values({column: source.c[key] for column, key in values})
+        .where(*(table.c[column] == given[key] for column, key in where))
+        .values({column: given[key] for column, key in values})
     )
