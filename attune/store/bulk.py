@@ -41,10 +41,10 @@ def insert_rows(
     ignore_conflicts: bool = False,
     ordered: bool = False,
 ) -> Sequence[Row[Any]]:
-    """Insert ``rows`` (all with the same keys) into ``table`` in the caller's transaction;
-    the ``returning`` columns of the rows inserted (with ``ignore_conflicts``, a row a unique
-    constraint refuses is skipped). ``ordered``: in the order of ``rows`` (``returning`` then
-    starts with the table's integer primary key)."""
+    """Insert ``rows`` (one or more, with the same keys) into ``table`` in the caller's
+    transaction; the ``returning`` columns of the rows inserted (with ``ignore_conflicts``, a
+    row a unique constraint refuses is skipped). ``ordered``: in the order of ``rows``
+    (``returning`` then starts with the table's integer primary key)."""
     if session.get_bind().dialect.name != "postgresql":
         plain = sqlite.insert(table).on_conflict_do_nothing() if ignore_conflicts else insert(table)
         returned = plain.returning(*returning, sort_by_parameter_order=ordered)
@@ -119,10 +119,10 @@ def update_rows(
     where: Mapping[str, str],
     values: Mapping[str, str],
 ) -> None:
-    """For each of ``rows``, ``UPDATE table SET column = row[key] … WHERE column = row[key] …``
-    (``where`` and ``values``: column name → row key), in the caller's transaction; on
-    PostgreSQL in one statement over arrays (``UPDATE … FROM unnest(…)``), elsewhere by
-    executemany."""
+    """For each of ``rows`` (one or more), ``UPDATE table SET column = row[key] … WHERE
+    column = row[key] …`` (``where`` and ``values``: column name → row key), in the caller's
+    transaction; on PostgreSQL in one statement over arrays (``UPDATE … FROM unnest(…)``),
+    elsewhere by executemany."""
     if session.get_bind().dialect.name != "postgresql":
         session.execute(update_statement(table, where, values), list(rows))
         return
