@@ -22,6 +22,7 @@ from attune.executions.queues import runtime_queue
 from attune.executions.routing import Routed, Unroutable
 from attune.liveness.freshness import no_worker_reason
 from attune.settings import Settings
+from attune.store.bulk import insert_rows
 from attune.store.db import Database
 from attune.store.models import EXECUTION_TABLE, ExecutionStatus
 from attune.store.sqltypes import db_now
@@ -102,8 +103,13 @@ def known_request(
     return KnownRequest(row, known.runner_type, known.updated_at)
 
 
-_RECORD_MANY = insert(EXECUTION_TABLE).returning(EXECUTION_TABLE.c.id, sort_by_parameter_order=True)
-_RECORD_MANY_FAILED = _RECORD_MANY.values(finished_at=db_now())
+_ID = (EXECUTION_TABLE.c.id,)
+# Rare (no live worker serves them): their finished_at is the database clock, a SQL value.
+_RECORD_MANY_FAILED = (
+    insert(EXECUTION_TABLE)
+    .values(finished_at=db_now())
+    .returning(*_ID, sort_by_parameter_order=True)
+)
 
 
 def record_many(
@@ -120,8 +126,8 @@ def record_many(
         if available:
             status = {"status": ExecutionStatus.SCHEDULED.value}
             rows = [{**p.row, **c, **status} for _, p, c in chosen]
-            ids = session.execute(_RECORD_MANY, rows).scalars().all()
-            for (n, p, _), execution_id in zip(chosen, ids, strict=True):
+            inserted = insert_rows(session, EXECUTION_TABLE, rows, _ID, ordered=True)
+            for (n, p, _), (execution_id,) in zip(chosen, inserted, strict=True):
                 results[n] = Routed(execution_id, runtime_queue(p.runner_type))
             continue
         reasons = [no_worker_reason(p.runner_type) for _, p, _ in chosen]

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from attune import metrics
@@ -28,6 +28,7 @@ from attune.rules.events import Event
 from attune.rules.selection import RuleRow, selected_rules
 from attune.rules.verdicts import Verdict, chain_limited, judge
 from attune.settings import Settings
+from attune.store.bulk import insert_rows, update_rows
 from attune.store.models import (
     ENFORCEMENT_TABLE,
     TRIGGER_EVENT_TABLE,
@@ -106,7 +107,7 @@ def enforce_all(
         {"event_id": event.id, **enforcement_row(rule, verdict, prepared.row if prepared else None)}
         for (event, rule), (verdict, prepared) in zip(pairs, decided, strict=True)
     ]
-    ids = session.execute(_INSERT_MANY, rows).scalars().all()
+    ids = [row.id for row in insert_rows(session, ENFORCEMENT_TABLE, rows, (_E.id,), ordered=True)]
     runs = [(n, prepared) for n, (_, prepared) in enumerate(decided) if prepared is not None]
     extra = {"trigger_depth": max(depth + 1, 0)}
     requests = [(prepared, {**extra, "enforcement_id": ids[n]}) for n, prepared in runs]
@@ -116,7 +117,7 @@ def enforce_all(
             {"b_id": ids[n], "b_execution_id": r.execution_id}
             for (n, _), r in zip(runs, recorded, strict=True)
         ]
-        session.execute(_LINK, links)
+        update_rows(session, ENFORCEMENT_TABLE, links, {"id": "b_id"}, _LINK)
     executions = {n: r for (n, _), r in zip(runs, recorded, strict=True)}
     return [
         _followed(session, settings, enforced_of(ids[n], rule.ref, verdict, executions.get(n)))
@@ -180,12 +181,7 @@ def enforcement_row(
     }
 
 
-_INSERT_MANY = insert(ENFORCEMENT_TABLE).returning(_E.id, sort_by_parameter_order=True)
-_LINK = (
-    update(ENFORCEMENT_TABLE)
-    .where(_E.id == bindparam("b_id"))
-    .values(execution_id=bindparam("b_execution_id"))
-)
+_LINK = {"execution_id": "b_execution_id"}
 
 
 def enforced_of(

@@ -14,17 +14,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from attune import metrics
-from attune.rules import events, triggers
+from attune.rules import triggers
 from attune.rules.enforcement import Enforced, enforce_all
 from attune.rules.events import Event
 from attune.rules.schedules import Schedule, schedule_of
 from attune.rules.selection import RULE_COLUMNS, rule_row
 from attune.rules.spec import MAX_CATCHUP, MisfirePolicy
 from attune.settings import Settings
+from attune.store.bulk import insert_rows, update_rows, update_statement
 from attune.store.db import Database
 from attune.store.models import RULE_TABLE, RULE_TIMER_TABLE, TRIGGER_EVENT_TABLE, EventStatus
 from attune.store.sqltypes import UTCDateTime, db_now
@@ -97,15 +98,10 @@ def _due(now: Any) -> Any:
 # With nothing due, a pass is this one indexed query (the database clock is read in it).
 _DUE_NOW = _due(db_now())
 _DUE_AT = _due(bindparam("now", type_=UTCDateTime()))
-_MOVE = (
-    update(RULE_TIMER_TABLE)
-    .where(
-        _C.rule_id == bindparam("b_rule_id"),
-        _C.last_fire_time == bindparam("b_old"),
-        _C.params_hash == bindparam("b_params_hash"),
-    )
-    .values(last_fire_time=bindparam("b_new"), next_fire_time=bindparam("b_next"))
-)
+# A cursor moves only from where this pass read it (another beat may have moved it).
+_MOVE_WHERE = {"rule_id": "b_rule_id", "last_fire_time": "b_old", "params_hash": "b_params_hash"}
+_MOVE_VALUES = {"last_fire_time": "b_new", "next_fire_time": "b_next"}
+_MOVE = update_statement(RULE_TIMER_TABLE, _MOVE_WHERE, _MOVE_VALUES)
 
 
 def tick(database: Database, settings: Settings, now: datetime | None = None) -> TickReport:
@@ -204,8 +200,9 @@ def _move(session: Session, moves: Sequence[_Move]) -> set[int]:
     """Move the cursors by conditional UPDATE; the rule ids whose cursor this pass moved."""
     if session.get_bind().dialect.name == "postgresql":
         # The due SELECT locked the cursors, re-read at their latest committed values: every
-        # conditional UPDATE holds, so they go in one executemany.
-        session.execute(_MOVE, [move.params() for move in moves])
+        # conditional UPDATE holds, so they go in one statement.
+        rows = [move.params() for move in moves]
+        update_rows(session, RULE_TIMER_TABLE, rows, _MOVE_WHERE, _MOVE_VALUES)
         return {move.row.id for move in moves}
     won = set()
     for move in moves:  # SQLite: another process may have moved one since it was read
@@ -218,10 +215,9 @@ def _record_events(session: Session, rows: Sequence[dict[str, Any]]) -> dict[int
     """Insert the tick events, ignoring any already there; the inserted ones, by rule."""
     if not rows:
         return {}
-    statement = events.insert_ignoring(session, TRIGGER_EVENT_TABLE).returning(
-        _T.id, _T.rule_id, _T.fire_time, _T.received_at
-    )
-    inserted = {(row.rule_id, row.fire_time): row for row in session.execute(statement, list(rows))}
+    returning = (_T.id, _T.rule_id, _T.fire_time, _T.received_at)
+    recorded = insert_rows(session, TRIGGER_EVENT_TABLE, rows, returning, ignore_conflicts=True)
+    inserted = {(row.rule_id, row.fire_time): row for row in recorded}
     found: dict[int, list[Event]] = {}
     for values in rows:
         row = inserted.get((values["rule_id"], values["fire_time"]))
