@@ -3,7 +3,9 @@ default, and on PostgreSQL + Redis with a real worker."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -76,6 +78,7 @@ class Events:
     ) -> None:
         self.items: list[ServerSentEvent] = []
         self.status = 0
+        self._socket: socket.socket | None = None
         self._opened = threading.Event()
         self._client = httpx.Client(
             base_url=served.server.base_url,
@@ -90,6 +93,8 @@ class Events:
         try:
             with connect_sse(self._client, "GET", path, params=params) as source:
                 self.status = source.response.status_code
+                stream = source.response.extensions.get("network_stream")
+                self._socket = None if stream is None else stream.get_extra_info("socket")
                 self._opened.set()
                 for event in source.iter_sse():
                     if event.data:  # a browser dispatches no event for retry: alone
@@ -104,9 +109,14 @@ class Events:
         wait_until(lambda: done(list(self.items)), 60, what)
 
     def close(self) -> None:
-        """Drop the connection."""
+        """Drop the connection. Shutting its socket down ends the reader's blocking read at
+        once (closing the client alone leaves it waiting for the server's next bytes)."""
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
         self._client.close()
         self._thread.join(10)
+        assert not self._thread.is_alive(), "the stream's reader did not stop"
 
 
 def start(served: Served, action: str, **parameters: object) -> int:
