@@ -17,29 +17,17 @@ Create Date: 2026-12-01 19:20:00
 
 from collections.abc import Sequence
 
-from alembic import op
+from alembic import context, op
 
 revision: str = "20261201_0024"
 down_revision: str | None = "20261201_0023"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_NOTIFY = """sent := pg_notify('attune_execution_event', json_build_object(
-        'id', NEW.id, 'action_ref', NEW.action_ref, 'status', NEW.status,
-        'previous_status', CASE WHEN TG_OP = 'UPDATE' THEN OLD.status END,
-        'worker', NEW.worker, 'exit_code', NEW.exit_code, 'error', left(NEW.error, 1000),
-        'requested_by', NEW.requested_by, 'requested_at', NEW.requested_at,
-        'started_at', NEW.started_at, 'finished_at', NEW.finished_at,
-        'duration_ms', NEW.duration_ms
-    )::text) IS NULL;"""
-
-_ONCE = f"""
-CREATE OR REPLACE FUNCTION attune_execution_event() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    sent boolean;
-    live text := current_setting('attune.relay_live', true);
-BEGIN
-    IF live IS NULL OR live = '' THEN
+# 0018's function (its relay check, then the notification), edited: the relay is looked up
+# once per transaction and its answer kept in the transaction's setting.
+_LIVE = "    live text := current_setting('attune.relay_live', true);\n"
+_ONCE_CHECK = """IF live IS NULL OR live = '' THEN
         live := CASE WHEN EXISTS (
             SELECT 1 FROM event_relay WHERE seen_at > now() - interval '60 seconds'
         ) THEN 'on' ELSE 'off' END;
@@ -48,27 +36,22 @@ BEGIN
     IF live = 'off' THEN
         RETURN NULL;
     END IF;
-    {_NOTIFY}
-    RETURN NULL;
-END
-$$
-"""
+    """
 
-_EACH_ROW = f"""
-CREATE OR REPLACE FUNCTION attune_execution_event() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    sent boolean;
-BEGIN
-    IF NOT EXISTS (
-        SELECT 1 FROM event_relay WHERE seen_at > now() - interval '60 seconds'
-    ) THEN
-        RETURN NULL;
-    END IF;
-    {_NOTIFY}
-    RETURN NULL;
-END
-$$
-"""
+
+def _event_function(once: bool) -> str:
+    """``attune_execution_event()`` as 0018 made it, or (``once``) looking the relay up once
+    per transaction."""
+    relays = context.script.get_revision("20261201_0018").module
+    if not once:
+        return str(relays._FUNCTION.format(check=relays._CHECK, notify=relays._NOTIFY))
+    declared = "DECLARE\n    sent boolean;\n"
+    function: str = relays._FUNCTION
+    if function.count(declared) != 1:
+        raise RuntimeError(f"attune_execution_event of 0018 has no single {declared!r}")
+    function = function.replace(declared, declared + _LIVE)
+    return function.format(check=_ONCE_CHECK, notify=relays._NOTIFY)
+
 
 _TRIGGER = (
     "CREATE TRIGGER execution_event AFTER INSERT OR UPDATE OF status ON execution"
@@ -80,7 +63,7 @@ _WHEN = " WHEN (current_setting('attune.relay_live', true) IS DISTINCT FROM 'off
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    op.execute(_ONCE)
+    op.execute(_event_function(once=True))
     op.execute("DROP TRIGGER execution_event ON execution")
     op.execute(_TRIGGER.format(when=_WHEN))
 
@@ -90,4 +73,4 @@ def downgrade() -> None:
         return
     op.execute("DROP TRIGGER execution_event ON execution")
     op.execute(_TRIGGER.format(when=""))
-    op.execute(_EACH_ROW)
+    op.execute(_event_function(once=False))
