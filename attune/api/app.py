@@ -30,11 +30,13 @@ class Api(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         lane = self.lane
+        # FastAPI's own (private) telemetry hook, absent from releases before it existed
+        telemetry = getattr(self, "_native_telemetry", None)
         if (
             lane is None
             or scope["type"] != "http"
             # while OpenTelemetry observes the app, every request goes through it
-            or self._native_telemetry.enabled()
+            or (telemetry is not None and telemetry.enabled())
             or not await lane.answered(scope, send)
         ):
             await super().__call__(scope, receive, send)
