@@ -191,3 +191,35 @@ def test_every_transition_of_a_transaction_notifies_while_a_relay_listens(
     heard = list(listener.notifies(timeout=2, stop_after=2))
 
     assert sorted(json.loads(n.payload)["id"] for n in heard) == sorted([first, second])
+
+
+def test_a_sweep_notifies_each_deactivation_only_while_a_relay_listens(
+    pg_database: Database, listener: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    """Given stale workers, a sweep with no relay sends no worker event for them; with a fresh
+    relay, one ``deactivate`` per worker (the sweep's one look at the relay serves the worker
+    trigger too); a registration outside a sweep notifies as before."""
+    from attune.liveness import sweep as sweeps
+    from attune.settings import Settings
+
+    listener.execute("LISTEN attune_worker_event")
+    _stale_worker_running(pg_database, "gone1", 1)
+    registered = list(listener.notifies(timeout=2, stop_after=1))
+    with pg_database.session_scope() as session:
+        sweeps.sweep(session, Settings())
+    quiet = list(listener.notifies(timeout=0.5))
+    _stale_worker_running(pg_database, "gone2", 0)
+    _stale_worker_running(pg_database, "gone3", 0)
+    list(listener.notifies(timeout=2, stop_after=2))  # their registrations
+    _relay_seen(pg_database, "fresh", seconds_ago=5)
+    with pg_database.session_scope() as session:
+        sweeps.sweep(session, Settings())
+    heard = list(listener.notifies(timeout=2, stop_after=2))
+
+    assert [json.loads(n.payload)["change"] for n in registered] == ["register"]
+    assert quiet == []
+    payloads = [json.loads(n.payload) for n in heard]
+    assert sorted((p["name"], p["change"], p["status"]) for p in payloads) == [
+        ("gone2", "deactivate", "inactive"),
+        ("gone3", "deactivate", "inactive"),
+    ]
