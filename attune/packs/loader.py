@@ -9,9 +9,11 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from attune.errors import DatabaseError, PackError
-from attune.packs.fingerprint import read_files
+from attune.packs.fingerprint import PackFiles, read_files
 from attune.packs.reader import discover, read_pack
-from attune.packs.upsert import PackReport, unchanged_report, upsert_pack
+from attune.packs.specs import PackSpec
+from attune.packs.streaming import ActionStream
+from attune.packs.upsert import PackReport, pack_exists, unchanged_report, upsert_pack
 from attune.store.db import Database
 
 
@@ -43,6 +45,7 @@ def load_packs(database: Database, packs_dir: Path, names: Sequence[str] = ()) -
     errors: list[PackError] = []
     warnings: list[str] = []
     pack_dirs = discover(packs_dir, names)
+    postgresql = database.engine.dialect.name == "postgresql"
     if not pack_dirs:
         database.require_schema()
     for pack_dir in pack_dirs:
@@ -50,11 +53,11 @@ def load_packs(database: Database, packs_dir: Path, names: Sequence[str] = ()) -
             files = read_files(pack_dir)
             with database.session_scope(autocommit=True) as session:
                 report = unchanged_report(session, files)
+                # A new pack on PostgreSQL is written while it is read (attune.packs.streaming).
+                stream = report is None and postgresql and not pack_exists(session, pack_dir.name)
             if report is None:
-                spec = read_pack(pack_dir, files)
+                report, spec = _read_and_write(database, pack_dir, files, stream)
                 warnings.extend(spec.warnings)
-                with database.session_scope() as session:
-                    report = upsert_pack(session, spec)
             reports.append(report)
         except PackError as error:
             errors.append(error)
@@ -67,3 +70,20 @@ def load_packs(database: Database, packs_dir: Path, names: Sequence[str] = ()) -
             database.require_schema()  # says so when the database is unreachable or unmigrated
             raise DatabaseError(f"loading pack {pack_dir.name!r} failed: {error}") from error
     return LoadResult(tuple(reports), tuple(errors), tuple(warnings))
+
+
+def _read_and_write(
+    database: Database, pack_dir: Path, files: PackFiles, stream: bool
+) -> tuple[PackReport, PackSpec]:
+    """Read the pack and upsert it in one transaction: with ``stream``, while it is read."""
+    if not stream:
+        spec = read_pack(pack_dir, files)
+        with database.session_scope() as session:
+            return upsert_pack(session, spec), spec
+    writer = ActionStream(database, pack_dir.name)
+    try:
+        spec = read_pack(pack_dir, files, writer)
+    except BaseException:
+        writer.abandon()
+        raise
+    return writer.finish(spec), spec

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from attune.environments.interpreter import range_problem
 from attune.environments.requirements import read_requirements
@@ -96,11 +96,26 @@ def discover(packs_dir: Path, names: Sequence[str] = ()) -> list[Path]:
     )
 
 
-def read_pack(pack_dir: Path, files: PackFiles | None = None) -> PackSpec:
+class PackSink(Protocol):
+    """What :func:`read_pack` hands on while it reads, before it knows the whole pack is valid
+    (:class:`attune.packs.streaming.ActionStream` writes it ahead, in the transaction that a
+    problem found later rolls back)."""
+
+    def header(self, columns: dict[str, Any]) -> None:
+        """``pack.yaml``'s columns, once valid (not called when it has a problem)."""
+
+    def action(self, spec: ActionSpec) -> None:
+        """An action whose file is valid, in the order of the files."""
+
+
+def read_pack(
+    pack_dir: Path, files: PackFiles | None = None, sink: PackSink | None = None
+) -> PackSpec:
     """The validated pack in ``pack_dir``; raises :class:`~attune.errors.PackError` listing
     every problem of the pack (each naming its file and field) when there is any.
 
     ``files``: the pack's files as already read (and hashed), parsed as they were read.
+    ``sink``: told the header and each valid action as they are read.
     """
     name = pack_dir.name
     if not _PACK_REF.fullmatch(name):
@@ -110,7 +125,9 @@ def read_pack(pack_dir: Path, files: PackFiles | None = None) -> PackSpec:
     problems: list[str] = []
     read = files or PackFiles(pack_dir, {}, {}, complete=False)
     header = _read_header(pack_dir, problems, read)
-    actions = _read_actions(pack_dir, problems, read)
+    if sink is not None and header is not None:
+        sink.header(header)
+    actions = _read_actions(pack_dir, problems, read, sink)
     requirements, requirement_problems = read_requirements(pack_dir)
     problems.extend(requirement_problems)
     rules = read_rules(pack_dir, problems)
@@ -166,7 +183,9 @@ def _python_range(fields: Fields) -> str | None:
     return value if value and not problem else None
 
 
-def _read_actions(pack_dir: Path, problems: list[str], files: PackFiles) -> tuple[ActionSpec, ...]:
+def _read_actions(
+    pack_dir: Path, problems: list[str], files: PackFiles, sink: PackSink | None
+) -> tuple[ActionSpec, ...]:
     actions_dir = pack_dir / "actions"
     if not actions_dir.exists():
         return ()
@@ -188,6 +207,8 @@ def _read_actions(pack_dir: Path, problems: list[str], files: PackFiles) -> tupl
             continue
         first_file[spec.ref] = path
         specs.append(spec)
+        if sink is not None:
+            sink.action(spec)
     problems.extend(abandoned_retry_problems(specs))
     return tuple(specs)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from attune.errors import ActionNotFoundError, PackError
 from attune.packs.entrypoints import entry_point_problem
 from attune.packs.fingerprint import PackFiles
-from attune.packs.specs import ACTION_COLUMNS, PackSpec
+from attune.packs.specs import ACTION_COLUMNS, ActionSpec, PackSpec
 from attune.rules.upsert import RuleReport, action_problems, upsert_rules
 from attune.rules.webhooks import hook_problems
 from attune.store.models import ACTION_TABLE, PACK_TABLE, RULE_TABLE, Action, Pack
@@ -69,6 +69,14 @@ _STORED_SOURCES = (
 )
 
 
+_PACK_ID = select(_P.id).where(_P.ref == bindparam("ref"))
+
+
+def pack_exists(session: Session, ref: str) -> bool:
+    """Whether a pack of ``ref`` is stored."""
+    return session.connection().execute(_PACK_ID, {"ref": ref}).first() is not None
+
+
 def unchanged_report(session: Session, files: PackFiles) -> PackReport | None:
     """The report of a pack whose stored rows were loaded from exactly ``files`` (their
     hashes match, none missing or extra) and whose entry points still pass their check, or
@@ -92,14 +100,33 @@ def unchanged_report(session: Session, files: PackFiles) -> PackReport | None:
     return PackReport(ref=ref, pack=Change.UNCHANGED, unchanged=len(actions), rules=rules)
 
 
-def upsert_pack(session: Session, spec: PackSpec) -> PackReport:
+@dataclass(frozen=True)
+class Streamed:
+    """A new pack's row and actions inserted ahead, in the caller's transaction, while its
+    files were still being read (:mod:`attune.packs.streaming`)."""
+
+    pack_id: int
+    refs: frozenset[str]
+
+
+def upsert_pack(session: Session, spec: PackSpec, streamed: Streamed | None = None) -> PackReport:
     """Write ``spec`` by ref in the caller's transaction: insert what is new, update what
     changed, delete the pack's actions the spec no longer has, and leave the rest untouched.
 
     The pack, its actions and rules are read and written as plain rows of the Core tables
     (no ORM object, no mapper configured): a reload that changed one action costs a few
-    statements, and none per unchanged action.
+    statements, and none per unchanged action. ``streamed``: the pack is new and these of
+    its rows are in already; the pack row gets its columns, the rest of the actions follow.
     """
+    if streamed is not None:
+        session.execute(
+            update(PACK_TABLE).where(_P.id == streamed.pack_id).values(**spec.columns())
+        )
+        rest = [action for action in spec.actions if action.ref not in streamed.refs]
+        if rest:
+            insert_actions(session, streamed.pack_id, rest)
+        rules = _write_rules(session, streamed.pack_id, spec)
+        return PackReport(spec.ref, Change.CREATED, created=len(spec.actions), rules=rules)
     found = session.execute(select(PACK_TABLE).where(_P.ref == spec.ref)).one_or_none()
     pack_columns = spec.columns()
     if found is None:
@@ -138,11 +165,7 @@ def upsert_pack(session: Session, spec: PackSpec) -> PackReport:
         _insert_actions(session, created)
     if stored:
         session.execute(delete(ACTION_TABLE).where(_A.id.in_([row.id for row in stored.values()])))
-    # Rules last: their actions (of this pack or another) must be loaded, else nothing is.
-    problems = action_problems(session, spec.rules) + hook_problems(session, pack_id, spec.rules)
-    if problems:
-        raise PackError(spec.ref, problems)
-    rules = upsert_rules(session, pack_id, spec.rules)
+    rules = _write_rules(session, pack_id, spec)
     return PackReport(
         ref=spec.ref,
         pack=pack_change,
@@ -152,6 +175,20 @@ def upsert_pack(session: Session, spec: PackSpec) -> PackReport:
         removed=len(stored),
         rules=rules,
     )
+
+
+def _write_rules(session: Session, pack_id: int, spec: PackSpec) -> RuleReport:
+    """Check and upsert the pack's rules, last: their actions (of this pack or another) must
+    be loaded, else nothing is."""
+    problems = action_problems(session, spec.rules) + hook_problems(session, pack_id, spec.rules)
+    if problems:
+        raise PackError(spec.ref, problems)
+    return upsert_rules(session, pack_id, spec.rules)
+
+
+def insert_actions(session: Session, pack_id: int, actions: Sequence[ActionSpec]) -> None:
+    """Insert ``actions`` as new rows of pack ``pack_id``, in the caller's transaction."""
+    _insert_actions(session, [{"pack_id": pack_id, **action.columns()} for action in actions])
 
 
 def _insert_actions(session: Session, rows: list[dict[str, Any]]) -> None:
