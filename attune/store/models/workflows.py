@@ -105,7 +105,6 @@ class WorkflowTask(Base):
             postgresql_where=text("state IN ('waiting', 'ready', 'running')"),
             sqlite_where=text("state IN ('waiting', 'ready', 'running')"),
         ),
-        Index("ix_workflow_task_workflow_id_task", "workflow_id", "task", "occurrence"),
     )
 
     id: Mapped[int] = mapped_column(_EXECUTION_ID, primary_key=True)
