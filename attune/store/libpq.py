@@ -71,8 +71,9 @@ async def text_rows(
         prepared[sql] = name
     pgconn.send_query_prepared(name, params)
     found = await _results(pgconn, pq.ExecStatus.TUPLES_OK, encoding)
-    columns = range(found.nfields)
-    return [tuple([found.get_value(row, n) for n in columns]) for row in range(found.ntuples)]
+    rows = range(found.ntuples)
+    value = found.get_value
+    return list(zip(*[[value(row, n) for row in rows] for n in range(found.nfields)], strict=True))
 
 
 async def _results(
