@@ -103,6 +103,9 @@ def test_text_rows_come_from_libpq_as_the_database_writes_them(pg_database: Data
                 # Then each value is PostgreSQL's text output, NULL as None
                 assert rows == [("xé'%%".encode(), b"t", b"t", None, b"0")]
             assert _on_readers(pg_database, "pid") == 1
+            # (in UTF-8, whatever the server's default encoding)
+            encoding = select(func.current_setting("client_encoding"))
+            assert await reader.texts(encoding, {}) == [(b"UTF8",)]
             # When a statement fails on the server, it is raised as SQLAlchemy's error
             with pytest.raises(DBAPIError) as failed:
                 await reader.texts(_TEXT_READ, {**values, "count": "many"})
