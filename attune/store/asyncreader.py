@@ -69,7 +69,8 @@ class AsyncReader:
     async def texts(self, statement: Prebuilt, values: dict[str, Any]) -> list[libpq.TextRow]:
         """The rows ``statement`` returns for ``values`` as PostgreSQL writes each value in
         text (UTF-8 bytes; None for NULL), for values that pass on as they are (JSON text): on
-        libpq itself, about 0.1 ms of Python less than :meth:`rows`. Errors as :meth:`rows`.
+        libpq itself, 0.05-0.1 ms less CPU per read than :meth:`rows` (a page of executions:
+        0.22 -> 0.17 ms; six columns of one row: 0.15 -> 0.06 ms). Errors as :meth:`rows`.
         """
         sql, args = self.database.bound(statement, values)
         found = self._numbered.get(sql)
