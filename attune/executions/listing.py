@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import operator
+import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -21,7 +23,6 @@ from sqlalchemy import (
     Select,
     Text,
     bindparam,
-    case,
     cast,
     func,
     literal_column,
@@ -52,21 +53,45 @@ _COLUMNS = (
 )
 _SUMMARY = select(*_COLUMNS)
 _MOMENTS = frozenset({"requested_at", "started_at", "finished_at"})
-# ISO 8601 in UTC as pydantic writes a datetime: 'Z', microseconds unless there are none.
-_WHOLE: ColumnElement[str] = literal_column("""'YYYY-MM-DD"T"HH24:MI:SS"Z"'""")
-_FRACTION: ColumnElement[str] = literal_column("""'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'""")
+_TEXTS = frozenset({"action_ref", "status", "worker", "error", "requested_by"})
+# A moment as pydantic writes it into JSON: a quoted ISO 8601 string in UTC with 'Z', six
+# fractional digits unless all are zero (then none: the replace below drops them).
+_QUOTED_MOMENT: ColumnElement[str] = literal_column("""E'\\\\"YYYY-MM-DD"T"HH24:MI:SS.US"Z\\\\"'""")
 
 
-def _iso(column: ColumnElement[Any]) -> ColumnElement[Any]:
-    utc = func.timezone(literal_column("'UTC'"), column)
-    whole = func.date_trunc(literal_column("'second'"), column) == column
-    return case((whole, func.to_char(utc, _WHOLE)), else_=func.to_char(utc, _FRACTION))
+def _sql_text(text: str) -> ColumnElement[str]:
+    """``text`` as a literal in the statement itself (not a bound parameter)."""
+    return literal_column("'" + text.replace("'", "''") + "'", Text)
 
 
-# The summary as PostgreSQL writes it into JSON: the same names, values and formats.
-_JSON_SUMMARY = select(
-    *(_iso(column).label(column.name) if column.name in _MOMENTS else column for column in _COLUMNS)
-)
+def _json_value(column: ColumnElement[Any]) -> ColumnElement[str]:
+    """The JSON text of ``column``'s value, ``null`` for NULL."""
+    value: ColumnElement[str]
+    if column.name in _MOMENTS:
+        utc = func.timezone(literal_column("'UTC'"), column)
+        moment = func.to_char(utc, _QUOTED_MOMENT)
+        value = func.replace(moment, _sql_text('.000000Z"'), _sql_text('Z"'), type_=Text)
+    elif column.name in _TEXTS:
+        value = cast(func.to_json(column), Text)
+    else:
+        value = cast(column, Text)
+    return func.coalesce(value, _sql_text("null"), type_=Text) if column.nullable else value
+
+
+def _json_object(columns: tuple[ColumnElement[Any], ...]) -> ColumnElement[str]:
+    """The columns as one compact JSON object, keys in their order, as pydantic writes a
+    model: concatenated text, which costs PostgreSQL a third less than ``row_to_json`` of a
+    subquery."""
+    pieces: list[ColumnElement[str]] = []
+    for n, column in enumerate(columns):
+        key = _sql_text(("{" if n == 0 else ",") + f'"{column.name}":')
+        pieces += [key, _json_value(column)]
+    return functools.reduce(operator.add, [*pieces, _sql_text("}")])
+
+
+# The summary as PostgreSQL writes it into JSON (``item``): the same names, values and
+# formats as pydantic's, and its id.
+_JSON_SUMMARY = select(_json_object(_COLUMNS).label("item"), _E.id)
 
 
 @dataclass(frozen=True)
@@ -188,9 +213,7 @@ async def page_async(
 @functools.lru_cache(maxsize=512)
 def _json_statement(names: frozenset[str]) -> Select[Any]:
     """The page query whose rows are each summary as JSON text (``item``), and its id."""
-    found = _statement(names, True, _JSON_SUMMARY).subquery("summary")
-    item = cast(func.row_to_json(found.table_valued()), Text).label("item")
-    return select(item, found.c.id).order_by(found.c.id.desc())
+    return _statement(names, True, _JSON_SUMMARY)
 
 
 async def page_json(
@@ -204,18 +227,20 @@ async def page_json(
     """:func:`page` as a JSON array of the summaries, and the id to continue from (or None).
 
     With a ``reader`` (PostgreSQL) the database writes the JSON, which passes through as
-    text: one prebuilt statement on an asyncio connection. Without (SQLite), the rows of
-    :func:`page` are read in a worker thread and serialized here, to the same JSON.
+    the bytes it wrote: one prebuilt statement on libpq (:meth:`AsyncReader.texts`).
+    Without (SQLite), the rows of :func:`page` are read in a worker thread and serialized
+    here, to the same JSON.
     """
     if reader is None:
         rows, last = await page_async(database, None, where, limit=limit, before_id=before_id)
         return to_json([row._asdict() for row in rows]), last
     values = _page_values(where, limit, before_id)
-    statement = _json_statement(frozenset(values) - {"limit"})
-    found = await reader.rows(statement, values, typed=False)  # text and ids: no decoding
+    found = await reader.texts(_json_statement(frozenset(values) - {"limit"}), values)
     kept = found[:limit]
-    items = "[" + ",".join([item for item, _id in kept]) + "]"
-    return items.encode(), kept[-1][1] if len(found) > limit else None
+    # every summary is text (its nullable values are coalesced), so is every id
+    items = typing.cast(list[bytes], [item for item, _id in kept])
+    last = int(typing.cast(bytes, kept[-1][1])) if len(found) > limit else None
+    return b"[" + b",".join(items) + b"]", last
 
 
 def newer(database: Database, where: ExecutionFilter, *, limit: int, after_id: int) -> list[Any]:

@@ -21,7 +21,7 @@ from attune.api.events import Event, Subscription, hub
 from attune.api.problems import responses
 from attune.executions import liveoutput, records
 from attune.executions.liveoutput import Batch, LiveOutput
-from attune.executions.records import ExecutionRecord
+from attune.executions.outcome import Outcome, outcome_async
 from attune.store.asyncreader import AsyncReader
 from attune.store.db import Database
 from attune.store.models import ExecutionStatus
@@ -107,9 +107,9 @@ async def stream_output(
 ) -> EventSourceResponse:
     """``stdout``/``stderr`` ``{offset, text}``, then ``truncated`` if capped, then ``end``."""
     since = hub.position()  # the follower hears every transition from before this read on
-    record = await records.get_async(database, reader, execution_id)
+    outcome = await outcome_async(database, reader, execution_id)
     live = liveoutput.backend(settings)
-    follower = _Follower(database, reader, live, record, since)
+    follower = _Follower(database, reader, live, execution_id, outcome, since)
     return EventSourceResponse(follower.events(), ping=PING_S)
 
 
@@ -121,20 +121,22 @@ class _Follower:
         database: Database,
         reader: AsyncReader | None,
         live: LiveOutput | None,
-        record: ExecutionRecord,
+        execution_id: int,
+        outcome: Outcome,
         since: str,
     ) -> None:
         self.database = database
         self.reader = reader  # on PostgreSQL: the looks at SQL need no thread
         self.live = live
-        self.record = record
+        self.execution_id = execution_id
+        self.outcome = outcome
         self.since = since
         self.sent = {"stdout": 0, "stderr": 0}
 
     async def events(self) -> AsyncIterator[ServerSentEvent | bytes]:
         """The stream's events, to its ``end``."""
         yield ServerSentEvent(comment="attune output", retry=RETRY_MS)
-        if not self.record.is_terminal:
+        if not self.outcome.is_terminal:
             async for event in self._live():
                 yield event
         for joined in _joined(self._ending()):
@@ -143,26 +145,26 @@ class _Follower:
     def _ending(self) -> Iterator[ServerSentEvent]:
         """The events after the live ones: the stored output not sent yet, then ``truncated``
         if capped, then ``end``."""
-        record = self.record
-        for stream, stored in (("stdout", record.stdout), ("stderr", record.stderr)):
+        outcome = self.outcome
+        for stream, stored in (("stdout", outcome.stdout), ("stderr", outcome.stderr)):
             for start in range(self.sent[stream], len(stored), PIECE_CHARS):
                 yield self._text(stream, start, stored[start : start + PIECE_CHARS])
         for stream, truncated in (
-            ("stdout", record.stdout_truncated),
-            ("stderr", record.stderr_truncated),
+            ("stdout", outcome.stdout_truncated),
+            ("stderr", outcome.stderr_truncated),
         ):
             if truncated:
                 yield ServerSentEvent(data=json.dumps({"stream": stream}), event="truncated")
-        end = {"status": record.status.value, "exit_code": record.exit_code}
+        end = {"status": outcome.status.value, "exit_code": outcome.exit_code}
         yield ServerSentEvent(data=json.dumps(end), event="end")
 
     async def _live(self) -> AsyncIterator[ServerSentEvent]:
-        """Live chunks until the execution is terminal (then ``record`` is its final state).
+        """Live chunks until the execution is terminal (then ``outcome`` is its final state).
 
         A quiet wait also ends at the execution's own transition event, then SQL is read: an
         action that ended before it published anything live
         (:data:`attune.settings.Settings.live_output_after_s`) ends its stream at once, not a
-        quiet period later. The subscription replays the transitions since the record was
+        quiet period later. The subscription replays the transitions since the outcome was
         read, so one between that read and this subscription is heard too."""
         moved = hub.subscribe(self._moved, self.since)
         try:
@@ -172,11 +174,11 @@ class _Follower:
             hub.unsubscribe(moved)
 
     def _moved(self, event: Event) -> bool:
-        return event.kind == "execution" and event.data.get("id") == self.record.id
+        return event.kind == "execution" and event.data.get("id") == self.execution_id
 
     async def _follow(self, moved: Subscription) -> AsyncIterator[ServerSentEvent]:
         cursor, told = "0", False
-        status = self.record.status
+        status = self.outcome.status
         reading: asyncio.Future[Batch] | None = None  # a live read kept across transitions
         try:
             while not status.is_terminal:
@@ -187,7 +189,7 @@ class _Follower:
                 else:
                     if reading is None:
                         reading = asyncio.ensure_future(
-                            self.live.read(self.record.id, cursor, QUIET_S)
+                            self.live.read(self.execution_id, cursor, QUIET_S)
                         )
                     first = await _first_of(reading, moved.next(QUIET_S))
                     batch = first if isinstance(first, Batch) else None
@@ -196,7 +198,7 @@ class _Follower:
                         reading, cursor = None, batch.cursor
                     for chunk in () if batch is None else batch.chunks:
                         if chunk.kind == "end":
-                            self.record = await records.get_async(*self._key)
+                            self.outcome = await outcome_async(*self._key)
                             return
                         if chunk.kind in self.sent:
                             event = self._new(chunk)
@@ -208,8 +210,8 @@ class _Follower:
                 # commit. A move to another live status needs no look: its end will be heard.
                 moves = [event.data.get("status") for event in heard]
                 if any(moved_to in _TERMINAL for moved_to in moves):
-                    self.record = await records.get_async(*self._key)  # likely the last look
-                    status = self.record.status
+                    self.outcome = await outcome_async(*self._key)  # likely the last look
+                    status = self.outcome.status
                     if status.is_terminal:
                         return
                 elif moves and all(moved_to in _LIVE for moved_to in moves):
@@ -221,7 +223,7 @@ class _Follower:
                     told = True
                     detail = {"reason": _why(self.live), "status": status.value}
                     yield ServerSentEvent(data=json.dumps(detail), event=UNAVAILABLE)
-            self.record = await records.get_async(*self._key)
+            self.outcome = await outcome_async(*self._key)
         finally:
             if reading is not None:  # left to end by itself, within QUIET_S: canceled, its
                 reading.add_done_callback(_dropped)  # Redis connection would be closed
@@ -240,7 +242,7 @@ class _Follower:
 
     @property
     def _key(self) -> tuple[Database, AsyncReader | None, int]:
-        return self.database, self.reader, self.record.id
+        return self.database, self.reader, self.execution_id
 
 
 _TERMINAL = frozenset(status.value for status in ExecutionStatus if status.is_terminal)
