@@ -1,7 +1,8 @@
 """Single advances, no worker process needed: one that takes in several outcomes at once ends
 its run (with no worker serving the tasks' runtime, each child is recorded ``failed`` and taken
 in within the same pass); one offered to take a task on claims it in its own transaction, only
-when the task is of a queue the offering worker consumes."""
+when the task is of a queue the offering worker consumes; a step records its task against
+the action as last read in the process, reading it again only once it changed."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from attune.executions.claims import claim_in
 from attune.executions.handoff import TakeOn
@@ -26,6 +27,8 @@ from attune.store.models import (
     WORKFLOW_RUN_TABLE,
     ExecutionStatus,
 )
+from attune.store.sqltypes import db_now
+from attune.workflows.engine import advance
 from attune.workflows.start import start
 from tests.pack_builder import (
     action,
@@ -36,6 +39,7 @@ from tests.pack_builder import (
     write_rules,
     write_workflows,
 )
+from tests.workflows.test_advance_cost import statements
 
 _E = EXECUTION_TABLE.c
 FAN = {
@@ -199,3 +203,49 @@ def test_an_advance_offered_a_take_on_claims_one_task_of_its_workers_queue(
         assert [(row.status, row.worker) for row in rows] == [("scheduled", None)] * len(rows)
         assert len(rows) == (3 if flow == "fan" else 1)
         assert recorder.ran == []
+
+
+@pytest.mark.parametrize("changed", [False, True], ids=["action-unchanged", "action-reloaded"])
+def test_a_step_records_its_task_against_the_action_as_last_read_until_it_changes(
+    database: Database, tmp_path: Path, changed: bool
+) -> None:
+    # Given a live worker "w" serving shell and a run of a two-task sequence, its first task
+    # recorded (the action read then)
+    actions = {"hello": action("flows.hello"), "seq": workflow_action("flows.seq")}
+    pack = write_pack(tmp_path, "flows", actions, header("flows"))
+    write_workflows(pack, {"seq": SEQUENCE})
+    assert load_packs(database, tmp_path).ok
+    with database.session_scope() as session:
+        register(session, Registration("w", ("shell",), ("attune.shell",), "here", os.getpid()))
+        parent = session.execute(
+            insert(EXECUTION_TABLE)
+            .values(action_ref="flows.seq", status=ExecutionStatus.RUNNING.value, worker="w")
+            .returning(_E.id)
+        ).scalar_one()
+    settings = Settings(database_url=str(database.engine.url))
+    start(database, settings, parent, "w")
+    if changed:  # its pack reloaded meanwhile with another default
+        who = {"type": "string", "default": "reloaded"}
+        reloaded = action("flows.hello", parameters={"who": who})
+        write_pack(tmp_path, "flows", {**actions, "hello": reloaded}, header("flows"))
+        assert load_packs(database, tmp_path).ok
+
+    # When the first task ends and the run advances
+    with database.session_scope() as session:
+        session.execute(
+            update(EXECUTION_TABLE)
+            .where(_E.parent_id == parent)
+            .values(status=ExecutionStatus.SUCCEEDED.value, finished_at=db_now(), result={})
+        )
+    with statements(database) as sent:
+        advance(database, settings, parent)
+
+    # Then the second task is recorded against the action as it is now, read only if changed
+    reads = [sql for sql in sent if sql.startswith("SELECT") and "FROM action" in sql]
+    assert len(reads) == (1 if changed else 0), reads
+    with database.session_scope() as session:
+        second = session.execute(
+            select(_E.status, _E.parameters).where(_E.parent_id == parent).order_by(_E.id)
+        ).all()[-1]
+    assert second.status == ExecutionStatus.SCHEDULED
+    assert second.parameters["who"] == ("reloaded" if changed else "world")
