@@ -1,8 +1,9 @@
 """Single advances, no worker process needed: one that takes in several outcomes at once ends
 its run (with no worker serving the tasks' runtime, each child is recorded ``failed`` and taken
 in within the same pass); one offered to take a task on claims it in its own transaction, only
-when the task is of a queue the offering worker consumes; a step records its task against
-the action as last read in the process, reading it again only once it changed."""
+when the task is of a queue the offering worker consumes, and records the next one already
+claimed; a step records its task against the action as last read in the process, reading it
+again only once it changed."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select, update
 
-from attune.executions.claims import claim_in
+from attune.executions.claims import claim_in, record_in
 from attune.executions.handoff import TakeOn
 from attune.liveness.registry import Registration, register
 from attune.packs.loader import load_packs
@@ -126,6 +127,16 @@ SEQUENCE = {
     "tasks": [
         {"name": "first", "action": "flows.hello", "next": [{"do": ["second"]}]},
         {"name": "second", "action": "flows.hello"},
+    ],
+}
+
+
+SPLIT = {
+    "version": 1,
+    "tasks": [
+        {"name": "first", "action": "flows.hello", "next": [{"do": ["second", "third"]}]},
+        {"name": "second", "action": "flows.hello"},
+        {"name": "third", "action": "flows.hello"},
     ],
 }
 
@@ -249,3 +260,59 @@ def test_a_step_records_its_task_against_the_action_as_last_read_until_it_change
         ).all()[-1]
     assert second.status == ExecutionStatus.SCHEDULED
     assert second.parameters["who"] == ("reloaded" if changed else "world")
+
+
+@pytest.mark.parametrize("flow", ["seq", "split"])
+def test_an_advance_offered_a_take_on_records_the_next_task_claimed_in_one_statement(
+    database: Database, tmp_path: Path, flow: str
+) -> None:
+    # Given a live worker "w" serving shell and a run whose first task, taken on by the process
+    # that started the run, leads to one task (seq) or two (split)
+    actions = {"hello": action("flows.hello"), flow: workflow_action(f"flows.{flow}")}
+    pack = write_pack(tmp_path, "flows", actions, header("flows"))
+    write_workflows(pack, {flow: SPLIT if flow == "split" else SEQUENCE})
+    assert load_packs(database, tmp_path).ok
+    with database.session_scope() as session:
+        register(session, Registration("w", ("shell",), ("attune.shell",), "here", os.getpid()))
+        parent = session.execute(
+            insert(EXECUTION_TABLE)
+            .values(action_ref=f"flows.{flow}", status=ExecutionStatus.RUNNING.value, worker="w")
+            .returning(_E.id)
+        ).scalar_one()
+    recorder = Recorder()
+    claim, record = (functools.partial(way, "w", token=7) for way in (claim_in, record_in))
+    take_on = TakeOn(recorder, frozenset({"attune.shell"}), claim, record)
+    settings = Settings(database_url=str(database.engine.url))
+    _, first = start(database, settings, parent, "w", take_on)
+    assert first is not None
+
+    # When it ends and that process advances the run, offering to take the next one on
+    with database.session_scope() as session:
+        session.execute(
+            update(EXECUTION_TABLE)
+            .where(_E.id == first[0])
+            .values(status=ExecutionStatus.SUCCEEDED.value, finished_at=db_now(), result={})
+        )
+    with statements(database) as sent:
+        taken = advance(database, settings, parent, take_on=take_on).taken
+
+    # Then one next task is recorded already claimed for it (no claim after), its action as
+    # last read; another is recorded scheduled, for its message
+    assert taken is not None
+    assert taken[2].runner_type == "shell"
+    assert not [sql for sql in sent if sql.startswith("UPDATE execution SET status")]
+    assert sum("INSERT INTO execution" in sql for sql in sent) == (2 if flow == "split" else 1)
+    with database.session_scope() as session:
+        rows = session.execute(
+            select(_E.id, _E.status, _E.worker, _E.claim_token, _E.started_at, _E.wf_task_id)
+            .where(_E.parent_id == parent, _E.id != first[0])
+            .order_by(_E.id)
+        ).all()
+    second = rows[0]
+    assert second.id == taken[0] == recorder.ran[-1]
+    assert (second.status, second.worker, second.claim_token) == ("running", "w", 7)
+    assert second.started_at is not None
+    assert second.wf_task_id is not None
+    assert [(row.status, row.worker) for row in rows[1:]] == (
+        [("scheduled", None)] if flow == "split" else []
+    )

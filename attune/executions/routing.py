@@ -79,14 +79,24 @@ def routed_values(
     ``runner_type`` are the action's columns, or the same read once elsewhere."""
     available = serving(threshold_s, runner_type)
     return [
+        *request_values(name, ref),
+        case((available, ExecutionStatus.SCHEDULED.value), else_=ExecutionStatus.FAILED.value),
+        case((available, null()), else_=bindparam(name("no_worker"), type_=String())),
+        case((available, null()), else_=db_now()),
+    ]
+
+
+def request_values(
+    name: Callable[[str], str] = str, ref: ColumnElement[Any] = _ACTION.ref
+) -> list[Any]:
+    """The values of :data:`REQUEST_COLUMNS` for a request bound as ``name(column)``, its
+    ``action_ref`` read as ``ref`` (the action's column)."""
+    return [
         ref,
         *(
             bindparam(name(column), type_=EXECUTION_TABLE.c[column].type)
             for column in REQUEST_COLUMNS[1:]
         ),
-        case((available, ExecutionStatus.SCHEDULED.value), else_=ExecutionStatus.FAILED.value),
-        case((available, null()), else_=bindparam(name("no_worker"), type_=String())),
-        case((available, null()), else_=db_now()),
     ]
 
 

@@ -70,10 +70,13 @@ def run_execution(
     queues = frozenset(worker_queues(worker_name, settings.worker_runtimes))
     # One token for what this chain takes on: no execution is taken on twice in one chain.
     claiming = functools.partial(claims.claim_in, worker_name, token=token)
+    recording = functools.partial(claims.record_in, worker_name, token=token)
 
     def run_one(taken: Taken, then: Finishing | None) -> tuple[ExecutionStatus, Taken | None]:
         # An ungated task of a workflow may pass its run's next task on to this process.
-        take_on = chain.taking_on(queues, claiming) if taken[1].gate_key is None else None
+        take_on = (
+            chain.taking_on(queues, claiming, recording) if taken[1].gate_key is None else None
+        )
         return _run_claimed(database, settings, worker_name, *taken, watcher, then, take_on)
 
     if claimed is not None:

@@ -79,15 +79,19 @@ def child_row(
 def start_one(step: Pass, activation: WorkflowTask, task: TaskSpec) -> None:
     """Record the one child of a task that is not a fan-out, as :func:`record` does; validated
     against its action as last read here, it is inserted in one statement guarded by the
-    action's ``updated_at`` (no read of the action per step of a sequence), and prepared
-    again, reading the action, when that changed. Raises as :func:`child_row` does."""
+    action's ``updated_at`` (no read of the action per step of a sequence), already claimed
+    when the caller's offer takes it (no claim after), and prepared again, reading the action,
+    when that changed. Raises as :func:`child_row` does."""
     prepared, extra = child_row(step, activation, task, None, trusting=True)
     if prepared.known is not None:
         _counted(step, activation, 1)
         extra = {**extra, "wf_task_id": activation.id}
-        placed = batch.record_known(step.session, step.settings, prepared, extra)
-        if placed is not None:
-            _placed(step, activation, [placed])
+        taken = None
+        if step.take_on is not None and step.taken is None:  # the caller may run it next
+            taken = step.taken = step.take_on.recorded(step.session, prepared, extra)
+        placed = None if taken else batch.record_known(step.session, step.settings, prepared, extra)
+        if taken or placed:
+            _placed(step, activation, [placed] if placed else [])
             return
         activation.in_flight -= 1  # the action changed since: read it, and count the child anew
         prepared, extra = child_row(step, activation, task, None)

@@ -175,6 +175,7 @@ def _advance(
             parameters={**parent.parameters, **secrets},
             redact=Redactor(secrets),
             tasks=TaskResults(session, workflow_id, tuple(spec.tasks)),
+            take_on=take_on,
         )
         if parent.status == ExecutionStatus.CANCELING and run.phase == RunPhase.RUNNING:
             ending.cancel(step, ExecutionStatus.CANCELED.value)
@@ -193,7 +194,9 @@ def _advance(
         follow = list(step.woken)
         if finished and parent.parent_id is not None:
             follow.append(parent.parent_id)
-        taken = None if take_on is None else take_on.take(session, step.dispatches, step.single)
+        taken = step.taken
+        if taken is None and take_on is not None:
+            taken = take_on.take(session, step.dispatches, step.single)
         # Quiet: the pass took in every child in flight when it locked the run (PostgreSQL),
         # so no worker that stored a child meanwhile skipped the advance for this one's sake.
         quiet = getattr(parent, "in_flight", None) == step.taken_in
