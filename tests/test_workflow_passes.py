@@ -3,7 +3,8 @@ its run (with no worker serving the tasks' runtime, each child is recorded ``fai
 in within the same pass); one offered to take a task on claims it in its own transaction, only
 when the task is of a queue the offering worker consumes, and records the next one already
 claimed; a step records its task against the action as last read in the process, reading it
-again only once it changed."""
+again only once it changed; a task's end given to its run's advance is stored under the
+lock, in the lock's own statement on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from sqlalchemy import insert, select, update
 
 from attune.executions.claims import claim_in, record_in
 from attune.executions.handoff import TakeOn
+from attune.executions.results import store_of
 from attune.liveness.registry import Registration, register
 from attune.packs.loader import load_packs
 from attune.rules import finished
+from attune.runtimes import Outcome, RunResult
 from attune.settings import Settings
 from attune.store.db import Database
 from attune.store.models import (
@@ -316,3 +319,40 @@ def test_an_advance_offered_a_take_on_records_the_next_task_claimed_in_one_state
     assert [(row.status, row.worker) for row in rows[1:]] == (
         [("scheduled", None)] if flow == "split" else []
     )
+
+
+def test_a_task_end_given_to_its_run_advance_is_stored_under_the_lock_in_one_statement(
+    database: Database, tmp_path: Path
+) -> None:
+    # Given a run of a two-task sequence whose first task runs on worker "w"
+    actions = {"hello": action("flows.hello"), "seq": workflow_action("flows.seq")}
+    pack = write_pack(tmp_path, "flows", actions, header("flows"))
+    write_workflows(pack, {"seq": SEQUENCE})
+    assert load_packs(database, tmp_path).ok
+    with database.session_scope() as session:
+        register(session, Registration("w", ("shell",), ("attune.shell",), "here", os.getpid()))
+        parent = session.execute(
+            insert(EXECUTION_TABLE)
+            .values(action_ref="flows.seq", status=ExecutionStatus.RUNNING.value, worker="w")
+            .returning(_E.id)
+        ).scalar_one()
+    settings = Settings(database_url=str(database.engine.url))
+    take_on = TakeOn(Recorder(), frozenset({"attune.shell"}), functools.partial(claim_in, "w"))
+    taken = start(database, settings, parent, "w", take_on)[1]
+    assert taken is not None
+
+    # When its worker gives its end to the run's advance
+    ended = RunResult(Outcome.SUCCEEDED, 0, "{}", "", {}, None, False, False, 0, 0, 5)
+    with statements(database) as sent:
+        outcome = advance(database, settings, parent, storing=store_of(taken[0], ended))
+
+    # Then the end is stored with the pass, in the lock's own statement on PostgreSQL
+    assert outcome.stored
+    stores = [n for n, sql in enumerate(sent) if "UPDATE execution SET status" in sql]
+    assert stores == [1 if database.is_sqlite else 0], sent[:2]
+    assert "workflow_run" in sent[0]
+    with database.session_scope() as session:
+        rows = session.execute(
+            select(_E.status, _E.wf_consumed).where(_E.parent_id == parent).order_by(_E.id)
+        ).all()
+    assert [tuple(row) for row in rows] == [("succeeded", True), ("scheduled", False)]

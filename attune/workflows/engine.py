@@ -14,11 +14,9 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
 
 from attune import metrics
 from attune.executions import dispatch
@@ -62,9 +60,10 @@ class Advanced:
     """The caller's ``storing`` was committed with this advance."""
 
 
-Storing = Callable[[Session], bool]
+Storing = locking.Store
 """A worker's store of its ended child's result in the advance's transaction, under the
-run's lock: False if the child was no longer its to end (the advance then rolls back)."""
+run's lock (in its lock's statement on PostgreSQL): when it writes nothing, the child was no
+longer its to end (the advance then rolls back)."""
 
 
 class _UnstoredError(Exception):
@@ -158,12 +157,12 @@ def _advance(
     storing: Storing | None = None,
 ) -> tuple[list[dispatch.Dispatch], tuple[int, ...], bool, int, Taken | None, bool] | None:
     with database.session_scope() as session, session.no_autoflush:
-        locked = locking.lock(session, workflow_id, unless_busy)
+        locked = locking.lock(session, workflow_id, unless_busy, storing)
         if locked is None:
             return None
-        if storing is not None and not storing(session):
+        run, parent, kept = locked
+        if storing is not None and not kept:
             raise _UnstoredError(workflow_id)  # rolls the lock back
-        run, parent = locked
         spec = stored(run.spec["file"])
         secrets = SecretBox.for_settings(settings).decrypt(parent.secrets) if parent.secrets else {}
         step = Pass(
