@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import insert, select, update
@@ -144,6 +145,24 @@ SPLIT = {
 }
 
 
+def shell_run(database: Database, tmp_path: Path, flows: dict[str, Any], flow: str) -> int:
+    """Load pack ``flows`` (``flows.hello`` and the workflows ``flows``), register a live worker
+    "w" serving shell, and record a run of ``flows.<flow>`` claimed by "w": the parent's id."""
+    actions = {"hello": action("flows.hello")}
+    actions.update({name: workflow_action(f"flows.{name}") for name in flows})
+    pack = write_pack(tmp_path, "flows", actions, header("flows"))
+    write_workflows(pack, flows)
+    assert load_packs(database, tmp_path).ok
+    with database.session_scope() as session:
+        register(session, Registration("w", ("shell",), ("attune.shell",), "here", os.getpid()))
+        parent: int = session.execute(
+            insert(EXECUTION_TABLE)
+            .values(action_ref=f"flows.{flow}", status=ExecutionStatus.RUNNING.value, worker="w")
+            .returning(_E.id)
+        ).scalar_one()
+    return parent
+
+
 class Recorder:
     """A :class:`Handoff` that records what its process is told it runs."""
 
@@ -172,21 +191,7 @@ def test_an_advance_offered_a_take_on_claims_one_task_of_its_workers_queue(
     database: Database, tmp_path: Path, flow: str, queue: str, takes: bool
 ) -> None:
     # Given a live worker "w" serving shell, a two-task sequence and a fan-out of a shell action
-    actions = {
-        "hello": action("flows.hello"),
-        "seq": workflow_action("flows.seq"),
-        "fan": workflow_action("flows.fan"),
-    }
-    pack = write_pack(tmp_path, "flows", actions, header("flows"))
-    write_workflows(pack, {"seq": SEQUENCE, "fan": FAN})
-    assert load_packs(database, tmp_path).ok
-    with database.session_scope() as session:
-        register(session, Registration("w", ("shell",), ("attune.shell",), "here", os.getpid()))
-        parent = session.execute(
-            insert(EXECUTION_TABLE)
-            .values(action_ref=f"flows.{flow}", status=ExecutionStatus.RUNNING.value, worker="w")
-            .returning(_E.id)
-        ).scalar_one()
+    parent = shell_run(database, tmp_path, {"seq": SEQUENCE, "fan": FAN}, flow)
     recorder = Recorder()
     take_on = TakeOn(recorder, frozenset({queue}), functools.partial(claim_in, "w"))
 
@@ -225,23 +230,13 @@ def test_a_step_records_its_task_against_the_action_as_last_read_until_it_change
 ) -> None:
     # Given a live worker "w" serving shell and a run of a two-task sequence, its first task
     # recorded (the action read then)
-    actions = {"hello": action("flows.hello"), "seq": workflow_action("flows.seq")}
-    pack = write_pack(tmp_path, "flows", actions, header("flows"))
-    write_workflows(pack, {"seq": SEQUENCE})
-    assert load_packs(database, tmp_path).ok
-    with database.session_scope() as session:
-        register(session, Registration("w", ("shell",), ("attune.shell",), "here", os.getpid()))
-        parent = session.execute(
-            insert(EXECUTION_TABLE)
-            .values(action_ref="flows.seq", status=ExecutionStatus.RUNNING.value, worker="w")
-            .returning(_E.id)
-        ).scalar_one()
+    parent = shell_run(database, tmp_path, {"seq": SEQUENCE}, "seq")
     settings = Settings(database_url=str(database.engine.url))
     start(database, settings, parent, "w")
     if changed:  # its pack reloaded meanwhile with another default
         who = {"type": "string", "default": "reloaded"}
-        reloaded = action("flows.hello", parameters={"who": who})
-        write_pack(tmp_path, "flows", {**actions, "hello": reloaded}, header("flows"))
+        reloaded = {"hello": action("flows.hello", parameters={"who": who})}
+        write_pack(tmp_path, "flows", {**reloaded, "seq": workflow_action("flows.seq")})
         assert load_packs(database, tmp_path).ok
 
     # When the first task ends and the run advances
@@ -271,17 +266,7 @@ def test_an_advance_offered_a_take_on_records_the_next_task_claimed_in_one_state
 ) -> None:
     # Given a live worker "w" serving shell and a run whose first task, taken on by the process
     # that started the run, leads to one task (seq) or two (split)
-    actions = {"hello": action("flows.hello"), flow: workflow_action(f"flows.{flow}")}
-    pack = write_pack(tmp_path, "flows", actions, header("flows"))
-    write_workflows(pack, {flow: SPLIT if flow == "split" else SEQUENCE})
-    assert load_packs(database, tmp_path).ok
-    with database.session_scope() as session:
-        register(session, Registration("w", ("shell",), ("attune.shell",), "here", os.getpid()))
-        parent = session.execute(
-            insert(EXECUTION_TABLE)
-            .values(action_ref=f"flows.{flow}", status=ExecutionStatus.RUNNING.value, worker="w")
-            .returning(_E.id)
-        ).scalar_one()
+    parent = shell_run(database, tmp_path, {flow: SPLIT if flow == "split" else SEQUENCE}, flow)
     recorder = Recorder()
     claim, record = (functools.partial(way, "w", token=7) for way in (claim_in, record_in))
     take_on = TakeOn(recorder, frozenset({"attune.shell"}), claim, record)
@@ -325,17 +310,7 @@ def test_a_task_end_given_to_its_run_advance_is_stored_under_the_lock_in_one_sta
     database: Database, tmp_path: Path
 ) -> None:
     # Given a run of a two-task sequence whose first task runs on worker "w"
-    actions = {"hello": action("flows.hello"), "seq": workflow_action("flows.seq")}
-    pack = write_pack(tmp_path, "flows", actions, header("flows"))
-    write_workflows(pack, {"seq": SEQUENCE})
-    assert load_packs(database, tmp_path).ok
-    with database.session_scope() as session:
-        register(session, Registration("w", ("shell",), ("attune.shell",), "here", os.getpid()))
-        parent = session.execute(
-            insert(EXECUTION_TABLE)
-            .values(action_ref="flows.seq", status=ExecutionStatus.RUNNING.value, worker="w")
-            .returning(_E.id)
-        ).scalar_one()
+    parent = shell_run(database, tmp_path, {"seq": SEQUENCE}, "seq")
     settings = Settings(database_url=str(database.engine.url))
     take_on = TakeOn(Recorder(), frozenset({"attune.shell"}), functools.partial(claim_in, "w"))
     taken = start(database, settings, parent, "w", take_on)[1]
