@@ -1,6 +1,8 @@
 """Batch scheduling for rules and workflows: requests validated in the caller's transaction
-(:func:`prepare`) or against the action as last read here (:func:`known_request`), and
-recorded together (:func:`record_many`) in that transaction; the caller sends after commit.
+(:func:`prepare`) or against the action as last read here (:func:`known_request`, or
+``prepare(trusting=True)``), and recorded together (:func:`record_many`), or one guarded by the
+action's ``updated_at`` (:func:`record_known`), in that transaction; the caller sends after
+commit.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Insert, insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -35,6 +37,9 @@ class Prepared:
     row: dict[str, Any]
     runner_type: str
     available: bool
+    known: datetime | None = None
+    """Set when validated against the action as last read here, not read in the transaction:
+    the ``updated_at`` it is trusted unchanged since (record it with :func:`record_known`)."""
 
 
 def prepare(
@@ -43,14 +48,28 @@ def prepare(
     ref: str,
     values: Mapping[str, Any],
     seen: dict[str, Any] | None = None,
+    *,
+    trusting: bool = False,
 ) -> Prepared:
     """Validate ``values`` for action ``ref`` in the caller's transaction (rules enforce there);
-    ``seen`` keeps the actions already read in that transaction, by ref.
+    ``seen`` keeps the actions already read in that transaction, by ref. ``trusting``: against
+    the action as last read here when it is known and takes the values, reading nothing
+    (``known`` set).
 
     Raises :class:`ActionNotFoundError` or :class:`ParameterError`, as
     :func:`attune.executions.scheduler.schedule` does.
     """
     seen = {} if seen is None else seen
+    known = routing.KNOWN.get((_url(session.get_bind().engine), ref)) if trusting else None
+    if known is not None and ref not in seen:
+        try:
+            row = routing.request_row(
+                settings, ref, known.parameters, known.policy, values, None, None, None
+            )
+        except ParameterError:
+            pass  # the action may have changed since: judge on its current schema
+        else:
+            return Prepared(row, known.runner_type, True, known.updated_at)
     if ref not in seen:
         lookup = routing.lookup(settings.staleness_threshold_s)
         seen[ref] = session.execute(lookup, {"ref": ref}).first()
@@ -101,6 +120,31 @@ def known_request(
     if row["gate_key"] is not None:
         return None
     return KnownRequest(row, known.runner_type, known.updated_at)
+
+
+def record_known(
+    session: Session, settings: Settings, prepared: Prepared, extra: Mapping[str, Any]
+) -> Routed | Unroutable | None:
+    """Insert one execution ``prepare(trusting=True)`` validated against the action as last
+    read here, with its ``extra`` columns, in the caller's transaction: one statement guarded
+    by the action's ``updated_at`` (``failed`` when no live worker serves it). None, nothing
+    written, when the action changed since: prepare it again, reading the action."""
+    assert prepared.known is not None
+    reason = no_worker_reason(prepared.runner_type)
+    statement = _recording(settings.staleness_threshold_s, tuple(extra))
+    values = {**prepared.row, **extra, "updated_at": prepared.known, "no_worker": reason}
+    found = session.execute(statement, values).first()
+    if found is None:
+        return None
+    if found.status == ExecutionStatus.SCHEDULED:
+        return Routed(found.id, runtime_queue(prepared.runner_type))
+    return Unroutable(found.id, reason)
+
+
+@functools.cache
+def _recording(threshold_s: float, extra: tuple[str, ...]) -> Insert:
+    """The guarded insertion of :func:`record_known` with ``extra`` columns (built once)."""
+    return routing.guarded_insert(threshold_s, extra)
 
 
 _ID = (EXECUTION_TABLE.c.id,)

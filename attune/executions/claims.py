@@ -8,13 +8,16 @@ restart between commit and reply) finds its own row instead of a ``running`` one
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from attune.executions import dispatch, gates, releases
+from attune.executions import dispatch, gates, releases, routing
 from attune.executions.handoff import Taken
 from attune.executions.records import Finishing
 from attune.store.db import Database
@@ -145,6 +148,56 @@ def claim_in(
     if claimed is None:
         return None
     return execution_id, claimed, session.execute(_ACTION_RUN, {"ref": claimed.action_ref}).first()
+
+
+_RECORDED_CLAIMED_COLUMNS = ("status", "worker", "started_at", "claim_token")
+
+
+@functools.cache
+def _recording_claimed(extra: tuple[str, ...], joined: bool) -> Any:
+    """Insert a request for an action known unchanged since ``updated_at`` as ``running`` for
+    ``worker`` under ``token``, with the ``extra`` columns; its claimed columns, and (``joined``,
+    PostgreSQL: one statement) its action's. No row when the action changed or went away."""
+    values = select(
+        *routing.request_values(),
+        *(bindparam(name, type_=EXECUTION_TABLE.c[name].type) for name in extra),
+        literal(ExecutionStatus.RUNNING.value),
+        bindparam("worker", type_=_EXECUTION.worker.type),
+        db_now(),
+        bindparam("token", type_=_EXECUTION.claim_token.type),
+    ).where(routing.unchanged())
+    inserted = (
+        insert(EXECUTION_TABLE)
+        .from_select([*routing.REQUEST_COLUMNS, *extra, *_RECORDED_CLAIMED_COLUMNS], values)
+        .returning(_EXECUTION.id, *CLAIMED_COLUMNS)
+    )
+    if not joined:
+        return inserted
+    row = inserted.cte("inserted")
+    return select(*row.c, *_ACTION_COLUMNS).join_from(
+        row, ACTION_TABLE, _ACTION.ref == row.c.action_ref
+    )
+
+
+def record_in(
+    worker: str,
+    session: Session,
+    row: Mapping[str, Any],
+    updated_at: datetime,
+    extra: Mapping[str, Any],
+    token: int | None = None,
+) -> Taken | None:
+    """Record a request (its ``row`` validated against its action as last read here, unchanged
+    since ``updated_at``) in ``session`` already claimed for ``worker``: one statement where a
+    scheduled row and its claim took two. None, nothing written, when the action changed."""
+    joined = session.get_bind().dialect.name != "sqlite"
+    values = {**row, **extra, "updated_at": updated_at, "worker": worker, "token": token}
+    claimed = session.execute(_recording_claimed(tuple(extra), joined), values).first()
+    if claimed is None:
+        return None
+    if joined:
+        return claimed.id, claimed, claimed
+    return claimed.id, claimed, session.execute(_ACTION_RUN, {"ref": claimed.action_ref}).first()
 
 
 def _action_of(database: Database, claimed: Any) -> Any:

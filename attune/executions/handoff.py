@@ -12,14 +12,16 @@ worker's, the chain has run for :data:`CHAIN_FOR_S`).
 A workflow's task passes on the same way (:class:`TakeOn`): the process that advances the run
 after its task ended claims the next task for itself in the advance's transaction, when it is
 of a queue this worker consumes (a task's one child, not a fan-out's items), and runs it
-instead of sending it, sparing the broker hop and the claim of each step of a sequence.
+instead of sending it, sparing the broker hop and the claim of each step of a sequence
+(a child of an action known here is recorded claimed: one statement).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import BigInteger, Boolean, String, Text, bindparam, column, func, select
@@ -27,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from attune.executions import dispatch, gates, releases
 from attune.executions.dispatch import EXECUTE_TASK, Dispatch
+from attune.executions.queues import runtime_queue
 from attune.executions.records import Finishing
 from attune.store.db import Database
 from attune.store.models import EXECUTION_TABLE, ExecutionStatus
@@ -143,6 +146,9 @@ RunOne = Callable[[Taken, Finishing | None], tuple[ExecutionStatus, Taken | None
 status it ended in, and the execution claimed for this process to run next (a workflow's)."""
 ClaimIn = Callable[[Session, int], Taken | None]
 """The runner's claim of a scheduled execution for this worker in the caller's transaction."""
+RecordIn = Callable[[Session, Mapping[str, Any], datetime, Mapping[str, Any]], Taken | None]
+"""The runner's record of a request already claimed for this worker, in the caller's
+transaction (:func:`attune.executions.claims.record_in`); None when its action changed."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,20 @@ class TakeOn:
     queues: frozenset[str]
     """The queues this worker consumes: a child sent elsewhere is left to its message."""
     claim: ClaimIn
+    record: RecordIn | None = None
+    """Records a child known here claimed (:meth:`recorded`), not ``scheduled`` then claimed."""
+
+    def recorded(self, session: Session, prepared: Any, extra: Mapping[str, Any]) -> Taken | None:
+        """Record the child ``prepared`` (``batch.prepare(trusting=True)``) claimed for this
+        process in ``session``, as :meth:`take` claims one; None, nothing written, unless it is
+        of a queue here, ungated and its action unchanged since ``prepared.known``."""
+        queue = runtime_queue(prepared.runner_type)
+        if self.record is None or queue not in self.queues or prepared.row["gate_key"] is not None:
+            return None
+        taken = self.record(session, prepared.row, prepared.known, extra)
+        if taken is not None:
+            self.handoff.running(taken[0])
+        return taken
 
     def take(
         self, session: Session, dispatches: list[Dispatch], among: Collection[int]
@@ -217,11 +237,11 @@ class Chain:
             if self.handoff is not None:
                 self.handoff.running(None)
 
-    def taking_on(self, queues: frozenset[str], claim: ClaimIn) -> TakeOn | None:
+    def taking_on(self, queues: frozenset[str], claim: ClaimIn, record: RecordIn) -> TakeOn | None:
         """The offer to run a workflow's next task here, if this process may go on."""
         if self.handoff is None or time.monotonic() - self.started >= CHAIN_FOR_S:
             return None
-        return TakeOn(self.handoff, queues, claim) if self.handoff.allowed() else None
+        return TakeOn(self.handoff, queues, claim, record) if self.handoff.allowed() else None
 
     def after_refused(
         self, execution_id: int, run_one: RunOne, finishing: Finishing | None

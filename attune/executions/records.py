@@ -190,12 +190,7 @@ def transition(
     with ``held_by`` it moves only while that worker holds it. Terminal targets also record
     ``finished_at`` on the database clock.
     """
-    allowed = TRANSITIONS[target] if sources is None else TRANSITIONS[target] & sources
-    statement = _transition_statement(
-        target, allowed, tuple(sorted(values)), held=held_by is not None
-    )
-    bound = {"execution_id": execution_id, "held_by": held_by, **values}
-    return bool(database.run(statement, bound))
+    return bool(database.run(*transition_of(execution_id, target, sources, held_by, **values)))
 
 
 def transition_in(
@@ -208,10 +203,22 @@ def transition_in(
 ) -> bool:
     """:func:`transition` in the caller's transaction (rules record the execution-finished
     event in the transaction that made it terminal); True when it moved."""
-    allowed = TRANSITIONS[target] if sources is None else TRANSITIONS[target] & sources
-    statement = _transition_statement(target, allowed, tuple(sorted(values)), False)
-    bound = {"execution_id": execution_id, "held_by": None, **values}
+    statement, bound = transition_of(execution_id, target, sources, **values)
     return session.execute(statement, bound).first() is not None
+
+
+def transition_of(
+    execution_id: int,
+    target: ExecutionStatus,
+    sources: frozenset[ExecutionStatus] | None = None,
+    held_by: str | None = None,
+    **values: Any,
+) -> tuple[Update, dict[str, Any]]:
+    """The conditional UPDATE of :func:`transition` (returning the row's id if it moved) and
+    its values: for a caller that runs it in a statement of its own (a workflow's advance)."""
+    allowed = TRANSITIONS[target] if sources is None else TRANSITIONS[target] & sources
+    statement = _transition_statement(target, allowed, tuple(sorted(values)), held_by is not None)
+    return statement, {"execution_id": execution_id, "held_by": held_by, **values}
 
 
 class Finishing(Protocol):

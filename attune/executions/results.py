@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import func, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Update, func, update
 
 from attune import metrics
 from attune.executions import dispatch, retries
@@ -100,13 +99,12 @@ def _fields(result: RunResult) -> dict[str, Any]:
     }
 
 
-def stored_in(session: Session, execution_id: int, result: RunResult) -> bool:
-    """Store the result of a running execution in the caller's transaction (a workflow's
-    task, in its run's advance); False if it was settled meanwhile (nothing is written)."""
+def store_of(execution_id: int, result: RunResult) -> tuple[Update, dict[str, Any]]:
+    """The store of the result of a running execution as a statement and its values, for the
+    caller's transaction (a workflow's task, in its run's advance): it returns no row if the
+    execution was settled meanwhile (nothing is written)."""
     status = OUTCOME_STATUS[result.outcome]
-    return executions.transition_in(
-        session, execution_id, status, error=result.error, **_fields(result)
-    )
+    return executions.transition_of(execution_id, status, error=result.error, **_fields(result))
 
 
 def recorded(status: ExecutionStatus, result: RunResult) -> None:

@@ -17,11 +17,13 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     FromClause,
+    Insert,
     Select,
     String,
     and_,
     bindparam,
     case,
+    insert,
     null,
     select,
 )
@@ -77,14 +79,24 @@ def routed_values(
     ``runner_type`` are the action's columns, or the same read once elsewhere."""
     available = serving(threshold_s, runner_type)
     return [
+        *request_values(name, ref),
+        case((available, ExecutionStatus.SCHEDULED.value), else_=ExecutionStatus.FAILED.value),
+        case((available, null()), else_=bindparam(name("no_worker"), type_=String())),
+        case((available, null()), else_=db_now()),
+    ]
+
+
+def request_values(
+    name: Callable[[str], str] = str, ref: ColumnElement[Any] = _ACTION.ref
+) -> list[Any]:
+    """The values of :data:`REQUEST_COLUMNS` for a request bound as ``name(column)``, its
+    ``action_ref`` read as ``ref`` (the action's column)."""
+    return [
         ref,
         *(
             bindparam(name(column), type_=EXECUTION_TABLE.c[column].type)
             for column in REQUEST_COLUMNS[1:]
         ),
-        case((available, ExecutionStatus.SCHEDULED.value), else_=ExecutionStatus.FAILED.value),
-        case((available, null()), else_=bindparam(name("no_worker"), type_=String())),
-        case((available, null()), else_=db_now()),
     ]
 
 
@@ -97,6 +109,25 @@ def unchanged(
         action.c.ref == bindparam(name("action_ref")),
         action.c.updated_at == bindparam(name("updated_at"), type_=UTCDateTime()),
         action.c.enabled.is_(True),
+    )
+
+
+def guarded_insert(
+    threshold_s: float, extra: tuple[str, ...] = (), returning: tuple[Any, ...] = ()
+) -> Insert:
+    """Record an execution of an action known unchanged since ``updated_at``, routed or failed
+    (:func:`routed_values`), with the ``extra`` execution columns bound by their names.
+
+    One statement returning the row's ``id``, ``status`` and ``returning``: no row is inserted
+    when the action changed, was disabled or went away. Built anew on each call: the callers
+    build theirs once.
+    """
+    bound = [bindparam(name, type_=EXECUTION_TABLE.c[name].type) for name in extra]
+    routed = select(*routed_values(threshold_s), *bound).where(unchanged())
+    return (
+        insert(EXECUTION_TABLE)
+        .from_select([*ROUTED_COLUMNS, *extra], routed)
+        .returning(EXECUTION_TABLE.c.id, EXECUTION_TABLE.c.status, *returning)
     )
 
 

@@ -9,8 +9,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Update, bindparam, update
 
 from attune.errors import AttuneError, PackEnvironmentError
 from attune.executions import claims, dispatch, liveoutput, retries
@@ -19,7 +18,7 @@ from attune.executions.handoff import Chain, Handoff, Taken, TakeOn
 from attune.executions.policies import Policy
 from attune.executions.queues import worker_queues
 from attune.executions.records import Finishing
-from attune.executions.results import OUTCOME_STATUS, recorded, store_result, stored_in
+from attune.executions.results import OUTCOME_STATUS, recorded, store_of, store_result
 from attune.executions.secretbox import SecretBox
 from attune.executions.supervision import CancelWatcher, Supervised
 from attune.runtimes import Invocation, Outcome, RunResult, run
@@ -70,10 +69,13 @@ def run_execution(
     queues = frozenset(worker_queues(worker_name, settings.worker_runtimes))
     # One token for what this chain takes on: no execution is taken on twice in one chain.
     claiming = functools.partial(claims.claim_in, worker_name, token=token)
+    recording = functools.partial(claims.record_in, worker_name, token=token)
 
     def run_one(taken: Taken, then: Finishing | None) -> tuple[ExecutionStatus, Taken | None]:
         # An ungated task of a workflow may pass its run's next task on to this process.
-        take_on = chain.taking_on(queues, claiming) if taken[1].gate_key is None else None
+        take_on = (
+            chain.taking_on(queues, claiming, recording) if taken[1].gate_key is None else None
+        )
         return _run_claimed(database, settings, worker_name, *taken, watcher, then, take_on)
 
     if claimed is not None:
@@ -130,7 +132,7 @@ def _run_claimed(
             settings,
             parent_id,
             take_on,
-            lambda session: stored_in(session, execution_id, result),
+            store_of(execution_id, result),
         )
         if kept:
             status = OUTCOME_STATUS[result.outcome]
@@ -186,7 +188,7 @@ def _advance_parent(
     settings: Settings,
     parent_id: int,
     take_on: TakeOn | None,
-    storing: Callable[[Session], bool] | None = None,
+    storing: tuple[Update, dict[str, Any]] | None = None,
 ) -> tuple[bool, Taken | None]:
     """Advance the run this execution is a task of, here; on failure, by message (unless
     ``storing``: the caller then stores its result and advances again). Whether ``storing``

@@ -11,7 +11,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Insert, bindparam, insert, select
+from sqlalchemy import Insert, bindparam, insert
 
 from attune.errors import ActionDisabledError, ActionNotFoundError, ParameterError
 from attune.executions import gates, routing, standings
@@ -45,20 +45,11 @@ _FAILED = _insert(
 
 @functools.cache
 def _insertion(threshold_s: float, standing: bool) -> Insert:
-    """Record an execution of an action known unchanged since ``updated_at``, routed or failed.
-
-    One statement (built once): no row is inserted when the action changed or went away.
-    With ``standing`` (PostgreSQL) it also returns where a gated execution stands in its gate.
-    """
-    routed = select(*routing.routed_values(threshold_s)).where(routing.unchanged())
-    return (
-        insert(EXECUTION_TABLE)
-        .from_select(routing.ROUTED_COLUMNS, routed)
-        .returning(
-            EXECUTION_TABLE.c.id,
-            EXECUTION_TABLE.c.status,
-            *(standings.inserted_standing() if standing else ()),
-        )
+    """Record an execution of an action known unchanged since ``updated_at``, routed or failed
+    (:func:`attune.executions.routing.guarded_insert`). With ``standing`` (PostgreSQL) it also
+    returns where a gated execution stands in its gate."""
+    return routing.guarded_insert(
+        threshold_s, returning=standings.inserted_standing() if standing else ()
     )
 
 

@@ -93,11 +93,9 @@ def launch(step: Pass, activation: WorkflowTask) -> None:
     step.changed = True
     if task.fan_out is None:
         try:
-            pending = [children.child_row(step, activation, task, None)]
+            children.start_one(step, activation, task)
         except AttuneError as error:
             _evaluation_failed(step, activation, str(error))
-            return
-        children.record(step, activation, pending)
         return
     try:
         items = _items(step, task)

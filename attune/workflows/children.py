@@ -19,7 +19,7 @@ from attune.executions import batch
 from attune.executions.dispatch import Dispatch
 from attune.executions.policies import Policy, RetryOn
 from attune.executions.retries import ENDED_COLUMNS, Ended, eligible_at
-from attune.executions.routing import Routed
+from attune.executions.routing import Routed, Unroutable
 from attune.executions.secretbox import SecretBox
 from attune.rules import enforcement
 from attune.store.models import (
@@ -40,16 +40,24 @@ _TERMINAL = tuple(sorted(status.value for status in TERMINAL_STATUSES))
 
 
 def child_row(
-    step: Pass, activation: WorkflowTask, task: TaskSpec, index: int | None
+    step: Pass,
+    activation: WorkflowTask,
+    task: TaskSpec,
+    index: int | None,
+    *,
+    trusting: bool = False,
 ) -> tuple[batch.Prepared, dict[str, Any]]:
-    """The execution of one attempt of ``task`` (item ``index`` of a fan-out), not recorded.
+    """The execution of one attempt of ``task`` (item ``index`` of a fan-out), not recorded;
+    ``trusting``: validated against its action as last read here if known (``batch.prepare``).
 
     A rendering or validation problem raises :class:`AttuneError` naming the field.
     """
     item = None if index is None or activation.items is None else activation.items[index]
     context = step.context(item=item, index=index)
     values = task.input.render(context, f"{task.field}.input")
-    prepared = batch.prepare(step.session, step.settings, task.action, values, step.actions)
+    prepared = batch.prepare(
+        step.session, step.settings, task.action, values, step.actions, trusting=trusting
+    )
     if prepared.runner_type == RunnerType.WORKFLOW and step.run.depth >= MAX_DEPTH:
         raise AttuneError(f"{task.action} would nest workflows deeper than {MAX_DEPTH} levels")
     row = _sealed(step, dict(prepared.row))
@@ -68,6 +76,35 @@ def child_row(
     return dataclasses.replace(prepared, row=row), extra
 
 
+def start_one(step: Pass, activation: WorkflowTask, task: TaskSpec) -> None:
+    """Record the one child of a task that is not a fan-out, as :func:`record` does; validated
+    against its action as last read here, it is inserted in one statement guarded by the
+    action's ``updated_at`` (no read of the action per step of a sequence), already claimed
+    when the caller's offer takes it (no claim after), and prepared again, reading the action,
+    when that changed. Raises as :func:`child_row` does."""
+    prepared, extra = child_row(step, activation, task, None, trusting=True)
+    if prepared.known is not None:
+        _counted(step, activation, 1)
+        extra = {**extra, "wf_task_id": activation.id}
+        taken = None
+        if step.take_on is not None and step.taken is None:  # the caller may run it next
+            taken = step.taken = step.take_on.recorded(step.session, prepared, extra)
+        placed = None if taken else batch.record_known(step.session, step.settings, prepared, extra)
+        if taken or placed:
+            _placed(step, activation, [placed] if placed else [])
+            return
+        activation.in_flight -= 1  # the action changed since: read it, and count the child anew
+        prepared, extra = child_row(step, activation, task, None)
+    record(step, activation, [(prepared, extra)])
+
+
+def _counted(step: Pass, activation: WorkflowTask, started: int) -> None:
+    """Count ``started`` children in flight; a new activation is written, for its id."""
+    activation.in_flight += started
+    if activation.id is None:
+        step.session.flush()  # a new activation: written with its in-flight count, for its id
+
+
 def record(
     step: Pass,
     activation: WorkflowTask,
@@ -77,11 +114,15 @@ def record(
     in later in this pass) and queue their messages for after commit."""
     if not pending:
         return
-    activation.in_flight += len(pending)
-    if activation.id is None:
-        step.session.flush()  # a new activation: written with its in-flight count, for its id
+    _counted(step, activation, len(pending))
     requests = [(prepared, {**extra, "wf_task_id": activation.id}) for prepared, extra in pending]
-    for placed in batch.record_many(step.session, requests):
+    _placed(step, activation, batch.record_many(step.session, requests))
+
+
+def _placed(step: Pass, activation: WorkflowTask, recorded: list[Routed | Unroutable]) -> None:
+    """Children recorded for ``activation`` (counted in flight): their messages queued for
+    after commit, or (``failed`` where no worker serves them) taken in later in this pass."""
+    for placed in recorded:
         if isinstance(placed, Routed):
             step.dispatches.append(Dispatch(placed.execution_id, placed.queue))
             if activation.items is None:

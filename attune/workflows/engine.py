@@ -14,11 +14,9 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
 
 from attune import metrics
 from attune.executions import dispatch
@@ -62,9 +60,10 @@ class Advanced:
     """The caller's ``storing`` was committed with this advance."""
 
 
-Storing = Callable[[Session], bool]
+Storing = locking.Store
 """A worker's store of its ended child's result in the advance's transaction, under the
-run's lock: False if the child was no longer its to end (the advance then rolls back)."""
+run's lock (in its lock's statement on PostgreSQL): when it writes nothing, the child was no
+longer its to end (the advance then rolls back)."""
 
 
 class _UnstoredError(Exception):
@@ -158,12 +157,12 @@ def _advance(
     storing: Storing | None = None,
 ) -> tuple[list[dispatch.Dispatch], tuple[int, ...], bool, int, Taken | None, bool] | None:
     with database.session_scope() as session, session.no_autoflush:
-        locked = locking.lock(session, workflow_id, unless_busy)
+        locked = locking.lock(session, workflow_id, unless_busy, storing)
         if locked is None:
             return None
-        if storing is not None and not storing(session):
+        run, parent, kept = locked
+        if storing is not None and not kept:
             raise _UnstoredError(workflow_id)  # rolls the lock back
-        run, parent = locked
         spec = stored(run.spec["file"])
         secrets = SecretBox.for_settings(settings).decrypt(parent.secrets) if parent.secrets else {}
         step = Pass(
@@ -175,6 +174,7 @@ def _advance(
             parameters={**parent.parameters, **secrets},
             redact=Redactor(secrets),
             tasks=TaskResults(session, workflow_id, tuple(spec.tasks)),
+            take_on=take_on,
         )
         if parent.status == ExecutionStatus.CANCELING and run.phase == RunPhase.RUNNING:
             ending.cancel(step, ExecutionStatus.CANCELED.value)
@@ -193,7 +193,9 @@ def _advance(
         follow = list(step.woken)
         if finished and parent.parent_id is not None:
             follow.append(parent.parent_id)
-        taken = None if take_on is None else take_on.take(session, step.dispatches, step.single)
+        taken = step.taken
+        if taken is None and take_on is not None:
+            taken = take_on.take(session, step.dispatches, step.single)
         # Quiet: the pass took in every child in flight when it locked the run (PostgreSQL),
         # so no worker that stored a child meanwhile skipped the advance for this one's sake.
         quiet = getattr(parent, "in_flight", None) == step.taken_in

@@ -3,7 +3,9 @@
 An advance locks its run with one UPDATE (a row lock on PostgreSQL, the write lock on SQLite),
 which on PostgreSQL also reads the parent's row and takes a transaction-level advisory lock
 keyed by the run's id (the one-``bigint`` key space; attune takes no other advisory lock).
-Only a holder of the row lock takes that advisory lock, and it never waits for it.
+Only a holder of the row lock takes that advisory lock, and it never waits for it. The same
+statement stores the result of the child whose worker advances the run, once the row is
+locked (a CTE; SQLite runs the store next).
 
 So :func:`held_elsewhere` can ask, with one autocommit ``pg_try_advisory_xact_lock`` (no
 transaction of a session, no row written), whether an advance holds the run now. A worker
@@ -16,10 +18,13 @@ the advisory lock at the moment a holder tried it, the worker makes the attempt 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, func, select, update
+from sqlalchemy import BigInteger, BindParameter, Update, bindparam, exists, func, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.sql import visitors
 
 from attune.store.db import Database
 from attune.store.models import (
@@ -90,17 +95,61 @@ def held_elsewhere(database: Database, workflow_id: int) -> bool:
     return not database.run(_PROBE, {"id": workflow_id})[0].free
 
 
-def lock(session: Session, workflow_id: int, unless_busy: bool) -> tuple[WorkflowRun, Any] | None:
+Store = tuple[Update, Mapping[str, Any]]
+"""A worker's store of its ended child's result: a conditional UPDATE of the execution table
+that returns a row when it wrote (:func:`attune.executions.records.transition_of`), and its
+values: the child's id as ``execution_id``, the others named as the columns it sets."""
+
+
+# In one statement, a value named as a column of either table would be written to it: the
+# lock's ``id`` and the store's ``execution_id`` are bound by these names instead.
+_LOCKED_ID, _STORED_ID = "locked_run_id", "stored_child_id"
+_NO_OPTIONS: dict[str, Any] = {}
+
+
+def _renamed(statement: Any, old: str, new: str) -> Any:
+    """``statement`` with its bound value ``old`` bound as ``new``."""
+
+    def rename(element: Any, **_kw: Any) -> Any:
+        if isinstance(element, BindParameter) and element.key == old:
+            return bindparam(new, type_=element.type)
+        return None
+
+    return visitors.replacement_traverse(statement, _NO_OPTIONS, rename)
+
+
+@functools.cache
+def _storing(free: bool, store: Update) -> Any:
+    """The lock (``free``: unless another holds it) and, once it holds, the ``store`` in one
+    statement: the locked run's row and its parent's, and whether the store wrote."""
+    locked = _renamed(_LOCK_JOINED[free], "id", _LOCKED_ID).cte("locked")
+    guarded = store.where(exists(select(locked.c.execution_id)))
+    stored = _renamed(guarded, "execution_id", _STORED_ID).cte("stored")
+    return select(*locked.c, exists(select(stored.c.id)).label("stored"))
+
+
+def lock(
+    session: Session, workflow_id: int, unless_busy: bool, store: Store | None = None
+) -> tuple[WorkflowRun, Any, bool] | None:
     """Lock the run (None if it is done, or busy with ``unless_busy``); it and its parent's
-    row (parameters, secrets, status, its own parent, the database's ``now``)."""
+    row (parameters, secrets, status, its own parent, the database's ``now``), and whether
+    ``store``, run once the lock holds (in the same statement on PostgreSQL), wrote."""
     values = {"id": workflow_id}
     if session.get_bind().dialect.name != "sqlite":
-        joined = session.execute(_LOCK_JOINED[unless_busy], values).first()
-        return None if joined is None else (_attached(session, joined), joined)
+        if store is None:
+            joined = session.execute(_LOCK_JOINED[unless_busy], values).first()
+        else:
+            bound = {_STORED_ID if key == "execution_id" else key: v for key, v in store[1].items()}
+            statement = _storing(unless_busy, store[0])
+            joined = session.execute(statement, {**bound, _LOCKED_ID: workflow_id}).first()
+        if joined is None:
+            return None
+        return _attached(session, joined), joined, store is not None and joined.stored
     row = session.execute(_LOCK_ALONE[unless_busy], values).first()
     if row is None:
         return None
-    return _attached(session, row), session.execute(_PARENT, values).one()
+    stored = store is not None and session.execute(*store).first() is not None
+    return _attached(session, row), session.execute(_PARENT, values).one(), stored
 
 
 def _attached(session: Session, row: Any) -> WorkflowRun:

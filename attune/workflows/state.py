@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from attune.executions.dispatch import Dispatch
+from attune.executions.handoff import Taken, TakeOn
 from attune.settings import Settings
 from attune.store.models import RunPhase, WorkflowRun, WorkflowTask
 from attune.workflows.context import Redactor, TaskResults
@@ -46,6 +47,10 @@ class Pass:
     single: list[int] = field(default_factory=list)
     """Children started in this pass that are not a fan-out's items (one may be taken on: a
     fan-out's many items go by message, the broker spreading them over the workers' slots)."""
+    take_on: TakeOn | None = None
+    """The caller's offer to run one child it starts (``Advanced.taken``)."""
+    taken: Taken | None = None
+    """The child this pass recorded claimed for the caller (``take_on.recorded``)."""
     touched: list[WorkflowTask] = field(default_factory=list)
     """Activations whose children this pass started or took in."""
     changed: bool = False

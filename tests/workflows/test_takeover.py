@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import bindparam, update
 
 import attune
 from attune.settings import Settings
-from attune.store.models import ExecutionStatus
+from attune.store.models import EXECUTION_TABLE, ExecutionStatus
 from attune.workflows.engine import advance
 from tests.cluster import Cluster
 from tests.processes import CeleryProcess
@@ -30,6 +31,13 @@ from tests.workflows.runs import (
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 _S = ExecutionStatus
+# A store in an advance: one that writes (a running task's empty stdout, unchanged) or not.
+_TOUCH = (
+    update(EXECUTION_TABLE)
+    .where(EXECUTION_TABLE.c.id == bindparam("execution_id"))
+    .values(stdout=EXECUTION_TABLE.c.stdout)
+    .returning(EXECUTION_TABLE.c.id)
+)
 _names = itertools.count(1)
 
 
@@ -116,19 +124,24 @@ def test_a_store_in_the_advance_that_finds_its_child_settled_rolls_the_advance_b
     (tmp_path / "first").mkdir()
     (tmp_path / "first" / "release").touch()
     handle = attune.execute("wf.relay", {"dir": str(tmp_path)})
-    wait_running(deployment.database, handle.id, "second")
+    second = wait_running(deployment.database, handle.id, "second").id
     before = workflow_run(deployment.database, handle.id).version
     settings = Settings.from_env()
 
-    # When an advance is given a store that finds its child no longer its to end
-    refused = advance(deployment.database, settings, handle.id, storing=lambda _session: False)
+    # When an advance is given a store that finds its child no longer its to end (writes
+    # nothing)
+    refused = advance(
+        deployment.database, settings, handle.id, storing=(_TOUCH, {"execution_id": -1})
+    )
 
     # Then nothing is kept: the lock's version bump is rolled back with it
     assert not refused.stored
     assert workflow_run(deployment.database, handle.id).version == before
 
     # And one whose store holds commits with its pass (the run goes on as before)
-    kept = advance(deployment.database, settings, handle.id, storing=lambda _session: True)
+    kept = advance(
+        deployment.database, settings, handle.id, storing=(_TOUCH, {"execution_id": second})
+    )
     assert kept.stored
     assert workflow_run(deployment.database, handle.id).version == before + 1
     (tmp_path / "release").touch()
