@@ -54,16 +54,8 @@ async def outcome_async(
     (PostgreSQL), else in a worker thread; :class:`ExecutionNotFoundError` when there is none."""
     values = {"execution_id": execution_id}
     if reader is None:
-        for row in await asyncreader.run(database, None, _OUTCOME, values):
-            status, exit_code, stdout, stderr, stdout_truncated, stderr_truncated = row
-            return Outcome(
-                ExecutionStatus(status),
-                exit_code,
-                stdout,
-                stderr,
-                stdout_truncated,
-                stderr_truncated,
-            )
+        for status, *rest in await asyncreader.run(database, None, _OUTCOME, values):
+            return Outcome(ExecutionStatus(status), *rest)
         raise ExecutionNotFoundError(execution_id)
     for status, exit_code, stdout, stderr, stdout_cut, stderr_cut in await reader.texts(
         _OUTCOME, values

@@ -18,13 +18,11 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from attune.packs.specs import ActionSpec, PackSpec
-from attune.packs.upsert import PackReport, Streamed, insert_actions, upsert_pack
+from attune.packs.upsert import PackReport, Streamed, insert_actions, insert_pack, upsert_pack
 from attune.store.db import Database
-from attune.store.models import PACK_TABLE
 
 CHUNK = 100
 """Actions per INSERT: small enough that the server keeps pace with the reader, large enough
@@ -95,8 +93,7 @@ class ActionStream:
                 # Without its hash: the final UPDATE sets it, and a hash an UPDATE leaves as it
                 # was reads as a hand edit (the table's source_edited trigger clears it).
                 columns = {key: value for key, value in message.items() if key != "source_hash"}
-                statement = insert(PACK_TABLE).values(**columns).returning(PACK_TABLE.c.id)
-                pack_id = session.execute(statement).scalar_one()
+                pack_id = insert_pack(session, columns)
             if pack_id is not None and len(pending) >= CHUNK:
                 refs.update(_insert(session, pack_id, pending))
                 pending = []

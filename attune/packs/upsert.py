@@ -131,8 +131,7 @@ def upsert_pack(session: Session, spec: PackSpec, streamed: Streamed | None = No
     found = session.execute(select(PACK_TABLE).where(_P.ref == spec.ref)).one_or_none()
     pack_columns = spec.columns()
     if found is None:
-        insert_pack = insert(PACK_TABLE).values(**pack_columns).returning(_P.id)
-        pack_id: int = session.execute(insert_pack).scalar_one()
+        pack_id = insert_pack(session, pack_columns)
         pack_change = Change.CREATED
     else:
         pack_id = found.id
@@ -185,6 +184,14 @@ def _write_rules(session: Session, pack_id: int, spec: PackSpec) -> RuleReport:
     if problems:
         raise PackError(spec.ref, problems)
     return upsert_rules(session, pack_id, spec.rules)
+
+
+def insert_pack(session: Session, columns: Mapping[str, Any]) -> int:
+    """Insert a pack row of ``columns`` in the caller's transaction; its id."""
+    pack_id: int = session.execute(
+        insert(PACK_TABLE).values(**columns).returning(_P.id)
+    ).scalar_one()
+    return pack_id
 
 
 def insert_actions(session: Session, pack_id: int, actions: Sequence[ActionSpec]) -> None:
