@@ -160,7 +160,7 @@ def _recording_claimed(extra: tuple[str, ...], joined: bool) -> Any:
     PostgreSQL: one statement) its action's. No row when the action changed or went away."""
     values = select(
         *routing.request_values(),
-        *(bindparam(name, type_=EXECUTION_TABLE.c[name].type) for name in extra),
+        *map(routing.bound, extra),
         literal(ExecutionStatus.RUNNING.value),
         bindparam("worker", type_=_EXECUTION.worker.type),
         db_now(),

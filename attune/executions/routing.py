@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     FromClause,
     Insert,
@@ -86,18 +87,17 @@ def routed_values(
     ]
 
 
+def bound(column: str, name: str | None = None) -> BindParameter[Any]:
+    """A parameter for execution column ``column``, of its type, named ``name`` (or as it)."""
+    return bindparam(column if name is None else name, type_=EXECUTION_TABLE.c[column].type)
+
+
 def request_values(
     name: Callable[[str], str] = str, ref: ColumnElement[Any] = _ACTION.ref
 ) -> list[Any]:
     """The values of :data:`REQUEST_COLUMNS` for a request bound as ``name(column)``, its
     ``action_ref`` read as ``ref`` (the action's column)."""
-    return [
-        ref,
-        *(
-            bindparam(name(column), type_=EXECUTION_TABLE.c[column].type)
-            for column in REQUEST_COLUMNS[1:]
-        ),
-    ]
+    return [ref, *(bound(column, name(column)) for column in REQUEST_COLUMNS[1:])]
 
 
 def unchanged(
@@ -122,8 +122,7 @@ def guarded_insert(
     when the action changed, was disabled or went away. Built anew on each call: the callers
     build theirs once.
     """
-    bound = [bindparam(name, type_=EXECUTION_TABLE.c[name].type) for name in extra]
-    routed = select(*routed_values(threshold_s), *bound).where(unchanged())
+    routed = select(*routed_values(threshold_s), *map(bound, extra)).where(unchanged())
     return (
         insert(EXECUTION_TABLE)
         .from_select([*ROUTED_COLUMNS, *extra], routed)

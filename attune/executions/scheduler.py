@@ -27,10 +27,7 @@ from attune.store.sqltypes import db_now
 
 
 def _insert(**fixed: Any) -> Insert:
-    bound = {
-        name: bindparam(name, type_=EXECUTION_TABLE.c[name].type)
-        for name in routing.REQUEST_COLUMNS
-    }
+    bound = {name: routing.bound(name) for name in routing.REQUEST_COLUMNS}
     return insert(EXECUTION_TABLE).values(**bound, **fixed).returning(EXECUTION_TABLE.c.id)
 
 
